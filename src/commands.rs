@@ -1,0 +1,459 @@
+//! The commands that are not a deploy: init, check, plan, status, log,
+//! lock, unlock, exec; and the closing summary of a deploy or rollback.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::config::{self, Config};
+use crate::deploy::{self, Summary};
+use crate::error::{Error, HostProblem};
+use crate::git::Repo;
+use crate::history::{self, Record};
+use crate::lock::LockInfo;
+use crate::output::Printer;
+use crate::release::{self, Layout};
+use crate::shell;
+use crate::site::{self, each};
+
+/// The commented example `gantry init` writes.
+pub const EXAMPLE: &str = include_str!("../examples/gantry.example.toml");
+
+pub fn load_config(explicit: Option<&Path>) -> Result<Config, Error> {
+    let file = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let here = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+            config::find(&here).ok_or(Error::NoConfig { start: here })?
+        }
+    };
+    Ok(config::load(&file)?)
+}
+
+pub fn init(force: bool, printer: &Printer) -> Result<(), Error> {
+    let path = Path::new(config::FILE_NAME);
+    if path.exists() && !force {
+        return Err(Error::Usage(format!(
+            "`{}` already exists; pass `--force` to overwrite it",
+            config::FILE_NAME
+        )));
+    }
+    std::fs::write(path, EXAMPLE).map_err(|e| Error::io(path, e))?;
+    printer.headline(&format!(
+        "Wrote `{}`: set the hosts and commands, then run `gantry check`",
+        config::FILE_NAME
+    ));
+    Ok(())
+}
+
+pub fn report(summary: &Summary, verb: &str, printer: &Printer) {
+    printer.finish_hosts();
+    printer.headline(&format!(
+        "{verb} {} to {}: release {} on {} host{} in {}",
+        &summary.commit[..summary.commit.len().min(8)],
+        summary.env,
+        summary.release,
+        summary.hosts,
+        if summary.hosts == 1 { "" } else { "s" },
+        crate::time::human(std::time::Duration::from_secs_f64(summary.seconds)),
+    ));
+}
+
+pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Result<(), Error> {
+    let envs = match only {
+        Some(name) => vec![config.environment(name)?],
+        None => config.environments.iter().collect(),
+    };
+    printer.headline(&format!("`{}` is valid", config.file.display()));
+    let mut problems: Vec<HostProblem> = Vec::new();
+    for env in envs {
+        let sites = match site::connect(config, env, printer).await {
+            Ok(s) => s,
+            Err(Error::Unreachable { problems: p, .. }) => {
+                problems.extend(p);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let results = each(&sites, 32, |site| async move {
+            site.step(printer, "check", None, &release::check_script(&site.layout), None)
+                .await
+        })
+        .await;
+        for (site, result) in sites.iter().zip(results) {
+            match result {
+                Ok(_) => printer.result(&format!("{} {}: ok ({})", env.name, site.name(), site.layout.path)),
+                Err(p) => problems.push(p),
+            }
+        }
+        site::close(sites).await;
+    }
+    printer.finish_hosts();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Hosts {
+            what: "check".into(),
+            problems,
+        })
+    }
+}
+
+pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Result<(), Error> {
+    let env = config.environment(env_name)?;
+    let repo = Repo::at(&config.dir);
+    let commit = repo.resolve(rev)?;
+    let on_remote = repo.ensure_on_remote(&commit, &config.app.remote);
+    let release = release::release_name(&commit);
+    let info = LockInfo::new(&format!("gantry deploy {env_name} {rev}"), None, false);
+    let info_json = serde_json::to_string(&info).expect("lock info serializes");
+    let mut hosts = Vec::new();
+    for (i, spec) in env.hosts.iter().enumerate() {
+        let layout = Layout::new(&spec.path);
+        let mut steps = vec![deploy::Planned {
+            name: "lock".into(),
+            shown: None,
+            script: release::lock_script(&layout, &info_json),
+            upload: false,
+        }];
+        steps.extend(deploy::prepare_steps(config, spec, &layout, &release, &commit));
+        if i == env.migrate_host {
+            if let Some(m) = &config.deploy.migrate {
+                steps.push(deploy::command_step(config, spec, &layout, &release, &commit.sha, "migrate", m, false));
+            }
+        }
+        steps.push(deploy::Planned {
+            name: "switch current".into(),
+            shown: None,
+            script: release::switch_script(&layout, &release),
+            upload: false,
+        });
+        if let Some(r) = &config.deploy.restart {
+            steps.push(deploy::command_step(config, spec, &layout, &release, &commit.sha, "restart", r, true));
+        }
+        let vars = release::run_vars(spec, &layout, Some(&release), Some(&commit.sha));
+        let health = config.deploy.health.as_ref().map(|h| h.url.render(&vars));
+        hosts.push((spec, layout, steps, health));
+    }
+    if printer.json_mode() {
+        let value = json!({
+            "env": env.name,
+            "commit": commit.sha,
+            "subject": commit.subject,
+            "release": release,
+            "on_remote": on_remote.is_ok(),
+            "batch": env.batch,
+            "migrate_host": env.hosts[env.migrate_host].name,
+            "hosts": hosts.iter().map(|(spec, layout, steps, health)| json!({
+                "host": spec.name,
+                "path": layout.path,
+                "steps": steps.iter().map(|s| json!({"name": s.name, "script": s.script, "stdin": s.upload.then_some("git archive")})).collect::<Vec<_>>(),
+                "health_check": health,
+            })).collect::<Vec<_>>(),
+        });
+        printer.json(&value);
+    } else {
+        let mut text = format!(
+            "Plan: deploy {} ({}) to {} as release {}\n",
+            commit.short(),
+            commit.subject,
+            env.name,
+            release
+        );
+        if let Err(e) = &on_remote {
+            text.push_str(&format!("warning: {}\n", e.to_string().lines().next().unwrap_or("")));
+        }
+        text.push_str(&format!(
+            "Hosts are activated {}; migrations run on {}.\n",
+            if env.batch == 0 { "all at once".to_string() } else { format!("in batches of {}", env.batch) },
+            env.hosts[env.migrate_host].name
+        ));
+        for (spec, layout, steps, health) in &hosts {
+            text.push_str(&format!("\n== {} ({})\n", spec.name, layout.path));
+            for step in steps {
+                let note = if step.upload { " (stdin: git archive of the commit)" } else { "" };
+                text.push_str(&format!("# {}{note}\n{}\n", step.name, step.script));
+            }
+            if let Some(url) = health {
+                text.push_str(&format!("# health check (from this machine)\nGET {url}\n"));
+            }
+            text.push_str("# then: record history, prune old releases, unlock\n");
+        }
+        text.push_str("\nNothing was run.");
+        printer.result(&text);
+    }
+    Ok(())
+}
+
+/// One host's state, as `status` reads it.
+#[derive(Debug, Default)]
+struct HostState {
+    release: Option<String>,
+    commit: Option<String>,
+    lock: Option<LockInfo>,
+    last: Option<Record>,
+    missing: bool,
+}
+
+fn parse_state(out: &str) -> HostState {
+    let mut state = HostState::default();
+    for line in out.lines() {
+        let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match tag {
+            "missing" => state.missing = true,
+            "current" => state.release = Some(rest.to_string()),
+            "commit" => state.commit = Some(rest.to_string()),
+            "lock" => state.lock = serde_json::from_str(rest).ok(),
+            "last" => state.last = serde_json::from_str(rest).ok(),
+            _ => {}
+        }
+    }
+    state
+}
+
+pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> Result<(), Error> {
+    let envs = match only {
+        Some(name) => vec![config.environment(name)?],
+        None => config.environments.iter().collect(),
+    };
+    let mut problems = Vec::new();
+    let mut report = Vec::new();
+    for env in envs {
+        let mut hosts = Vec::new();
+        match site::connect(config, env, printer).await {
+            Ok(sites) => {
+                let results = each(&sites, 32, |site| async move {
+                    site.step(printer, "status", None, &release::status_script(&site.layout), None)
+                        .await
+                })
+                .await;
+                for (site, result) in sites.iter().zip(results) {
+                    match result {
+                        Ok(out) => hosts.push((site.name().to_string(), Ok(parse_state(&out.stdout)))),
+                        Err(p) => {
+                            hosts.push((site.name().to_string(), Err(p.detail.clone())));
+                            problems.push(p);
+                        }
+                    }
+                }
+                site::close(sites).await;
+            }
+            Err(Error::Unreachable { problems: p, .. }) => {
+                for problem in p {
+                    hosts.push((problem.host.clone(), Err(problem.detail.clone())));
+                    problems.push(problem);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        report.push((env, hosts));
+    }
+    printer.finish_hosts();
+    if printer.json_mode() {
+        let value = json!({
+            "environments": report.iter().map(|(env, hosts)| json!({
+                "name": env.name,
+                "hosts": hosts.iter().map(|(name, state)| match state {
+                    Ok(s) => json!({
+                        "host": name,
+                        "reachable": true,
+                        "release": s.release,
+                        "commit": s.commit,
+                        "locked": s.lock.as_ref().map(|l| json!({"by": format!("{}@{}", l.user, l.machine), "since": l.since, "command": l.command, "stale": l.is_stale()})),
+                        "last": s.last,
+                    }),
+                    Err(e) => json!({"host": name, "reachable": false, "error": e}),
+                }).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        });
+        printer.json(&value);
+    } else {
+        let mut text = String::new();
+        for (env, hosts) in &report {
+            text.push_str(&format!("{}\n", env.name));
+            for (name, state) in hosts {
+                let line = match state {
+                    Err(e) => format!("unreachable: {}", e.lines().next().unwrap_or("")),
+                    Ok(s) if s.missing || s.release.is_none() => "nothing deployed".to_string(),
+                    Ok(s) => {
+                        let mut line = format!(
+                            "{}  commit {}",
+                            s.release.as_deref().unwrap_or("?"),
+                            s.commit.as_deref().map_or("?", |c| &c[..c.len().min(8)])
+                        );
+                        if let Some(last) = &s.last {
+                            line.push_str(&format!("  last {} {} {} by {}", last.action, last.outcome, last.time, last.by));
+                        }
+                        line
+                    }
+                };
+                text.push_str(&format!("  {name}  {line}\n"));
+                if let Ok(HostState { lock: Some(lock), .. }) = state {
+                    text.push_str(&format!("    locked: {}\n", lock.describe()));
+                }
+            }
+        }
+        printer.result(text.trim_end());
+    }
+    if problems.iter().any(|p| p.unreachable) {
+        Err(Error::Hosts {
+            what: "status".into(),
+            problems,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+pub async fn log(config: &Config, env_name: &str, limit: usize, printer: &Printer) -> Result<(), Error> {
+    let env = config.environment(env_name)?;
+    let sites = site::connect(config, env, printer).await?;
+    let results = each(&sites, 32, |site| async move {
+        let script = format!("cat {} 2>/dev/null; true", shell::quote(&site.layout.history()));
+        site.step(printer, "read history", None, &script, None).await
+    })
+    .await;
+    site::close(sites).await;
+    printer.finish_hosts();
+    let mut records = Vec::new();
+    let mut problems = Vec::new();
+    for result in results {
+        match result {
+            Ok(out) => records.extend(history::parse(&out.stdout)),
+            Err(p) => problems.push(p),
+        }
+    }
+    records.sort_by(|a, b| a.time.cmp(&b.time).then(a.host.cmp(&b.host)));
+    let start = records.len().saturating_sub(limit);
+    let records = &records[start..];
+    if printer.json_mode() {
+        printer.json(&serde_json::to_value(records).expect("records serialize"));
+    } else if records.is_empty() {
+        printer.result(&format!("no history for `{env_name}` yet"));
+    } else {
+        let mut text = String::new();
+        for r in records {
+            text.push_str(&format!(
+                "{}  {}  {} {}  {}  {}  by {}",
+                r.time,
+                r.host,
+                r.action,
+                r.outcome,
+                r.commit.as_deref().map_or("-", |c| &c[..c.len().min(8)]),
+                r.release.as_deref().unwrap_or("-"),
+                r.by
+            ));
+            if let Some(m) = &r.message {
+                text.push_str(&format!("  ({m})"));
+            }
+            text.push('\n');
+        }
+        printer.result(text.trim_end());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Hosts {
+            what: "reading history".into(),
+            problems,
+        })
+    }
+}
+
+pub async fn lock(config: &Config, env_name: &str, reason: Option<String>, printer: &Printer) -> Result<(), Error> {
+    let env = config.environment(env_name)?;
+    let mut sites = site::connect(config, env, printer).await?;
+    let info = LockInfo::new(&format!("gantry lock {env_name}"), reason.clone(), true);
+    let result = site::lock(&mut sites, env_name, &info, printer).await;
+    if result.is_ok() {
+        for s in &sites {
+            let mut record = Record::new("lock", env_name, s.name(), "ok");
+            record.message = reason.clone();
+            s.record(printer, &record).await;
+        }
+    }
+    site::close(sites).await;
+    printer.finish_hosts();
+    result?;
+    printer.headline(&format!("`{env_name}` is locked; `gantry unlock {env_name}` lets deploys run again"));
+    Ok(())
+}
+
+pub async fn unlock(config: &Config, env_name: &str, printer: &Printer) -> Result<(), Error> {
+    let env = config.environment(env_name)?;
+    let sites = site::connect(config, env, printer).await?;
+    let results = each(&sites, 32, |s| async move {
+        let out = s
+            .step(printer, "unlock", None, &release::force_unlock_script(&s.layout), None)
+            .await?;
+        let holder: Option<LockInfo> = serde_json::from_str(out.stdout.trim()).ok();
+        let was_locked = !out.stdout.trim().is_empty();
+        if was_locked {
+            let mut record = Record::new("unlock", env_name, s.name(), "ok");
+            record.message = Some(match &holder {
+                Some(h) => format!("cleared lock {}", h.describe()),
+                None => "cleared a lock with no record of its holder".to_string(),
+            });
+            s.record(printer, &record).await;
+        }
+        Ok::<_, HostProblem>((was_locked, holder))
+    })
+    .await;
+    printer.finish_hosts();
+    let mut problems = Vec::new();
+    for (s, result) in sites.iter().zip(results) {
+        match result {
+            Ok((false, _)) => printer.result(&format!("{}: was not locked", s.name())),
+            Ok((true, Some(h))) => printer.result(&format!("{}: cleared lock {}", s.name(), h.describe())),
+            Ok((true, None)) => printer.result(&format!("{}: cleared a lock with no record of its holder", s.name())),
+            Err(p) => problems.push(p),
+        }
+    }
+    site::close(sites).await;
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Hosts {
+            what: "unlock".into(),
+            problems,
+        })
+    }
+}
+
+pub async fn exec(config: &Config, env_name: &str, command: &[String], printer: &Printer) -> Result<(), Error> {
+    let env = config.environment(env_name)?;
+    let sites = site::connect(config, env, printer).await?;
+    let line = shell::join(command);
+    let results = each(&sites, env.parallel, |s| {
+        let vars = release::run_vars(&s.spec, &s.layout, None, None);
+        let script = release::command_script(config, &vars, &s.layout.current(), &line);
+        let line = &line;
+        async move { s.step(printer, "exec", Some(line), &script, None).await }
+    })
+    .await;
+    printer.finish_hosts();
+    let mut problems = Vec::new();
+    for (s, result) in sites.iter().zip(results) {
+        match result {
+            Ok(out) => {
+                let mut text = String::new();
+                for l in out.stdout.lines().chain(out.stderr.lines()) {
+                    text.push_str(&format!("[{}] {l}\n", s.name()));
+                }
+                if !text.is_empty() {
+                    printer.result(text.trim_end());
+                }
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+    site::close(sites).await;
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Hosts {
+            what: format!("`{line}`"),
+            problems,
+        })
+    }
+}

@@ -1,0 +1,698 @@
+//! The project config, `gantry.toml`: finding it, loading it in two stages
+//! (raw TOML with spans in `raw`, then the validated types below), and the
+//! errors that point at the file, line, column and key.
+
+mod diagnostic;
+mod raw;
+mod template;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use diagnostic::ConfigError;
+pub use template::{Template, Vars};
+
+use crate::time::parse_duration;
+use raw::{RawConfig, RawHost, RawVars, S};
+
+/// The file name Gantry looks for.
+pub const FILE_NAME: &str = "gantry.toml";
+
+/// Placeholders known when the config is loaded.
+const LOAD_NAMES: &[&str] = &["app", "env", "host", "user", "port"];
+/// Placeholders that only exist once a deploy runs.
+const RUN_NAMES: &[&str] = &["path", "release", "shared", "current", "commit"];
+
+/// A validated config: nothing past this point knows it was TOML.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    /// The folder holding the config file: the project's git work tree.
+    pub dir: PathBuf,
+    pub app: App,
+    pub ssh: Ssh,
+    pub deploy: Deploy,
+    /// In the order the file lists them.
+    pub environments: Vec<Environment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: String,
+    /// Sub-folder of the repo the app lives in; commands run there.
+    pub root: Option<String>,
+    /// The git remote a commit must be on before it is deployed.
+    pub remote: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ssh {
+    pub config: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Deploy {
+    pub keep_releases: usize,
+    pub shared: Vec<SharedPath>,
+    pub build: Vec<Template>,
+    pub migrate: Option<Template>,
+    pub restart: Option<Template>,
+    pub env: Vec<(String, Template)>,
+    pub health: Option<Health>,
+}
+
+/// A file or folder kept in `shared/` and linked into every release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPath {
+    /// Relative to the release's root, without a trailing slash.
+    pub path: String,
+    pub dir: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub url: Template,
+    pub status: u16,
+    /// Text the answer must contain; may use placeholders such as `{commit}`.
+    pub body: Option<Template>,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub name: String,
+    pub hosts: Vec<HostSpec>,
+    /// How many hosts are worked on at once.
+    pub parallel: usize,
+    /// Hosts activated together; 0 means all at once.
+    pub batch: usize,
+    /// Index into `hosts` of the host that runs migrations.
+    pub migrate_host: usize,
+}
+
+/// One host of one environment, with its variables resolved.
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    /// The address as written in the config, used in every message.
+    pub name: String,
+    pub target: Target,
+    /// The site's folder on the host.
+    pub path: String,
+    /// Load-time variables: built-ins plus the user's, host's last.
+    pub vars: Vars,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Local,
+    Ssh {
+        user: Option<String>,
+        host: String,
+        port: Option<u16>,
+    },
+}
+
+impl Config {
+    pub fn environment(&self, name: &str) -> Result<&Environment, ConfigError> {
+        self.environments
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| {
+                let known: Vec<_> = self.environments.iter().map(|e| e.name.as_str()).collect();
+                ConfigError::at(
+                    self.file.clone(),
+                    "",
+                    None,
+                    format!("environments.{name}"),
+                    format!("there is no environment `{name}`"),
+                )
+                .with_hint(if known.is_empty() {
+                    "add an `[environments.NAME]` table with `hosts = [...]`".to_string()
+                } else {
+                    format!("environments in this file: {}", known.join(", "))
+                })
+            })
+    }
+}
+
+/// Finds `gantry.toml` in `start` or the nearest folder above it.
+pub fn find(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .map(|dir| dir.join(FILE_NAME))
+        .find(|p| p.is_file())
+}
+
+/// Reads and validates a config file.
+pub fn load(file: &Path) -> Result<Config, ConfigError> {
+    let source = std::fs::read_to_string(file).map_err(|e| {
+        ConfigError::at(
+            file.to_path_buf(),
+            "",
+            None,
+            "",
+            format!("cannot read the config file: {e}"),
+        )
+    })?;
+    parse(file, &source)
+}
+
+/// Validates config text; `file` is only used in messages and to resolve
+/// relative paths.
+pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(source).map_err(|e| {
+        let span = e.span();
+        let key = span
+            .clone()
+            .map(|s| diagnostic::key_at(source, s.start))
+            .unwrap_or_default();
+        let message = e.message().trim_end().replace('\n', " ");
+        ConfigError::at(file.to_path_buf(), source, span, key, message)
+    })?;
+    Loader { file, source }.load(raw)
+}
+
+struct Loader<'a> {
+    file: &'a Path,
+    source: &'a str,
+}
+
+impl Loader<'_> {
+    fn error(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.file.to_path_buf(), self.source, Some(span), key, message)
+    }
+
+    fn load(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let dir = self
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let app_raw = raw.app;
+        let name = match app_raw.as_ref().and_then(|a| a.name.as_ref()) {
+            Some(n) => {
+                self.check_word(n, "app.name")?;
+                n.get_ref().clone()
+            }
+            None => std::fs::canonicalize(&dir)
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "app".to_string()),
+        };
+        let root = match app_raw.as_ref().and_then(|a| a.root.as_ref()) {
+            Some(r) => Some(self.relative_path(r, "app.root")?),
+            None => None,
+        };
+        let remote = match app_raw.as_ref().and_then(|a| a.remote.as_ref()) {
+            Some(r) => {
+                self.check_word(r, "app.remote")?;
+                r.get_ref().clone()
+            }
+            None => "origin".to_string(),
+        };
+        let app = App { name, root, remote };
+
+        let ssh = match raw.ssh {
+            None => Ssh {
+                config: None,
+                known_hosts: None,
+                connect_timeout: Duration::from_secs(10),
+            },
+            Some(s) => Ssh {
+                config: s.config.map(|p| dir.join(p.get_ref())),
+                known_hosts: s.known_hosts.map(|p| dir.join(p.get_ref())),
+                connect_timeout: match s.connect_timeout {
+                    Some(t) => self.duration(&t, "ssh.connect_timeout")?,
+                    None => Duration::from_secs(10),
+                },
+            },
+        };
+
+        let Some(deploy_raw) = raw.deploy else {
+            return Err(ConfigError::at(
+                self.file.to_path_buf(),
+                self.source,
+                None,
+                "deploy",
+                "missing table `[deploy]`",
+            )
+            .with_hint("add `[deploy]` with at least `path = \"/srv/{app}\"`"));
+        };
+        let deploy_span = deploy_raw.span();
+        let d = deploy_raw.into_inner();
+        let Some(path_raw) = d.path else {
+            return Err(self
+                .error(deploy_span, "deploy.path", "missing key `path`")
+                .with_hint("the site's folder on each host, e.g. `path = \"/srv/{app}\"`"));
+        };
+        let path_template = self.template(&path_raw, "deploy.path")?;
+
+        let global_vars = self.vars(&raw.vars, "vars")?;
+        let user_var_names: BTreeSet<String> = global_vars.keys().cloned().collect();
+
+        let keep_releases = match d.keep_releases {
+            Some(k) => self.positive(&k, "deploy.keep_releases", 2)? as usize,
+            None => 5,
+        };
+        let default_parallel = match d.parallel {
+            Some(p) => self.positive(&p, "deploy.parallel", 1)? as usize,
+            None => 10,
+        };
+        let default_batch = match d.batch {
+            Some(b) => self.positive(&b, "deploy.batch", 0)? as usize,
+            None => 0,
+        };
+        let mut shared = Vec::new();
+        for s in &d.shared {
+            let dir = s.get_ref().ends_with('/');
+            let path = self.relative_path(s, "deploy.shared")?;
+            shared.push(SharedPath { path, dir });
+        }
+        // Every template, with the key it came from, for the placeholder check.
+        let mut templates: Vec<(String, S<String>, Template)> = Vec::new();
+        let mut build = Vec::new();
+        for step in &d.build {
+            let t = self.template(step, "deploy.build")?;
+            templates.push(("deploy.build".into(), step.clone(), t.clone()));
+            build.push(t);
+        }
+        let mut optional = |value: &Option<S<String>>, key: &str| -> Result<Option<Template>, ConfigError> {
+            match value {
+                Some(v) => {
+                    let t = self.template(v, key)?;
+                    templates.push((key.to_string(), v.clone(), t.clone()));
+                    Ok(Some(t))
+                }
+                None => Ok(None),
+            }
+        };
+        let migrate = optional(&d.migrate, "deploy.migrate")?;
+        let restart = optional(&d.restart, "deploy.restart")?;
+        let mut env = Vec::new();
+        for (name, value) in &d.env {
+            let key = format!("deploy.env.{name}");
+            if !crate::shell::is_var_name(name) {
+                return Err(self.error(
+                    value.span(),
+                    &key,
+                    format!("`{name}` is not a valid environment variable name"),
+                ));
+            }
+            let t = self.template(value, &key)?;
+            templates.push((key, value.clone(), t.clone()));
+            env.push((name.clone(), t));
+        }
+        let health = match &d.health {
+            None => None,
+            Some(h) => {
+                let h = h.get_ref();
+                let url = self.template(&h.url, "deploy.health.url")?;
+                templates.push(("deploy.health.url".into(), h.url.clone(), url.clone()));
+                if !h.url.get_ref().starts_with("http://") {
+                    return Err(self
+                        .error(h.url.span(), "deploy.health.url", "the health check URL must start with `http://`")
+                        .with_hint("checks run from this machine; put TLS in front of the app, not in the check"));
+                }
+                let status = match &h.status {
+                    Some(s) if (100..=599).contains(s.get_ref()) => *s.get_ref() as u16,
+                    Some(s) => {
+                        return Err(self.error(s.span(), "deploy.health.status", "an HTTP status is a number from 100 to 599"))
+                    }
+                    None => 200,
+                };
+                Some(Health {
+                    url,
+                    status,
+                    body: match &h.body {
+                        Some(b) => {
+                            let t = self.template(b, "deploy.health.body")?;
+                            templates.push(("deploy.health.body".into(), b.clone(), t.clone()));
+                            Some(t)
+                        }
+                        None => None,
+                    },
+                    timeout: match &h.timeout {
+                        Some(t) => self.duration(t, "deploy.health.timeout")?,
+                        None => Duration::from_secs(5),
+                    },
+                    retries: match &h.retries {
+                        Some(r) => self.positive(r, "deploy.health.retries", 0)? as u32,
+                        None => 10,
+                    },
+                    interval: match &h.interval {
+                        Some(t) => self.duration(t, "deploy.health.interval")?,
+                        None => Duration::from_millis(500),
+                    },
+                })
+            }
+        };
+        let deploy = Deploy {
+            keep_releases,
+            shared,
+            build,
+            migrate,
+            restart,
+            env,
+            health,
+        };
+
+        let Some(envs_raw) = raw.environments else {
+            return Err(ConfigError::at(
+                self.file.to_path_buf(),
+                self.source,
+                None,
+                "environments",
+                "no environments are defined",
+            )
+            .with_hint("add `[environments.staging]` with `hosts = [\"user@host\"]` (or `[\"local\"]`)"));
+        };
+        let mut env_list: Vec<(String, S<raw::RawEnvironment>)> = envs_raw.into_inner().into_iter().collect();
+        env_list.sort_by_key(|(_, e)| e.span().start);
+        let mut environments = Vec::new();
+        for (env_name, env_raw) in env_list {
+            let prefix = format!("environments.{env_name}");
+            if !env_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(self.error(env_raw.span(), &prefix, format!("`{env_name}` is not a valid environment name (letters, digits, `-`, `_`)")));
+            }
+            let env_span = env_raw.span();
+            let e = env_raw.into_inner();
+            let env_vars = self.vars(&e.vars, &format!("{prefix}.vars"))?;
+            let Some(hosts_raw) = e.hosts else {
+                return Err(self
+                    .error(env_span, &format!("{prefix}.hosts"), "missing key `hosts`")
+                    .with_hint("list the hosts, e.g. `hosts = [\"deploy@web1.example.com\"]` or `[\"local\"]`"));
+            };
+            if hosts_raw.get_ref().is_empty() {
+                return Err(self.error(hosts_raw.span(), &format!("{prefix}.hosts"), "an environment needs at least one host"));
+            }
+            let hosts_key = format!("{prefix}.hosts");
+            let mut hosts = Vec::new();
+            for host_raw in hosts_raw.get_ref() {
+                let span = host_raw.span();
+                let (address, host_vars) = match host_raw.get_ref() {
+                    RawHost::Address(a) => (a, BTreeMap::new()),
+                    RawHost::Table(t) => (
+                        &t.address,
+                        t.vars
+                            .iter()
+                            .map(|(k, v)| (k.clone(), S::new(span.clone(), v.clone())))
+                            .collect(),
+                    ),
+                };
+                let address = S::new(span.clone(), address.clone());
+                let address = &address;
+                let target = parse_target(address.get_ref()).map_err(|why| {
+                    self.error(address.span(), &hosts_key, format!("bad host `{}`: {why}", address.get_ref()))
+                        .with_hint("write `local`, `host`, `user@host` or `user@host:port` (names from ~/.ssh/config work too)")
+                })?;
+                if hosts.iter().any(|h: &HostSpec| h.name == *address.get_ref()) {
+                    return Err(self.error(address.span(), &hosts_key, format!("host `{}` is listed twice", address.get_ref())));
+                }
+                let host_vars = self.vars(&host_vars, &format!("{hosts_key}.vars"))?;
+                let mut vars = Vars::new();
+                vars.insert("app".into(), app.name.clone());
+                vars.insert("env".into(), env_name.clone());
+                let (host, user, port) = match &target {
+                    Target::Local => ("localhost".to_string(), local_user(), String::new()),
+                    Target::Ssh { user, host, port } => (
+                        host.clone(),
+                        user.clone().unwrap_or_else(local_user),
+                        port.map(|p| p.to_string()).unwrap_or_default(),
+                    ),
+                };
+                vars.insert("host".into(), host);
+                vars.insert("user".into(), user);
+                vars.insert("port".into(), port);
+                vars.extend(global_vars.clone());
+                vars.extend(env_vars.clone());
+                vars.extend(host_vars);
+                let known = |n: &str| vars.contains_key(n);
+                if let Some((name, range)) = path_template.unknown_name(known) {
+                    return Err(self.unknown_placeholder(&path_raw, "deploy.path", name, range, &vars, false));
+                }
+                for (key, value, t) in &templates {
+                    let known = |n: &str| vars.contains_key(n) || RUN_NAMES.contains(&n);
+                    if let Some((name, range)) = t.unknown_name(known) {
+                        return Err(self.unknown_placeholder(value, key, name, range, &vars, true));
+                    }
+                }
+                let path = path_template.render(&vars);
+                if !path.starts_with('/') {
+                    return Err(self
+                        .error(path_raw.span(), "deploy.path", format!("the site's path must be absolute, but for host `{}` it is `{path}`", address.get_ref())));
+                }
+                hosts.push(HostSpec {
+                    name: address.get_ref().clone(),
+                    target,
+                    path: path.trim_end_matches('/').to_string(),
+                    vars,
+                });
+            }
+            let parallel = match e.parallel {
+                Some(p) => self.positive(&p, &format!("{prefix}.parallel"), 1)? as usize,
+                None => default_parallel,
+            };
+            let batch = match e.batch {
+                Some(b) => self.positive(&b, &format!("{prefix}.batch"), 0)? as usize,
+                None => default_batch,
+            };
+            let migrate_host = match e.migrate_host {
+                None => 0,
+                Some(m) => hosts.iter().position(|h| h.name == *m.get_ref()).ok_or_else(|| {
+                    self.error(m.span(), &format!("{prefix}.migrate_host"), format!("`{}` is not one of this environment's hosts", m.get_ref()))
+                })?,
+            };
+            environments.push(Environment {
+                name: env_name,
+                hosts,
+                parallel,
+                batch,
+                migrate_host,
+            });
+        }
+        if environments.is_empty() {
+            return Err(ConfigError::at(self.file.to_path_buf(), self.source, None, "environments", "no environments are defined")
+                .with_hint("add `[environments.staging]` with `hosts = [\"user@host\"]` (or `[\"local\"]`)"));
+        }
+        let _ = user_var_names;
+        Ok(Config {
+            file: self.file.to_path_buf(),
+            dir,
+            app,
+            ssh,
+            deploy,
+            environments,
+        })
+    }
+
+    fn unknown_placeholder(
+        &self,
+        value: &S<String>,
+        key: &str,
+        name: &str,
+        range: Range<usize>,
+        vars: &Vars,
+        runtime: bool,
+    ) -> ConfigError {
+        let span = self.inner_span(value, range);
+        let mut known: Vec<&str> = vars.keys().map(String::as_str).collect();
+        if runtime {
+            known.extend(RUN_NAMES);
+        }
+        known.sort_unstable();
+        let mut error = self.error(span, key, format!("unknown placeholder `{{{name}}}`"));
+        error = error.with_hint(format!(
+            "known placeholders here: {}; define others under `[vars]` (write `{{{{` for a literal brace)",
+            known.iter().map(|k| format!("{{{k}}}")).collect::<Vec<_>>().join(" ")
+        ));
+        if !runtime && RUN_NAMES.contains(&name) {
+            error = error.with_hint(format!("`{{{name}}}` is only known while a deploy runs, so `deploy.path` cannot use it"));
+        }
+        error
+    }
+
+    /// Maps a range inside a string value to a span in the file: exact when
+    /// the value is written as a simple string on one line, the whole value
+    /// otherwise.
+    fn inner_span(&self, value: &S<String>, range: Range<usize>) -> Range<usize> {
+        let span = value.span();
+        let text = &self.source[span.clone()];
+        let quoted = text.len() == value.get_ref().len() + 2 && text[1..text.len() - 1] == *value.get_ref();
+        if quoted {
+            span.start + 1 + range.start..span.start + 1 + range.end
+        } else {
+            span
+        }
+    }
+
+    fn template(&self, value: &S<String>, key: &str) -> Result<Template, ConfigError> {
+        Template::parse(value.get_ref()).map_err(|e| {
+            let span = self.inner_span(value, e.range);
+            self.error(span, key, e.message)
+        })
+    }
+
+    fn vars(&self, raw: &RawVars, key: &str) -> Result<Vars, ConfigError> {
+        let mut vars = Vars::new();
+        for (name, value) in raw {
+            if LOAD_NAMES.contains(&name.as_str()) || RUN_NAMES.contains(&name.as_str()) {
+                return Err(self.error(value.span(), &format!("{key}.{name}"), format!("`{name}` is a built-in placeholder and cannot be redefined")));
+            }
+            if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') || name.is_empty() {
+                return Err(self.error(value.span(), &format!("{key}.{name}"), format!("`{name}` is not a valid variable name (letters, digits, `_`, `-`)")));
+            }
+            vars.insert(name.clone(), value.get_ref().clone());
+        }
+        Ok(vars)
+    }
+
+    fn positive(&self, value: &S<i64>, key: &str, min: i64) -> Result<i64, ConfigError> {
+        let v = *value.get_ref();
+        if v < min || v > 100_000 {
+            return Err(self.error(value.span(), key, format!("must be a whole number of at least {min}, not {v}")));
+        }
+        Ok(v)
+    }
+
+    fn duration(&self, value: &S<String>, key: &str) -> Result<Duration, ConfigError> {
+        parse_duration(value.get_ref()).ok_or_else(|| {
+            self.error(value.span(), key, format!("`{}` is not a duration", value.get_ref()))
+                .with_hint("write a number and a unit: `500ms`, `30s`, `2m`")
+        })
+    }
+
+    fn check_word(&self, value: &S<String>, key: &str) -> Result<(), ConfigError> {
+        let v = value.get_ref();
+        if v.is_empty() || v.starts_with('-') || !v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+            return Err(self.error(value.span(), key, format!("`{v}` may only use letters, digits, `-`, `_` and `.`, and not start with `-`")));
+        }
+        Ok(())
+    }
+
+    fn relative_path(&self, value: &S<String>, key: &str) -> Result<String, ConfigError> {
+        let v = value.get_ref().trim_end_matches('/');
+        let bad = v.is_empty()
+            || v.starts_with('/')
+            || v.split('/').any(|part| part.is_empty() || part == ".." || part == ".")
+            || v.contains('\n');
+        if bad {
+            return Err(self.error(value.span(), key, format!("`{}` must be a relative path inside the release, without `..`", value.get_ref())));
+        }
+        Ok(v.to_string())
+    }
+}
+
+/// Parses `local`, `host`, `user@host`, `user@host:port`, `[v6]:port`.
+pub fn parse_target(address: &str) -> Result<Target, String> {
+    if address == "local" {
+        return Ok(Target::Local);
+    }
+    let (user, rest) = match address.split_once('@') {
+        Some((u, r)) => (Some(u), r),
+        None => (None, address),
+    };
+    if let Some(u) = user {
+        if u.is_empty() || u.starts_with('-') || !u.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+            return Err(format!("`{u}` is not a valid user name"));
+        }
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or("unclosed `[` in an IPv6 address")?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or("expected `:port` after `]`")?),
+        };
+        (h, port)
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("the host name is empty".into());
+    }
+    if host.starts_with('-') || !host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')) {
+        return Err(format!("`{host}` is not a valid host name"));
+    }
+    let port = match port {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("`{p}` is not a port number"))?,
+        ),
+    };
+    Ok(Target::Ssh {
+        user: user.map(str::to_string),
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// The user running Gantry, as ssh would log in by default.
+pub fn local_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "root".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        assert_eq!(parse_target("local"), Ok(Target::Local));
+        assert_eq!(
+            parse_target("deploy@web1.example.com:2222"),
+            Ok(Target::Ssh { user: Some("deploy".into()), host: "web1.example.com".into(), port: Some(2222) })
+        );
+        assert_eq!(
+            parse_target("web1"),
+            Ok(Target::Ssh { user: None, host: "web1".into(), port: None })
+        );
+        assert_eq!(
+            parse_target("[::1]:22"),
+            Ok(Target::Ssh { user: None, host: "::1".into(), port: Some(22) })
+        );
+        assert!(parse_target("-oProxyCommand=x").is_err());
+        assert!(parse_target("a b").is_err());
+        assert!(parse_target("host:99999").is_err());
+        assert!(parse_target("@host").is_err());
+        assert!(parse_target("user@").is_err());
+    }
+
+    #[test]
+    fn loads_a_small_config() {
+        let src = r#"
+[app]
+name = "shop"
+[vars]
+domain = "example.com"
+[deploy]
+path = "/srv/{app}-{env}"
+build = ["echo {domain}"]
+shared = ["db.sqlite3", "media/"]
+[environments.staging]
+hosts = ["local"]
+[environments.live]
+hosts = ["deploy@a:2222", { address = "b", vars = { domain = "b.example.com" } }]
+"#;
+        let c = parse(Path::new("gantry.toml"), src).unwrap();
+        assert_eq!(c.environments[0].name, "staging");
+        assert_eq!(c.environments[1].hosts[0].path, "/srv/shop-live");
+        assert_eq!(c.environments[1].hosts[1].vars["domain"], "b.example.com");
+        assert_eq!(c.deploy.shared[1], SharedPath { path: "media".into(), dir: true });
+    }
+}

@@ -1,0 +1,113 @@
+//! Stage one of loading: the TOML document as serde structs with spans.
+//! Only this file knows the config is TOML; `config::load` turns these into
+//! the validated types the rest of Gantry uses.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+pub type RawVars = BTreeMap<String, S<String>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub app: Option<RawApp>,
+    pub ssh: Option<RawSsh>,
+    pub deploy: Option<S<RawDeploy>>,
+    #[serde(default)]
+    pub vars: RawVars,
+    pub environments: Option<S<BTreeMap<String, S<RawEnvironment>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    pub name: Option<S<String>>,
+    pub root: Option<S<String>>,
+    pub remote: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSsh {
+    pub config: Option<S<String>>,
+    pub known_hosts: Option<S<String>>,
+    pub connect_timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeploy {
+    pub path: Option<S<String>>,
+    pub keep_releases: Option<S<i64>>,
+    pub parallel: Option<S<i64>>,
+    pub batch: Option<S<i64>>,
+    #[serde(default)]
+    pub shared: Vec<S<String>>,
+    #[serde(default)]
+    pub build: Vec<S<String>>,
+    pub migrate: Option<S<String>>,
+    pub restart: Option<S<String>>,
+    #[serde(default)]
+    pub env: RawVars,
+    pub health: Option<S<RawHealth>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub url: S<String>,
+    pub status: Option<S<i64>>,
+    pub body: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub retries: Option<S<i64>>,
+    pub interval: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvironment {
+    pub hosts: Option<S<Vec<S<RawHost>>>>,
+    #[serde(default)]
+    pub vars: RawVars,
+    pub parallel: Option<S<i64>>,
+    pub batch: Option<S<i64>>,
+    pub migrate_host: Option<S<String>>,
+}
+
+/// A host: `"user@host:port"`, or `{ address = "...", vars = { ... } }`.
+/// Deserialized by hand because serde's untagged enums lose spans.
+#[derive(Debug)]
+pub enum RawHost {
+    Address(String),
+    Table(RawHostTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHostTable {
+    pub address: String,
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for RawHost {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawHost;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a host address string or a table `{ address = \"...\", vars = { ... } }`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawHost, E> {
+                Ok(RawHost::Address(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawHost, A::Error> {
+                RawHostTable::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(RawHost::Table)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}

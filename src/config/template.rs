@@ -1,0 +1,189 @@
+//! Placeholders in config values: `{name}` is replaced by a variable,
+//! `{{` and `}}` stand for literal braces. Templates are parsed and their
+//! names checked when the config is loaded; they are rendered per host at
+//! run time, where shell commands get every substituted value quoted.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use crate::shell;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Lit(String),
+    /// A placeholder and its byte range inside the source string.
+    Var(String, Range<usize>),
+}
+
+/// A parsed config string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    source: String,
+    segments: Vec<Segment>,
+}
+
+/// What went wrong parsing a template; the range is inside the string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    pub message: String,
+    pub range: Range<usize>,
+}
+
+/// Values available to a template.
+pub type Vars = BTreeMap<String, String>;
+
+impl Template {
+    pub fn parse(source: &str) -> Result<Template, TemplateError> {
+        let mut segments = Vec::new();
+        let mut lit = String::new();
+        let bytes = source.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'{' if bytes.get(i + 1) == Some(&b'{') => {
+                    lit.push('{');
+                    i += 2;
+                }
+                b'}' if bytes.get(i + 1) == Some(&b'}') => {
+                    lit.push('}');
+                    i += 2;
+                }
+                b'{' => {
+                    let Some(len) = source[i + 1..].find('}') else {
+                        return Err(TemplateError {
+                            message: "unclosed `{` (write `{{` for a literal brace)".into(),
+                            range: i..source.len(),
+                        });
+                    };
+                    let name = &source[i + 1..i + 1 + len];
+                    let valid = !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    if !valid {
+                        return Err(TemplateError {
+                            message: format!(
+                                "`{{{name}}}` is not a placeholder name (write `{{{{` for a literal brace)"
+                            ),
+                            range: i..i + len + 2,
+                        });
+                    }
+                    if !lit.is_empty() {
+                        segments.push(Segment::Lit(std::mem::take(&mut lit)));
+                    }
+                    segments.push(Segment::Var(name.to_string(), i..i + len + 2));
+                    i += len + 2;
+                }
+                b'}' => {
+                    return Err(TemplateError {
+                        message: "unmatched `}` (write `}}` for a literal brace)".into(),
+                        range: i..i + 1,
+                    });
+                }
+                _ => {
+                    let ch = source[i..].chars().next().expect("in bounds");
+                    lit.push(ch);
+                    i += ch.len_utf8();
+                }
+            }
+        }
+        if !lit.is_empty() {
+            segments.push(Segment::Lit(lit));
+        }
+        Ok(Template {
+            source: source.to_string(),
+            segments,
+        })
+    }
+
+    /// A template with no placeholders.
+    pub fn literal(text: &str) -> Template {
+        Template {
+            source: text.replace('{', "{{").replace('}', "}}"),
+            segments: vec![Segment::Lit(text.to_string())],
+        }
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The first placeholder whose name `known` rejects, with its range.
+    pub fn unknown_name(&self, known: impl Fn(&str) -> bool) -> Option<(&str, Range<usize>)> {
+        self.segments.iter().find_map(|s| match s {
+            Segment::Var(name, range) if !known(name) => Some((name.as_str(), range.clone())),
+            _ => None,
+        })
+    }
+
+    /// Renders with values as they are (paths, URLs).
+    pub fn render(&self, vars: &Vars) -> String {
+        self.render_with(vars, |v| v.to_string())
+    }
+
+    /// Renders a shell command: every substituted value becomes one quoted
+    /// shell word, so nothing in a variable can change the command's shape.
+    pub fn render_shell(&self, vars: &Vars) -> String {
+        self.render_with(vars, shell::quote)
+    }
+
+    fn render_with(&self, vars: &Vars, f: impl Fn(&str) -> String) -> String {
+        let mut out = String::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Lit(text) => out.push_str(text),
+                // Names are checked at load; a missing one renders empty
+                // rather than panicking in the middle of a deploy.
+                Segment::Var(name, _) => out.push_str(&f(vars.get(name).map_or("", |v| v))),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn renders_plain_and_shell() {
+        let t = Template::parse("cd {release} && echo {msg} {{literal}}").unwrap();
+        let v = vars(&[("release", "/srv/a b"), ("msg", "$(id)")]);
+        assert_eq!(t.render(&v), "cd /srv/a b && echo $(id) {literal}");
+        assert_eq!(
+            t.render_shell(&v),
+            "cd '/srv/a b' && echo '$(id)' {literal}"
+        );
+    }
+
+    #[test]
+    fn reports_bad_syntax_with_ranges() {
+        let e = Template::parse("a {b").unwrap_err();
+        assert_eq!(e.range, 2..4);
+        let e = Template::parse("a {b c}").unwrap_err();
+        assert_eq!(e.range, 2..7);
+        let e = Template::parse("a }").unwrap_err();
+        assert_eq!(e.range, 2..3);
+    }
+
+    #[test]
+    fn finds_unknown_names() {
+        let t = Template::parse("{env}-{domian}").unwrap();
+        let unknown = t.unknown_name(|n| n == "env");
+        assert_eq!(unknown, Some(("domian", 6..14)));
+    }
+
+    #[test]
+    fn literal_round_trips() {
+        let t = Template::literal("a {b}");
+        assert_eq!(t.render(&Vars::new()), "a {b}");
+        assert_eq!(Template::parse(t.source()).unwrap(), t);
+    }
+}

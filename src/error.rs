@@ -1,0 +1,195 @@
+//! Every error Gantry reports, with the data it needs (host, step, command,
+//! exit status, output), worded in one place with a hint on what to do.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+use crate::exit::ExitStatus;
+use crate::git::Commit;
+use crate::lock::LockInfo;
+
+/// What failed on one host.
+#[derive(Debug, Clone)]
+pub struct HostProblem {
+    pub host: String,
+    /// The step that failed, such as `build` or `health check`.
+    pub step: String,
+    /// The command that ran, as it ran, when there was one.
+    pub command: Option<String>,
+    pub code: Option<i32>,
+    /// The last lines of the command's output, or what went wrong.
+    pub detail: String,
+    /// The host could not be reached, or the connection broke.
+    pub unreachable: bool,
+}
+
+/// A lock found on a host.
+#[derive(Debug, Clone)]
+pub struct HeldLock {
+    pub host: String,
+    pub info: Option<LockInfo>,
+}
+
+/// A deploy or rollback that failed, with what every host now serves.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub action: String,
+    pub env: String,
+    pub problems: Vec<HostProblem>,
+    /// What each host serves now: (host, release or "nothing").
+    pub serving: Vec<(String, String)>,
+    /// Problems met while putting hosts back: these need a person.
+    pub recovery: Vec<HostProblem>,
+}
+
+#[derive(Debug)]
+pub enum Error {
+    Config(ConfigError),
+    NoConfig { start: PathBuf },
+    Usage(String),
+    Git { command: String, message: String },
+    NotOnRemote { commit: Commit, remote: String },
+    Io { path: PathBuf, message: String },
+    /// Hosts that could not be reached before anything was changed.
+    Unreachable { env: String, problems: Vec<HostProblem> },
+    Locked { env: String, held: Vec<HeldLock> },
+    Failed(Box<Failure>),
+    /// A command run by `exec` or `check` failed on some hosts.
+    Hosts { what: String, problems: Vec<HostProblem> },
+}
+
+impl Error {
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            Error::Config(_) | Error::NoConfig { .. } | Error::Usage(_) => ExitStatus::Usage,
+            Error::NotOnRemote { .. } => ExitStatus::Usage,
+            Error::Git { .. } | Error::Io { .. } => ExitStatus::Error,
+            Error::Unreachable { .. } => ExitStatus::Unreachable,
+            Error::Locked { .. } => ExitStatus::Locked,
+            Error::Failed(f) => {
+                if f.problems.iter().any(|p| p.unreachable) {
+                    ExitStatus::Unreachable
+                } else {
+                    ExitStatus::Failed
+                }
+            }
+            Error::Hosts { problems, .. } => {
+                if problems.iter().all(|p| p.unreachable) {
+                    ExitStatus::Unreachable
+                } else {
+                    ExitStatus::Failed
+                }
+            }
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, e: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Error {
+        Error::Config(e)
+    }
+}
+
+impl fmt::Display for HostProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} failed", self.host, self.step)?;
+        if let Some(code) = self.code {
+            write!(f, " (exit status {code})")?;
+        }
+        if let Some(command) = &self.command {
+            write!(f, "\n    command: {}", command.trim().replace('\n', "\n             "))?;
+        }
+        if !self.detail.trim().is_empty() {
+            let label = if self.command.is_some() { "output" } else { "reason" };
+            write!(f, "\n    {label}:")?;
+            for line in self.detail.trim_end().lines() {
+                write!(f, "\n      {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => write!(f, "{e}"),
+            Error::NoConfig { start } => write!(
+                f,
+                "no `gantry.toml` in `{}` or any folder above it\n  = help: run `gantry init` to write one, or pass `--config PATH`",
+                start.display()
+            ),
+            Error::Usage(m) => write!(f, "{m}"),
+            Error::Git { command, message } => write!(f, "`{command}` failed: {message}"),
+            Error::NotOnRemote { commit, remote } => write!(
+                f,
+                "commit {} ({}) is not on the remote `{remote}`\n  = help: push it first (`git push {remote} HEAD`); Gantry only deploys commits the whole team can see",
+                commit.short(),
+                commit.subject
+            ),
+            Error::Io { path, message } => write!(f, "`{}`: {message}", path.display()),
+            Error::Unreachable { env, problems } => {
+                write!(f, "cannot reach {} of the hosts of `{env}`; nothing was changed", problems.len())?;
+                for p in problems {
+                    write!(f, "\n  {p}")?;
+                }
+                if problems.iter().any(|p| p.detail.contains("Host key verification failed") || p.detail.contains("host key")) {
+                    write!(f, "\n  = help: the host's key is not in known_hosts (or has changed); check its fingerprint with the server's owner, then add it with `ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts`")?;
+                } else {
+                    write!(f, "\n  = help: check that `ssh HOST` works from this machine")?;
+                }
+                Ok(())
+            }
+            Error::Locked { env, held } => {
+                write!(f, "`{env}` is locked; nothing was changed")?;
+                for h in held {
+                    match &h.info {
+                        Some(info) => write!(f, "\n  {}: {}", h.host, info.describe())?,
+                        None => write!(f, "\n  {}: held, with no record of who holds it", h.host)?,
+                    }
+                }
+                let stale = held.iter().any(|h| h.info.as_ref().is_none_or(|i| i.is_stale()));
+                if stale {
+                    write!(f, "\n  = help: the process that took the lock is gone; if no deploy is running, clear it with `gantry unlock {env}`")
+                } else {
+                    write!(f, "\n  = help: wait for that deploy to finish, or if you are sure none is running, `gantry unlock {env}`")
+                }
+            }
+            Error::Failed(failure) => {
+                let Failure { action, env, problems, serving, recovery } = failure.as_ref();
+                write!(f, "{action} to `{env}` failed on {} host{}", problems.len(), if problems.len() == 1 { "" } else { "s" })?;
+                for p in problems {
+                    write!(f, "\n  {p}")?;
+                }
+                if recovery.is_empty() {
+                    write!(f, "\n  every host was left serving what it served before:")?;
+                } else {
+                    write!(f, "\n  putting hosts back also failed; these hosts need a person:")?;
+                    for p in recovery {
+                        write!(f, "\n  {p}")?;
+                    }
+                    write!(f, "\n  what each host serves now:")?;
+                }
+                for (host, release) in serving {
+                    write!(f, "\n    {host}: {release}")?;
+                }
+                write!(f, "\n  = help: fix the cause above and run the {action} again")
+            }
+            Error::Hosts { what, problems } => {
+                write!(f, "{what} failed on {} host{}", problems.len(), if problems.len() == 1 { "" } else { "s" })?;
+                for p in problems {
+                    write!(f, "\n  {p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Where commands run: a host reached through the system's OpenSSH (one
+//! multiplexed master connection per host, every command a new channel on
+//! it, no process per command) or `local`, which runs the same scripts on
+//! this machine. Everything above this module sees one `Connection` type.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::config::{HostSpec, Ssh, Target};
+use crate::shell;
+
+/// What a script printed and how it ended.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// `None` when the process was killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The last `n` lines of stdout and stderr together, for error reports.
+    pub fn tail(&self, n: usize) -> String {
+        let mut all: Vec<&str> = self.stdout.lines().collect();
+        all.extend(self.stderr.lines());
+        let start = all.len().saturating_sub(n);
+        all[start..].join("\n")
+    }
+}
+
+/// Why a host could not run a script at all.
+#[derive(Debug, Clone)]
+pub enum HostError {
+    /// The connection could not be made.
+    Connect { message: String, host_key: bool },
+    /// The connection broke while a command ran.
+    Lost(String),
+    /// A local process could not be started.
+    Spawn(String),
+}
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostError::Connect { message, .. } => write!(f, "cannot connect: {message}"),
+            HostError::Lost(m) => write!(f, "connection lost: {m}"),
+            HostError::Spawn(m) => write!(f, "cannot start a local shell: {m}"),
+        }
+    }
+}
+
+/// An open way to run scripts on one host.
+pub enum Connection {
+    Local,
+    Ssh(Box<openssh::Session>),
+}
+
+impl Connection {
+    /// Opens the master connection. An unknown or changed host key is
+    /// refused: OpenSSH runs with `StrictHostKeyChecking=yes` whatever the
+    /// user's ssh_config says.
+    pub async fn open(host: &HostSpec, ssh: &Ssh) -> Result<Connection, HostError> {
+        let (user, name, port) = match &host.target {
+            Target::Local => return Ok(Connection::Local),
+            Target::Ssh { user, host, port } => (user, host, port),
+        };
+        let mut builder = openssh::SessionBuilder::default();
+        builder
+            .known_hosts_check(openssh::KnownHosts::Strict)
+            .control_directory(control_dir())
+            .connect_timeout(ssh.connect_timeout)
+            .server_alive_interval(Duration::from_secs(5));
+        if let Some(user) = user {
+            builder.user(user.clone());
+        }
+        if let Some(port) = port {
+            builder.port(*port);
+        }
+        if let Some(config) = &ssh.config {
+            builder.config_file(config);
+        }
+        if let Some(known) = &ssh.known_hosts {
+            builder.user_known_hosts_file(known);
+        }
+        match builder.connect_mux(name).await {
+            Ok(session) => Ok(Connection::Ssh(Box::new(session))),
+            Err(e) => {
+                let message = error_chain(&e);
+                let host_key = message.contains("Host key verification failed")
+                    || message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+                    || message.contains("No ED25519 host key is known")
+                    || message.contains("host key is known");
+                Err(HostError::Connect { message, host_key })
+            }
+        }
+    }
+
+    /// Runs a POSIX `sh` script, optionally feeding it `stdin`.
+    pub async fn run(&self, script: &str, stdin: Option<&[u8]>) -> Result<Output, HostError> {
+        match self {
+            Connection::Local => run_local(script, stdin).await,
+            Connection::Ssh(session) => run_ssh(session, script, stdin).await,
+        }
+    }
+
+    /// Closes the master connection.
+    pub async fn close(self) {
+        if let Connection::Ssh(session) = self {
+            let _ = session.close().await;
+        }
+    }
+}
+
+async fn run_local(script: &str, stdin: Option<&[u8]>) -> Result<Output, HostError> {
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| HostError::Spawn(e.to_string()))?;
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let data = data.to_vec();
+        tokio::spawn(async move {
+            let _ = pipe.write_all(&data).await;
+            let _ = pipe.shutdown().await;
+        });
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| HostError::Spawn(e.to_string()))?;
+    Ok(Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+async fn run_ssh(
+    session: &openssh::Session,
+    script: &str,
+    stdin: Option<&[u8]>,
+) -> Result<Output, HostError> {
+    // The remote login shell only ever sees `sh -c '<quoted script>'`, so
+    // the script means the same whatever the user's shell is.
+    let mut cmd = session.raw_command(format!("sh -c {}", shell::quote(script)));
+    cmd.stdin(if stdin.is_some() {
+        openssh::Stdio::piped()
+    } else {
+        openssh::Stdio::null()
+    })
+    .stdout(openssh::Stdio::piped())
+    .stderr(openssh::Stdio::piped());
+    let mut child = cmd.spawn().await.map_err(|e| lost(&e))?;
+    let writer = match (stdin, child.stdin().take()) {
+        (Some(data), Some(mut pipe)) => {
+            let data = data.to_vec();
+            Some(tokio::spawn(async move {
+                let result = pipe.write_all(&data).await;
+                let _ = pipe.shutdown().await;
+                result
+            }))
+        }
+        _ => None,
+    };
+    let out = child.wait_with_output().await.map_err(|e| lost(&e))?;
+    if let Some(w) = writer {
+        // A script that exits without reading all of stdin is reported
+        // by its own exit status; a write error alone is not a failure.
+        let _ = w.await;
+    }
+    Ok(Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+fn lost(e: &openssh::Error) -> HostError {
+    HostError::Lost(error_chain(e))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.trim().is_empty() {
+            message.push_str(": ");
+            message.push_str(text.trim());
+        }
+        source = s.source();
+    }
+    message
+}
+
+/// A short folder for control sockets: unix socket paths are limited to
+/// 108 bytes, and `$TMPDIR` can be long.
+fn control_dir() -> std::path::PathBuf {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+    let dir = std::path::PathBuf::from(format!("/tmp/gantry-ssh-{uid}"));
+    if std::fs::create_dir(&dir).is_ok() {
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    }
+    dir
+}

@@ -1,0 +1,102 @@
+//! Gantry: takes a web application from a git commit to running on its
+//! servers. `run` is the whole program; `main.rs` only parses arguments.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod deploy;
+pub mod error;
+pub mod exit;
+pub mod git;
+pub mod health;
+pub mod history;
+pub mod host;
+pub mod lock;
+pub mod output;
+pub mod release;
+pub mod shell;
+pub mod site;
+pub mod time;
+
+use cli::{Cli, Command};
+use error::Error;
+use exit::ExitStatus;
+use output::{Printer, Verbosity};
+
+/// Runs one command and says how it ended.
+pub fn run(cli: Cli) -> ExitStatus {
+    let verbosity = if cli.quiet {
+        Verbosity::Quiet
+    } else if cli.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
+    let printer = Printer::new(verbosity, cli.json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            printer.error(&format!("cannot start the async runtime: {e}"));
+            return ExitStatus::Error;
+        }
+    };
+    let result = runtime.block_on(async {
+        watch_signals();
+        dispatch(&cli, &printer).await
+    });
+    match result {
+        Ok(()) => ExitStatus::Success,
+        Err(e) => {
+            printer.error(&e.to_string());
+            e.exit_status()
+        }
+    }
+}
+
+/// Ctrl-C and SIGTERM stop new steps from starting; what already ran is
+/// put back and the lock released before Gantry exits.
+fn watch_signals() {
+    tokio::spawn(async {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            site::interrupt();
+        }
+    });
+}
+
+async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
+    if let Command::Init { force } = &cli.command {
+        return commands::init(*force, printer);
+    }
+    let config = commands::load_config(cli.config.as_deref())?;
+    match &cli.command {
+        Command::Init { .. } => unreachable!("handled above"),
+        Command::Check { env } => commands::check(&config, env.as_deref(), printer).await,
+        Command::Plan { env, rev } => commands::plan(&config, env, rev, printer),
+        Command::Deploy { env, rev } => {
+            let summary = deploy::deploy(&config, env, rev, printer).await?;
+            commands::report(&summary, "Deployed", printer);
+            Ok(())
+        }
+        Command::Rollback { env } => {
+            let summary = deploy::rollback(&config, env, printer).await?;
+            commands::report(&summary, "Rolled back", printer);
+            Ok(())
+        }
+        Command::Status { env } => commands::status(&config, env.as_deref(), printer).await,
+        Command::Log { env, limit } => commands::log(&config, env, *limit, printer).await,
+        Command::Lock { env, reason } => commands::lock(&config, env, reason.clone(), printer).await,
+        Command::Unlock { env } => commands::unlock(&config, env, printer).await,
+        Command::Exec { env, command } => commands::exec(&config, env, command, printer).await,
+    }
+}

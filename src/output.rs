@@ -1,0 +1,154 @@
+//! The one printer. Results (plans, status, logs, `--json`) go to stdout;
+//! progress and errors go to stderr. On a terminal each host gets a spinner
+//! with its current step and elapsed time; otherwise plain lines with a
+//! `[host]` prefix, easy to grep. `-q` keeps only results and errors, `-v`
+//! adds every command's output.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+pub struct Printer {
+    verbosity: Verbosity,
+    json: bool,
+    color: bool,
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Printer {
+    pub fn new(verbosity: Verbosity, json: bool) -> Printer {
+        let tty = std::io::stderr().is_terminal();
+        let color = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let multi = (tty && verbosity != Verbosity::Quiet && !json).then(|| {
+            MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
+        });
+        Printer {
+            verbosity,
+            json,
+            color,
+            multi,
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn json_mode(&self) -> bool {
+        self.json
+    }
+
+    pub fn verbosity(&self) -> Verbosity {
+        self.verbosity
+    }
+
+    /// A result line on stdout.
+    pub fn result(&self, text: &str) {
+        self.suspend(|| println!("{text}"));
+    }
+
+    /// A JSON document on stdout.
+    pub fn json(&self, value: &serde_json::Value) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("JSON values serialize")
+        );
+    }
+
+    /// A headline on stderr: `==> Deploying 1a2b3c4d to staging`.
+    pub fn headline(&self, text: &str) {
+        if self.verbosity >= Verbosity::Normal && !self.json {
+            let arrow = self.paint("==>", "1;34");
+            self.line(&format!("{arrow} {text}"));
+        }
+    }
+
+    /// A host's step has started or ended.
+    pub fn host(&self, host: &str, text: &str) {
+        if self.verbosity < Verbosity::Normal || self.json {
+            return;
+        }
+        if let Some(multi) = &self.multi {
+            let mut bars = self.bars.lock().expect("printer lock");
+            let bar = bars.entry(host.to_string()).or_insert_with(|| {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg} {elapsed:>4}")
+                        .expect("valid template"),
+                );
+                bar.set_prefix(host.to_string());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar
+            });
+            bar.set_message(text.to_string());
+        } else {
+            eprintln!("[{host}] {text}");
+        }
+    }
+
+    /// Output of a command, shown with `-v`.
+    pub fn detail(&self, host: &str, text: &str) {
+        if self.verbosity < Verbosity::Verbose || text.trim().is_empty() {
+            return;
+        }
+        let mut block = String::new();
+        for line in text.trim_end().lines() {
+            block.push_str(&format!("[{host}]   {line}\n"));
+        }
+        self.line(block.trim_end());
+    }
+
+    /// Ends every host's spinner, leaving its last message on screen.
+    pub fn finish_hosts(&self) {
+        let mut bars = self.bars.lock().expect("printer lock");
+        for (_, bar) in bars.drain() {
+            bar.finish();
+        }
+    }
+
+    pub fn warn(&self, text: &str) {
+        if self.verbosity >= Verbosity::Normal {
+            let label = self.paint("warning:", "1;33");
+            self.line(&format!("{label} {text}"));
+        }
+    }
+
+    pub fn error(&self, text: &str) {
+        self.finish_hosts();
+        let label = self.paint("error:", "1;31");
+        self.line(&format!("{label} {text}"));
+    }
+
+    fn line(&self, text: &str) {
+        match &self.multi {
+            Some(multi) if !self.bars.lock().expect("printer lock").is_empty() => {
+                let _ = multi.println(text);
+            }
+            _ => eprintln!("{text}"),
+        }
+    }
+
+    fn suspend(&self, f: impl FnOnce()) {
+        match &self.multi {
+            Some(multi) => multi.suspend(f),
+            None => f(),
+        }
+    }
+
+    fn paint(&self, text: &str, code: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}

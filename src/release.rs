@@ -1,0 +1,314 @@
+//! The layout on a host (Capistrano's, which users already know) and the
+//! shell scripts that change it. Every script is built here, from quoted
+//! paths, so `plan` can print exactly what `deploy` runs.
+//!
+//! ```text
+//! <path>/releases/<UTC time>-<short sha>/   one folder per deploy; REVISION marks it complete
+//! <path>/shared/                            survives releases
+//! <path>/current -> releases/<...>          switched atomically (symlink + rename)
+//! <path>/.gantry/lock/info                  who holds the deploy lock
+//! <path>/.gantry/history.jsonl              a JSON line per deploy, rollback, lock, unlock
+//! ```
+
+use crate::config::{Config, HostSpec, SharedPath, Vars};
+use crate::git::Commit;
+use crate::shell::quote;
+
+/// Paths of one site on one host.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub path: String,
+}
+
+impl Layout {
+    pub fn new(path: &str) -> Layout {
+        Layout {
+            path: path.trim_end_matches('/').to_string(),
+        }
+    }
+    pub fn releases(&self) -> String {
+        format!("{}/releases", self.path)
+    }
+    pub fn release(&self, name: &str) -> String {
+        format!("{}/releases/{name}", self.path)
+    }
+    pub fn shared(&self) -> String {
+        format!("{}/shared", self.path)
+    }
+    pub fn current(&self) -> String {
+        format!("{}/current", self.path)
+    }
+    pub fn gantry(&self) -> String {
+        format!("{}/.gantry", self.path)
+    }
+    pub fn lock(&self) -> String {
+        format!("{}/.gantry/lock", self.path)
+    }
+    pub fn history(&self) -> String {
+        format!("{}/.gantry/history.jsonl", self.path)
+    }
+}
+
+/// The name of a new release: sorts in time order, says which commit.
+pub fn release_name(commit: &Commit) -> String {
+    format!("{}-{}", crate::time::Utc::now().compact(), commit.short())
+}
+
+/// Takes the lock: prints `acquired`, or `held` and the holder's record.
+pub fn lock_script(layout: &Layout, info_json: &str) -> String {
+    let lock = quote(&layout.lock());
+    format!(
+        "mkdir -p {gantry} {releases} {shared} || exit 1\n\
+         if mkdir {lock} 2>/dev/null; then\n  printf '%s\\n' {info} > {lock}/info || exit 1\n  echo acquired\n\
+         else\n  echo held\n  cat {lock}/info 2>/dev/null\nfi",
+        gantry = quote(&layout.gantry()),
+        releases = quote(&layout.releases()),
+        shared = quote(&layout.shared()),
+        info = quote(info_json),
+    )
+}
+
+/// Releases the lock, but only if `token` still holds it.
+pub fn unlock_script(layout: &Layout, token: &str) -> String {
+    let lock = quote(&layout.lock());
+    format!(
+        "if grep -qF {token} {lock}/info 2>/dev/null; then rm -rf {lock}; fi",
+        token = quote(token)
+    )
+}
+
+/// Removes the lock whoever holds it, printing the holder's record first.
+pub fn force_unlock_script(layout: &Layout) -> String {
+    let lock = quote(&layout.lock());
+    format!("if [ -d {lock} ]; then cat {lock}/info 2>/dev/null; echo; rm -rf {lock}; fi")
+}
+
+/// Unpacks the archive on stdin into a new release folder.
+pub fn upload_script(layout: &Layout, release: &str) -> String {
+    let dir = quote(&layout.release(release));
+    format!("mkdir {dir} && tar -x -f - -C {dir}")
+}
+
+/// Links the shared files and folders into the release. A path missing
+/// from `shared/` is seeded from the release's copy when it has one.
+pub fn link_shared_script(layout: &Layout, release: &str, shared: &[SharedPath]) -> String {
+    let mut script = String::from("set -e\n");
+    for item in shared {
+        let target = format!("{}/{}", layout.shared(), item.path);
+        let link = format!("{}/{}", layout.release(release), item.path);
+        let parent = |p: &str| p.rsplit_once('/').map_or(".", |(d, _)| d).to_string();
+        let (t, l) = (quote(&target), quote(&link));
+        script.push_str(&format!(
+            "mkdir -p {} {}\nif [ ! -e {t} ] && [ -e {l} ] && [ ! -L {l} ]; then mv {l} {t}; fi\n",
+            quote(&parent(&target)),
+            quote(&parent(&link)),
+        ));
+        if item.dir {
+            script.push_str(&format!("mkdir -p {t}\n"));
+        }
+        script.push_str(&format!("rm -rf {l}\nln -s {t} {l}\n"));
+    }
+    script
+}
+
+/// The variables a command sees, as `export` lines, then `cd` into `dir`.
+pub fn command_script(config: &Config, vars: &Vars, dir: &str, command: &str) -> String {
+    let mut script = String::new();
+    let builtin = [
+        ("GANTRY_ENV", "env"),
+        ("GANTRY_HOST", "host"),
+        ("GANTRY_PATH", "path"),
+        ("GANTRY_RELEASE", "release"),
+        ("GANTRY_SHARED", "shared"),
+        ("GANTRY_COMMIT", "commit"),
+    ];
+    for (name, var) in builtin {
+        if let Some(value) = vars.get(var) {
+            script.push_str(&format!("export {name}={}\n", quote(value)));
+        }
+    }
+    for (name, template) in &config.deploy.env {
+        script.push_str(&format!("export {name}={}\n", quote(&template.render(vars))));
+    }
+    let dir = match &config.app.root {
+        Some(root) => format!("{dir}/{root}"),
+        None => dir.to_string(),
+    };
+    script.push_str(&format!("cd {} || exit 1\n{command}", quote(&dir)));
+    script
+}
+
+/// Marks a release complete: the last step of preparing it.
+pub fn finish_script(layout: &Layout, release: &str, commit: &Commit) -> String {
+    format!(
+        "printf '%s\\n' {} > {}/REVISION",
+        quote(&commit.sha),
+        quote(&layout.release(release))
+    )
+}
+
+/// Points `current` at a release atomically: a new symlink under a
+/// temporary name, renamed over the old one. Prints the previous target.
+pub fn switch_script(layout: &Layout, release: &str) -> String {
+    let tmp = format!("{}/.current-{release}", layout.path);
+    format!(
+        "readlink {current} || true\nln -sfn {target} {tmp} && mv -T {tmp} {current}",
+        current = quote(&layout.current()),
+        target = quote(&format!("releases/{release}")),
+        tmp = quote(&tmp),
+    )
+}
+
+/// Puts `current` back where it was: at `previous`, or removed when the
+/// site had no release before.
+pub fn switch_back_script(layout: &Layout, previous: Option<&str>) -> String {
+    match previous {
+        Some(name) => switch_script(layout, name),
+        None => format!("rm -f {}", quote(&layout.current())),
+    }
+}
+
+/// Removes a release that never went live.
+pub fn discard_script(layout: &Layout, release: &str) -> String {
+    format!("rm -rf {}", quote(&layout.release(release)))
+}
+
+/// Appends a line to the host's history.
+pub fn history_script(layout: &Layout, line: &str) -> String {
+    format!(
+        "mkdir -p {} && printf '%s\\n' {} >> {}",
+        quote(&layout.gantry()),
+        quote(line),
+        quote(&layout.history())
+    )
+}
+
+/// Lists releases, one per line: `complete NAME SHA` or `partial NAME`,
+/// then `current NAME`.
+pub fn list_script(layout: &Layout) -> String {
+    format!(
+        "cd {releases} 2>/dev/null || exit 0\n\
+         for d in */; do\n  d=${{d%/}}\n  [ -d \"$d\" ] || continue\n\
+         if [ -f \"$d/REVISION\" ]; then echo \"complete $d $(cat \"$d/REVISION\")\"; else echo \"partial $d\"; fi\ndone\n\
+         t=$(readlink {current} 2>/dev/null) && echo \"current ${{t##*/}}\"\ntrue",
+        releases = quote(&layout.releases()),
+        current = quote(&layout.current()),
+    )
+}
+
+/// One release as `list_script` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub commit: Option<String>,
+}
+
+/// Parses `list_script` output: the releases in time order and the name
+/// `current` points at.
+pub fn parse_list(out: &str) -> (Vec<Listed>, Option<String>) {
+    let mut releases = Vec::new();
+    let mut current = None;
+    for line in out.lines() {
+        let mut parts = line.split(' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("complete"), Some(name), sha) => releases.push(Listed {
+                name: name.into(),
+                commit: sha.map(str::to_string),
+            }),
+            (Some("partial"), Some(name), _) => releases.push(Listed {
+                name: name.into(),
+                commit: None,
+            }),
+            (Some("current"), Some(name), _) => current = Some(name.to_string()),
+            _ => {}
+        }
+    }
+    releases.sort_by(|a, b| a.name.cmp(&b.name));
+    (releases, current)
+}
+
+/// The releases to delete: keep the newest `keep` complete ones, never
+/// `current` or `protect` (the release served before this deploy), and
+/// drop partial ones left by interrupted deploys.
+pub fn to_prune(releases: &[Listed], current: Option<&str>, protect: Option<&str>, keep: usize) -> Vec<String> {
+    let complete: Vec<&Listed> = releases.iter().filter(|r| r.commit.is_some()).collect();
+    let cut = complete.len().saturating_sub(keep);
+    let mut out: Vec<String> = complete[..cut].iter().map(|r| r.name.clone()).collect();
+    out.extend(releases.iter().filter(|r| r.commit.is_none()).map(|r| r.name.clone()));
+    out.retain(|n| Some(n.as_str()) != current && Some(n.as_str()) != protect);
+    out
+}
+
+/// The status of a site in one script: what `current` is, its commit, the
+/// lock, and the last history line.
+pub fn status_script(layout: &Layout) -> String {
+    format!(
+        "cd {path} 2>/dev/null || {{ echo missing; exit 0; }}\n\
+         t=$(readlink current 2>/dev/null) && echo \"current ${{t##*/}}\"\n\
+         [ -f current/REVISION ] && echo \"commit $(cat current/REVISION)\"\n\
+         [ -d .gantry/lock ] && echo \"lock $(cat .gantry/lock/info 2>/dev/null)\"\n\
+         [ -f .gantry/history.jsonl ] && echo \"last $(tail -n 1 .gantry/history.jsonl)\"\ntrue",
+        path = quote(&layout.path)
+    )
+}
+
+/// What a host needs: the tools the scripts use, and a writable site path.
+pub fn check_script(layout: &Layout) -> String {
+    format!(
+        "missing=''\nfor t in sh tar mkdir ln mv readlink rm grep tail; do command -v $t >/dev/null 2>&1 || missing=\"$missing $t\"; done\n\
+         [ -z \"$missing\" ] || {{ echo \"missing tools:$missing\"; exit 1; }}\n\
+         mv --help 2>&1 | grep -q -- '-T' || {{ echo 'mv does not support -T (GNU coreutils needed for the atomic switch)'; exit 1; }}\n\
+         mkdir -p {path} 2>/dev/null || {{ echo 'cannot create {shown}'; exit 1; }}\n\
+         [ -w {path} ] || {{ echo 'cannot write to {shown}'; exit 1; }}\necho ok",
+        path = quote(&layout.path),
+        shown = layout.path.replace('\'', ""),
+    )
+}
+
+/// Variables available while a deploy runs, on top of the host's own.
+pub fn run_vars(host: &HostSpec, layout: &Layout, release: Option<&str>, commit: Option<&str>) -> Vars {
+    let mut vars = host.vars.clone();
+    vars.insert("path".into(), layout.path.clone());
+    vars.insert("shared".into(), layout.shared());
+    vars.insert("current".into(), layout.current());
+    vars.insert(
+        "release".into(),
+        release.map_or_else(|| layout.current(), |r| layout.release(r)),
+    );
+    vars.insert("commit".into(), commit.unwrap_or("").to_string());
+    vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(name: &str, complete: bool) -> Listed {
+        Listed {
+            name: name.into(),
+            commit: complete.then(|| "abc".to_string()),
+        }
+    }
+
+    #[test]
+    fn prune_keeps_newest_current_and_previous() {
+        let releases = vec![
+            listed("1", true),
+            listed("2", true),
+            listed("3", false),
+            listed("4", true),
+            listed("5", true),
+        ];
+        assert_eq!(to_prune(&releases, Some("5"), Some("4"), 2), vec!["1", "2", "3"]);
+        assert_eq!(to_prune(&releases, Some("5"), Some("1"), 2), vec!["2", "3"]);
+        assert_eq!(to_prune(&releases, Some("5"), None, 10), vec!["3"]);
+    }
+
+    #[test]
+    fn list_output_parses() {
+        let (releases, current) = parse_list("complete b sha2\npartial c\ncomplete a sha1\ncurrent b\n");
+        assert_eq!(releases.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(current.as_deref(), Some("b"));
+        assert_eq!(releases[2].commit, None);
+    }
+}

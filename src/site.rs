@@ -1,0 +1,250 @@
+//! One site on one host while a command runs: its connection, layout and
+//! variables, and the helpers every command uses to run steps on many hosts
+//! at once (bounded), take and release the lock, and write history.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::future::join_all;
+use tokio::sync::Semaphore;
+
+use crate::config::{Config, Environment, HostSpec};
+use crate::error::{Error, HeldLock, HostProblem};
+use crate::history::Record;
+use crate::host::{Connection, HostError, Output};
+use crate::lock::LockInfo;
+use crate::output::Printer;
+use crate::release::{self, Layout};
+
+/// Set by Ctrl-C or SIGTERM: no new step starts, and what ran is undone.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+pub struct Site {
+    pub spec: HostSpec,
+    pub layout: Layout,
+    pub conn: Connection,
+    /// What `current` pointed at when the lock was taken.
+    pub serving: Option<String>,
+}
+
+impl Site {
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Runs one step. `shown` is what the error report calls the command.
+    /// Refuses to start once the run was interrupted.
+    pub async fn step(
+        &self,
+        printer: &Printer,
+        step: &str,
+        shown: Option<&str>,
+        script: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, HostProblem> {
+        if interrupted() {
+            return Err(self.problem(step, shown, None, "interrupted (Ctrl-C or SIGTERM) before this step started"));
+        }
+        self.step_always(printer, step, shown, script, stdin).await
+    }
+
+    /// Runs one step even after an interrupt: for putting things back.
+    pub async fn step_always(
+        &self,
+        printer: &Printer,
+        step: &str,
+        shown: Option<&str>,
+        script: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, HostProblem> {
+        printer.host(self.name(), step);
+        match self.conn.run(script, stdin).await {
+            Ok(out) => {
+                printer.detail(self.name(), &format!("{}{}", out.stdout, out.stderr));
+                if out.success() {
+                    Ok(out)
+                } else {
+                    Err(HostProblem {
+                        host: self.name().to_string(),
+                        step: step.to_string(),
+                        command: shown.map(str::to_string),
+                        code: out.code,
+                        detail: out.tail(20),
+                        unreachable: false,
+                    })
+                }
+            }
+            Err(e) => Err(HostProblem {
+                host: self.name().to_string(),
+                step: step.to_string(),
+                command: shown.map(str::to_string),
+                code: None,
+                detail: e.to_string(),
+                unreachable: true,
+            }),
+        }
+    }
+
+    pub fn problem(&self, step: &str, command: Option<&str>, code: Option<i32>, detail: &str) -> HostProblem {
+        HostProblem {
+            host: self.name().to_string(),
+            step: step.to_string(),
+            command: command.map(str::to_string),
+            code,
+            detail: detail.to_string(),
+            unreachable: false,
+        }
+    }
+
+    /// Appends a record to the host's history; a failure is reported, not fatal.
+    pub async fn record(&self, printer: &Printer, record: &Record) {
+        let script = release::history_script(&self.layout, &record.to_line());
+        if let Err(p) = self.step_always(printer, "record history", None, &script, None).await {
+            printer.warn(&format!("could not write history: {p}"));
+        }
+    }
+}
+
+/// Runs `f` on every item, at most `limit` at once, and returns every
+/// outcome in the items' order.
+pub async fn each<'a, T, F, Fut, R>(items: &'a [T], limit: usize, f: F) -> Vec<R>
+where
+    F: Fn(&'a T) -> Fut,
+    Fut: Future<Output = R>,
+{
+    let gate = Semaphore::new(limit.max(1));
+    join_all(items.iter().map(|item| {
+        let gate = &gate;
+        let fut = f(item);
+        async move {
+            let _permit = gate.acquire().await.expect("semaphore open");
+            fut.await
+        }
+    }))
+    .await
+}
+
+/// Connects to every host of `env`; if any cannot be reached, closes the
+/// others and reports every host that failed.
+pub async fn connect(config: &Config, env: &Environment, printer: &Printer) -> Result<Vec<Site>, Error> {
+    let results = each(&env.hosts, env.parallel.max(env.hosts.len().min(32)), |spec| async move {
+        printer.host(&spec.name, "connect");
+        (spec, Connection::open(spec, &config.ssh).await)
+    })
+    .await;
+    let mut sites = Vec::new();
+    let mut problems = Vec::new();
+    for (spec, result) in results {
+        match result {
+            Ok(conn) => sites.push(Site {
+                spec: spec.clone(),
+                layout: Layout::new(&spec.path),
+                conn,
+                serving: None,
+            }),
+            Err(e) => problems.push(HostProblem {
+                host: spec.name.clone(),
+                step: "connect".into(),
+                command: None,
+                code: None,
+                detail: match &e {
+                    HostError::Connect { host_key: true, message } => {
+                        format!("the host key is unknown or has changed, so the connection was refused: {message}")
+                    }
+                    other => other.to_string(),
+                },
+                unreachable: true,
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(sites)
+    } else {
+        close(sites).await;
+        printer.finish_hosts();
+        Err(Error::Unreachable {
+            env: env.name.clone(),
+            problems,
+        })
+    }
+}
+
+pub async fn close(sites: Vec<Site>) {
+    join_all(sites.into_iter().map(|s| s.conn.close())).await;
+}
+
+/// Takes the lock on every site. If any host's lock is held, gives back
+/// the locks this call took and reports every holder.
+pub async fn lock(sites: &mut [Site], env: &str, info: &LockInfo, printer: &Printer) -> Result<(), Error> {
+    let json = serde_json::to_string(info).expect("lock info serializes");
+    let results = each(sites, 32, |site| {
+        let script = format!(
+            "{}\nt=$(readlink {} 2>/dev/null) && echo \"current ${{t##*/}}\"\ntrue",
+            release::lock_script(&site.layout, &json),
+            crate::shell::quote(&site.layout.current())
+        );
+        async move { site.step(printer, "lock", None, &script, None).await }
+    })
+    .await;
+    let mut held = Vec::new();
+    let mut problems = Vec::new();
+    let mut acquired = Vec::new();
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(out) => {
+                let mut lines = out.stdout.lines();
+                match lines.next() {
+                    Some("acquired") => acquired.push(i),
+                    _ => held.push(HeldLock {
+                        host: sites[i].name().to_string(),
+                        info: lines.next().and_then(|l| serde_json::from_str(l).ok()),
+                    }),
+                }
+                sites[i].serving = out
+                    .stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix("current "))
+                    .map(str::to_string);
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+    if held.is_empty() && problems.is_empty() {
+        return Ok(());
+    }
+    for i in acquired {
+        let _ = sites[i]
+            .step_always(printer, "unlock", None, &release::unlock_script(&sites[i].layout, &info.token), None)
+            .await;
+    }
+    printer.finish_hosts();
+    if !problems.is_empty() {
+        return Err(Error::Hosts {
+            what: "taking the deploy lock".into(),
+            problems,
+        });
+    }
+    Err(Error::Locked {
+        env: env.to_string(),
+        held,
+    })
+}
+
+/// Releases this run's lock on every site.
+pub async fn unlock(sites: &[Site], info: &LockInfo, printer: &Printer) {
+    each(sites, 32, |site| async move {
+        let script = release::unlock_script(&site.layout, &info.token);
+        if let Err(p) = site.step_always(printer, "unlock", None, &script, None).await {
+            printer.warn(&format!("could not release the lock: {p}"));
+        }
+    })
+    .await;
+}
