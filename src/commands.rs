@@ -76,13 +76,24 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
             Err(e) => return Err(e),
         };
         let results = each(&sites, 32, |site| async move {
-            site.step(printer, "check", None, &release::check_script(&site.layout), None)
-                .await
+            site.step(
+                printer,
+                "check",
+                None,
+                &release::check_script(&site.layout),
+                None,
+            )
+            .await
         })
         .await;
         for (site, result) in sites.iter().zip(results) {
             match result {
-                Ok(_) => printer.result(&format!("{} {}: ok ({})", env.name, site.name(), site.layout.path)),
+                Ok(_) => printer.result(&format!(
+                    "{} {}: ok ({})",
+                    env.name,
+                    site.name(),
+                    site.layout.path
+                )),
                 Err(p) => problems.push(p),
             }
         }
@@ -116,10 +127,21 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
             script: release::lock_script(&layout, &info_json),
             upload: false,
         }];
-        steps.extend(deploy::prepare_steps(config, spec, &layout, &release, &commit));
+        steps.extend(deploy::prepare_steps(
+            config, spec, &layout, &release, &commit,
+        ));
         if i == env.migrate_host {
             if let Some(m) = &config.deploy.migrate {
-                steps.push(deploy::command_step(config, spec, &layout, &release, &commit.sha, "migrate", m, false));
+                steps.push(deploy::command_step(
+                    config,
+                    spec,
+                    &layout,
+                    &release,
+                    &commit.sha,
+                    "migrate",
+                    m,
+                    false,
+                ));
             }
         }
         steps.push(deploy::Planned {
@@ -129,7 +151,16 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
             upload: false,
         });
         if let Some(r) = &config.deploy.restart {
-            steps.push(deploy::command_step(config, spec, &layout, &release, &commit.sha, "restart", r, true));
+            steps.push(deploy::command_step(
+                config,
+                spec,
+                &layout,
+                &release,
+                &commit.sha,
+                "restart",
+                r,
+                true,
+            ));
         }
         let vars = release::run_vars(spec, &layout, Some(&release), Some(&commit.sha));
         let health = config.deploy.health.as_ref().map(|h| h.url.render(&vars));
@@ -161,17 +192,28 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
             release
         );
         if let Err(e) = &on_remote {
-            text.push_str(&format!("warning: {}\n", e.to_string().lines().next().unwrap_or("")));
+            text.push_str(&format!(
+                "warning: {}\n",
+                e.to_string().lines().next().unwrap_or("")
+            ));
         }
         text.push_str(&format!(
             "Hosts are activated {}; migrations run on {}.\n",
-            if env.batch == 0 { "all at once".to_string() } else { format!("in batches of {}", env.batch) },
+            if env.batch == 0 {
+                "all at once".to_string()
+            } else {
+                format!("in batches of {}", env.batch)
+            },
             env.hosts[env.migrate_host].name
         ));
         for (spec, layout, steps, health) in &hosts {
             text.push_str(&format!("\n== {} ({})\n", spec.name, layout.path));
             for step in steps {
-                let note = if step.upload { " (stdin: git archive of the commit)" } else { "" };
+                let note = if step.upload {
+                    " (stdin: git archive of the commit)"
+                } else {
+                    ""
+                };
                 text.push_str(&format!("# {}{note}\n{}\n", step.name, step.script));
             }
             if let Some(url) = health {
@@ -223,13 +265,21 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
         match site::connect(config, env, printer).await {
             Ok(sites) => {
                 let results = each(&sites, 32, |site| async move {
-                    site.step(printer, "status", None, &release::status_script(&site.layout), None)
-                        .await
+                    site.step(
+                        printer,
+                        "status",
+                        None,
+                        &release::status_script(&site.layout),
+                        None,
+                    )
+                    .await
                 })
                 .await;
                 for (site, result) in sites.iter().zip(results) {
                     match result {
-                        Ok(out) => hosts.push((site.name().to_string(), Ok(parse_state(&out.stdout)))),
+                        Ok(out) => {
+                            hosts.push((site.name().to_string(), Ok(parse_state(&out.stdout))))
+                        }
                         Err(p) => {
                             hosts.push((site.name().to_string(), Err(p.detail.clone())));
                             problems.push(p);
@@ -282,13 +332,19 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
                             s.commit.as_deref().map_or("?", |c| &c[..c.len().min(8)])
                         );
                         if let Some(last) = &s.last {
-                            line.push_str(&format!("  last {} {} {} by {}", last.action, last.outcome, last.time, last.by));
+                            line.push_str(&format!(
+                                "  last {} {} {} by {}",
+                                last.action, last.outcome, last.time, last.by
+                            ));
                         }
                         line
                     }
                 };
                 text.push_str(&format!("  {name}  {line}\n"));
-                if let Ok(HostState { lock: Some(lock), .. }) = state {
+                if let Ok(HostState {
+                    lock: Some(lock), ..
+                }) = state
+                {
                     text.push_str(&format!("    locked: {}\n", lock.describe()));
                 }
             }
@@ -305,12 +361,21 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
     }
 }
 
-pub async fn log(config: &Config, env_name: &str, limit: usize, printer: &Printer) -> Result<(), Error> {
+pub async fn log(
+    config: &Config,
+    env_name: &str,
+    limit: usize,
+    printer: &Printer,
+) -> Result<(), Error> {
     let env = config.environment(env_name)?;
     let sites = site::connect(config, env, printer).await?;
     let results = each(&sites, 32, |site| async move {
-        let script = format!("cat {} 2>/dev/null; true", shell::quote(&site.layout.history()));
-        site.step(printer, "read history", None, &script, None).await
+        let script = format!(
+            "cat {} 2>/dev/null; true",
+            shell::quote(&site.layout.history())
+        );
+        site.step(printer, "read history", None, &script, None)
+            .await
     })
     .await;
     site::close(sites).await;
@@ -360,7 +425,12 @@ pub async fn log(config: &Config, env_name: &str, limit: usize, printer: &Printe
     }
 }
 
-pub async fn lock(config: &Config, env_name: &str, reason: Option<String>, printer: &Printer) -> Result<(), Error> {
+pub async fn lock(
+    config: &Config,
+    env_name: &str,
+    reason: Option<String>,
+    printer: &Printer,
+) -> Result<(), Error> {
     let env = config.environment(env_name)?;
     let mut sites = site::connect(config, env, printer).await?;
     let info = LockInfo::new(&format!("gantry lock {env_name}"), reason.clone(), true);
@@ -375,7 +445,9 @@ pub async fn lock(config: &Config, env_name: &str, reason: Option<String>, print
     site::close(sites).await;
     printer.finish_hosts();
     result?;
-    printer.headline(&format!("`{env_name}` is locked; `gantry unlock {env_name}` lets deploys run again"));
+    printer.headline(&format!(
+        "`{env_name}` is locked; `gantry unlock {env_name}` lets deploys run again"
+    ));
     Ok(())
 }
 
@@ -384,7 +456,13 @@ pub async fn unlock(config: &Config, env_name: &str, printer: &Printer) -> Resul
     let sites = site::connect(config, env, printer).await?;
     let results = each(&sites, 32, |s| async move {
         let out = s
-            .step(printer, "unlock", None, &release::force_unlock_script(&s.layout), None)
+            .step(
+                printer,
+                "unlock",
+                None,
+                &release::force_unlock_script(&s.layout),
+                None,
+            )
             .await?;
         let holder: Option<LockInfo> = serde_json::from_str(out.stdout.trim()).ok();
         let was_locked = !out.stdout.trim().is_empty();
@@ -404,8 +482,13 @@ pub async fn unlock(config: &Config, env_name: &str, printer: &Printer) -> Resul
     for (s, result) in sites.iter().zip(results) {
         match result {
             Ok((false, _)) => printer.result(&format!("{}: was not locked", s.name())),
-            Ok((true, Some(h))) => printer.result(&format!("{}: cleared lock {}", s.name(), h.describe())),
-            Ok((true, None)) => printer.result(&format!("{}: cleared a lock with no record of its holder", s.name())),
+            Ok((true, Some(h))) => {
+                printer.result(&format!("{}: cleared lock {}", s.name(), h.describe()))
+            }
+            Ok((true, None)) => printer.result(&format!(
+                "{}: cleared a lock with no record of its holder",
+                s.name()
+            )),
             Err(p) => problems.push(p),
         }
     }
@@ -420,7 +503,12 @@ pub async fn unlock(config: &Config, env_name: &str, printer: &Printer) -> Resul
     }
 }
 
-pub async fn exec(config: &Config, env_name: &str, command: &[String], printer: &Printer) -> Result<(), Error> {
+pub async fn exec(
+    config: &Config,
+    env_name: &str,
+    command: &[String],
+    printer: &Printer,
+) -> Result<(), Error> {
     let env = config.environment(env_name)?;
     let sites = site::connect(config, env, printer).await?;
     let line = shell::join(command);

@@ -29,7 +29,12 @@ pub struct Summary {
 }
 
 /// Deploys `rev` to `env_name`.
-pub async fn deploy(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Result<Summary, Error> {
+pub async fn deploy(
+    config: &Config,
+    env_name: &str,
+    rev: &str,
+    printer: &Printer,
+) -> Result<Summary, Error> {
     let started = Instant::now();
     let env = config.environment(env_name)?;
     let repo = Repo::at(&config.dir);
@@ -73,7 +78,11 @@ pub async fn deploy(config: &Config, env_name: &str, rev: &str, printer: &Printe
 
 /// Switches every host of `env_name` back to the release before the one it
 /// serves.
-pub async fn rollback(config: &Config, env_name: &str, printer: &Printer) -> Result<Summary, Error> {
+pub async fn rollback(
+    config: &Config,
+    env_name: &str,
+    printer: &Printer,
+) -> Result<Summary, Error> {
     let started = Instant::now();
     let env = config.environment(env_name)?;
     printer.headline(&format!("Rolling back {}", env.name));
@@ -115,7 +124,13 @@ pub struct Planned {
 }
 
 /// The prepare phase on one host: upload, link shared, build, mark complete.
-pub fn prepare_steps(config: &Config, spec: &HostSpec, layout: &Layout, release: &str, commit: &Commit) -> Vec<Planned> {
+pub fn prepare_steps(
+    config: &Config,
+    spec: &HostSpec,
+    layout: &Layout,
+    release: &str,
+    commit: &Commit,
+) -> Vec<Planned> {
     let mut steps = vec![Planned {
         name: "upload".into(),
         shown: None,
@@ -133,7 +148,16 @@ pub fn prepare_steps(config: &Config, spec: &HostSpec, layout: &Layout, release:
     let total = config.deploy.build.len();
     for (i, build) in config.deploy.build.iter().enumerate() {
         let name = format!("build {}/{total}", i + 1);
-        steps.push(command_step(config, spec, layout, release, &commit.sha, &name, build, false));
+        steps.push(command_step(
+            config,
+            spec,
+            layout,
+            release,
+            &commit.sha,
+            &name,
+            build,
+            false,
+        ));
     }
     steps.push(Planned {
         name: "finish release".into(),
@@ -147,10 +171,23 @@ pub fn prepare_steps(config: &Config, spec: &HostSpec, layout: &Layout, release:
 /// A user command (build, migrate, restart) with its variables; it runs
 /// in the release folder, or in `current` for `in_current`.
 #[allow(clippy::too_many_arguments)]
-pub fn command_step(config: &Config, spec: &HostSpec, layout: &Layout, release: &str, commit: &str, name: &str, template: &Template, in_current: bool) -> Planned {
+pub fn command_step(
+    config: &Config,
+    spec: &HostSpec,
+    layout: &Layout,
+    release: &str,
+    commit: &str,
+    name: &str,
+    template: &Template,
+    in_current: bool,
+) -> Planned {
     let vars = release::run_vars(spec, layout, Some(release), Some(commit));
     let command = template.render_shell(&vars);
-    let dir = if in_current { layout.current() } else { layout.release(release) };
+    let dir = if in_current {
+        layout.current()
+    } else {
+        layout.release(release)
+    };
     Planned {
         name: name.to_string(),
         script: release::command_script(config, &vars, &dir, &command),
@@ -175,18 +212,43 @@ struct Run<'a> {
 impl Run<'_> {
     async fn deploy(&self, commit: &Commit, release: &str, archive: &[u8]) -> Result<(), Error> {
         // Prepare: nothing that serves changes.
-        let prepared = each(self.sites, self.env.parallel, |site| self.prepare(site, commit, release, archive)).await;
+        let prepared = each(self.sites, self.env.parallel, |site| {
+            self.prepare(site, commit, release, archive)
+        })
+        .await;
         let problems: Vec<HostProblem> = prepared.into_iter().filter_map(Result::err).collect();
         if !problems.is_empty() {
-            return Err(self.abandon("deploy", commit, release, problems, Vec::new()).await);
+            return Err(self
+                .abandon("deploy", commit, release, problems, Vec::new())
+                .await);
         }
 
         // Migrate, once per environment.
         if let Some(migrate) = &self.config.deploy.migrate {
             let site = &self.sites[self.env.migrate_host];
-            let step = command_step(self.config, &site.spec, &site.layout, release, &commit.sha, "migrate", migrate, false);
-            if let Err(p) = site.step(self.printer, &step.name, step.shown.as_deref(), &step.script, None).await {
-                return Err(self.abandon("deploy", commit, release, vec![p], Vec::new()).await);
+            let step = command_step(
+                self.config,
+                &site.spec,
+                &site.layout,
+                release,
+                &commit.sha,
+                "migrate",
+                migrate,
+                false,
+            );
+            if let Err(p) = site
+                .step(
+                    self.printer,
+                    &step.name,
+                    step.shown.as_deref(),
+                    &step.script,
+                    None,
+                )
+                .await
+            {
+                return Err(self
+                    .abandon("deploy", commit, release, vec![p], Vec::new())
+                    .await);
             }
         }
 
@@ -194,7 +256,9 @@ impl Run<'_> {
         let mut switched = Vec::new();
         if let Err(problems) = self.activate(release, &commit.sha, &mut switched).await {
             let recovery = self.switch_back(&switched).await;
-            return Err(self.abandon("deploy", commit, release, problems, recovery).await);
+            return Err(self
+                .abandon("deploy", commit, release, problems, recovery)
+                .await);
         }
 
         // Finish.
@@ -205,16 +269,30 @@ impl Run<'_> {
             record.previous = site.serving.clone();
             site.record(self.printer, &record).await;
             self.prune(site, release).await;
-            self.printer.host(site.name(), &format!("serving {release}"));
+            self.printer
+                .host(site.name(), &format!("serving {release}"));
         })
         .await;
         Ok(())
     }
 
-    async fn prepare(&self, site: &Site, commit: &Commit, release: &str, archive: &[u8]) -> Result<(), HostProblem> {
+    async fn prepare(
+        &self,
+        site: &Site,
+        commit: &Commit,
+        release: &str,
+        archive: &[u8],
+    ) -> Result<(), HostProblem> {
         for step in prepare_steps(self.config, &site.spec, &site.layout, release, commit) {
             let stdin = step.upload.then_some(archive);
-            site.step(self.printer, &step.name, step.shown.as_deref(), &step.script, stdin).await?;
+            site.step(
+                self.printer,
+                &step.name,
+                step.shown.as_deref(),
+                &step.script,
+                stdin,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -222,15 +300,30 @@ impl Run<'_> {
     /// Switches hosts to `release` in batches, restarting and checking each.
     /// Every host that was switched is pushed onto `switched`, so a failure
     /// can put them all back.
-    async fn activate(&self, release: &str, commit: &str, switched: &mut Vec<Switched>) -> Result<(), Vec<HostProblem>> {
+    async fn activate(
+        &self,
+        release: &str,
+        commit: &str,
+        switched: &mut Vec<Switched>,
+    ) -> Result<(), Vec<HostProblem>> {
         let indexes: Vec<usize> = (0..self.sites.len()).collect();
-        let size = if self.env.batch == 0 { indexes.len() } else { self.env.batch };
+        let size = if self.env.batch == 0 {
+            indexes.len()
+        } else {
+            self.env.batch
+        };
         for batch in indexes.chunks(size.max(1)) {
-            let results = each(batch, self.env.parallel.max(batch.len()), |&i| self.activate_one(i, release, commit)).await;
+            let results = each(batch, self.env.parallel.max(batch.len()), |&i| {
+                self.activate_one(i, release, commit)
+            })
+            .await;
             let mut problems = Vec::new();
             for (i, (previous, was_switched, result)) in batch.iter().zip(results) {
                 if was_switched {
-                    switched.push(Switched { index: *i, previous });
+                    switched.push(Switched {
+                        index: *i,
+                        previous,
+                    });
                 }
                 if let Err(p) = result {
                     problems.push(p);
@@ -245,11 +338,25 @@ impl Run<'_> {
 
     /// Returns where `current` pointed before, whether it was switched, and
     /// the outcome.
-    async fn activate_one(&self, i: usize, release: &str, commit: &str) -> (Option<String>, bool, Result<(), HostProblem>) {
+    async fn activate_one(
+        &self,
+        i: usize,
+        release: &str,
+        commit: &str,
+    ) -> (Option<String>, bool, Result<(), HostProblem>) {
         let site = &self.sites[i];
         let p = self.printer;
         let previous = site.serving.clone();
-        if let Err(e) = site.step(p, "switch current", None, &release::switch_script(&site.layout, release), None).await {
+        if let Err(e) = site
+            .step(
+                p,
+                "switch current",
+                None,
+                &release::switch_script(&site.layout, release),
+                None,
+            )
+            .await
+        {
             // The rename either happened or not; treat it as switched so
             // that putting back is attempted.
             return (previous, true, Err(e));
@@ -258,15 +365,32 @@ impl Run<'_> {
         (previous, true, result)
     }
 
-    async fn restart_and_check(&self, site: &Site, release: &str, commit: &str, always: bool) -> Result<(), HostProblem> {
+    async fn restart_and_check(
+        &self,
+        site: &Site,
+        release: &str,
+        commit: &str,
+        always: bool,
+    ) -> Result<(), HostProblem> {
         let p = self.printer;
         let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
         if let Some(restart) = &self.config.deploy.restart {
-            let step = command_step(self.config, &site.spec, &site.layout, release, commit, "restart", restart, true);
+            let step = command_step(
+                self.config,
+                &site.spec,
+                &site.layout,
+                release,
+                commit,
+                "restart",
+                restart,
+                true,
+            );
             if always {
-                site.step_always(p, &step.name, step.shown.as_deref(), &step.script, None).await?;
+                site.step_always(p, &step.name, step.shown.as_deref(), &step.script, None)
+                    .await?;
             } else {
-                site.step(p, &step.name, step.shown.as_deref(), &step.script, None).await?;
+                site.step(p, &step.name, step.shown.as_deref(), &step.script, None)
+                    .await?;
             }
         }
         if let Some(check) = &self.config.deploy.health {
@@ -278,7 +402,10 @@ impl Run<'_> {
                     "health check",
                     None,
                     None,
-                    &format!("GET {} did not pass after {} attempts: {}", f.url, f.attempts, f.last),
+                    &format!(
+                        "GET {} did not pass after {} attempts: {}",
+                        f.url, f.attempts, f.last
+                    ),
                 ));
             }
         }
@@ -291,7 +418,8 @@ impl Run<'_> {
         let results = each(switched, 32, |s| async move {
             let site = &self.sites[s.index];
             let script = release::switch_back_script(&site.layout, s.previous.as_deref());
-            site.step_always(self.printer, "switch back", None, &script, None).await?;
+            site.step_always(self.printer, "switch back", None, &script, None)
+                .await?;
             match &s.previous {
                 Some(previous) => self.restart_and_check(site, previous, "", true).await,
                 None => Ok(()),
@@ -303,12 +431,25 @@ impl Run<'_> {
 
     /// Removes the new release everywhere, records the failure, and builds
     /// the error with what every host serves now.
-    async fn abandon(&self, action: &str, commit: &Commit, release: &str, problems: Vec<HostProblem>, mut recovery: Vec<HostProblem>) -> Error {
+    async fn abandon(
+        &self,
+        action: &str,
+        commit: &Commit,
+        release: &str,
+        problems: Vec<HostProblem>,
+        mut recovery: Vec<HostProblem>,
+    ) -> Error {
         let problems_ref = &problems;
         let discarded = each(self.sites, 32, |site| async move {
             let problems = problems_ref;
             let result = site
-                .step_always(self.printer, "discard release", None, &release::discard_script(&site.layout, release), None)
+                .step_always(
+                    self.printer,
+                    "discard release",
+                    None,
+                    &release::discard_script(&site.layout, release),
+                    None,
+                )
                 .await;
             let mut record = Record::new(action, &self.env.name, site.name(), "failed");
             record.commit = Some(commit.sha.clone());
@@ -322,7 +463,12 @@ impl Run<'_> {
             result
         })
         .await;
-        recovery.extend(discarded.into_iter().filter_map(Result::err).filter(|p| p.unreachable));
+        recovery.extend(
+            discarded
+                .into_iter()
+                .filter_map(Result::err)
+                .filter(|p| p.unreachable),
+        );
         Error::Failed(Box::new(Failure {
             action: action.to_string(),
             env: self.env.name.clone(),
@@ -338,7 +484,9 @@ impl Run<'_> {
             .map(|s| {
                 (
                     s.name().to_string(),
-                    s.serving.clone().unwrap_or_else(|| "nothing (no release was live)".to_string()),
+                    s.serving
+                        .clone()
+                        .unwrap_or_else(|| "nothing (no release was live)".to_string()),
                 )
             })
             .collect()
@@ -346,34 +494,73 @@ impl Run<'_> {
 
     /// Deletes old releases on one host; a failure only warns.
     async fn prune(&self, site: &Site, release: &str) {
-        let Ok(out) = site.step_always(self.printer, "prune", None, &release::list_script(&site.layout), None).await else {
+        let Ok(out) = site
+            .step_always(
+                self.printer,
+                "prune",
+                None,
+                &release::list_script(&site.layout),
+                None,
+            )
+            .await
+        else {
             return;
         };
         let (releases, _) = release::parse_list(&out.stdout);
-        let doomed = release::to_prune(&releases, Some(release), site.serving.as_deref(), self.config.deploy.keep_releases);
+        let doomed = release::to_prune(
+            &releases,
+            Some(release),
+            site.serving.as_deref(),
+            self.config.deploy.keep_releases,
+        );
         if doomed.is_empty() {
             return;
         }
         let paths: Vec<String> = doomed.iter().map(|d| site.layout.release(d)).collect();
         let script = format!("rm -rf {}", crate::shell::join(&paths));
-        if let Err(p) = site.step_always(self.printer, "prune", None, &script, None).await {
-            self.printer.warn(&format!("could not prune old releases: {p}"));
+        if let Err(p) = site
+            .step_always(self.printer, "prune", None, &script, None)
+            .await
+        {
+            self.printer
+                .warn(&format!("could not prune old releases: {p}"));
         }
     }
 
     async fn rollback(&self) -> Result<(String, String), Error> {
         // Find the release before the current one on every host.
         let listed = each(self.sites, 32, |site| async move {
-            let out = site.step(self.printer, "list releases", None, &release::list_script(&site.layout), None).await?;
+            let out = site
+                .step(
+                    self.printer,
+                    "list releases",
+                    None,
+                    &release::list_script(&site.layout),
+                    None,
+                )
+                .await?;
             let (releases, current) = release::parse_list(&out.stdout);
-            let complete: Vec<_> = releases.into_iter().filter(|r| r.commit.is_some()).collect();
+            let complete: Vec<_> = releases
+                .into_iter()
+                .filter(|r| r.commit.is_some())
+                .collect();
             let Some(current) = current else {
-                return Err(site.problem("rollback", None, None, "no release is live here, so there is nothing to roll back"));
+                return Err(site.problem(
+                    "rollback",
+                    None,
+                    None,
+                    "no release is live here, so there is nothing to roll back",
+                ));
             };
             let position = complete.iter().position(|r| r.name == current);
             match position {
                 Some(i) if i > 0 => Ok(complete[i - 1].clone()),
-                _ => Err(site.problem("rollback", None, None, &format!("no release older than `{current}` is kept here"))),
+                _ => Err(site.problem(
+                    "rollback",
+                    None,
+                    None,
+                    &format!("no release older than `{current}` is kept here"),
+                )),
             }
         })
         .await;
@@ -395,12 +582,17 @@ impl Run<'_> {
         let mut switched = Vec::new();
         let indexes: Vec<usize> = (0..self.sites.len()).collect();
         let targets_ref = &targets;
-        let results = each(&indexes, self.env.parallel.max(indexes.len()), |&index| async move {
-            let target = &targets_ref[index];
-            let commit = target.commit.clone().unwrap_or_default();
-            let (previous, was_switched, result) = self.activate_one(index, &target.name, &commit).await;
-            (index, previous, was_switched, result)
-        })
+        let results = each(
+            &indexes,
+            self.env.parallel.max(indexes.len()),
+            |&index| async move {
+                let target = &targets_ref[index];
+                let commit = target.commit.clone().unwrap_or_default();
+                let (previous, was_switched, result) =
+                    self.activate_one(index, &target.name, &commit).await;
+                (index, previous, was_switched, result)
+            },
+        )
         .await;
         for (index, previous, was_switched, result) in results {
             if was_switched {
@@ -431,10 +623,10 @@ impl Run<'_> {
             record.release = Some(target.name.clone());
             record.previous = site.serving.clone();
             site.record(self.printer, &record).await;
-            self.printer.host(site.name(), &format!("serving {}", target.name));
+            self.printer
+                .host(site.name(), &format!("serving {}", target.name));
         }
         let first = &targets[0];
         Ok((first.name.clone(), first.commit.clone().unwrap_or_default()))
     }
 }
-

@@ -46,17 +46,37 @@ pub struct Failure {
 #[derive(Debug)]
 pub enum Error {
     Config(ConfigError),
-    NoConfig { start: PathBuf },
+    NoConfig {
+        start: PathBuf,
+    },
     Usage(String),
-    Git { command: String, message: String },
-    NotOnRemote { commit: Commit, remote: String },
-    Io { path: PathBuf, message: String },
+    Git {
+        command: String,
+        message: String,
+    },
+    NotOnRemote {
+        commit: Commit,
+        remote: String,
+    },
+    Io {
+        path: PathBuf,
+        message: String,
+    },
     /// Hosts that could not be reached before anything was changed.
-    Unreachable { env: String, problems: Vec<HostProblem> },
-    Locked { env: String, held: Vec<HeldLock> },
+    Unreachable {
+        env: String,
+        problems: Vec<HostProblem>,
+    },
+    Locked {
+        env: String,
+        held: Vec<HeldLock>,
+    },
     Failed(Box<Failure>),
     /// A command run by `exec` or `check` failed on some hosts.
-    Hosts { what: String, problems: Vec<HostProblem> },
+    Hosts {
+        what: String,
+        problems: Vec<HostProblem>,
+    },
 }
 
 impl Error {
@@ -105,10 +125,18 @@ impl fmt::Display for HostProblem {
             write!(f, " (exit status {code})")?;
         }
         if let Some(command) = &self.command {
-            write!(f, "\n    command: {}", command.trim().replace('\n', "\n             "))?;
+            write!(
+                f,
+                "\n    command: {}",
+                command.trim().replace('\n', "\n             ")
+            )?;
         }
         if !self.detail.trim().is_empty() {
-            let label = if self.command.is_some() { "output" } else { "reason" };
+            let label = if self.command.is_some() {
+                "output"
+            } else {
+                "reason"
+            };
             write!(f, "\n    {label}:")?;
             for line in self.detail.trim_end().lines() {
                 write!(f, "\n      {line}")?;

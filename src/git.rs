@@ -59,7 +59,9 @@ impl Repo {
         let spec = format!("{rev}^{{commit}}");
         let sha = self
             .git(&["rev-parse", "--verify", "--quiet", &spec])
-            .map_err(|_| Error::Usage(format!("`{rev}` is not a commit in {}", self.dir.display())))?;
+            .map_err(|_| {
+                Error::Usage(format!("`{rev}` is not a commit in {}", self.dir.display()))
+            })?;
         let subject = self.git(&["log", "-1", "--format=%s", &sha])?;
         Ok(Commit { sha, subject })
     }

@@ -59,7 +59,10 @@ pub async fn get(url: &str) -> Result<(u16, String), String> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let address = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let address = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         authority.to_string()
     } else {
         format!("{authority}:80")
@@ -146,6 +149,9 @@ mod tests {
         let (result, ()) = tokio::join!(check(&h, &url, Some("abc")), server);
         let failed = result.unwrap_err();
         assert_eq!(failed.attempts, 2);
-        assert_eq!(failed.last, "status 200, but the body does not contain `abc`");
+        assert_eq!(
+            failed.last,
+            "status 200, but the body does not contain `abc`"
+        );
     }
 }

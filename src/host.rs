@@ -121,7 +121,11 @@ async fn run_local(script: &str, stdin: Option<&[u8]>) -> Result<Output, HostErr
     let mut cmd = tokio::process::Command::new("sh");
     cmd.arg("-c")
         .arg(script)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

@@ -32,7 +32,7 @@ pub fn run(cli: Cli) -> ExitStatus {
     } else {
         Verbosity::Normal
     };
-    let printer = Printer::new(verbosity, cli.json);
+    let printer = std::sync::Arc::new(Printer::new(verbosity, cli.json));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -45,7 +45,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         }
     };
     let result = runtime.block_on(async {
-        watch_signals();
+        watch_signals(printer.clone());
         dispatch(&cli, &printer).await
     });
     match result {
@@ -59,15 +59,22 @@ pub fn run(cli: Cli) -> ExitStatus {
 
 /// Ctrl-C and SIGTERM stop new steps from starting; what already ran is
 /// put back and the lock released before Gantry exits.
-fn watch_signals() {
-    tokio::spawn(async {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+fn watch_signals(printer: std::sync::Arc<Printer>) {
+    tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
             return;
         };
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
+            }
+            if !site::interrupted() {
+                printer.warn(
+                    "interrupted: no new step will start; what this run changed is being put back",
+                );
             }
             site::interrupt();
         }
@@ -79,6 +86,16 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
         return commands::init(*force, printer);
     }
     let config = commands::load_config(cli.config.as_deref())?;
+    if matches!(
+        cli.command,
+        Command::Status { .. }
+            | Command::Log { .. }
+            | Command::Exec { .. }
+            | Command::Unlock { .. }
+            | Command::Check { .. }
+    ) {
+        printer.hide_steps();
+    }
     match &cli.command {
         Command::Init { .. } => unreachable!("handled above"),
         Command::Check { env } => commands::check(&config, env.as_deref(), printer).await,
@@ -95,7 +112,9 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
         }
         Command::Status { env } => commands::status(&config, env.as_deref(), printer).await,
         Command::Log { env, limit } => commands::log(&config, env, *limit, printer).await,
-        Command::Lock { env, reason } => commands::lock(&config, env, reason.clone(), printer).await,
+        Command::Lock { env, reason } => {
+            commands::lock(&config, env, reason.clone(), printer).await
+        }
         Command::Unlock { env } => commands::unlock(&config, env, printer).await,
         Command::Exec { env, command } => commands::exec(&config, env, command, printer).await,
     }

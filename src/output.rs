@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,21 +26,31 @@ pub struct Printer {
     color: bool,
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
+    /// Per-host step lines; read-only commands turn them off.
+    steps: AtomicBool,
 }
 
 impl Printer {
     pub fn new(verbosity: Verbosity, json: bool) -> Printer {
         let tty = std::io::stderr().is_terminal();
         let color = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        let multi = (tty && verbosity != Verbosity::Quiet && !json).then(|| {
-            MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
-        });
+        let multi = (tty && verbosity != Verbosity::Quiet && !json)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Printer {
             verbosity,
             json,
             color,
             multi,
             bars: Mutex::new(HashMap::new()),
+            steps: AtomicBool::new(true),
+        }
+    }
+
+    /// Shows per-host steps only with `-v`: for commands whose result is
+    /// the point (status, log, exec), not their progress.
+    pub fn hide_steps(&self) {
+        if self.verbosity < Verbosity::Verbose {
+            self.steps.store(false, Ordering::Relaxed);
         }
     }
 
@@ -74,7 +85,7 @@ impl Printer {
 
     /// A host's step has started or ended.
     pub fn host(&self, host: &str, text: &str) {
-        if self.verbosity < Verbosity::Normal || self.json {
+        if self.verbosity < Verbosity::Normal || self.json || !self.steps.load(Ordering::Relaxed) {
             return;
         }
         if let Some(multi) = &self.multi {
@@ -82,8 +93,10 @@ impl Printer {
             let bar = bars.entry(host.to_string()).or_insert_with(|| {
                 let bar = multi.add(ProgressBar::new_spinner());
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg} {elapsed:>4}")
-                        .expect("valid template"),
+                    ProgressStyle::with_template(
+                        "{spinner} {prefix:.bold} {wide_msg} {elapsed:>4}",
+                    )
+                    .expect("valid template"),
                 );
                 bar.set_prefix(host.to_string());
                 bar.enable_steady_tick(Duration::from_millis(120));

@@ -128,7 +128,10 @@ pub fn command_script(config: &Config, vars: &Vars, dir: &str, command: &str) ->
         }
     }
     for (name, template) in &config.deploy.env {
-        script.push_str(&format!("export {name}={}\n", quote(&template.render(vars))));
+        script.push_str(&format!(
+            "export {name}={}\n",
+            quote(&template.render(vars))
+        ));
     }
     let dir = match &config.app.root {
         Some(root) => format!("{dir}/{root}"),
@@ -230,11 +233,21 @@ pub fn parse_list(out: &str) -> (Vec<Listed>, Option<String>) {
 /// The releases to delete: keep the newest `keep` complete ones, never
 /// `current` or `protect` (the release served before this deploy), and
 /// drop partial ones left by interrupted deploys.
-pub fn to_prune(releases: &[Listed], current: Option<&str>, protect: Option<&str>, keep: usize) -> Vec<String> {
+pub fn to_prune(
+    releases: &[Listed],
+    current: Option<&str>,
+    protect: Option<&str>,
+    keep: usize,
+) -> Vec<String> {
     let complete: Vec<&Listed> = releases.iter().filter(|r| r.commit.is_some()).collect();
     let cut = complete.len().saturating_sub(keep);
     let mut out: Vec<String> = complete[..cut].iter().map(|r| r.name.clone()).collect();
-    out.extend(releases.iter().filter(|r| r.commit.is_none()).map(|r| r.name.clone()));
+    out.extend(
+        releases
+            .iter()
+            .filter(|r| r.commit.is_none())
+            .map(|r| r.name.clone()),
+    );
     out.retain(|n| Some(n.as_str()) != current && Some(n.as_str()) != protect);
     out
 }
@@ -266,7 +279,12 @@ pub fn check_script(layout: &Layout) -> String {
 }
 
 /// Variables available while a deploy runs, on top of the host's own.
-pub fn run_vars(host: &HostSpec, layout: &Layout, release: Option<&str>, commit: Option<&str>) -> Vars {
+pub fn run_vars(
+    host: &HostSpec,
+    layout: &Layout,
+    release: Option<&str>,
+    commit: Option<&str>,
+) -> Vars {
     let mut vars = host.vars.clone();
     vars.insert("path".into(), layout.path.clone());
     vars.insert("shared".into(), layout.shared());
@@ -299,15 +317,22 @@ mod tests {
             listed("4", true),
             listed("5", true),
         ];
-        assert_eq!(to_prune(&releases, Some("5"), Some("4"), 2), vec!["1", "2", "3"]);
+        assert_eq!(
+            to_prune(&releases, Some("5"), Some("4"), 2),
+            vec!["1", "2", "3"]
+        );
         assert_eq!(to_prune(&releases, Some("5"), Some("1"), 2), vec!["2", "3"]);
         assert_eq!(to_prune(&releases, Some("5"), None, 10), vec!["3"]);
     }
 
     #[test]
     fn list_output_parses() {
-        let (releases, current) = parse_list("complete b sha2\npartial c\ncomplete a sha1\ncurrent b\n");
-        assert_eq!(releases.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        let (releases, current) =
+            parse_list("complete b sha2\npartial c\ncomplete a sha1\ncurrent b\n");
+        assert_eq!(
+            releases.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
         assert_eq!(current.as_deref(), Some("b"));
         assert_eq!(releases[2].commit, None);
     }

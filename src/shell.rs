@@ -9,7 +9,11 @@
 pub fn quote(s: &str) -> String {
     let plain = !s.is_empty()
         && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'+' | b':' | b',' | b'@' | b'%' | b'=')
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'/' | b'.' | b'_' | b'-' | b'+' | b':' | b',' | b'@' | b'%' | b'='
+                )
         })
         && !s.starts_with('=');
     if plain {

@@ -51,7 +51,12 @@ impl Site {
         stdin: Option<&[u8]>,
     ) -> Result<Output, HostProblem> {
         if interrupted() {
-            return Err(self.problem(step, shown, None, "interrupted (Ctrl-C or SIGTERM) before this step started"));
+            return Err(self.problem(
+                step,
+                shown,
+                None,
+                "interrupted (Ctrl-C or SIGTERM) before this step started",
+            ));
         }
         self.step_always(printer, step, shown, script, stdin).await
     }
@@ -93,7 +98,13 @@ impl Site {
         }
     }
 
-    pub fn problem(&self, step: &str, command: Option<&str>, code: Option<i32>, detail: &str) -> HostProblem {
+    pub fn problem(
+        &self,
+        step: &str,
+        command: Option<&str>,
+        code: Option<i32>,
+        detail: &str,
+    ) -> HostProblem {
         HostProblem {
             host: self.name().to_string(),
             step: step.to_string(),
@@ -107,7 +118,10 @@ impl Site {
     /// Appends a record to the host's history; a failure is reported, not fatal.
     pub async fn record(&self, printer: &Printer, record: &Record) {
         let script = release::history_script(&self.layout, &record.to_line());
-        if let Err(p) = self.step_always(printer, "record history", None, &script, None).await {
+        if let Err(p) = self
+            .step_always(printer, "record history", None, &script, None)
+            .await
+        {
             printer.warn(&format!("could not write history: {p}"));
         }
     }
@@ -134,11 +148,19 @@ where
 
 /// Connects to every host of `env`; if any cannot be reached, closes the
 /// others and reports every host that failed.
-pub async fn connect(config: &Config, env: &Environment, printer: &Printer) -> Result<Vec<Site>, Error> {
-    let results = each(&env.hosts, env.parallel.max(env.hosts.len().min(32)), |spec| async move {
-        printer.host(&spec.name, "connect");
-        (spec, Connection::open(spec, &config.ssh).await)
-    })
+pub async fn connect(
+    config: &Config,
+    env: &Environment,
+    printer: &Printer,
+) -> Result<Vec<Site>, Error> {
+    let results = each(
+        &env.hosts,
+        env.parallel.max(env.hosts.len().min(32)),
+        |spec| async move {
+            printer.host(&spec.name, "connect");
+            (spec, Connection::open(spec, &config.ssh).await)
+        },
+    )
     .await;
     let mut sites = Vec::new();
     let mut problems = Vec::new();
@@ -183,7 +205,12 @@ pub async fn close(sites: Vec<Site>) {
 
 /// Takes the lock on every site. If any host's lock is held, gives back
 /// the locks this call took and reports every holder.
-pub async fn lock(sites: &mut [Site], env: &str, info: &LockInfo, printer: &Printer) -> Result<(), Error> {
+pub async fn lock(
+    sites: &mut [Site],
+    env: &str,
+    info: &LockInfo,
+    printer: &Printer,
+) -> Result<(), Error> {
     let json = serde_json::to_string(info).expect("lock info serializes");
     let results = each(sites, 32, |site| {
         let script = format!(
@@ -222,7 +249,13 @@ pub async fn lock(sites: &mut [Site], env: &str, info: &LockInfo, printer: &Prin
     }
     for i in acquired {
         let _ = sites[i]
-            .step_always(printer, "unlock", None, &release::unlock_script(&sites[i].layout, &info.token), None)
+            .step_always(
+                printer,
+                "unlock",
+                None,
+                &release::unlock_script(&sites[i].layout, &info.token),
+                None,
+            )
             .await;
     }
     printer.finish_hosts();
@@ -242,7 +275,10 @@ pub async fn lock(sites: &mut [Site], env: &str, info: &LockInfo, printer: &Prin
 pub async fn unlock(sites: &[Site], info: &LockInfo, printer: &Printer) {
     each(sites, 32, |site| async move {
         let script = release::unlock_script(&site.layout, &info.token);
-        if let Err(p) = site.step_always(printer, "unlock", None, &script, None).await {
+        if let Err(p) = site
+            .step_always(printer, "unlock", None, &script, None)
+            .await
+        {
             printer.warn(&format!("could not release the lock: {p}"));
         }
     })

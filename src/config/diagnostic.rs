@@ -18,7 +18,7 @@ pub struct ConfigError {
     pub line: usize,
     pub column: usize,
     /// The source line and the caret range inside it.
-    pub snippet: Option<(String, Range<usize>)>,
+    pub snippet: Option<Box<(String, Range<usize>)>>,
 }
 
 impl ConfigError {
@@ -51,10 +51,10 @@ impl ConfigError {
             error.column = source[line_start..start].chars().count() + 1;
             let caret_start = source[line_start..start].chars().count();
             let caret_len = source[start..end].chars().count().max(1);
-            error.snippet = Some((
+            error.snippet = Some(Box::new((
                 line_text.to_string(),
                 caret_start..caret_start + caret_len,
-            ));
+            )));
         }
         error
     }
@@ -75,9 +75,16 @@ impl fmt::Display for ConfigError {
         if self.line == 0 {
             write!(f, "  --> {}", self.file.display())?;
         } else {
-            write!(f, "  --> {}:{}:{}", self.file.display(), self.line, self.column)?;
+            write!(
+                f,
+                "  --> {}:{}:{}",
+                self.file.display(),
+                self.line,
+                self.column
+            )?;
         }
-        if let Some((text, caret)) = &self.snippet {
+        if let Some(snippet) = &self.snippet {
+            let (text, caret) = snippet.as_ref();
             let number = self.line.to_string();
             let pad = " ".repeat(number.len());
             write!(

@@ -173,7 +173,12 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
             .map(|s| diagnostic::key_at(source, s.start))
             .unwrap_or_default();
         let message = e.message().trim_end().replace('\n', " ");
-        ConfigError::at(file.to_path_buf(), source, span, key, message)
+        let hint = did_you_mean(&message);
+        let error = ConfigError::at(file.to_path_buf(), source, span, key, message);
+        match hint {
+            Some(h) => error.with_hint(h),
+            None => error,
+        }
     })?;
     Loader { file, source }.load(raw)
 }
@@ -185,7 +190,13 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn error(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError::at(self.file.to_path_buf(), self.source, Some(span), key, message)
+        ConfigError::at(
+            self.file.to_path_buf(),
+            self.source,
+            Some(span),
+            key,
+            message,
+        )
     }
 
     fn load(&self, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -282,16 +293,17 @@ impl Loader<'_> {
             templates.push(("deploy.build".into(), step.clone(), t.clone()));
             build.push(t);
         }
-        let mut optional = |value: &Option<S<String>>, key: &str| -> Result<Option<Template>, ConfigError> {
-            match value {
-                Some(v) => {
-                    let t = self.template(v, key)?;
-                    templates.push((key.to_string(), v.clone(), t.clone()));
-                    Ok(Some(t))
+        let mut optional =
+            |value: &Option<S<String>>, key: &str| -> Result<Option<Template>, ConfigError> {
+                match value {
+                    Some(v) => {
+                        let t = self.template(v, key)?;
+                        templates.push((key.to_string(), v.clone(), t.clone()));
+                        Ok(Some(t))
+                    }
+                    None => Ok(None),
                 }
-                None => Ok(None),
-            }
-        };
+            };
         let migrate = optional(&d.migrate, "deploy.migrate")?;
         let restart = optional(&d.restart, "deploy.restart")?;
         let mut env = Vec::new();
@@ -322,7 +334,11 @@ impl Loader<'_> {
                 let status = match &h.status {
                     Some(s) if (100..=599).contains(s.get_ref()) => *s.get_ref() as u16,
                     Some(s) => {
-                        return Err(self.error(s.span(), "deploy.health.status", "an HTTP status is a number from 100 to 599"))
+                        return Err(self.error(
+                            s.span(),
+                            "deploy.health.status",
+                            "an HTTP status is a number from 100 to 599",
+                        ))
                     }
                     None => 200,
                 };
@@ -370,9 +386,12 @@ impl Loader<'_> {
                 "environments",
                 "no environments are defined",
             )
-            .with_hint("add `[environments.staging]` with `hosts = [\"user@host\"]` (or `[\"local\"]`)"));
+            .with_hint(
+                "add `[environments.staging]` with `hosts = [\"user@host\"]` (or `[\"local\"]`)",
+            ));
         };
-        let mut env_list: Vec<(String, S<raw::RawEnvironment>)> = envs_raw.into_inner().into_iter().collect();
+        let mut env_list: Vec<(String, S<raw::RawEnvironment>)> =
+            envs_raw.into_inner().into_iter().collect();
         env_list.sort_by_key(|(_, e)| e.span().start);
         let mut environments = Vec::new();
         for (env_name, env_raw) in env_list {
@@ -381,7 +400,13 @@ impl Loader<'_> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
-                return Err(self.error(env_raw.span(), &prefix, format!("`{env_name}` is not a valid environment name (letters, digits, `-`, `_`)")));
+                return Err(self.error(
+                    env_raw.span(),
+                    &prefix,
+                    format!(
+                        "`{env_name}` is not a valid environment name (letters, digits, `-`, `_`)"
+                    ),
+                ));
             }
             let env_span = env_raw.span();
             let e = env_raw.into_inner();
@@ -392,7 +417,11 @@ impl Loader<'_> {
                     .with_hint("list the hosts, e.g. `hosts = [\"deploy@web1.example.com\"]` or `[\"local\"]`"));
             };
             if hosts_raw.get_ref().is_empty() {
-                return Err(self.error(hosts_raw.span(), &format!("{prefix}.hosts"), "an environment needs at least one host"));
+                return Err(self.error(
+                    hosts_raw.span(),
+                    &format!("{prefix}.hosts"),
+                    "an environment needs at least one host",
+                ));
             }
             let hosts_key = format!("{prefix}.hosts");
             let mut hosts = Vec::new();
@@ -414,8 +443,15 @@ impl Loader<'_> {
                     self.error(address.span(), &hosts_key, format!("bad host `{}`: {why}", address.get_ref()))
                         .with_hint("write `local`, `host`, `user@host` or `user@host:port` (names from ~/.ssh/config work too)")
                 })?;
-                if hosts.iter().any(|h: &HostSpec| h.name == *address.get_ref()) {
-                    return Err(self.error(address.span(), &hosts_key, format!("host `{}` is listed twice", address.get_ref())));
+                if hosts
+                    .iter()
+                    .any(|h: &HostSpec| h.name == *address.get_ref())
+                {
+                    return Err(self.error(
+                        address.span(),
+                        &hosts_key,
+                        format!("host `{}` is listed twice", address.get_ref()),
+                    ));
                 }
                 let host_vars = self.vars(&host_vars, &format!("{hosts_key}.vars"))?;
                 let mut vars = Vars::new();
@@ -437,7 +473,14 @@ impl Loader<'_> {
                 vars.extend(host_vars);
                 let known = |n: &str| vars.contains_key(n);
                 if let Some((name, range)) = path_template.unknown_name(known) {
-                    return Err(self.unknown_placeholder(&path_raw, "deploy.path", name, range, &vars, false));
+                    return Err(self.unknown_placeholder(
+                        &path_raw,
+                        "deploy.path",
+                        name,
+                        range,
+                        &vars,
+                        false,
+                    ));
                 }
                 for (key, value, t) in &templates {
                     let known = |n: &str| vars.contains_key(n) || RUN_NAMES.contains(&n);
@@ -447,8 +490,14 @@ impl Loader<'_> {
                 }
                 let path = path_template.render(&vars);
                 if !path.starts_with('/') {
-                    return Err(self
-                        .error(path_raw.span(), "deploy.path", format!("the site's path must be absolute, but for host `{}` it is `{path}`", address.get_ref())));
+                    return Err(self.error(
+                        path_raw.span(),
+                        "deploy.path",
+                        format!(
+                            "the site's path must be absolute, but for host `{}` it is `{path}`",
+                            address.get_ref()
+                        ),
+                    ));
                 }
                 hosts.push(HostSpec {
                     name: address.get_ref().clone(),
@@ -467,9 +516,16 @@ impl Loader<'_> {
             };
             let migrate_host = match e.migrate_host {
                 None => 0,
-                Some(m) => hosts.iter().position(|h| h.name == *m.get_ref()).ok_or_else(|| {
-                    self.error(m.span(), &format!("{prefix}.migrate_host"), format!("`{}` is not one of this environment's hosts", m.get_ref()))
-                })?,
+                Some(m) => hosts
+                    .iter()
+                    .position(|h| h.name == *m.get_ref())
+                    .ok_or_else(|| {
+                        self.error(
+                            m.span(),
+                            &format!("{prefix}.migrate_host"),
+                            format!("`{}` is not one of this environment's hosts", m.get_ref()),
+                        )
+                    })?,
             };
             environments.push(Environment {
                 name: env_name,
@@ -480,8 +536,16 @@ impl Loader<'_> {
             });
         }
         if environments.is_empty() {
-            return Err(ConfigError::at(self.file.to_path_buf(), self.source, None, "environments", "no environments are defined")
-                .with_hint("add `[environments.staging]` with `hosts = [\"user@host\"]` (or `[\"local\"]`)"));
+            return Err(ConfigError::at(
+                self.file.to_path_buf(),
+                self.source,
+                None,
+                "environments",
+                "no environments are defined",
+            )
+            .with_hint(
+                "add `[environments.staging]` with `hosts = [\"user@host\"]` (or `[\"local\"]`)",
+            ));
         }
         let _ = user_var_names;
         Ok(Config {
@@ -515,7 +579,9 @@ impl Loader<'_> {
             known.iter().map(|k| format!("{{{k}}}")).collect::<Vec<_>>().join(" ")
         ));
         if !runtime && RUN_NAMES.contains(&name) {
-            error = error.with_hint(format!("`{{{name}}}` is only known while a deploy runs, so `deploy.path` cannot use it"));
+            error = error.with_hint(format!(
+                "`{{{name}}}` is only known while a deploy runs, so `deploy.path` cannot use it"
+            ));
         }
         error
     }
@@ -526,7 +592,8 @@ impl Loader<'_> {
     fn inner_span(&self, value: &S<String>, range: Range<usize>) -> Range<usize> {
         let span = value.span();
         let text = &self.source[span.clone()];
-        let quoted = text.len() == value.get_ref().len() + 2 && text[1..text.len() - 1] == *value.get_ref();
+        let quoted =
+            text.len() == value.get_ref().len() + 2 && text[1..text.len() - 1] == *value.get_ref();
         if quoted {
             span.start + 1 + range.start..span.start + 1 + range.end
         } else {
@@ -545,10 +612,22 @@ impl Loader<'_> {
         let mut vars = Vars::new();
         for (name, value) in raw {
             if LOAD_NAMES.contains(&name.as_str()) || RUN_NAMES.contains(&name.as_str()) {
-                return Err(self.error(value.span(), &format!("{key}.{name}"), format!("`{name}` is a built-in placeholder and cannot be redefined")));
+                return Err(self.error(
+                    value.span(),
+                    &format!("{key}.{name}"),
+                    format!("`{name}` is a built-in placeholder and cannot be redefined"),
+                ));
             }
-            if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') || name.is_empty() {
-                return Err(self.error(value.span(), &format!("{key}.{name}"), format!("`{name}` is not a valid variable name (letters, digits, `_`, `-`)")));
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                || name.is_empty()
+            {
+                return Err(self.error(
+                    value.span(),
+                    &format!("{key}.{name}"),
+                    format!("`{name}` is not a valid variable name (letters, digits, `_`, `-`)"),
+                ));
             }
             vars.insert(name.clone(), value.get_ref().clone());
         }
@@ -558,22 +637,41 @@ impl Loader<'_> {
     fn positive(&self, value: &S<i64>, key: &str, min: i64) -> Result<i64, ConfigError> {
         let v = *value.get_ref();
         if v < min || v > 100_000 {
-            return Err(self.error(value.span(), key, format!("must be a whole number of at least {min}, not {v}")));
+            return Err(self.error(
+                value.span(),
+                key,
+                format!("must be a whole number of at least {min}, not {v}"),
+            ));
         }
         Ok(v)
     }
 
     fn duration(&self, value: &S<String>, key: &str) -> Result<Duration, ConfigError> {
         parse_duration(value.get_ref()).ok_or_else(|| {
-            self.error(value.span(), key, format!("`{}` is not a duration", value.get_ref()))
-                .with_hint("write a number and a unit: `500ms`, `30s`, `2m`")
+            self.error(
+                value.span(),
+                key,
+                format!("`{}` is not a duration", value.get_ref()),
+            )
+            .with_hint("write a number and a unit: `500ms`, `30s`, `2m`")
         })
     }
 
     fn check_word(&self, value: &S<String>, key: &str) -> Result<(), ConfigError> {
         let v = value.get_ref();
-        if v.is_empty() || v.starts_with('-') || !v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
-            return Err(self.error(value.span(), key, format!("`{v}` may only use letters, digits, `-`, `_` and `.`, and not start with `-`")));
+        if v.is_empty()
+            || v.starts_with('-')
+            || !v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(self.error(
+                value.span(),
+                key,
+                format!(
+                    "`{v}` may only use letters, digits, `-`, `_` and `.`, and not start with `-`"
+                ),
+            ));
         }
         Ok(())
     }
@@ -582,13 +680,50 @@ impl Loader<'_> {
         let v = value.get_ref().trim_end_matches('/');
         let bad = v.is_empty()
             || v.starts_with('/')
-            || v.split('/').any(|part| part.is_empty() || part == ".." || part == ".")
+            || v.split('/')
+                .any(|part| part.is_empty() || part == ".." || part == ".")
             || v.contains('\n');
         if bad {
-            return Err(self.error(value.span(), key, format!("`{}` must be a relative path inside the release, without `..`", value.get_ref())));
+            return Err(self.error(
+                value.span(),
+                key,
+                format!(
+                    "`{}` must be a relative path inside the release, without `..`",
+                    value.get_ref()
+                ),
+            ));
         }
         Ok(v.to_string())
     }
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`": the closest
+/// known key, when one is close.
+fn did_you_mean(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    let candidates = expected.split('`').skip(1).step_by(2);
+    let (best, distance) = candidates
+        .map(|c| (c, edit_distance(unknown, c)))
+        .min_by_key(|(_, d)| *d)?;
+    (distance <= 2.max(unknown.len() / 3)).then(|| format!("did you mean `{best}`?"))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1)
+                .min(row[j] + 1)
+                .min(previous + usize::from(ca != *cb));
+            previous = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// Parses `local`, `host`, `user@host`, `user@host:port`, `[v6]:port`.
@@ -601,12 +736,19 @@ pub fn parse_target(address: &str) -> Result<Target, String> {
         None => (None, address),
     };
     if let Some(u) = user {
-        if u.is_empty() || u.starts_with('-') || !u.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        if u.is_empty()
+            || u.starts_with('-')
+            || !u
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
             return Err(format!("`{u}` is not a valid user name"));
         }
     }
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or("unclosed `[` in an IPv6 address")?;
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or("unclosed `[` in an IPv6 address")?;
         let port = match after {
             "" => None,
             p => Some(p.strip_prefix(':').ok_or("expected `:port` after `]`")?),
@@ -621,7 +763,11 @@ pub fn parse_target(address: &str) -> Result<Target, String> {
     if host.is_empty() {
         return Err("the host name is empty".into());
     }
-    if host.starts_with('-') || !host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')) {
+    if host.starts_with('-')
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    {
         return Err(format!("`{host}` is not a valid host name"));
     }
     let port = match port {
@@ -652,19 +798,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn suggests_close_keys() {
+        assert_eq!(
+            did_you_mean("unknown field `bulid`, expected one of `path`, `build`"),
+            Some("did you mean `build`?".to_string())
+        );
+        assert_eq!(
+            did_you_mean("unknown field `zzzzzz`, expected one of `path`, `build`"),
+            None
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
     fn parses_targets() {
         assert_eq!(parse_target("local"), Ok(Target::Local));
         assert_eq!(
             parse_target("deploy@web1.example.com:2222"),
-            Ok(Target::Ssh { user: Some("deploy".into()), host: "web1.example.com".into(), port: Some(2222) })
+            Ok(Target::Ssh {
+                user: Some("deploy".into()),
+                host: "web1.example.com".into(),
+                port: Some(2222)
+            })
         );
         assert_eq!(
             parse_target("web1"),
-            Ok(Target::Ssh { user: None, host: "web1".into(), port: None })
+            Ok(Target::Ssh {
+                user: None,
+                host: "web1".into(),
+                port: None
+            })
         );
         assert_eq!(
             parse_target("[::1]:22"),
-            Ok(Target::Ssh { user: None, host: "::1".into(), port: Some(22) })
+            Ok(Target::Ssh {
+                user: None,
+                host: "::1".into(),
+                port: Some(22)
+            })
         );
         assert!(parse_target("-oProxyCommand=x").is_err());
         assert!(parse_target("a b").is_err());
@@ -693,6 +864,12 @@ hosts = ["deploy@a:2222", { address = "b", vars = { domain = "b.example.com" } }
         assert_eq!(c.environments[0].name, "staging");
         assert_eq!(c.environments[1].hosts[0].path, "/srv/shop-live");
         assert_eq!(c.environments[1].hosts[1].vars["domain"], "b.example.com");
-        assert_eq!(c.deploy.shared[1], SharedPath { path: "media".into(), dir: true });
+        assert_eq!(
+            c.deploy.shared[1],
+            SharedPath {
+                path: "media".into(),
+                dir: true
+            }
+        );
     }
 }

@@ -99,13 +99,16 @@ impl<'de> Deserialize<'de> for RawHost {
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = RawHost;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a host address string or a table `{ address = \"...\", vars = { ... } }`")
+                f.write_str(
+                    "a host address string or a table `{ address = \"...\", vars = { ... } }`",
+                )
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawHost, E> {
                 Ok(RawHost::Address(v.to_string()))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawHost, A::Error> {
-                RawHostTable::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(RawHost::Table)
+                RawHostTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawHost::Table)
             }
         }
         d.deserialize_any(Visitor)

@@ -1,1 +1,10 @@
+//! Gantry's one integration test binary: real sshd hosts, real git
+//! repositories, the real example app, the real `gantry` binary.
 
+mod harness;
+
+mod cli;
+mod config_errors;
+mod deploy;
+mod hosts;
+mod locking;

@@ -1,0 +1,264 @@
+//! Deploys, failed deploys and rollbacks: what ends up serving on each host.
+
+use crate::harness::Test;
+
+#[test]
+fn deploy_to_one_host_serves_the_new_commit() {
+    let mut t = Test::new("deploy_to_one_host_serves_the_new_commit")
+        .hosts(1)
+        .start();
+    let config = t.config(&[("staging", &[0])]);
+    t.write_config(&config);
+    let sha = t.commit("Add config", &[]);
+
+    t.gantry(&["deploy", "staging"])
+        .success()
+        .stderr_has("Deployed");
+
+    let current = t.current("staging", 0).expect("current is set");
+    assert!(
+        current.ends_with(&sha[..8]),
+        "{current} is not a release of {sha}"
+    );
+    let (status, body) = t.get("staging", 0, "/health").expect("the app answers");
+    assert_eq!((status, body.trim()), (200, format!("ok {sha}").as_str()));
+    let history = t.history("staging", 0);
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["action"], "deploy");
+    assert_eq!(history[0]["outcome"], "ok");
+    assert_eq!(history[0]["commit"], sha.as_str());
+    assert_eq!(history[0]["release"], current.as_str());
+    // The shared folder is linked, and the migration ran against it.
+    let db = t.site("staging", 0).join("shared/data/app.sqlite3");
+    assert!(db.exists(), "migrations created the shared database");
+    let (_, page) = t.get("staging", 0, "/").unwrap();
+    assert!(!page.contains("database not ready"), "{page}");
+}
+
+#[test]
+fn deploy_to_three_hosts_serves_everywhere() {
+    let mut t = Test::new("deploy_to_three_hosts_serves_everywhere")
+        .hosts(3)
+        .start();
+    let config = t.config(&[("staging", &[0, 1, 2])]);
+    t.write_config(&config);
+    let sha = t.commit("Add config", &[]);
+
+    t.gantry(&["deploy", "staging"]).success();
+
+    for i in 0..3 {
+        let current = t.current("staging", i).expect("current is set");
+        assert!(current.ends_with(&sha[..8]));
+        let (status, body) = t.get("staging", i, "/health").unwrap();
+        assert_eq!(
+            (status, body.trim().to_string()),
+            (200, format!("ok {sha}"))
+        );
+        let history = t.history("staging", i);
+        assert_eq!(history.len(), 1, "host {i} has one history line");
+        assert_eq!(history[0]["host"], t.address(i).as_str());
+    }
+}
+
+#[test]
+fn failing_build_changes_no_host() {
+    let mut t = Test::new("failing_build_changes_no_host").hosts(3).start();
+    let config = t.config(&[("staging", &[0, 1, 2])]);
+    t.write_config(&config);
+    let good = t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    let before: Vec<_> = (0..3).map(|i| t.current("staging", i)).collect();
+
+    std::fs::write(t.site("staging", 1).join("fail-build"), "disk full").unwrap();
+    let bad = t.commit("Second", &[("NEWS", "second\n")]);
+    let run = t.gantry(&["deploy", "staging"]);
+
+    run.code(1)
+        .stderr_has(&format!(
+            "{}: build 2/2 failed (exit status 3)",
+            t.address(1)
+        ))
+        .stderr_has("command: sh ci/hooks.sh")
+        .stderr_has("build failed on purpose: disk full")
+        .stderr_has("every host was left serving what it served before");
+    for (i, before) in before.iter().enumerate() {
+        assert_eq!(
+            &t.current("staging", i),
+            before,
+            "host {i} still points at the old release"
+        );
+        let (_, body) = t.get("staging", i, "/health").unwrap();
+        assert_eq!(
+            body.trim(),
+            format!("ok {good}"),
+            "host {i} still serves the old commit"
+        );
+        assert!(
+            !t.releases("staging", i)
+                .iter()
+                .any(|r| r.ends_with(&bad[..8])),
+            "the failed release was removed from host {i}"
+        );
+        let last = t.history("staging", i).pop().unwrap();
+        assert_eq!(last["outcome"], "failed");
+    }
+}
+
+#[test]
+fn failing_health_check_on_one_host_puts_all_back() {
+    let mut t = Test::new("failing_health_check_on_one_host_puts_all_back")
+        .hosts(3)
+        .start();
+    let config = t.config(&[("staging", &[0, 1, 2])]);
+    t.write_config(&config);
+    let good = t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    let before: Vec<_> = (0..3).map(|i| t.current("staging", i)).collect();
+
+    let bad = t.commit("Broken release", &[("NEWS", "broken\n")]);
+    // The third host's app reports itself unhealthy when it runs `bad`.
+    std::fs::write(t.site("staging", 2).join("shared/data/unhealthy"), &bad).unwrap();
+    let config = config.replace("retries = 40", "retries = 6");
+    t.write_config(&config);
+    let run = t.gantry(&["deploy", "staging", &bad]);
+
+    run.code(1)
+        .stderr_has(&format!("{}: health check failed", t.address(2)))
+        .stderr_has("status 500, expected 200");
+    for (i, before) in before.iter().enumerate() {
+        assert_eq!(
+            &t.current("staging", i),
+            before,
+            "host {i} was switched back"
+        );
+        let (status, body) = t.get("staging", i, "/health").unwrap();
+        assert_eq!(
+            (status, body.trim().to_string()),
+            (200, format!("ok {good}")),
+            "host {i} serves the old commit"
+        );
+    }
+}
+
+#[test]
+fn rollback_returns_to_the_previous_release() {
+    let mut t = Test::new("rollback_returns_to_the_previous_release")
+        .hosts(2)
+        .start();
+    let config = t.config(&[("staging", &[0, 1])]);
+    t.write_config(&config);
+    let first = t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    let first_release = t.current("staging", 0).unwrap();
+    let second = t.commit("Second", &[("NEWS", "second\n")]);
+    t.gantry(&["deploy", "staging"]).success();
+    assert_eq!(
+        t.get("staging", 0, "/health").unwrap().1.trim(),
+        format!("ok {second}")
+    );
+
+    t.gantry(&["rollback", "staging"])
+        .success()
+        .stderr_has("Rolled back");
+
+    for i in 0..2 {
+        assert_eq!(
+            t.current("staging", i).as_deref(),
+            Some(first_release.as_str())
+        );
+        assert_eq!(
+            t.get("staging", i, "/health").unwrap().1.trim(),
+            format!("ok {first}")
+        );
+        let last = t.history("staging", i).pop().unwrap();
+        assert_eq!(last["action"], "rollback");
+        assert_eq!(last["commit"], first.as_str());
+    }
+    let log = t.gantry(&["log", "staging"]);
+    log.success().stdout_has("rollback ok");
+}
+
+#[test]
+fn rollback_without_a_previous_release_fails_clearly() {
+    let mut t = Test::new("rollback_without_a_previous_release_fails_clearly")
+        .hosts(1)
+        .start();
+    let config = t.config(&[("staging", &[0])]);
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    let before = t.current("staging", 0);
+
+    t.gantry(&["rollback", "staging"])
+        .code(1)
+        .stderr_has("rollback of `staging` (nothing was changed) failed on 1 host")
+        .stderr_has("no release older than");
+    assert_eq!(t.current("staging", 0), before);
+}
+
+#[test]
+fn keeps_only_the_configured_number_of_releases() {
+    let mut t = Test::new("keeps_only_the_configured_number_of_releases")
+        .hosts(1)
+        .start();
+    let config = t
+        .config(&[("staging", &[0])])
+        .replace("keep_releases = 3", "keep_releases = 2");
+    t.write_config(&config);
+    let mut shas = Vec::new();
+    for n in 0..4 {
+        shas.push(t.commit(&format!("Release {n}"), &[("NEWS", &format!("{n}\n"))]));
+        t.gantry(&["deploy", "staging"]).success();
+    }
+    let releases = t.releases("staging", 0);
+    assert_eq!(releases.len(), 2, "{releases:?}");
+    assert!(releases[0].ends_with(&shas[2][..8]));
+    assert!(releases[1].ends_with(&shas[3][..8]));
+}
+
+#[test]
+fn local_target_deploys_without_ssh() {
+    let mut t = Test::new("local_target_deploys_without_ssh").start();
+    let port = t.app_port("staging", 0);
+    let config = format!(
+        r#"[deploy]
+path = "{dir}/sites/{{env}}/h0"
+shared = ["data/"]
+build = ["sh build.sh"]
+migrate = "python3 migrate.py"
+restart = "sh restart.sh"
+env = {{ APP_PORT = "{port}", DB_PATH = "{{shared}}/data/app.sqlite3" }}
+health = {{ url = "http://127.0.0.1:{port}/health", body = "{{commit}}", retries = 40, interval = "250ms" }}
+
+[environments.staging]
+hosts = ["local"]
+"#,
+        dir = t.dir.display()
+    );
+    t.write_config(&config);
+    let sha = t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    assert_eq!(
+        t.get("staging", 0, "/health").unwrap().1.trim(),
+        format!("ok {sha}")
+    );
+    t.gantry(&["status"])
+        .success()
+        .stdout_has(&format!("commit {}", &sha[..8]));
+}
+
+#[test]
+fn unpushed_commit_is_refused() {
+    let t = Test::new("unpushed_commit_is_refused").start();
+    t.write_config("[deploy]\npath = \"/tmp/gantry-it/unpushed_commit_is_refused/site\"\n[environments.staging]\nhosts = [\"local\"]\n");
+    t.commit("Add config", &[]);
+    std::fs::write(t.repo.join("NEWS"), "local only\n").unwrap();
+    crate::harness::git(&t.repo, &["commit", "-qam", "x", "--allow-empty"]);
+    crate::harness::git(&t.repo, &["add", "NEWS"]);
+    crate::harness::git(&t.repo, &["commit", "-qm", "Local only"]);
+    t.gantry(&["deploy", "staging"])
+        .code(2)
+        .stderr_has("(Local only) is not on the remote `origin`")
+        .stderr_has("git push origin HEAD");
+    assert!(!std::path::Path::new("/tmp/gantry-it/unpushed_commit_is_refused/site").exists());
+}

@@ -1,0 +1,513 @@
+//! The integration harness: each test gets a folder named after it under
+//! `/tmp/gantry-it/`, real `sshd` hosts on loopback ports with throw-away
+//! keys and a private `ssh_config`/`known_hosts`, a real git repository of
+//! the example app with a bare `origin`, and the real `gantry` binary.
+//! Everything the test started is stopped when the `Test` is dropped.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const GANTRY: &str = env!("CARGO_BIN_EXE_gantry");
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// Builds a test world.
+pub struct TestBuilder {
+    name: String,
+    hosts: usize,
+}
+
+impl TestBuilder {
+    /// Starts `n` sshd hosts.
+    pub fn hosts(mut self, n: usize) -> TestBuilder {
+        self.hosts = n;
+        self
+    }
+
+    pub fn start(self) -> Test {
+        let dir = PathBuf::from("/tmp/gantry-it").join(&self.name);
+        kill_matching(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut test = Test {
+            dir: dir.clone(),
+            hosts: Vec::new(),
+            app_ports: BTreeMap::new(),
+            repo: dir.join("repo"),
+        };
+        if self.hosts > 0 {
+            test.make_client_key();
+            for i in 0..self.hosts {
+                let host = Sshd::start(&dir, i);
+                test.hosts.push(host);
+            }
+            test.write_ssh_config();
+        }
+        test.make_repo();
+        test
+    }
+}
+
+pub struct Test {
+    pub dir: PathBuf,
+    pub hosts: Vec<Sshd>,
+    app_ports: BTreeMap<(String, usize), u16>,
+    pub repo: PathBuf,
+}
+
+/// How a run of `gantry` ended.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn success(&self) -> &Run {
+        self.code(0)
+    }
+
+    #[track_caller]
+    pub fn code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "gantry exited {} (wanted {code})\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Run {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}\n--- stderr\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Run {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}\n--- stdout\n{}",
+            self.stdout
+        );
+        self
+    }
+}
+
+impl Test {
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(name: &str) -> TestBuilder {
+        TestBuilder {
+            name: name.to_string(),
+            hosts: 0,
+        }
+    }
+
+    /// Runs `gantry ARGS` in the repo.
+    pub fn gantry(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("gantry runs"))
+    }
+
+    /// `gantry ARGS` as a command, for tests that start it in the background.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(GANTRY);
+        cmd.args(args)
+            .current_dir(&self.repo)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// The app port of host `i` in `env`: a free port, the same on every call.
+    pub fn app_port(&mut self, env: &str, i: usize) -> u16 {
+        *self
+            .app_ports
+            .entry((env.to_string(), i))
+            .or_insert_with(free_port)
+    }
+
+    /// The site folder of host `i` in `env`.
+    pub fn site(&self, env: &str, i: usize) -> PathBuf {
+        self.dir.join("sites").join(env).join(format!("h{i}"))
+    }
+
+    /// The release `current` points at, or `None`.
+    pub fn current(&self, env: &str, i: usize) -> Option<String> {
+        std::fs::read_link(self.site(env, i).join("current"))
+            .ok()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+    }
+
+    pub fn releases(&self, env: &str, i: usize) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.site(env, i).join("releases"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    pub fn history(&self, env: &str, i: usize) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.site(env, i).join(".gantry/history.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("history lines are JSON"))
+            .collect()
+    }
+
+    /// What the app of host `i` in `env` answers on `path`.
+    pub fn get(&mut self, env: &str, i: usize, path: &str) -> Option<(u16, String)> {
+        http_get(self.app_port(env, i), path)
+    }
+
+    /// The standard config for the example app: `envs` lists each
+    /// environment with the indexes of its hosts (`None` for `local`).
+    pub fn config(&mut self, envs: &[(&str, &[usize])]) -> String {
+        let mut text = format!(
+            r#"[app]
+name = "todo"
+
+[ssh]
+config = "{dir}/ssh_config"
+
+[deploy]
+path = "{dir}/sites/{{env}}/{{hostid}}"
+keep_releases = 3
+shared = ["data/"]
+build = ["sh build.sh", "sh ci/hooks.sh"]
+migrate = "python3 migrate.py"
+restart = "sh restart.sh"
+env = {{ APP_PORT = "{{app_port}}", DB_PATH = "{{shared}}/data/app.sqlite3" }}
+health = {{ url = "http://127.0.0.1:{{app_port}}/health", body = "{{commit}}", timeout = "2s", retries = 40, interval = "250ms" }}
+"#,
+            dir = self.dir.display()
+        );
+        for (env, hosts) in envs {
+            let mut entries = Vec::new();
+            for &i in hosts.iter() {
+                let port = self.app_port(env, i);
+                entries.push(format!(
+                    "{{ address = \"{}\", vars = {{ hostid = \"h{i}\", app_port = \"{port}\" }} }}",
+                    self.address(i)
+                ));
+            }
+            text.push_str(&format!(
+                "\n[environments.{env}]\nhosts = [\n  {}\n]\n",
+                entries.join(",\n  ")
+            ));
+        }
+        text
+    }
+
+    pub fn address(&self, i: usize) -> String {
+        format!("root@127.0.0.1:{}", self.hosts[i].port)
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.repo.join("gantry.toml"), text).unwrap();
+    }
+
+    /// Commits `files` in the repo and pushes to origin; returns the sha.
+    pub fn commit(&self, message: &str, files: &[(&str, &str)]) -> String {
+        for (path, content) in files {
+            let path = self.repo.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        git(&self.repo, &["add", "-A"]);
+        git(
+            &self.repo,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
+        git(&self.repo, &["push", "-q", "origin", "HEAD:main"]);
+        self.head()
+    }
+
+    pub fn head(&self) -> String {
+        git(&self.repo, &["rev-parse", "HEAD"]).trim().to_string()
+    }
+
+    fn make_repo(&self) {
+        let origin = self.dir.join("origin.git");
+        git(
+            &self.dir,
+            &["init", "-q", "--bare", origin.to_str().unwrap()],
+        );
+        copy_dir(&examples_app(), &self.repo);
+        std::fs::create_dir_all(self.repo.join("ci")).unwrap();
+        std::fs::write(self.repo.join("ci/hooks.sh"), HOOKS).unwrap();
+        git(&self.repo, &["init", "-q", "-b", "main"]);
+        git(&self.repo, &["config", "user.name", "Test"]);
+        git(&self.repo, &["config", "user.email", "test@example.com"]);
+        git(
+            &self.repo,
+            &["remote", "add", "origin", origin.to_str().unwrap()],
+        );
+        self.commit("The example app", &[]);
+    }
+
+    fn make_client_key(&self) {
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "gantry-test", "-f"])
+            .arg(self.dir.join("client_key")));
+    }
+
+    fn write_ssh_config(&self) {
+        let mut known = String::new();
+        for h in &self.hosts {
+            known.push_str(&h.known_hosts_line());
+        }
+        std::fs::write(self.dir.join("known_hosts"), known).unwrap();
+        let config = format!(
+            "Host *\n  IdentityFile {dir}/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile {dir}/known_hosts\n  StrictHostKeyChecking yes\n  KexAlgorithms curve25519-sha256\n  LogLevel ERROR\n",
+            dir = self.dir.display()
+        );
+        std::fs::write(self.dir.join("ssh_config"), config).unwrap();
+    }
+
+    /// Writes `known_hosts` with only the hosts for which `keep` is true.
+    pub fn set_known_hosts(&self, keep: impl Fn(usize) -> bool) {
+        let mut known = String::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            if keep(i) {
+                known.push_str(&h.known_hosts_line());
+            }
+        }
+        std::fs::write(self.dir.join("known_hosts"), known).unwrap();
+    }
+}
+
+impl Drop for Test {
+    fn drop(&mut self) {
+        for h in &mut self.hosts {
+            let _ = h.child.kill();
+            let _ = h.child.wait();
+        }
+        kill_matching(&self.dir);
+    }
+}
+
+/// Build hooks the test repo carries, so tests can make a build fail or
+/// wait on one host: a `fail-build` file in the site's folder fails the
+/// build with its content; a `hold` file makes the build create `holding`
+/// and wait until `hold` is removed.
+const HOOKS: &str = r#"set -eu
+if [ -e "$GANTRY_PATH/fail-build" ]; then
+    echo "build failed on purpose: $(cat "$GANTRY_PATH/fail-build")" >&2
+    exit 3
+fi
+if [ -e "$GANTRY_PATH/hold" ]; then
+    touch "$GANTRY_PATH/holding"
+    i=0
+    while [ -e "$GANTRY_PATH/hold" ] && [ $i -lt 600 ]; do i=$((i + 1)); sleep 0.1; done
+fi
+"#;
+
+/// One sshd on a loopback port, with its own host key.
+pub struct Sshd {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl Sshd {
+    fn start(test_dir: &Path, index: usize) -> Sshd {
+        assert!(
+            Path::new(SSHD).exists(),
+            "{SSHD} is missing: the tests need real sshd hosts. Run `scripts/test` (it installs openssh-server), or `apt-get install openssh-server`."
+        );
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let dir = test_dir.join(format!("sshd{index}"));
+        std::fs::create_dir_all(dir.join("home")).unwrap();
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join("host_key")));
+        for _attempt in 0..5 {
+            let port = free_port();
+            let config = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+                 AuthorizedKeysFile {t}/client_key.pub\nPermitRootLogin prohibit-password\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+                 MaxSessions 100\nMaxStartups 200\nUseDNS no\nSetEnv HOME={d}/home\n",
+                d = dir.display(),
+                t = test_dir.display()
+            );
+            std::fs::write(dir.join("sshd_config"), config).unwrap();
+            let mut child = Command::new(SSHD)
+                .arg("-D")
+                .arg("-f")
+                .arg(dir.join("sshd_config"))
+                .arg("-E")
+                .arg(dir.join("sshd.log"))
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("sshd starts");
+            if wait_for_banner(port, &mut child) {
+                return Sshd { port, dir, child };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("sshd did not start; see {}", dir.join("sshd.log").display());
+    }
+
+    pub fn known_hosts_line(&self) -> String {
+        let key = std::fs::read_to_string(self.dir.join("host_key.pub")).unwrap();
+        let mut parts = key.split_whitespace();
+        format!(
+            "[127.0.0.1]:{} {} {}\n",
+            self.port,
+            parts.next().unwrap(),
+            parts.next().unwrap()
+        )
+    }
+}
+
+/// Waits until sshd answers with its banner, or has exited.
+fn wait_for_banner(port: u16, child: &mut Child) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 8];
+            if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"SSH-") {
+                return true;
+            }
+        }
+        std::thread::yield_now();
+    }
+    false
+}
+
+/// Collects a child's output as it arrives, for tests that wait on it.
+pub fn collect(pipe: impl Read + Send + 'static) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        let mut pipe = pipe;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.0 GET to the app; `None` when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// Polls `check` until it holds or `secs` pass: for waiting on another
+/// process's progress, never as a fixed sleep.
+#[track_caller]
+pub fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn examples_app() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/app")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "__pycache__" {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Stops every process whose command line names `dir`: apps, ssh masters
+/// and sshd processes a test left behind.
+fn kill_matching(dir: &Path) {
+    let pattern = format!("{}/", dir.display());
+    let _ = Command::new("pkill")
+        .arg("-9")
+        .arg("-f")
+        .arg("--")
+        .arg(&pattern)
+        .status();
+}

@@ -1,0 +1,215 @@
+//! Hosts: host keys, quoting of config values on the way to a real shell,
+//! and the commands that only look (plan, check, status, exec).
+
+use crate::harness::Test;
+
+#[test]
+fn unknown_host_key_is_refused() {
+    let t = Test::new("unknown_host_key_is_refused").hosts(2).start();
+    let mut t = t;
+    let config = t.config(&[("staging", &[0, 1])]);
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    // Host 1's key is not known.
+    t.set_known_hosts(|i| i == 0);
+
+    t.gantry(&["deploy", "staging"])
+        .code(3)
+        .stderr_has("cannot reach 1 of the hosts of `staging`; nothing was changed")
+        .stderr_has(&format!("{}: connect failed", t.address(1)))
+        .stderr_has("host key is unknown or has changed")
+        .stderr_has("ssh-keyscan");
+    assert!(
+        !t.site("staging", 0).exists(),
+        "nothing was done on the reachable host either"
+    );
+    assert!(!t.site("staging", 1).exists());
+}
+
+#[test]
+fn changed_host_key_is_refused() {
+    let mut t = Test::new("changed_host_key_is_refused").hosts(1).start();
+    let config = t.config(&[("staging", &[0])]);
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    // known_hosts names another key for the host's address.
+    let other = t.dir.join("other_key");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let key = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let mut parts = key.split_whitespace();
+    let line = format!(
+        "[127.0.0.1]:{} {} {}\n",
+        t.hosts[0].port,
+        parts.next().unwrap(),
+        parts.next().unwrap()
+    );
+    std::fs::write(t.dir.join("known_hosts"), line).unwrap();
+
+    t.gantry(&["deploy", "staging"])
+        .code(3)
+        .stderr_has("host key is unknown or has changed");
+    assert!(!t.site("staging", 0).exists());
+}
+
+#[test]
+fn hostile_config_values_reach_the_shell_literally() {
+    let mut t = Test::new("hostile_config_values_reach_the_shell_literally")
+        .hosts(1)
+        .start();
+    let dir = t.dir.display().to_string();
+    let hostile = format!(
+        "it's $(touch {dir}/pwned1) `touch {dir}/pwned2`; touch {dir}/pwned3 \"q\" *\nsecond line"
+    );
+    let toml_value = hostile
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    let site = format!("{dir}/sites/it's a $(site) `dir`;");
+    let config = format!(
+        r#"[ssh]
+config = "{dir}/ssh_config"
+
+[vars]
+hostile = "{toml_value}"
+
+[deploy]
+path = "{site}/{{env}}"
+shared = ["data dir/", "it's.txt"]
+build = ["printf '%s' {{hostile}} > hostile.txt", "printf '%s' \"$HOSTILE\" > env.txt", "printf '%s' {{release}} > release.txt"]
+env = {{ HOSTILE = "{{hostile}}" }}
+
+[environments.staging]
+hosts = ["{address}"]
+"#,
+        address = t.address(0)
+    );
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+
+    t.gantry(&["deploy", "staging"]).success();
+
+    let current = std::path::Path::new(&site).join("staging/current");
+    assert_eq!(
+        std::fs::read_to_string(current.join("hostile.txt")).unwrap(),
+        hostile
+    );
+    assert_eq!(
+        std::fs::read_to_string(current.join("env.txt")).unwrap(),
+        hostile
+    );
+    let release = std::fs::read_to_string(current.join("release.txt")).unwrap();
+    assert!(
+        release.starts_with(&format!("{site}/staging/releases/")),
+        "{release}"
+    );
+    assert!(current.join("data dir").is_symlink());
+    assert!(current.join("it's.txt").is_symlink());
+    for n in 1..=3 {
+        assert!(
+            !t.dir.join(format!("pwned{n}")).exists(),
+            "a config value ran as a command"
+        );
+    }
+    let _ = t.app_port("staging", 0);
+}
+
+#[test]
+fn plan_prints_the_commands_and_changes_nothing() {
+    let mut t = Test::new("plan_prints_the_commands_and_changes_nothing")
+        .hosts(2)
+        .start();
+    let config = t.config(&[("staging", &[0, 1])]);
+    t.write_config(&config);
+    let sha = t.commit("Add config", &[]);
+
+    let run = t.gantry(&["plan", "staging"]);
+    run.success()
+        .stdout_has(&format!(
+            "Plan: deploy {} (Add config) to staging",
+            &sha[..8]
+        ))
+        .stdout_has(&format!(
+            "== {} ({})",
+            t.address(1),
+            t.site("staging", 1).display()
+        ))
+        .stdout_has("# upload (stdin: git archive of the commit)")
+        .stdout_has("tar -x -f - -C")
+        .stdout_has("cd ")
+        .stdout_has("sh ci/hooks.sh")
+        .stdout_has("python3 migrate.py")
+        .stdout_has("mv -T")
+        .stdout_has("GET http://127.0.0.1:")
+        .stdout_has("Nothing was run.");
+    // Migrations run once: only the first host's plan has them.
+    assert_eq!(run.stdout.matches("# migrate").count(), 1);
+    assert!(!t.site("staging", 0).exists());
+    assert!(!t.site("staging", 1).exists());
+
+    let json = t.gantry(&["plan", "staging", "--json"]);
+    json.success();
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("plan --json is JSON");
+    assert_eq!(value["commit"], sha.as_str());
+    let steps: Vec<&str> = value["hosts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "lock",
+            "upload",
+            "link shared",
+            "build 1/2",
+            "build 2/2",
+            "finish release",
+            "migrate",
+            "switch current",
+            "restart"
+        ]
+    );
+    assert!(!t.site("staging", 0).exists());
+}
+
+#[test]
+fn exec_check_and_status_report_every_host() {
+    let mut t = Test::new("exec_check_and_status_report_every_host")
+        .hosts(2)
+        .start();
+    let config = t.config(&[("staging", &[0, 1])]);
+    t.write_config(&config);
+    let sha = t.commit("Add config", &[]);
+
+    t.gantry(&["check"])
+        .success()
+        .stdout_has(&format!("staging {}: ok", t.address(1)));
+    t.gantry(&["deploy", "staging"]).success();
+
+    let exec = t.gantry(&["exec", "staging", "--", "cat", "REVISION"]);
+    exec.success()
+        .stdout_has(&format!("[{}] {sha}", t.address(0)))
+        .stdout_has(&format!("[{}] {sha}", t.address(1)));
+    t.gantry(&["exec", "staging", "--", "sh", "-c", "exit 7"])
+        .code(1)
+        .stderr_has("(exit status 7)");
+
+    let status = t.gantry(&["status", "--json"]);
+    status.success();
+    let value: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let hosts = value["environments"][0]["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 2);
+    for h in hosts {
+        assert_eq!(h["commit"], sha.as_str());
+        assert_eq!(h["last"]["outcome"], "ok");
+    }
+    let log = t.gantry(&["log", "staging", "--json"]);
+    let entries: serde_json::Value = serde_json::from_str(&log.stdout).unwrap();
+    assert_eq!(entries.as_array().unwrap().len(), 2);
+}

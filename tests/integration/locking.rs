@@ -1,0 +1,159 @@
+//! The deploy lock: concurrent deploys are refused, a killed deploy leaves a
+//! recognisably stale lock and a site still serving what it served.
+
+use crate::harness::{wait_until, Test};
+
+#[test]
+fn second_deploy_is_refused_while_the_first_holds_the_lock() {
+    let mut t = Test::new("second_deploy_is_refused_while_the_first_holds_the_lock")
+        .hosts(1)
+        .start();
+    let config = t.config(&[("staging", &[0])]);
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    let site = t.site("staging", 0);
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("hold"), "").unwrap();
+
+    let first = t.command(&["deploy", "staging"]).spawn().unwrap();
+    let first_pid = first.id();
+    wait_until(60, "the first deploy to reach its build", || {
+        site.join("holding").exists()
+    });
+
+    t.gantry(&["deploy", "staging"])
+        .code(4)
+        .stderr_has("`staging` is locked; nothing was changed")
+        .stderr_has(&format!("(pid {first_pid})"))
+        .stderr_has("for `gantry deploy staging HEAD`")
+        .stderr_has("wait for that deploy to finish");
+
+    std::fs::remove_file(site.join("hold")).unwrap();
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !site.join(".gantry/lock").exists(),
+        "the first deploy released its lock"
+    );
+    t.gantry(&["deploy", "staging"]).success();
+}
+
+#[test]
+fn killed_deploy_leaves_a_stale_lock_that_unlock_clears() {
+    let mut t = Test::new("killed_deploy_leaves_a_stale_lock_that_unlock_clears")
+        .hosts(1)
+        .start();
+    let config = t.config(&[("staging", &[0])]);
+    t.write_config(&config);
+    let first = t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    let serving = t.current("staging", 0);
+    let site = t.site("staging", 0);
+
+    t.commit("Second", &[("NEWS", "second\n")]);
+    std::fs::write(site.join("hold"), "").unwrap();
+    let mut deploy = t.command(&["deploy", "staging"]).spawn().unwrap();
+    let pid = deploy.id();
+    wait_until(60, "the deploy to reach its build", || {
+        site.join("holding").exists()
+    });
+    deploy.kill().unwrap();
+    deploy.wait().unwrap();
+    std::fs::remove_file(site.join("hold")).unwrap();
+
+    // Killed mid-build: nothing that serves changed.
+    assert_eq!(t.current("staging", 0), serving);
+    assert_eq!(
+        t.get("staging", 0, "/health").unwrap().1.trim(),
+        format!("ok {first}")
+    );
+
+    t.gantry(&["deploy", "staging"])
+        .code(4)
+        .stderr_has(&format!("(pid {pid})"))
+        .stderr_has("[stale: that process is no longer running]")
+        .stderr_has("clear it with `gantry unlock staging`");
+
+    t.gantry(&["unlock", "staging"])
+        .success()
+        .stdout_has("cleared lock held by");
+    let last = t.history("staging", 0).pop().unwrap();
+    assert_eq!(last["action"], "unlock");
+    assert!(last["message"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("pid {pid}")));
+
+    t.gantry(&["deploy", "staging"]).success();
+    // The half-made release of the killed deploy was pruned.
+    for name in t.releases("staging", 0) {
+        assert!(
+            site.join("releases").join(&name).join("REVISION").exists(),
+            "{name} is complete"
+        );
+    }
+}
+
+#[test]
+fn lock_holds_deploys_until_unlock() {
+    let mut t = Test::new("lock_holds_deploys_until_unlock")
+        .hosts(2)
+        .start();
+    let config = t.config(&[("staging", &[0, 1])]);
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+
+    t.gantry(&["lock", "staging", "--reason", "database upgrade"])
+        .success();
+    t.gantry(&["deploy", "staging"])
+        .code(4)
+        .stderr_has(": database upgrade")
+        .stderr_has("gantry unlock staging");
+    t.gantry(&["status", "staging"])
+        .success()
+        .stdout_has("locked: held by");
+    t.gantry(&["unlock", "staging"]).success();
+    t.gantry(&["deploy", "staging"]).success();
+}
+
+#[test]
+fn interrupt_during_build_releases_the_lock_and_changes_nothing() {
+    let mut t = Test::new("interrupt_during_build_releases_the_lock_and_changes_nothing")
+        .hosts(1)
+        .start();
+    let config = t.config(&[("staging", &[0])]);
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    let serving = t.current("staging", 0);
+    let site = t.site("staging", 0);
+
+    t.commit("Second", &[("NEWS", "second\n")]);
+    std::fs::write(site.join("hold"), "").unwrap();
+    let mut deploy = t.command(&["deploy", "staging"]).spawn().unwrap();
+    let stderr = crate::harness::collect(deploy.stderr.take().unwrap());
+    wait_until(60, "the deploy to reach its build", || {
+        site.join("holding").exists()
+    });
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &deploy.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_until(30, "gantry to take the interrupt", || {
+        stderr.lock().unwrap().contains("interrupted:")
+    });
+    // The build on the host runs on until `hold` goes; after it, no new
+    // step may start.
+    std::fs::remove_file(site.join("hold")).unwrap();
+    let code = deploy.wait().unwrap().code();
+    let stderr = stderr.lock().unwrap().clone();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(t.current("staging", 0), serving);
+    assert!(!site.join(".gantry/lock").exists(), "the lock was released");
+}
