@@ -6,6 +6,8 @@
 //! before prepare until after finish, and released on every path.
 //! `rollback` reuses activation to go back one release.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::config::{Config, Environment, HostSpec, Template};
@@ -61,6 +63,7 @@ pub async fn deploy(
         env,
         printer,
         sites: &sites,
+        created: Mutex::default(),
     };
     let result = run.deploy(&commit, &release, &archive).await;
     site::unlock(&sites, &info, printer).await;
@@ -97,6 +100,7 @@ pub async fn rollback(
         env,
         printer,
         sites: &sites,
+        created: Mutex::default(),
     };
     let result = run.rollback().await;
     site::unlock(&sites, &info, printer).await;
@@ -207,6 +211,9 @@ struct Run<'a> {
     env: &'a Environment,
     printer: &'a Printer,
     sites: &'a [Site],
+    /// Hosts on which this run created the new release folder: the only
+    /// ones where a failure may remove it.
+    created: Mutex<HashSet<String>>,
 }
 
 impl Run<'_> {
@@ -293,6 +300,12 @@ impl Run<'_> {
                 stdin,
             )
             .await?;
+            if step.upload {
+                self.created
+                    .lock()
+                    .expect("created lock")
+                    .insert(site.name().to_string());
+            }
         }
         Ok(())
     }
@@ -440,17 +453,23 @@ impl Run<'_> {
         mut recovery: Vec<HostProblem>,
     ) -> Error {
         let problems_ref = &problems;
+        let created = self.created.lock().expect("created lock").clone();
+        let created = &created;
         let discarded = each(self.sites, 32, |site| async move {
             let problems = problems_ref;
-            let result = site
-                .step_always(
+            let result = if created.contains(site.name()) {
+                site.step_always(
                     self.printer,
                     "discard release",
                     None,
                     &release::discard_script(&site.layout, release),
                     None,
                 )
-                .await;
+                .await
+                .map(|_| ())
+            } else {
+                Ok(())
+            };
             let mut record = Record::new(action, &self.env.name, site.name(), "failed");
             record.commit = Some(commit.sha.clone());
             record.release = Some(release.to_string());

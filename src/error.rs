@@ -132,7 +132,7 @@ impl fmt::Display for HostProblem {
             )?;
         }
         if !self.detail.trim().is_empty() {
-            let label = if self.command.is_some() {
+            let label = if self.command.is_some() && !self.unreachable {
                 "output"
             } else {
                 "reason"
@@ -209,7 +209,11 @@ impl fmt::Display for Error {
                 for (host, release) in serving {
                     write!(f, "\n    {host}: {release}")?;
                 }
-                write!(f, "\n  = help: fix the cause above and run the {action} again")
+                if recovery.iter().any(|p| p.unreachable) {
+                    write!(f, "\n  = help: a host that could not be reached still holds the lock; when it is back, check it with `gantry status {env}`, clear the lock with `gantry unlock {env}` and run the {action} again (leftover releases are removed by the next deploy)")
+                } else {
+                    write!(f, "\n  = help: fix the cause above and run the {action} again")
+                }
             }
             Error::Hosts { what, problems } => {
                 write!(f, "{what} failed on {} host{}", problems.len(), if problems.len() == 1 { "" } else { "s" })?;

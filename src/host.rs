@@ -4,8 +4,6 @@
 //! this machine. Everything above this module sees one `Connection` type.
 
 use std::process::Stdio;
-use std::time::Duration;
-
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{HostSpec, Ssh, Target};
@@ -75,7 +73,7 @@ impl Connection {
             .known_hosts_check(openssh::KnownHosts::Strict)
             .control_directory(control_dir())
             .connect_timeout(ssh.connect_timeout)
-            .server_alive_interval(Duration::from_secs(5));
+            .server_alive_interval(ssh.keepalive);
         if let Some(user) = user {
             builder.user(user.clone());
         }

@@ -83,10 +83,17 @@ pub fn force_unlock_script(layout: &Layout) -> String {
     format!("if [ -d {lock} ]; then cat {lock}/info 2>/dev/null; echo; rm -rf {lock}; fi")
 }
 
-/// Unpacks the archive on stdin into a new release folder.
+/// Unpacks the archive on stdin into a new release folder. A folder of
+/// that name without `REVISION` was left by an interrupted deploy and is
+/// replaced; a complete one is never touched.
 pub fn upload_script(layout: &Layout, release: &str) -> String {
     let dir = quote(&layout.release(release));
-    format!("mkdir {dir} && tar -x -f - -C {dir}")
+    format!(
+        "if [ -f {dir}/REVISION ]; then echo 'release {name} already exists here; deploy again in a second' >&2; exit 1; fi
+         rm -rf {dir}
+mkdir {dir} && tar -x -f - -C {dir}",
+        name = release.replace('\'', "")
+    )
 }
 
 /// Links the shared files and folders into the release. A path missing
@@ -323,6 +330,47 @@ mod tests {
         );
         assert_eq!(to_prune(&releases, Some("5"), Some("1"), 2), vec!["2", "3"]);
         assert_eq!(to_prune(&releases, Some("5"), None, 10), vec!["3"]);
+    }
+
+    fn sh(script: &str, stdin: &[u8]) -> bool {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // A script that refuses exits without reading: a broken pipe is fine.
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        child.wait().unwrap().success()
+    }
+
+    #[test]
+    fn upload_replaces_partial_releases_and_never_complete_ones() {
+        let dir = std::env::temp_dir().join(format!("gantry-upload-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let layout = Layout::new(dir.to_str().unwrap());
+        std::fs::create_dir_all(dir.join("releases/r1")).unwrap();
+        std::fs::write(dir.join("releases/r1/REVISION"), "abc\n").unwrap();
+        std::fs::write(dir.join("releases/r1/app.py"), "live").unwrap();
+        std::fs::create_dir_all(dir.join("releases/r2")).unwrap();
+        std::fs::write(dir.join("releases/r2/stale"), "half").unwrap();
+        let tar = std::process::Command::new("tar")
+            .args(["-c", "-f", "-", "-C", "/etc", "hostname"])
+            .output()
+            .unwrap()
+            .stdout;
+
+        assert!(!sh(&upload_script(&layout, "r1"), &tar));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("releases/r1/app.py")).unwrap(),
+            "live"
+        );
+        assert!(sh(&upload_script(&layout, "r2"), &tar));
+        assert!(!dir.join("releases/r2/stale").exists());
+        assert!(dir.join("releases/r2/hostname").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

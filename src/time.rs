@@ -12,15 +12,18 @@ pub struct Utc {
     pub hour: u32,
     pub minute: u32,
     pub second: u32,
+    pub millisecond: u32,
 }
 
 impl Utc {
     pub fn now() -> Utc {
-        let secs = SystemTime::now()
+        let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_secs();
-        Utc::from_unix(secs as i64)
+            .unwrap_or(Duration::ZERO);
+        Utc {
+            millisecond: since.subsec_millis(),
+            ..Utc::from_unix(since.as_secs() as i64)
+        }
     }
 
     /// Converts seconds since the epoch (Howard Hinnant's civil-from-days).
@@ -43,6 +46,7 @@ impl Utc {
             hour: (rem / 3600) as u32,
             minute: (rem % 3600 / 60) as u32,
             second: (rem % 60) as u32,
+            millisecond: 0,
         }
     }
 
@@ -54,11 +58,12 @@ impl Utc {
         )
     }
 
-    /// `20261126T041510Z`: sorts as text in time order, safe in paths.
+    /// `20261126T041510.042Z`: sorts as text in time order (two deploys
+    /// in one second included), safe in paths.
     pub fn compact(&self) -> String {
         format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-            self.year, self.month, self.day, self.hour, self.minute, self.second
+            "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second, self.millisecond
         )
     }
 }
@@ -99,7 +104,10 @@ mod tests {
         assert_eq!(Utc::from_unix(0).iso(), "1970-01-01T00:00:00Z");
         assert_eq!(Utc::from_unix(951_782_400).iso(), "2000-02-29T00:00:00Z");
         assert_eq!(Utc::from_unix(1_795_666_510).iso(), "2026-11-26T04:15:10Z");
-        assert_eq!(Utc::from_unix(1_795_666_510).compact(), "20261126T041510Z");
+        assert_eq!(
+            Utc::from_unix(1_795_666_510).compact(),
+            "20261126T041510.000Z"
+        );
     }
 
     #[test]

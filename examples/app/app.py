@@ -5,7 +5,8 @@ GET /health  "ok <commit>" (status 500 when the data folder's `unhealthy`
              file names this commit, so tests can break one release)
 POST /items  adds an item (form field `text`)
 
-Settings come from the environment: APP_PORT, DB_PATH, and the commit from
+Settings come from the environment: APP_HOST (default 127.0.0.1), APP_PORT,
+DB_PATH, and the commit from
 the REVISION file Gantry writes into each release (or GANTRY_COMMIT).
 """
 
@@ -96,8 +97,9 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     port = int(os.environ.get("APP_PORT", "8000"))
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    print(f"serving commit {COMMIT} on 127.0.0.1:{port}", flush=True)
+    host = os.environ.get("APP_HOST", "127.0.0.1")
+    server = ThreadingHTTPServer((host, port), Handler)
+    print(f"serving commit {COMMIT} on {host}:{port}", flush=True)
     server.serve_forever()
 
 

@@ -52,6 +52,9 @@ pub struct Ssh {
     pub config: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// How often a quiet connection is probed; after three unanswered
+    /// probes the host counts as cut off.
+    pub keepalive: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +237,7 @@ impl Loader<'_> {
                 config: None,
                 known_hosts: None,
                 connect_timeout: Duration::from_secs(10),
+                keepalive: Duration::from_secs(5),
             },
             Some(s) => Ssh {
                 config: s.config.map(|p| dir.join(p.get_ref())),
@@ -241,6 +245,10 @@ impl Loader<'_> {
                 connect_timeout: match s.connect_timeout {
                     Some(t) => self.duration(&t, "ssh.connect_timeout")?,
                     None => Duration::from_secs(10),
+                },
+                keepalive: match s.keepalive {
+                    Some(t) => self.duration(&t, "ssh.keepalive")?,
+                    None => Duration::from_secs(5),
                 },
             },
         };

@@ -35,6 +35,7 @@ pub struct RawSsh {
     pub config: Option<S<String>>,
     pub known_hosts: Option<S<String>>,
     pub connect_timeout: Option<S<String>>,
+    pub keepalive: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -262,3 +262,48 @@ fn unpushed_commit_is_refused() {
         .stderr_has("git push origin HEAD");
     assert!(!std::path::Path::new("/tmp/gantry-it/unpushed_commit_is_refused/site").exists());
 }
+
+#[test]
+fn rolling_deploy_switches_back_every_batch_when_a_later_batch_fails() {
+    let mut t = Test::new("rolling_deploy_switches_back_every_batch_when_a_later_batch_fails")
+        .hosts(3)
+        .start();
+    let config = t
+        .config(&[("live", &[0, 1, 2])])
+        .replace("keep_releases = 3", "keep_releases = 3\nbatch = 1")
+        .replace("retries = 40", "retries = 6");
+    t.write_config(&config);
+    let good = t.commit("Add config", &[]);
+    t.gantry(&["deploy", "live"]).success();
+    let before: Vec<_> = (0..3).map(|i| t.current("live", i)).collect();
+
+    let bad = t.commit("Broken on the last host", &[("NEWS", "broken\n")]);
+    std::fs::write(t.site("live", 2).join("shared/data/unhealthy"), &bad).unwrap();
+    t.gantry(&["deploy", "live"])
+        .code(1)
+        .stderr_has(&format!("{}: health check failed", t.address(2)));
+
+    for (i, before) in before.iter().enumerate() {
+        assert_eq!(
+            &t.current("live", i),
+            before,
+            "host {i} is back on the old release"
+        );
+        assert_eq!(
+            t.get("live", i, "/health").unwrap().1.trim(),
+            format!("ok {good}")
+        );
+        // Every host ran the new release in turn, then the old one again.
+        let log = std::fs::read_to_string(t.site("live", i).join("shared/data/app.log")).unwrap();
+        let started: Vec<&str> = log
+            .lines()
+            .filter_map(|l| l.strip_prefix("serving commit "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            started,
+            [good.as_str(), bad.as_str(), good.as_str()],
+            "host {i}"
+        );
+    }
+}

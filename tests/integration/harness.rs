@@ -20,12 +20,20 @@ const SSHD: &str = "/usr/sbin/sshd";
 pub struct TestBuilder {
     name: String,
     hosts: usize,
+    isolated: usize,
 }
 
 impl TestBuilder {
     /// Starts `n` sshd hosts.
     pub fn hosts(mut self, n: usize) -> TestBuilder {
         self.hosts = n;
+        self
+    }
+
+    /// Also starts `n` sshd hosts each in a network namespace of its own,
+    /// reached over a veth pair, so that a test can cut one off.
+    pub fn isolated_hosts(mut self, n: usize) -> TestBuilder {
+        self.isolated = n;
         self
     }
 
@@ -40,10 +48,16 @@ impl TestBuilder {
             app_ports: BTreeMap::new(),
             repo: dir.join("repo"),
         };
-        if self.hosts > 0 {
+        if self.hosts + self.isolated > 0 {
             test.make_client_key();
             for i in 0..self.hosts {
-                let host = Sshd::start(&dir, i);
+                let host = Sshd::start(&dir, i, None);
+                test.hosts.push(host);
+            }
+            for n in 0..self.isolated {
+                let i = self.hosts + n;
+                let netns = Netns::create(n);
+                let host = Sshd::start(&dir, i, Some(netns));
                 test.hosts.push(host);
             }
             test.write_ssh_config();
@@ -119,6 +133,7 @@ impl Test {
         TestBuilder {
             name: name.to_string(),
             hosts: 0,
+            isolated: 0,
         }
     }
 
@@ -180,7 +195,13 @@ impl Test {
 
     /// What the app of host `i` in `env` answers on `path`.
     pub fn get(&mut self, env: &str, i: usize, path: &str) -> Option<(u16, String)> {
-        http_get(self.app_port(env, i), path)
+        let port = self.app_port(env, i);
+        let ip = if i < self.hosts.len() {
+            self.hosts[i].ip.clone()
+        } else {
+            "127.0.0.1".to_string()
+        };
+        http_get(&ip, port, path)
     }
 
     /// The standard config for the example app: `envs` lists each
@@ -200,8 +221,8 @@ shared = ["data/"]
 build = ["sh build.sh", "sh ci/hooks.sh"]
 migrate = "python3 migrate.py"
 restart = "sh restart.sh"
-env = {{ APP_PORT = "{{app_port}}", DB_PATH = "{{shared}}/data/app.sqlite3" }}
-health = {{ url = "http://127.0.0.1:{{app_port}}/health", body = "{{commit}}", timeout = "2s", retries = 40, interval = "250ms" }}
+env = {{ APP_HOST = "{{host}}", APP_PORT = "{{app_port}}", DB_PATH = "{{shared}}/data/app.sqlite3" }}
+health = {{ url = "http://{{host}}:{{app_port}}/health", body = "{{commit}}", timeout = "2s", retries = 40, interval = "250ms" }}
 "#,
             dir = self.dir.display()
         );
@@ -223,7 +244,12 @@ health = {{ url = "http://127.0.0.1:{{app_port}}/health", body = "{{commit}}", t
     }
 
     pub fn address(&self, i: usize) -> String {
-        format!("root@127.0.0.1:{}", self.hosts[i].port)
+        format!("root@{}:{}", self.hosts[i].ip, self.hosts[i].port)
+    }
+
+    /// The address host `i`'s apps are reached on from this machine.
+    pub fn ip(&self, i: usize) -> &str {
+        &self.hosts[i].ip
     }
 
     pub fn write_config(&self, text: &str) {
@@ -326,15 +352,18 @@ if [ -e "$GANTRY_PATH/hold" ]; then
 fi
 "#;
 
-/// One sshd on a loopback port, with its own host key.
+/// One sshd with its own host key: on a loopback port, or on port 22 of a
+/// network namespace of its own.
 pub struct Sshd {
+    pub ip: String,
     pub port: u16,
     pub dir: PathBuf,
+    pub netns: Option<Netns>,
     child: Child,
 }
 
 impl Sshd {
-    fn start(test_dir: &Path, index: usize) -> Sshd {
+    fn start(test_dir: &Path, index: usize, netns: Option<Netns>) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: the tests need real sshd hosts. Run `scripts/test` (it installs openssh-server), or `apt-get install openssh-server`."
@@ -345,10 +374,13 @@ impl Sshd {
         run(Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(dir.join("host_key")));
+        let ip = netns
+            .as_ref()
+            .map_or("127.0.0.1".to_string(), |n| n.ip.clone());
         for _attempt in 0..5 {
-            let port = free_port();
+            let port = if netns.is_some() { 22 } else { free_port() };
             let config = format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+                "Port {port}\nListenAddress {ip}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
                  AuthorizedKeysFile {t}/client_key.pub\nPermitRootLogin prohibit-password\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
                  MaxSessions 100\nMaxStartups 200\nUseDNS no\nSetEnv HOME={d}/home\n",
@@ -356,7 +388,15 @@ impl Sshd {
                 t = test_dir.display()
             );
             std::fs::write(dir.join("sshd_config"), config).unwrap();
-            let mut child = Command::new(SSHD)
+            let mut command = match &netns {
+                Some(n) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", &n.name, SSHD]);
+                    c
+                }
+                None => Command::new(SSHD),
+            };
+            let mut child = command
                 .arg("-D")
                 .arg("-f")
                 .arg(dir.join("sshd_config"))
@@ -365,8 +405,14 @@ impl Sshd {
                 .stdin(Stdio::null())
                 .spawn()
                 .expect("sshd starts");
-            if wait_for_banner(port, &mut child) {
-                return Sshd { port, dir, child };
+            if wait_for_banner(&ip, port, &mut child) {
+                return Sshd {
+                    ip,
+                    port,
+                    dir,
+                    netns,
+                    child,
+                };
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -377,9 +423,13 @@ impl Sshd {
     pub fn known_hosts_line(&self) -> String {
         let key = std::fs::read_to_string(self.dir.join("host_key.pub")).unwrap();
         let mut parts = key.split_whitespace();
+        let host = if self.port == 22 {
+            self.ip.clone()
+        } else {
+            format!("[{}]:{}", self.ip, self.port)
+        };
         format!(
-            "[127.0.0.1]:{} {} {}\n",
-            self.port,
+            "{host} {} {}\n",
             parts.next().unwrap(),
             parts.next().unwrap()
         )
@@ -387,13 +437,13 @@ impl Sshd {
 }
 
 /// Waits until sshd answers with its banner, or has exited.
-fn wait_for_banner(port: u16, child: &mut Child) -> bool {
+fn wait_for_banner(ip: &str, port: u16, child: &mut Child) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+        if let Ok(mut s) = TcpStream::connect((ip, port)) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
             let mut buf = [0u8; 8];
             if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"SSH-") {
@@ -433,8 +483,9 @@ pub fn free_port() -> u16 {
 }
 
 /// One HTTP/1.0 GET to the app; `None` when nothing answers.
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+pub fn http_get(ip: &str, port: u16, path: &str) -> Option<(u16, String)> {
+    let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().ok()?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut text = String::new();
@@ -510,4 +561,74 @@ fn kill_matching(dir: &Path) {
         .arg("--")
         .arg(&pattern)
         .status();
+}
+
+/// A network namespace joined to this machine by a veth pair, with an
+/// address from a private test range on each end; `cut` takes the link
+/// down as a failed network would. Removed when dropped.
+pub struct Netns {
+    pub name: String,
+    pub ip: String,
+    veth: String,
+}
+
+impl Netns {
+    fn create(n: usize) -> Netns {
+        let name = format!("gantry-it{n}");
+        let veth = format!("gtit{n}");
+        let (outer, ip) = (format!("10.213.{n}.1"), format!("10.213.{n}.2"));
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = Command::new("ip").args(["link", "del", &veth]).status();
+        let inner = format!("{veth}n");
+        for args in [
+            vec!["netns", "add", &name],
+            vec!["link", "add", &veth, "type", "veth", "peer", "name", &inner],
+            vec!["link", "set", &inner, "netns", &name],
+            vec!["addr", "add", &format!("{outer}/30"), "dev", &veth],
+            vec!["link", "set", &veth, "up"],
+            vec![
+                "-n",
+                &name,
+                "addr",
+                "add",
+                &format!("{ip}/30"),
+                "dev",
+                &inner,
+            ],
+            vec!["-n", &name, "link", "set", &inner, "up"],
+            vec!["-n", &name, "link", "set", "lo", "up"],
+        ] {
+            let out = Command::new("ip").args(&args).output().unwrap_or_else(|e| {
+                panic!(
+                    "`ip` is missing ({e}): the tests need iproute2 and root; run `scripts/test`"
+                )
+            });
+            assert!(
+                out.status.success(),
+                "ip {args:?} failed (network namespaces need root): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Netns { name, ip, veth }
+    }
+
+    /// Takes the link down: the host is cut off mid-whatever.
+    pub fn cut(&self) {
+        run(Command::new("ip").args(["link", "set", &self.veth, "down"]));
+    }
+
+    pub fn restore(&self) {
+        run(Command::new("ip").args(["link", "set", &self.veth, "up"]));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .output();
+    }
 }

@@ -8,3 +8,4 @@ mod config_errors;
 mod deploy;
 mod hosts;
 mod locking;
+mod network;

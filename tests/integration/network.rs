@@ -1,0 +1,78 @@
+//! A host cut off from the network mid-deploy, through a network namespace.
+
+use crate::harness::{wait_until, Test};
+
+#[test]
+fn host_cut_off_mid_deploy_leaves_every_host_serving_and_a_stale_lock() {
+    let mut t = Test::new("host_cut_off_mid_deploy_leaves_every_host_serving_and_a_stale_lock")
+        .hosts(1)
+        .isolated_hosts(1)
+        .start();
+    let config = t.config(&[("staging", &[0, 1])]).replace(
+        "[deploy]",
+        "keepalive = \"1s\"\nconnect_timeout = \"3s\"\n\n[deploy]",
+    );
+    t.write_config(&config);
+    let good = t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    let before: Vec<_> = (0..2).map(|i| t.current("staging", i)).collect();
+
+    t.commit("Second", &[("NEWS", "second\n")]);
+    let cut_off = t.site("staging", 1);
+    std::fs::write(cut_off.join("hold"), "").unwrap();
+    let deploy = t.command(&["deploy", "staging"]).spawn().unwrap();
+    wait_until(
+        60,
+        "the deploy to reach the build on the isolated host",
+        || cut_off.join("holding").exists(),
+    );
+    t.hosts[1].netns.as_ref().unwrap().cut();
+    std::fs::remove_file(cut_off.join("hold")).unwrap();
+    let out = deploy.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: build 2/2 failed", t.address(1))),
+        "{stderr}"
+    );
+    assert!(stderr.contains("connection lost"), "{stderr}");
+    for (i, before) in before.iter().enumerate() {
+        assert_eq!(
+            &t.current("staging", i),
+            before,
+            "host {i} still points at the old release"
+        );
+    }
+    assert_eq!(
+        t.get("staging", 0, "/health").unwrap().1.trim(),
+        format!("ok {good}")
+    );
+    assert!(
+        !t.site("staging", 0).join(".gantry/lock").exists(),
+        "the reachable host was unlocked"
+    );
+    assert!(
+        cut_off.join(".gantry/lock").exists(),
+        "the cut-off host keeps its lock"
+    );
+
+    t.hosts[1].netns.as_ref().unwrap().restore();
+    assert_eq!(
+        t.get("staging", 1, "/health").unwrap().1.trim(),
+        format!("ok {good}")
+    );
+    t.gantry(&["deploy", "staging"])
+        .code(4)
+        .stderr_has(&format!("{}: held by", t.address(1)))
+        .stderr_has("[stale: that process is no longer running]");
+    t.gantry(&["unlock", "staging"]).success();
+    let second = t.head();
+    t.gantry(&["deploy", "staging"]).success();
+    for i in 0..2 {
+        assert_eq!(
+            t.get("staging", i, "/health").unwrap().1.trim(),
+            format!("ok {second}")
+        );
+    }
+}
