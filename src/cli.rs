@@ -31,6 +31,19 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the whole procedure on the bundled example app, with local
+    /// staging and live targets in a scratch folder: no server needed.
+    Demo {
+        /// Leave the apps running afterwards.
+        #[arg(long)]
+        keep: bool,
+        /// Stop the apps a `--keep` demo left running.
+        #[arg(long, conflicts_with = "keep")]
+        stop: bool,
+        /// The scratch folder (default: `$TMPDIR/gantry-demo`).
+        #[arg(long, value_name = "PATH")]
+        dir: Option<PathBuf>,
+    },
     /// Write a commented `gantry.toml` in the current folder.
     Init {
         /// Overwrite an existing file.
@@ -54,6 +67,37 @@ pub enum Command {
         env: String,
         #[arg(default_value = "HEAD")]
         rev: String,
+        /// Deploy even though the commit is not verified where this
+        /// environment's `requires` says; the record says so.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the health checks and the functional tests against an
+    /// environment, and record the result against the commit it runs.
+    Verify {
+        env: String,
+        /// Only the health checks, not the functional tests.
+        #[arg(long)]
+        health_only: bool,
+    },
+    /// Deploy to TO exactly the commit verified on FROM.
+    Promote {
+        from: String,
+        to: String,
+        /// Promote even if FROM's commit is not verified.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The whole procedure for HEAD: pushed? → staging → verify → live →
+    /// health checks → tags, along the `requires` chain.
+    Release {
+        /// Push HEAD to the remote first.
+        #[arg(long)]
+        push: bool,
+        /// The environment the release ends at (default: the end of the
+        /// only `requires` chain).
+        #[arg(long, value_name = "ENV")]
+        to: Option<String>,
     },
     /// Switch every host back to the release before the current one.
     Rollback { env: String },

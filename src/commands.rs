@@ -227,30 +227,29 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
     Ok(())
 }
 
-/// One host's state, as `status` reads it.
-#[derive(Debug, Default)]
-struct HostState {
-    release: Option<String>,
+/// One environment as `status` shows it.
+struct EnvStatus<'a> {
+    env: &'a crate::config::Environment,
+    hosts: Vec<(String, Result<release::SiteStatus, String>)>,
+    /// The commit every reachable host runs, when they agree.
     commit: Option<String>,
-    lock: Option<LockInfo>,
-    last: Option<Record>,
-    missing: bool,
+    events: Vec<crate::ledger::Event>,
 }
 
-fn parse_state(out: &str) -> HostState {
-    let mut state = HostState::default();
-    for line in out.lines() {
-        let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
-        match tag {
-            "missing" => state.missing = true,
-            "current" => state.release = Some(rest.to_string()),
-            "commit" => state.commit = Some(rest.to_string()),
-            "lock" => state.lock = serde_json::from_str(rest).ok(),
-            "last" => state.last = serde_json::from_str(rest).ok(),
-            _ => {}
-        }
+impl EnvStatus<'_> {
+    fn verification(&self) -> Option<&crate::ledger::Event> {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e.event == "verify" && e.env == self.env.name)
     }
-    state
+
+    fn deployed(&self) -> Option<&crate::ledger::Event> {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e.event == "deploy" && e.env == self.env.name)
+    }
 }
 
 pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> Result<(), Error> {
@@ -258,6 +257,13 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
         Some(name) => vec![config.environment(name)?],
         None => config.environments.iter().collect(),
     };
+    let repo = Repo::at(&config.dir);
+    if let Err(e) = crate::ledger::sync(&repo, &config.app.remote) {
+        printer.warn(&format!(
+            "could not fetch the ledger from `{}`: {e}",
+            config.app.remote
+        ));
+    }
     let mut problems = Vec::new();
     let mut report = Vec::new();
     for env in envs {
@@ -277,9 +283,10 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
                 .await;
                 for (site, result) in sites.iter().zip(results) {
                     match result {
-                        Ok(out) => {
-                            hosts.push((site.name().to_string(), Ok(parse_state(&out.stdout))))
-                        }
+                        Ok(out) => hosts.push((
+                            site.name().to_string(),
+                            Ok(release::parse_status(&out.stdout)),
+                        )),
                         Err(p) => {
                             hosts.push((site.name().to_string(), Err(p.detail.clone())));
                             problems.push(p);
@@ -296,14 +303,48 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
             }
             Err(e) => return Err(e),
         }
-        report.push((env, hosts));
+        let commits: Vec<Option<&String>> = hosts
+            .iter()
+            .filter_map(|(_, s)| s.as_ref().ok())
+            .map(|s| s.commit.as_ref())
+            .collect();
+        let commit = match commits.first() {
+            Some(Some(first)) if commits.iter().all(|c| *c == Some(*first)) => {
+                Some((*first).clone())
+            }
+            _ => None,
+        };
+        let events = commit
+            .as_deref()
+            .map(|c| crate::ledger::events(&repo, c))
+            .unwrap_or_default();
+        report.push(EnvStatus {
+            env,
+            hosts,
+            commit,
+            events,
+        });
     }
     printer.finish_hosts();
+    // How far each environment is behind the one it requires.
+    let behind = |s: &EnvStatus| -> Option<(String, usize)> {
+        let required = s.env.requires.as_deref()?;
+        let upstream = report.iter().find(|r| r.env.name == required)?;
+        let n = repo.count_between(s.commit.as_deref()?, upstream.commit.as_deref()?)?;
+        Some((required.to_string(), n))
+    };
+    let subject = |sha: &str| repo.resolve(sha).map(|c| c.subject).unwrap_or_default();
     if printer.json_mode() {
         let value = json!({
-            "environments": report.iter().map(|(env, hosts)| json!({
-                "name": env.name,
-                "hosts": hosts.iter().map(|(name, state)| match state {
+            "environments": report.iter().map(|r| json!({
+                "name": r.env.name,
+                "commit": r.commit,
+                "subject": r.commit.as_deref().map(subject),
+                "verified": r.verification().is_some_and(|v| v.outcome == "passed"),
+                "verification": r.verification(),
+                "deployed": r.deployed(),
+                "behind": behind(r).map(|(env, commits)| json!({"env": env, "commits": commits})),
+                "hosts": r.hosts.iter().map(|(name, state)| match state {
                     Ok(s) => json!({
                         "host": name,
                         "reachable": true,
@@ -319,29 +360,60 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
         printer.json(&value);
     } else {
         let mut text = String::new();
-        for (env, hosts) in &report {
-            text.push_str(&format!("{}\n", env.name));
-            for (name, state) in hosts {
-                let line = match state {
+        for r in &report {
+            let mut line = r.env.name.clone();
+            match &r.commit {
+                Some(c) => line.push_str(&format!("  {} ({})", &c[..c.len().min(8)], subject(c))),
+                None if r
+                    .hosts
+                    .iter()
+                    .all(|(_, s)| matches!(s, Ok(s) if s.commit.is_none())) =>
+                {
+                    line.push_str("  nothing deployed")
+                }
+                None => line.push_str("  hosts differ"),
+            }
+            if let Some(d) = r.deployed() {
+                if !d.tags.is_empty() {
+                    line.push_str(&format!("  {}", d.tags.join(" ")));
+                }
+                line.push_str(&format!("  deployed {} by {}", d.time, d.by));
+                if d.forced {
+                    line.push_str(" (forced past the gate)");
+                }
+            }
+            if r.commit.is_some() {
+                line.push_str(match r.verification() {
+                    Some(v) if v.outcome == "passed" => "  verified",
+                    Some(_) => "  verification failed",
+                    None => "  not verified",
+                });
+            }
+            if let Some((upstream, n)) = behind(r) {
+                line.push_str(&match n {
+                    0 => format!("  up to date with {upstream}"),
+                    1 => format!("  1 commit behind {upstream}"),
+                    n => format!("  {n} commits behind {upstream}"),
+                });
+            }
+            text.push_str(&format!("{line}\n"));
+            for (name, state) in &r.hosts {
+                let host_line = match state {
                     Err(e) => format!("unreachable: {}", e.lines().next().unwrap_or("")),
                     Ok(s) if s.missing || s.release.is_none() => "nothing deployed".to_string(),
                     Ok(s) => {
-                        let mut line = format!(
-                            "{}  commit {}",
-                            s.release.as_deref().unwrap_or("?"),
-                            s.commit.as_deref().map_or("?", |c| &c[..c.len().min(8)])
-                        );
+                        let mut l = s.release.clone().unwrap_or_default();
                         if let Some(last) = &s.last {
-                            line.push_str(&format!(
-                                "  last {} {} {} by {}",
-                                last.action, last.outcome, last.time, last.by
+                            l.push_str(&format!(
+                                "  last: {} {} {}",
+                                last.action, last.outcome, last.time
                             ));
                         }
-                        line
+                        l
                     }
                 };
-                text.push_str(&format!("  {name}  {line}\n"));
-                if let Ok(HostState {
+                text.push_str(&format!("  {name}  {host_line}\n"));
+                if let Ok(release::SiteStatus {
                     lock: Some(lock), ..
                 }) = state
                 {

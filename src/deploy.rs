@@ -31,19 +31,22 @@ pub struct Summary {
 }
 
 /// Deploys `rev` to `env_name`.
+///
+/// `command` says who asked, for the lock record; `forced` is recorded in
+/// the history when the deploy went past a gate.
 pub async fn deploy(
     config: &Config,
     env_name: &str,
-    rev: &str,
+    commit: &Commit,
+    command: &str,
+    forced: bool,
     printer: &Printer,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
     let env = config.environment(env_name)?;
     let repo = Repo::at(&config.dir);
-    let commit = repo.resolve(rev)?;
-    repo.ensure_on_remote(&commit, &config.app.remote)?;
-    let archive = repo.archive(&commit)?;
-    let release = release::release_name(&commit);
+    let archive = repo.archive(commit)?;
+    let release = release::release_name(commit);
     printer.headline(&format!(
         "Deploying {} ({}) to {} ({} host{})",
         commit.short(),
@@ -53,7 +56,7 @@ pub async fn deploy(
         if env.hosts.len() == 1 { "" } else { "s" }
     ));
     let mut sites = site::connect(config, env, printer).await?;
-    let info = LockInfo::new(&format!("gantry deploy {} {rev}", env.name), None, false);
+    let info = LockInfo::new(command, None, false);
     if let Err(e) = site::lock(&mut sites, &env.name, &info, printer).await {
         site::close(sites).await;
         return Err(e);
@@ -64,8 +67,9 @@ pub async fn deploy(
         printer,
         sites: &sites,
         created: Mutex::default(),
+        forced,
     };
-    let result = run.deploy(&commit, &release, &archive).await;
+    let result = run.deploy(commit, &release, &archive).await;
     site::unlock(&sites, &info, printer).await;
     site::close(sites).await;
     printer.finish_hosts();
@@ -73,7 +77,7 @@ pub async fn deploy(
     Ok(Summary {
         env: env.name.clone(),
         release,
-        commit: commit.sha,
+        commit: commit.sha.clone(),
         hosts: env.hosts.len(),
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -101,6 +105,7 @@ pub async fn rollback(
         printer,
         sites: &sites,
         created: Mutex::default(),
+        forced: false,
     };
     let result = run.rollback().await;
     site::unlock(&sites, &info, printer).await;
@@ -214,6 +219,7 @@ struct Run<'a> {
     /// Hosts on which this run created the new release folder: the only
     /// ones where a failure may remove it.
     created: Mutex<HashSet<String>>,
+    forced: bool,
 }
 
 impl Run<'_> {
@@ -271,6 +277,7 @@ impl Run<'_> {
         // Finish.
         each(self.sites, 32, |site| async move {
             let mut record = Record::new("deploy", &self.env.name, site.name(), "ok");
+            record.forced = self.forced;
             record.commit = Some(commit.sha.clone());
             record.release = Some(release.to_string());
             record.previous = site.serving.clone();

@@ -77,6 +77,24 @@ pub enum Error {
         what: String,
         problems: Vec<HostProblem>,
     },
+    /// Health checks or functional tests failed against an environment.
+    VerifyFailed {
+        env: String,
+        commit: String,
+        reasons: Vec<String>,
+    },
+    /// A gate: `env` requires `required`, where `commit` is not verified.
+    NotVerified {
+        env: String,
+        required: String,
+        commit: Box<Commit>,
+        last_verified: Option<Box<(Commit, String)>>,
+    },
+    /// `gantry release` stopped: what ran, then the error that stopped it.
+    ReleaseStopped {
+        tree: Vec<String>,
+        cause: Box<Error>,
+    },
 }
 
 impl Error {
@@ -94,6 +112,8 @@ impl Error {
                     ExitStatus::Failed
                 }
             }
+            Error::VerifyFailed { .. } | Error::NotVerified { .. } => ExitStatus::NotVerified,
+            Error::ReleaseStopped { cause, .. } => cause.exit_status(),
             Error::Hosts { problems, .. } => {
                 if problems.iter().all(|p| p.unreachable) {
                     ExitStatus::Unreachable
@@ -214,6 +234,28 @@ impl fmt::Display for Error {
                 } else {
                     write!(f, "\n  = help: fix the cause above and run the {action} again")
                 }
+            }
+            Error::VerifyFailed { env, commit, reasons } => {
+                write!(f, "verification of `{env}` (commit {}) failed", &commit[..commit.len().min(8)])?;
+                for r in reasons {
+                    write!(f, "\n  {}", r.replace('\n', "\n    "))?;
+                }
+                write!(f, "\n  = help: the failure is recorded against the commit; fix it, deploy again and re-run `gantry verify {env}`")
+            }
+            Error::NotVerified { env, required, commit, last_verified } => {
+                write!(f, "commit {} ({}) has not been verified on `{required}`, which `{env}` requires; nothing was changed", commit.short(), commit.subject)?;
+                match last_verified.as_deref() {
+                    Some((c, when)) => write!(f, "\n  the last commit verified on `{required}` is {} ({}), {when}", c.short(), c.subject)?,
+                    None => write!(f, "\n  no commit has been verified on `{required}` yet")?,
+                }
+                write!(f, "\n  = help: deploy it to `{required}` and run `gantry verify {required}` (or `gantry release`); or pass `--force`, and the record will say the gate was forced")
+            }
+            Error::ReleaseStopped { tree, cause } => {
+                write!(f, "{cause}\n\nthe release stopped:")?;
+                for line in tree {
+                    write!(f, "\n  {line}")?;
+                }
+                Ok(())
             }
             Error::Hosts { what, problems } => {
                 write!(f, "{what} failed on {} host{}", problems.len(), if problems.len() == 1 { "" } else { "s" })?;

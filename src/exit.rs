@@ -18,6 +18,9 @@ pub enum ExitStatus {
     Locked = 4,
     /// Something else went wrong on this machine (git, files).
     Error = 5,
+    /// Verification failed, or a gate refused a commit that was not
+    /// verified where it must be.
+    NotVerified = 6,
 }
 
 impl ExitStatus {
@@ -29,7 +32,8 @@ Exit codes:
   2  bad config or usage; nothing was touched
   3  a host could not be reached
   4  the environment is locked by another deploy (see `gantry unlock`)
-  5  another error on this machine (git, files)";
+  5  another error on this machine (git, files)
+  6  verification failed, or a gate refused an unverified commit";
 }
 
 impl From<ExitStatus> for ExitCode {

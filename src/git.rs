@@ -32,16 +32,31 @@ impl Repo {
         }
     }
 
-    fn git(&self, args: &[&str]) -> Result<String, Error> {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(&self.dir)
-            .args(args)
-            .output()
-            .map_err(|e| Error::Git {
-                command: format!("git {}", args.join(" ")),
-                message: format!("cannot run git: {e}"),
-            })?;
+    pub fn git(&self, args: &[&str]) -> Result<String, Error> {
+        self.run(args, false)
+    }
+
+    /// Runs a git command that makes commits (notes, annotated tags): when
+    /// the user has no git identity, Gantry signs as itself.
+    pub fn git_as_gantry(&self, args: &[&str]) -> Result<String, Error> {
+        self.run(args, true)
+    }
+
+    fn run(&self, args: &[&str], need_identity: bool) -> Result<String, Error> {
+        let mut cmd = Command::new("git");
+        cmd.arg("-C").arg(&self.dir);
+        if need_identity && self.git_plain(&["config", "user.email"]).is_none() {
+            cmd.args([
+                "-c",
+                "user.name=Gantry",
+                "-c",
+                "user.email=gantry@localhost",
+            ]);
+        }
+        let out = cmd.args(args).output().map_err(|e| Error::Git {
+            command: format!("git {}", args.join(" ")),
+            message: format!("cannot run git: {e}"),
+        })?;
         if !out.status.success() {
             return Err(Error::Git {
                 command: format!("git {}", args.join(" ")),
@@ -49,6 +64,41 @@ impl Repo {
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+
+    fn git_plain(&self, args: &[&str]) -> Option<String> {
+        Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Fails when tracked files have uncommitted changes.
+    pub fn ensure_clean(&self) -> Result<(), Error> {
+        let status = self.git(&["status", "--porcelain", "--untracked-files=no"])?;
+        if status.trim().is_empty() {
+            return Ok(());
+        }
+        Err(Error::Usage(format!(
+            "the work tree has uncommitted changes:\n{}\n  = help: commit or stash them first: a release deploys exactly what is committed",
+            status.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+        )))
+    }
+
+    /// Pushes HEAD's branch to the remote.
+    pub fn push_head(&self, remote: &str) -> Result<(), Error> {
+        self.git(&["push", "-q", remote, "HEAD"]).map(|_| ())
+    }
+
+    /// How many commits `to` has that `from` lacks.
+    pub fn count_between(&self, from: &str, to: &str) -> Option<usize> {
+        self.git_plain(&["rev-list", "--count", &format!("{from}..{to}")])
+            .and_then(|n| n.parse().ok())
     }
 
     /// Resolves a revision (default `HEAD`) to a commit.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Record {
     pub time: String,
-    /// `deploy`, `rollback`, `lock` or `unlock`.
+    /// `deploy`, `rollback`, `verify`, `lock` or `unlock`.
     pub action: String,
     pub env: String,
     pub host: String,
@@ -19,8 +19,11 @@ pub struct Record {
     pub previous: Option<String>,
     /// `user@machine`.
     pub by: String,
-    /// `ok`, `failed` or `rolled back`.
+    /// `ok`, `failed`, `passed`.
     pub outcome: String,
+    /// The deploy went past a gate with `--force`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -41,6 +44,7 @@ impl Record {
                 crate::lock::machine_name()
             ),
             outcome: outcome.into(),
+            forced: false,
             message: None,
         }
     }

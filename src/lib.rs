@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod demo;
 pub mod deploy;
 pub mod error;
 pub mod exit;
@@ -11,12 +12,15 @@ pub mod git;
 pub mod health;
 pub mod history;
 pub mod host;
+pub mod ledger;
 pub mod lock;
 pub mod output;
+pub mod pipeline;
 pub mod release;
 pub mod shell;
 pub mod site;
 pub mod time;
+pub mod verify;
 
 use cli::{Cli, Command};
 use error::Error;
@@ -82,8 +86,19 @@ fn watch_signals(printer: std::sync::Arc<Printer>) {
 }
 
 async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
-    if let Command::Init { force } = &cli.command {
-        return commands::init(*force, printer);
+    match &cli.command {
+        Command::Init { force } => return commands::init(*force, printer),
+        Command::Demo {
+            stop: true, dir, ..
+        } => return demo::stop(dir.clone(), printer),
+        Command::Demo { keep, dir, .. } => {
+            let options = demo::DemoOptions {
+                dir: dir.clone(),
+                keep: *keep,
+            };
+            return demo::demo(&options, printer).await;
+        }
+        _ => {}
     }
     let config = commands::load_config(cli.config.as_deref())?;
     if matches!(
@@ -97,13 +112,30 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
         printer.hide_steps();
     }
     match &cli.command {
-        Command::Init { .. } => unreachable!("handled above"),
+        Command::Init { .. } | Command::Demo { .. } => unreachable!("handled above"),
         Command::Check { env } => commands::check(&config, env.as_deref(), printer).await,
         Command::Plan { env, rev } => commands::plan(&config, env, rev, printer),
-        Command::Deploy { env, rev } => {
-            let summary = deploy::deploy(&config, env, rev, printer).await?;
-            commands::report(&summary, "Deployed", printer);
+        Command::Deploy { env, rev, force } => {
+            let commit = git::Repo::at(&config.dir).resolve(rev)?;
+            let label = format!("gantry deploy {env} {rev}");
+            let done = pipeline::deploy_env(&config, env, &commit, &label, *force, printer).await?;
+            commands::report(&done.summary, "Deployed", printer);
             Ok(())
+        }
+        Command::Verify { env, health_only } => verify::verify(&config, env, !health_only, printer)
+            .await
+            .map(|_| ()),
+        Command::Promote { from, to, force } => {
+            let done = pipeline::promote(&config, from, to, *force, printer).await?;
+            commands::report(&done.summary, "Promoted", printer);
+            Ok(())
+        }
+        Command::Release { push, to } => {
+            let options = pipeline::ReleaseOptions {
+                push: *push,
+                to: to.clone(),
+            };
+            pipeline::release(&config, &options, printer).await
         }
         Command::Rollback { env } => {
             let summary = deploy::rollback(&config, env, printer).await?;

@@ -83,6 +83,20 @@ impl Printer {
         }
     }
 
+    /// Lines of a summary on stderr, under a headline.
+    pub fn summary(&self, title: &str, lines: &[String]) {
+        if self.verbosity >= Verbosity::Normal && !self.json {
+            self.headline(title);
+            self.line(
+                &lines
+                    .iter()
+                    .map(|l| format!("    {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
+    }
+
     /// A host's step has started or ended.
     pub fn host(&self, host: &str, text: &str) {
         if self.verbosity < Verbosity::Normal || self.json || !self.steps.load(Ordering::Relaxed) {

@@ -272,6 +272,34 @@ pub fn status_script(layout: &Layout) -> String {
     )
 }
 
+/// One site's state, as `status_script` reports it.
+#[derive(Debug, Default, Clone)]
+pub struct SiteStatus {
+    /// The release `current` points at.
+    pub release: Option<String>,
+    pub commit: Option<String>,
+    pub lock: Option<crate::lock::LockInfo>,
+    pub last: Option<crate::history::Record>,
+    /// The site's folder does not exist.
+    pub missing: bool,
+}
+
+pub fn parse_status(out: &str) -> SiteStatus {
+    let mut state = SiteStatus::default();
+    for line in out.lines() {
+        let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match tag {
+            "missing" => state.missing = true,
+            "current" => state.release = Some(rest.to_string()),
+            "commit" => state.commit = Some(rest.to_string()),
+            "lock" => state.lock = serde_json::from_str(rest).ok(),
+            "last" => state.last = serde_json::from_str(rest).ok(),
+            _ => {}
+        }
+    }
+    state
+}
+
 /// What a host needs: the tools the scripts use, and a writable site path.
 pub fn check_script(layout: &Layout) -> String {
     format!(

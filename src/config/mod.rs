@@ -34,8 +34,34 @@ pub struct Config {
     pub app: App,
     pub ssh: Ssh,
     pub deploy: Deploy,
+    pub verify: Option<Verify>,
     /// In the order the file lists them.
     pub environments: Vec<Environment>,
+}
+
+/// The project's own functional tests, run from this machine against an
+/// environment described to them through variables.
+#[derive(Debug, Clone)]
+pub struct Verify {
+    pub command: Template,
+    pub env: Vec<(String, Template)>,
+}
+
+/// How deploys to an environment are tagged in git.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tags {
+    None,
+    /// A moving tag (`LIVE`, force-pushed) and an immutable history tag
+    /// named by a strftime pattern (`DEPLOYED-%F/%H%M`).
+    Dated {
+        moving: Option<String>,
+        history: Option<String>,
+    },
+    /// `v1`, `v2`, …: counts up from the highest existing tag; never moves
+    /// or force-pushes a tag.
+    Version {
+        prefix: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +123,10 @@ pub struct Environment {
     pub batch: usize,
     /// Index into `hosts` of the host that runs migrations.
     pub migrate_host: usize,
+    /// Only commits deployed to and verified on this environment may be
+    /// deployed here.
+    pub requires: Option<String>,
+    pub tags: Tags,
 }
 
 /// One host of one environment, with its variables resolved.
@@ -386,6 +416,39 @@ impl Loader<'_> {
             health,
         };
 
+        let verify = match raw.verify {
+            None => None,
+            Some(v) => {
+                let Some(command) = v.command else {
+                    return Err(ConfigError::at(
+                        self.file.to_path_buf(),
+                        self.source,
+                        None,
+                        "verify.command",
+                        "missing key `command` in `[verify]`",
+                    )
+                    .with_hint("the functional tests to run, e.g. `command = \"python manage.py test functional_tests\"`"));
+                };
+                let t = self.template(&command, "verify.command")?;
+                templates.push(("verify.command".into(), command.clone(), t.clone()));
+                let mut env = Vec::new();
+                for (name, value) in &v.env {
+                    let key = format!("verify.env.{name}");
+                    if !crate::shell::is_var_name(name) {
+                        return Err(self.error(
+                            value.span(),
+                            &key,
+                            format!("`{name}` is not a valid environment variable name"),
+                        ));
+                    }
+                    let tv = self.template(value, &key)?;
+                    templates.push((key, value.clone(), tv.clone()));
+                    env.push((name.clone(), tv));
+                }
+                Some(Verify { command: t, env })
+            }
+        };
+
         let Some(envs_raw) = raw.environments else {
             return Err(ConfigError::at(
                 self.file.to_path_buf(),
@@ -402,6 +465,7 @@ impl Loader<'_> {
             envs_raw.into_inner().into_iter().collect();
         env_list.sort_by_key(|(_, e)| e.span().start);
         let mut environments = Vec::new();
+        let mut requires_spans = Vec::new();
         for (env_name, env_raw) in env_list {
             let prefix = format!("environments.{env_name}");
             if !env_name
@@ -535,12 +599,17 @@ impl Loader<'_> {
                         )
                     })?,
             };
+            let requires = e.requires.as_ref().map(|r| (r.get_ref().clone(), r.span()));
+            let tags = self.tags(&env_name, e.tags.as_ref(), &prefix)?;
+            requires_spans.push(requires.clone());
             environments.push(Environment {
                 name: env_name,
                 hosts,
                 parallel,
                 batch,
                 migrate_host,
+                requires: requires.map(|(r, _)| r),
+                tags,
             });
         }
         if environments.is_empty() {
@@ -556,14 +625,129 @@ impl Loader<'_> {
             ));
         }
         let _ = user_var_names;
+        for (env, requires) in environments.iter().zip(&requires_spans) {
+            let Some((name, span)) = requires else {
+                continue;
+            };
+            let key = format!("environments.{}.requires", env.name);
+            if !environments.iter().any(|e| &e.name == name) {
+                return Err(self.error(
+                    span.clone(),
+                    &key,
+                    format!("`{name}` is not an environment in this file"),
+                ));
+            }
+            // Follow the chain: it must end, not come back to `env`.
+            let mut seen = vec![env.name.as_str()];
+            let mut next = Some(name.as_str());
+            while let Some(n) = next {
+                if seen.contains(&n) {
+                    return Err(self.error(
+                        span.clone(),
+                        &key,
+                        format!(
+                            "`requires` goes round in a circle: {} -> {n}",
+                            seen.join(" -> ")
+                        ),
+                    ));
+                }
+                seen.push(n);
+                next = environments
+                    .iter()
+                    .find(|e| e.name == n)
+                    .and_then(|e| e.requires.as_deref());
+            }
+        }
         Ok(Config {
             file: self.file.to_path_buf(),
             dir,
             app,
             ssh,
             deploy,
+            verify,
             environments,
         })
+    }
+
+    fn tags(
+        &self,
+        env: &str,
+        raw: Option<&S<raw::RawTags>>,
+        prefix: &str,
+    ) -> Result<Tags, ConfigError> {
+        let Some(raw) = raw else {
+            // The environment called `live` is tagged the way the manual
+            // procedure does it; others only when asked.
+            return Ok(if env == "live" {
+                Tags::Dated {
+                    moving: Some("LIVE".into()),
+                    history: Some("DEPLOYED-%F/%H%M".into()),
+                }
+            } else {
+                Tags::None
+            });
+        };
+        let t = raw.get_ref();
+        let key = format!("{prefix}.tags");
+        let scheme = t.scheme.as_ref().map_or("date", |s| s.get_ref().as_str());
+        let name = |v: &Option<S<String>>, field: &str| -> Result<Option<String>, ConfigError> {
+            match v {
+                None => Ok(None),
+                Some(v) if v.get_ref().is_empty() => Ok(None),
+                Some(v) => {
+                    let text = v.get_ref();
+                    let expanded =
+                        crate::ledger::strftime(text, &crate::time::Utc::from_unix(0))
+                            .map_err(|e| self.error(v.span(), &format!("{key}.{field}"), e))?;
+                    if !crate::ledger::valid_tag_name(&expanded) {
+                        return Err(self.error(
+                            v.span(),
+                            &format!("{key}.{field}"),
+                            format!("`{text}` does not make a valid git tag name"),
+                        ));
+                    }
+                    Ok(Some(text.clone()))
+                }
+            }
+        };
+        match scheme {
+            "date" => {
+                if let Some(p) = &t.prefix {
+                    return Err(self.error(
+                        p.span(),
+                        &format!("{key}.prefix"),
+                        "`prefix` belongs to `scheme = \"version\"`",
+                    ));
+                }
+                Ok(Tags::Dated {
+                    moving: name(&t.moving, "moving")?,
+                    history: match &t.history {
+                        None => Some("DEPLOYED-%F/%H%M".into()),
+                        some => name(some, "history")?,
+                    },
+                })
+            }
+            "version" => {
+                for (field, value) in [("moving", &t.moving), ("history", &t.history)] {
+                    if let Some(v) = value {
+                        return Err(self
+                            .error(v.span(), &format!("{key}.{field}"), format!("`{field}` belongs to `scheme = \"date\"`"))
+                            .with_hint("the version scheme never moves a tag: it only creates `v1`, `v2`, …"));
+                    }
+                }
+                let prefix = name(&t.prefix, "prefix")?.unwrap_or_else(|| "v".into());
+                Ok(Tags::Version { prefix })
+            }
+            other => Err(self
+                .error(
+                    t.scheme.as_ref().expect("set").span(),
+                    &format!("{key}.scheme"),
+                    format!("unknown tag scheme `{other}`"),
+                )
+                .with_hint(
+                    "use `date` (a moving tag and `DEPLOYED-%F/%H%M`) or `version` (`v1`, `v2`, …)",
+                )),
+        }
     }
 
     fn unknown_placeholder(

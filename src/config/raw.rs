@@ -18,7 +18,25 @@ pub struct RawConfig {
     pub deploy: Option<S<RawDeploy>>,
     #[serde(default)]
     pub vars: RawVars,
+    pub verify: Option<RawVerify>,
     pub environments: Option<S<BTreeMap<String, S<RawEnvironment>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    pub command: Option<S<String>>,
+    #[serde(default)]
+    pub env: RawVars,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTags {
+    pub scheme: Option<S<String>>,
+    pub moving: Option<S<String>>,
+    pub history: Option<S<String>>,
+    pub prefix: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +94,8 @@ pub struct RawEnvironment {
     pub parallel: Option<S<i64>>,
     pub batch: Option<S<i64>>,
     pub migrate_host: Option<S<String>>,
+    pub requires: Option<S<String>>,
+    pub tags: Option<S<RawTags>>,
 }
 
 /// A host: `"user@host:port"`, or `{ address = "...", vars = { ... } }`.

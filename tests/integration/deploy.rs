@@ -244,7 +244,7 @@ hosts = ["local"]
     );
     t.gantry(&["status"])
         .success()
-        .stdout_has(&format!("commit {}", &sha[..8]));
+        .stdout_has(&format!("staging  {} (Add config)", &sha[..8]));
 }
 
 #[test]
