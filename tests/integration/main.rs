@@ -9,3 +9,4 @@ mod deploy;
 mod hosts;
 mod locking;
 mod network;
+mod pipeline;

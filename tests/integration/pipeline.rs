@@ -1,0 +1,382 @@
+//! The release pipeline: verify, gates, promote, tags and the ledger in the
+//! remote, `gantry release` and `gantry demo`.
+
+use crate::harness::{git, Test};
+
+const VERIFY: &str = "\n[verify]\ncommand = \"python3 functional_tests.py\"\nenv = { STAGING_SERVER = \"{host}:{app_port}\" }\n";
+
+/// Staging on host 0, live on host 1 requiring staging, functional tests.
+fn pipeline_config(t: &mut Test) -> String {
+    let config = t.config(&[("staging", &[0]), ("live", &[1])]);
+    let config = config.replace(
+        "[environments.live]\n",
+        "[environments.live]\nrequires = \"staging\"\n",
+    );
+    format!("{config}{VERIFY}")
+}
+
+fn origin(t: &Test) -> std::path::PathBuf {
+    t.dir.join("origin.git")
+}
+
+/// The commit a ref points at on the bare origin, if it exists.
+fn on_origin(t: &Test, reference: &str) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(origin(t))
+        .args([
+            "rev-parse",
+            "-q",
+            "--verify",
+            &format!("{reference}^{{commit}}"),
+        ])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn origin_tags(t: &Test) -> Vec<String> {
+    git(&origin(t), &["tag", "-l"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn ledger(t: &Test, sha: &str) -> Vec<serde_json::Value> {
+    git(
+        &origin(t),
+        &["notes", "--ref", "refs/notes/gantry", "show", sha],
+    )
+    .lines()
+    .filter(|l| !l.trim().is_empty())
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
+fn break_functional_tests(t: &Test) -> String {
+    let app = std::fs::read_to_string(t.repo.join("app.py")).unwrap();
+    let broken = app.replace("<title>To-Do</title>", "<title>Oops</title>");
+    assert_ne!(app, broken);
+    t.commit("Rename the page", &[("app.py", &broken)])
+}
+
+#[test]
+fn release_of_a_good_commit_reaches_live_tagged_and_recorded() {
+    let mut t = Test::new("release_of_a_good_commit_reaches_live_tagged_and_recorded")
+        .hosts(2)
+        .start();
+    let config = pipeline_config(&mut t);
+    t.write_config(&config);
+    let sha = t.commit("Add config", &[]);
+
+    let run = t.gantry(&["release"]);
+    run.success()
+        .stderr_has("test_can_add_an_item_and_see_it_listed")
+        .stderr_has("✓ staging: verified (health checks and functional tests)")
+        .stderr_has("✓ live: verified (health checks)");
+
+    assert_eq!(
+        t.get("staging", 0, "/health").unwrap().1.trim(),
+        format!("ok {sha}")
+    );
+    assert_eq!(
+        t.get("live", 1, "/health").unwrap().1.trim(),
+        format!("ok {sha}")
+    );
+    assert_eq!(
+        on_origin(&t, "refs/tags/LIVE").as_deref(),
+        Some(sha.as_str())
+    );
+    let deployed: Vec<String> = origin_tags(&t)
+        .into_iter()
+        .filter(|n| n.starts_with("DEPLOYED-"))
+        .collect();
+    assert_eq!(deployed.len(), 1, "{deployed:?}");
+    assert_eq!(
+        on_origin(&t, &format!("refs/tags/{}", deployed[0])).as_deref(),
+        Some(sha.as_str())
+    );
+    let message = git(&origin(&t), &["cat-file", "-p", &deployed[0]]);
+    assert!(message.contains("Deployed to live"), "{message}");
+    assert!(
+        message.contains("verification: passed on staging"),
+        "{message}"
+    );
+
+    let events = ledger(&t, &sha);
+    let kinds: Vec<(String, String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().into(),
+                e["env"].as_str().unwrap().into(),
+                e["outcome"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("deploy", "staging", "ok"),
+        ("verify", "staging", "passed"),
+        ("deploy", "live", "ok"),
+        ("verify", "live", "passed"),
+    ];
+    assert_eq!(
+        kinds,
+        expected.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    );
+
+    let status = t.gantry(&["status", "--json"]);
+    status.success();
+    let value: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    for env in value["environments"].as_array().unwrap() {
+        assert_eq!(env["verified"], true, "{env}");
+        assert_eq!(env["commit"], sha.as_str());
+    }
+    assert_eq!(value["environments"][1]["behind"]["commits"], 0);
+    t.gantry(&["status"])
+        .success()
+        .stdout_has("LIVE")
+        .stdout_has("up to date with staging");
+}
+
+#[test]
+fn failing_functional_tests_stop_the_release_before_live() {
+    let mut t = Test::new("failing_functional_tests_stop_the_release_before_live")
+        .hosts(2)
+        .start();
+    let config = pipeline_config(&mut t);
+    t.write_config(&config);
+    let good = t.commit("Add config", &[]);
+    t.gantry(&["release"]).success();
+    let live_before = t.current("live", 1);
+    let tags_before = origin_tags(&t);
+
+    let bad = break_functional_tests(&t);
+    let run = t.gantry(&["release"]);
+    run.code(6)
+        .stderr_has("verification of `staging`")
+        .stderr_has("functional tests failed: `python3 functional_tests.py` exited with status 1")
+        .stderr_has("✗ staging: verification failed")
+        .stderr_has("· live: not started; it still serves what it served");
+
+    assert_eq!(t.current("live", 1), live_before);
+    assert_eq!(
+        t.get("live", 1, "/health").unwrap().1.trim(),
+        format!("ok {good}")
+    );
+    assert_eq!(origin_tags(&t), tags_before, "no tag was created or moved");
+    assert_eq!(
+        on_origin(&t, "refs/tags/LIVE").as_deref(),
+        Some(good.as_str())
+    );
+    let last = ledger(&t, &bad).pop().unwrap();
+    assert_eq!(
+        (last["event"].as_str(), last["outcome"].as_str()),
+        (Some("verify"), Some("failed"))
+    );
+}
+
+#[test]
+fn unverified_commit_is_refused_by_the_gate_unless_forced() {
+    let mut t = Test::new("unverified_commit_is_refused_by_the_gate_unless_forced")
+        .hosts(2)
+        .start();
+    // A history pattern that gives every deploy the same name, as two
+    // deploys in one minute get with `DEPLOYED-%F/%H%M`.
+    let config = pipeline_config(&mut t).replace(
+        "[environments.live]\n",
+        "[environments.live]\ntags = { moving = \"LIVE\", history = \"DEPLOYED-fixed\" }\n",
+    );
+    t.write_config(&config);
+    let good = t.commit("Add config", &[]);
+    t.gantry(&["release"]).success();
+
+    let next = t.commit("Next", &[("NEWS", "next\n")]);
+    t.gantry(&["deploy", "live"])
+        .code(6)
+        .stderr_has(&format!(
+            "commit {} (Next) has not been verified on `staging`, which `live` requires",
+            &next[..8]
+        ))
+        .stderr_has(&format!(
+            "the last commit verified on `staging` is {} (Add config)",
+            &good[..8]
+        ))
+        .stderr_has("--force");
+    assert_eq!(
+        t.get("live", 1, "/health").unwrap().1.trim(),
+        format!("ok {good}")
+    );
+
+    t.gantry(&["deploy", "live", "--force"])
+        .success()
+        .stderr_has("recorded as forced");
+    assert_eq!(
+        t.get("live", 1, "/health").unwrap().1.trim(),
+        format!("ok {next}")
+    );
+    let last = t.history("live", 1).pop().unwrap();
+    assert_eq!(last["forced"], true);
+    let deploy = ledger(&t, &next)
+        .into_iter()
+        .find(|e| e["event"] == "deploy")
+        .unwrap();
+    assert_eq!(deploy["forced"], true);
+    t.gantry(&["status", "live"])
+        .success()
+        .stdout_has("(forced past the gate)");
+
+    // The regular way: deploy to staging, verify, promote.
+    let third = t.commit("Third", &[("NEWS", "third\n")]);
+    t.gantry(&["deploy", "staging"]).success();
+    t.gantry(&["verify", "staging"]).success();
+    t.gantry(&["promote", "staging", "live"]).success();
+    assert_eq!(
+        t.get("live", 1, "/health").unwrap().1.trim(),
+        format!("ok {third}")
+    );
+    assert_eq!(
+        origin_tags(&t),
+        [
+            "DEPLOYED-fixed",
+            "DEPLOYED-fixed-2",
+            "DEPLOYED-fixed-3",
+            "LIVE"
+        ]
+    );
+    assert_eq!(
+        on_origin(&t, "refs/tags/DEPLOYED-fixed-2").as_deref(),
+        Some(next.as_str())
+    );
+    assert_eq!(
+        on_origin(&t, "refs/tags/LIVE").as_deref(),
+        Some(third.as_str())
+    );
+}
+
+#[test]
+fn release_refuses_a_dirty_tree_and_an_unpushed_commit() {
+    let mut t = Test::new("release_refuses_a_dirty_tree_and_an_unpushed_commit")
+        .hosts(2)
+        .start();
+    let config = pipeline_config(&mut t);
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+
+    std::fs::write(t.repo.join("app.py"), "# edited\n").unwrap();
+    t.gantry(&["release"])
+        .code(2)
+        .stderr_has("the work tree has uncommitted changes")
+        .stderr_has("M app.py");
+    git(&t.repo, &["checkout", "--", "app.py"]);
+
+    std::fs::write(t.repo.join("NEWS"), "local\n").unwrap();
+    git(&t.repo, &["add", "NEWS"]);
+    git(&t.repo, &["commit", "-q", "-m", "Not pushed"]);
+    t.gantry(&["release"])
+        .code(2)
+        .stderr_has("(Not pushed) is not on the remote `origin`")
+        .stderr_has("gantry release --push");
+    assert!(!t.site("staging", 0).exists(), "nothing was deployed");
+
+    let sha = t.head();
+    t.gantry(&["release", "--push"]).success();
+    assert_eq!(
+        on_origin(&t, "refs/heads/main").as_deref(),
+        Some(sha.as_str())
+    );
+    assert_eq!(
+        t.get("live", 1, "/health").unwrap().1.trim(),
+        format!("ok {sha}")
+    );
+}
+
+#[test]
+fn versioned_tags_count_up_and_are_never_forced() {
+    let mut t = Test::new("versioned_tags_count_up_and_are_never_forced")
+        .hosts(2)
+        .start();
+    let config = pipeline_config(&mut t).replace(
+        "[environments.live]\n",
+        "[environments.live]\ntags = { scheme = \"version\" }\n",
+    );
+    t.write_config(&config);
+    // The origin refuses to move an existing tag, as many teams' servers do.
+    let hook = origin(&t).join("hooks/update");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\ncase \"$1\" in refs/tags/*) [ \"$2\" = 0000000000000000000000000000000000000000 ] || { echo \"tag $1 may not move\" >&2; exit 1; } ;; esac\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&hook)
+        .status()
+        .unwrap();
+
+    let first = t.commit("Add config", &[]);
+    t.gantry(&["release"]).success();
+    let second = t.commit("Second", &[("NEWS", "second\n")]);
+    t.gantry(&["release"]).success();
+
+    assert_eq!(origin_tags(&t), ["v1", "v2"]);
+    assert_eq!(
+        on_origin(&t, "refs/tags/v1").as_deref(),
+        Some(first.as_str())
+    );
+    assert_eq!(
+        on_origin(&t, "refs/tags/v2").as_deref(),
+        Some(second.as_str())
+    );
+    // The hook does refuse a moved tag, so the releases above never forced one.
+    let forced = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&t.repo)
+        .args([
+            "push",
+            "-q",
+            "-f",
+            "origin",
+            &format!("{second}:refs/tags/v1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!forced.status.success());
+}
+
+#[test]
+fn demo_runs_green_with_nothing_but_the_prerequisites() {
+    let t = Test::new("demo_runs_green_with_nothing_but_the_prerequisites").start();
+    let home = t.dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let dir = t.dir.join("demo");
+    let out = std::process::Command::new(crate::harness::GANTRY)
+        .args(["demo", "--dir"])
+        .arg(&dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &home)
+        .current_dir(&t.dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("✓ staging: verified (health checks and functional tests)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("✓ live: tagged DEPLOYED-"), "{stderr}");
+    assert!(stderr.contains("the apps were stopped"), "{stderr}");
+    // Nothing is left running.
+    for env in ["staging", "live"] {
+        assert!(!dir
+            .join("sites")
+            .join(env)
+            .join("shared/data/app.pid")
+            .exists());
+    }
+    let tags = git(&dir.join("origin.git"), &["tag", "-l"]);
+    assert!(tags.contains("LIVE"), "{tags}");
+}
