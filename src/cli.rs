@@ -99,6 +99,23 @@ pub enum Command {
         #[arg(long, value_name = "ENV")]
         to: Option<String>,
     },
+    /// Run a commit's migrations on a copy of an environment's database,
+    /// and report; the real database is not touched.
+    Rehearse {
+        env: String,
+        #[arg(default_value = "HEAD")]
+        rev: String,
+    },
+    /// List the database backups taken before migrations.
+    Backups { env: String },
+    /// Put a database backup back (asks first, unless `--yes`).
+    Restore {
+        env: String,
+        /// A name from `gantry backups ENV`.
+        backup: String,
+        #[arg(long)]
+        yes: bool,
+    },
     /// Switch every host back to the release before the current one.
     Rollback { env: String },
     /// What is live where.

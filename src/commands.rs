@@ -127,21 +127,11 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
             script: release::lock_script(&layout, &info_json),
             upload: false,
         }];
-        steps.extend(deploy::prepare_steps(
-            config, spec, &layout, &release, &commit,
-        ));
+        let planned = deploy::Steps::new(config, env, spec, &layout, &release, &commit.sha);
+        steps.extend(planned.prepare());
         if i == env.migrate_host {
             if let Some(m) = &config.deploy.migrate {
-                steps.push(deploy::command_step(
-                    config,
-                    spec,
-                    &layout,
-                    &release,
-                    &commit.sha,
-                    "migrate",
-                    m,
-                    false,
-                ));
+                steps.extend(planned.migrate_plan(&env.database, m).steps());
             }
         }
         steps.push(deploy::Planned {
@@ -151,16 +141,7 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
             upload: false,
         });
         if let Some(r) = &config.deploy.restart {
-            steps.push(deploy::command_step(
-                config,
-                spec,
-                &layout,
-                &release,
-                &commit.sha,
-                "restart",
-                r,
-                true,
-            ));
+            steps.push(planned.command("restart", r, true));
         }
         let vars = release::run_vars(spec, &layout, Some(&release), Some(&commit.sha));
         let health = config.deploy.health.as_ref().map(|h| h.url.render(&vars));
@@ -586,7 +567,10 @@ pub async fn exec(
     let line = shell::join(command);
     let results = each(&sites, env.parallel, |s| {
         let vars = release::run_vars(&s.spec, &s.layout, None, None);
-        let script = release::command_script(config, &vars, &s.layout.current(), &line);
+        let db_env = crate::database::Db::new(&env.database, &vars)
+            .map(|db| db.app_env(&db.location))
+            .unwrap_or_default();
+        let script = release::command_script(config, &vars, &s.layout.current(), &line, &db_env);
         let line = &line;
         async move { s.step(printer, "exec", Some(line), &script, None).await }
     })

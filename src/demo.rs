@@ -180,8 +180,15 @@ shared = ["data/"]
 build = ["sh build.sh"]
 migrate = "python3 migrate.py"
 restart = "sh restart.sh"
-env = {{ APP_PORT = "{{app_port}}", DB_PATH = "{{shared}}/data/app.sqlite3" }}
+env = {{ APP_PORT = "{{app_port}}" }}
 health = {{ url = "http://127.0.0.1:{{app_port}}/health", body = "{{commit}}", timeout = "2s", retries = 40, interval = "250ms" }}
+
+# Backed up before migrations, restored if they fail, and copied to
+# rehearse new migrations before each deploy. The app finds it in DB_PATH.
+[database]
+engine = "sqlite"
+path = "{{shared}}/data/app.sqlite3"
+check = "python3 migrate.py --check"
 
 [verify]
 command = "python3 functional_tests.py"

@@ -10,7 +10,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::config::{Config, Environment, HostSpec, Template};
+use crate::config::{Config, Database, Environment, HostSpec, Template};
+use crate::database::{Db, Kind};
 use crate::error::{Error, Failure, HostProblem};
 use crate::git::{Commit, Repo};
 use crate::health;
@@ -68,6 +69,7 @@ pub async fn deploy(
         sites: &sites,
         created: Mutex::default(),
         forced,
+        notes: Mutex::default(),
     };
     let result = run.deploy(commit, &release, &archive).await;
     site::unlock(&sites, &info, printer).await;
@@ -106,6 +108,7 @@ pub async fn rollback(
         sites: &sites,
         created: Mutex::default(),
         forced: false,
+        notes: Mutex::default(),
     };
     let result = run.rollback().await;
     site::unlock(&sites, &info, printer).await;
@@ -132,77 +135,159 @@ pub struct Planned {
     pub upload: bool,
 }
 
-/// The prepare phase on one host: upload, link shared, build, mark complete.
-pub fn prepare_steps(
-    config: &Config,
-    spec: &HostSpec,
-    layout: &Layout,
-    release: &str,
-    commit: &Commit,
-) -> Vec<Planned> {
-    let mut steps = vec![Planned {
-        name: "upload".into(),
-        shown: None,
-        script: release::upload_script(layout, release),
-        upload: true,
-    }];
-    if !config.deploy.shared.is_empty() {
-        steps.push(Planned {
-            name: "link shared".into(),
-            shown: None,
-            script: release::link_shared_script(layout, release, &config.deploy.shared),
-            upload: false,
-        });
-    }
-    let total = config.deploy.build.len();
-    for (i, build) in config.deploy.build.iter().enumerate() {
-        let name = format!("build {}/{total}", i + 1);
-        steps.push(command_step(
+/// The steps of one release on one host, with its variables: what `plan`
+/// prints and `deploy` runs.
+pub struct Steps<'a> {
+    pub config: &'a Config,
+    pub spec: &'a HostSpec,
+    pub layout: &'a Layout,
+    pub release: &'a str,
+    pub commit: &'a str,
+    /// Where the app's commands find the database (`DB_PATH=…`).
+    pub db_env: Vec<(String, String)>,
+}
+
+impl<'a> Steps<'a> {
+    pub fn new(
+        config: &'a Config,
+        env: &Environment,
+        spec: &'a HostSpec,
+        layout: &'a Layout,
+        release: &'a str,
+        commit: &'a str,
+    ) -> Steps<'a> {
+        let vars = release::run_vars(spec, layout, Some(release), Some(commit));
+        let db_env = Db::new(&env.database, &vars)
+            .map(|db| db.app_env(&db.location))
+            .unwrap_or_default();
+        Steps {
             config,
             spec,
             layout,
             release,
-            &commit.sha,
-            &name,
-            build,
-            false,
-        ));
+            commit,
+            db_env,
+        }
     }
-    steps.push(Planned {
-        name: "finish release".into(),
-        shown: None,
-        script: release::finish_script(layout, release, commit),
-        upload: false,
-    });
-    steps
+
+    pub fn vars(&self) -> crate::config::Vars {
+        release::run_vars(
+            self.spec,
+            self.layout,
+            Some(self.release),
+            Some(self.commit),
+        )
+    }
+
+    /// The prepare phase: upload, link shared, build, mark complete.
+    pub fn prepare(&self) -> Vec<Planned> {
+        let (config, layout, release) = (self.config, self.layout, self.release);
+        let mut steps = vec![Planned {
+            name: "upload".into(),
+            shown: None,
+            script: release::upload_script(layout, release),
+            upload: true,
+        }];
+        if !config.deploy.shared.is_empty() {
+            steps.push(Planned {
+                name: "link shared".into(),
+                shown: None,
+                script: release::link_shared_script(layout, release, &config.deploy.shared),
+                upload: false,
+            });
+        }
+        let total = config.deploy.build.len();
+        for (i, build) in config.deploy.build.iter().enumerate() {
+            steps.push(self.command(&format!("build {}/{total}", i + 1), build, false));
+        }
+        steps.push(Planned {
+            name: "finish release".into(),
+            shown: None,
+            script: release::finish_script(layout, release, self.commit),
+            upload: false,
+        });
+        steps
+    }
+
+    /// The migrate phase on the migrate host: the pending check, the
+    /// backup, the migration.
+    pub fn migrate_plan(&self, database: &Database, migrate: &Template) -> MigratePlan {
+        let db = Db::new(database, &self.vars());
+        let check = database
+            .check
+            .as_ref()
+            .map(|c| self.command("check pending migrations", c, false));
+        let backup = db.as_ref().map(|db| {
+            let ext = match db.engine {
+                Kind::Sqlite => "sqlite3",
+                Kind::Postgres => "dump",
+            };
+            let path = format!("{}/{}.{ext}", self.layout.backups(), self.release);
+            let step = Planned {
+                name: "back up the database".into(),
+                shown: None,
+                script: db.backup_script(&path),
+                upload: false,
+            };
+            (step, path)
+        });
+        MigratePlan {
+            check,
+            backup,
+            migrate: self.command("migrate", migrate, false),
+            db,
+        }
+    }
+
+    /// A user command (build, migrate, restart); it runs in the release
+    /// folder, or in `current` for `in_current`.
+    pub fn command(&self, name: &str, template: &Template, in_current: bool) -> Planned {
+        let vars = self.vars();
+        let command = template.render_shell(&vars);
+        let dir = if in_current {
+            self.layout.current()
+        } else {
+            self.layout.release(self.release)
+        };
+        Planned {
+            name: name.to_string(),
+            script: release::command_script(self.config, &vars, &dir, &command, &self.db_env),
+            shown: Some(command),
+            upload: false,
+        }
+    }
 }
 
-/// A user command (build, migrate, restart) with its variables; it runs
-/// in the release folder, or in `current` for `in_current`.
-#[allow(clippy::too_many_arguments)]
-pub fn command_step(
-    config: &Config,
-    spec: &HostSpec,
-    layout: &Layout,
-    release: &str,
-    commit: &str,
-    name: &str,
-    template: &Template,
-    in_current: bool,
-) -> Planned {
-    let vars = release::run_vars(spec, layout, Some(release), Some(commit));
-    let command = template.render_shell(&vars);
-    let dir = if in_current {
-        layout.current()
-    } else {
-        layout.release(release)
-    };
-    Planned {
-        name: name.to_string(),
-        script: release::command_script(config, &vars, &dir, &command),
-        shown: Some(command),
-        upload: false,
+/// What the migrate phase runs, in order.
+pub struct MigratePlan {
+    pub check: Option<Planned>,
+    /// The backup step and the file it writes.
+    pub backup: Option<(Planned, String)>,
+    pub migrate: Planned,
+    pub db: Option<Db>,
+}
+
+impl MigratePlan {
+    pub fn steps(&self) -> Vec<Planned> {
+        let mut steps: Vec<Planned> = self.check.iter().cloned().collect();
+        steps.extend(self.backup.iter().map(|(s, _)| s.clone()));
+        steps.push(self.migrate.clone());
+        steps
     }
+}
+
+/// The name of the migration a failed run was applying, from its output
+/// (Django's `Applying app.0002_x...`, or `migration 0002_x failed`).
+pub fn failed_migration(output: &str) -> Option<String> {
+    output.lines().rev().find_map(|line| {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("Applying ") {
+            return rest.split("...").next().map(|s| s.trim().to_string());
+        }
+        line.strip_prefix("migration ")
+            .and_then(|rest| rest.split_once(" failed"))
+            .map(|(name, _)| name.to_string())
+    })
 }
 
 /// A host that was switched in this run, and where it was before.
@@ -220,6 +305,8 @@ struct Run<'a> {
     /// ones where a failure may remove it.
     created: Mutex<HashSet<String>>,
     forced: bool,
+    /// What happened to the database, for the report.
+    notes: Mutex<Vec<String>>,
 }
 
 impl Run<'_> {
@@ -238,29 +325,9 @@ impl Run<'_> {
 
         // Migrate, once per environment.
         if let Some(migrate) = &self.config.deploy.migrate {
-            let site = &self.sites[self.env.migrate_host];
-            let step = command_step(
-                self.config,
-                &site.spec,
-                &site.layout,
-                release,
-                &commit.sha,
-                "migrate",
-                migrate,
-                false,
-            );
-            if let Err(p) = site
-                .step(
-                    self.printer,
-                    &step.name,
-                    step.shown.as_deref(),
-                    &step.script,
-                    None,
-                )
-                .await
-            {
+            if let Err((p, recovery)) = self.migrate(commit, release, migrate).await {
                 return Err(self
-                    .abandon("deploy", commit, release, vec![p], Vec::new())
+                    .abandon("deploy", commit, release, vec![p], recovery)
                     .await);
             }
         }
@@ -290,6 +357,162 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Backs the database up when migrations are pending, migrates, and on
+    /// failure restores the backup while the old release keeps serving.
+    async fn migrate(
+        &self,
+        commit: &Commit,
+        release: &str,
+        migrate: &Template,
+    ) -> Result<(), (HostProblem, Vec<HostProblem>)> {
+        let p = self.printer;
+        let site = &self.sites[self.env.migrate_host];
+        let steps = Steps::new(
+            self.config,
+            self.env,
+            &site.spec,
+            &site.layout,
+            release,
+            &commit.sha,
+        );
+        let plan = steps.migrate_plan(&self.env.database, migrate);
+        let pending = match &plan.check {
+            None => true,
+            Some(check) => match site
+                .step(p, &check.name, check.shown.as_deref(), &check.script, None)
+                .await
+            {
+                Ok(_) => false,
+                Err(problem) if problem.unreachable => return Err((problem, Vec::new())),
+                Err(_) => true,
+            },
+        };
+        let mut backup = None;
+        let mut created_db = false;
+        if let (true, Some((step, path))) = (pending, &plan.backup) {
+            let out = site
+                .step(p, &step.name, None, &step.script, None)
+                .await
+                .map_err(|e| (e, Vec::new()))?;
+            if out.stdout.trim() == "missing" {
+                created_db = true;
+            } else {
+                backup = Some(path.clone());
+                self.note(format!(
+                    "the database was backed up to {} on {}",
+                    path,
+                    site.name()
+                ));
+            }
+        }
+        let step = &plan.migrate;
+        let Err(mut problem) = site
+            .step(p, &step.name, step.shown.as_deref(), &step.script, None)
+            .await
+        else {
+            if let Some(db) = &plan.db {
+                self.prune_backups(site, db).await;
+            }
+            return Ok(());
+        };
+        if let Some(name) = failed_migration(&problem.detail) {
+            problem.step = format!("migration {name}");
+        }
+        let mut recovery = Vec::new();
+        let Some(db) = &plan.db else {
+            return Err((problem, recovery));
+        };
+        if let Some(path) = &backup {
+            match site
+                .step_always(
+                    p,
+                    "restore the database",
+                    None,
+                    &db.restore_script(path),
+                    None,
+                )
+                .await
+            {
+                Ok(_) => {
+                    self.note(format!(
+                        "the database was restored from {path} (taken just before the migration)"
+                    ));
+                    // A SQLite app still holds the replaced file open: restart
+                    // the release that serves, so it reopens the restored one.
+                    if let (crate::database::Kind::Sqlite, Some(serving), Some(restart)) =
+                        (db.engine, &site.serving, &self.config.deploy.restart)
+                    {
+                        let old = Steps::new(
+                            self.config,
+                            self.env,
+                            &site.spec,
+                            &site.layout,
+                            serving,
+                            "",
+                        );
+                        let step = old.command("restart", restart, true);
+                        if let Err(e) = site
+                            .step_always(
+                                p,
+                                "restart the old release",
+                                step.shown.as_deref(),
+                                &step.script,
+                                None,
+                            )
+                            .await
+                        {
+                            recovery.push(e);
+                        }
+                    }
+                }
+                Err(mut e) => {
+                    e.detail.push_str(&format!(
+                        "\nthe backup is at {path} on {}; restore it with `gantry restore {} {}`",
+                        site.name(),
+                        self.env.name,
+                        path.rsplit('/').next().unwrap_or(path)
+                    ));
+                    recovery.push(e);
+                }
+            }
+        } else if created_db && db.engine == crate::database::Kind::Sqlite {
+            // There was no database before: leave none.
+            if let Err(e) = site
+                .step_always(
+                    p,
+                    "remove the new database",
+                    None,
+                    &db.remove_script(),
+                    None,
+                )
+                .await
+            {
+                recovery.push(e);
+            }
+        }
+        Err((problem, recovery))
+    }
+
+    fn note(&self, text: String) {
+        self.notes.lock().expect("notes lock").push(text);
+    }
+
+    /// Keeps the newest `keep_backups` backups on the migrate host.
+    async fn prune_backups(&self, site: &Site, _db: &Db) {
+        let keep = self.env.database.keep_backups;
+        let script = format!(
+            "cd {} 2>/dev/null || exit 0\nls -1 | sort | head -n -{keep} | while read -r f; do rm -f -- \"$f\"; done",
+            crate::shell::quote(&site.layout.backups())
+        );
+        if let Err(e) = site
+            .step_always(self.printer, "prune backups", None, &script, None)
+            .await
+        {
+            self.printer
+                .warn(&format!("could not prune old backups: {e}"));
+        }
+    }
+
     async fn prepare(
         &self,
         site: &Site,
@@ -297,7 +520,15 @@ impl Run<'_> {
         release: &str,
         archive: &[u8],
     ) -> Result<(), HostProblem> {
-        for step in prepare_steps(self.config, &site.spec, &site.layout, release, commit) {
+        let steps = Steps::new(
+            self.config,
+            self.env,
+            &site.spec,
+            &site.layout,
+            release,
+            &commit.sha,
+        );
+        for step in steps.prepare() {
             let stdin = step.upload.then_some(archive);
             site.step(
                 self.printer,
@@ -395,16 +626,15 @@ impl Run<'_> {
         let p = self.printer;
         let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
         if let Some(restart) = &self.config.deploy.restart {
-            let step = command_step(
+            let steps = Steps::new(
                 self.config,
+                self.env,
                 &site.spec,
                 &site.layout,
                 release,
                 commit,
-                "restart",
-                restart,
-                true,
             );
+            let step = steps.command("restart", restart, true);
             if always {
                 site.step_always(p, &step.name, step.shown.as_deref(), &step.script, None)
                     .await?;
@@ -501,6 +731,7 @@ impl Run<'_> {
             problems,
             serving: self.serving(),
             recovery,
+            notes: std::mem::take(&mut *self.notes.lock().expect("notes lock")),
         }))
     }
 
@@ -641,6 +872,7 @@ impl Run<'_> {
                 problems,
                 serving: self.serving(),
                 recovery,
+                notes: Vec::new(),
             })));
         }
         for (site, target) in self.sites.iter().zip(&targets) {

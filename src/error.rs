@@ -41,6 +41,8 @@ pub struct Failure {
     pub serving: Vec<(String, String)>,
     /// Problems met while putting hosts back: these need a person.
     pub recovery: Vec<HostProblem>,
+    /// What happened to the database on the way.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -90,6 +92,8 @@ pub enum Error {
         commit: Box<Commit>,
         last_verified: Option<Box<(Commit, String)>>,
     },
+    /// A migration failed on a copy of an environment's data.
+    RehearsalFailed(Box<crate::rehearse::Report>),
     /// `gantry release` stopped: what ran, then the error that stopped it.
     ReleaseStopped {
         tree: Vec<String>,
@@ -113,6 +117,7 @@ impl Error {
                 }
             }
             Error::VerifyFailed { .. } | Error::NotVerified { .. } => ExitStatus::NotVerified,
+            Error::RehearsalFailed(_) => ExitStatus::RehearsalFailed,
             Error::ReleaseStopped { cause, .. } => cause.exit_status(),
             Error::Hosts { problems, .. } => {
                 if problems.iter().all(|p| p.unreachable) {
@@ -212,10 +217,13 @@ impl fmt::Display for Error {
                 }
             }
             Error::Failed(failure) => {
-                let Failure { action, env, problems, serving, recovery } = failure.as_ref();
+                let Failure { action, env, problems, serving, recovery, notes } = failure.as_ref();
                 write!(f, "{action} to `{env}` failed on {} host{}", problems.len(), if problems.len() == 1 { "" } else { "s" })?;
                 for p in problems {
                     write!(f, "\n  {p}")?;
+                }
+                for note in notes {
+                    write!(f, "\n  {note}")?;
                 }
                 if recovery.is_empty() {
                     write!(f, "\n  every host was left serving what it served before:")?;
@@ -249,6 +257,40 @@ impl fmt::Display for Error {
                     None => write!(f, "\n  no commit has been verified on `{required}` yet")?,
                 }
                 write!(f, "\n  = help: deploy it to `{required}` and run `gantry verify {required}` (or `gantry release`); or pass `--force`, and the record will say the gate was forced")
+            }
+            Error::RehearsalFailed(r) => {
+                write!(
+                    f,
+                    "the migrations of {} ({}) fail on a copy of `{}`'s data; `{}` was not touched",
+                    r.commit.short(),
+                    r.commit.subject,
+                    r.env,
+                    r.env
+                )?;
+                if let Some(m) = &r.migration {
+                    write!(f, "\n  migration: {m} (failed after {} on the copy, on {})", crate::time::human(std::time::Duration::from_secs_f64(r.seconds)), r.host)?;
+                }
+                match &r.violation {
+                    Some(v) => {
+                        write!(f, "\n  constraint: {}", v.describe())?;
+                        if r.rows.is_empty() {
+                            write!(f, "\n  (the violating rows could not be read)")?;
+                        } else {
+                            write!(f, "\n  rows that violate it:")?;
+                            for row in &r.rows {
+                                write!(f, "\n    {row}")?;
+                            }
+                        }
+                        write!(f, "\n  = help: write a data migration that merges or fixes these rows before the constraint is added, then release again")
+                    }
+                    None => {
+                        write!(f, "\n  output:")?;
+                        for line in r.output.lines() {
+                            write!(f, "\n    {line}")?;
+                        }
+                        write!(f, "\n  = help: fix the migration and rehearse again with `gantry rehearse {}`", r.env)
+                    }
+                }
             }
             Error::ReleaseStopped { tree, cause } => {
                 write!(f, "{cause}\n\nthe release stopped:")?;

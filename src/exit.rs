@@ -21,6 +21,9 @@ pub enum ExitStatus {
     /// Verification failed, or a gate refused a commit that was not
     /// verified where it must be.
     NotVerified = 6,
+    /// A migration rehearsal on a copy of the data failed; nothing live
+    /// was touched.
+    RehearsalFailed = 7,
 }
 
 impl ExitStatus {
@@ -33,7 +36,8 @@ Exit codes:
   3  a host could not be reached
   4  the environment is locked by another deploy (see `gantry unlock`)
   5  another error on this machine (git, files)
-  6  verification failed, or a gate refused an unverified commit";
+  6  verification failed, or a gate refused an unverified commit
+  7  a migration failed on a copy of the data; nothing live was touched";
 }
 
 impl From<ExitStatus> for ExitCode {

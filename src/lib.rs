@@ -1,9 +1,11 @@
 //! Gantry: takes a web application from a git commit to running on its
 //! servers. `run` is the whole program; `main.rs` only parses arguments.
 
+pub mod backups;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod database;
 pub mod demo;
 pub mod deploy;
 pub mod error;
@@ -16,6 +18,7 @@ pub mod ledger;
 pub mod lock;
 pub mod output;
 pub mod pipeline;
+pub mod rehearse;
 pub mod release;
 pub mod shell;
 pub mod site;
@@ -108,6 +111,7 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
             | Command::Exec { .. }
             | Command::Unlock { .. }
             | Command::Check { .. }
+            | Command::Backups { .. }
     ) {
         printer.hide_steps();
     }
@@ -141,6 +145,18 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
             let summary = deploy::rollback(&config, env, printer).await?;
             commands::report(&summary, "Rolled back", printer);
             Ok(())
+        }
+        Command::Rehearse { env, rev } => {
+            let repo = git::Repo::at(&config.dir);
+            let commit = repo.resolve(rev)?;
+            repo.ensure_on_remote(&commit, &config.app.remote)?;
+            rehearse::rehearse(&config, env, &commit, printer)
+                .await
+                .map(|_| ())
+        }
+        Command::Backups { env } => backups::list(&config, env, printer).await,
+        Command::Restore { env, backup, yes } => {
+            backups::restore(&config, env, backup, *yes, printer).await
         }
         Command::Status { env } => commands::status(&config, env.as_deref(), printer).await,
         Command::Log { env, limit } => commands::log(&config, env, *limit, printer).await,

@@ -97,6 +97,14 @@ impl Printer {
         }
     }
 
+    /// Asks a question on the terminal and reads the answer.
+    pub fn ask(&self, question: &str) -> String {
+        self.suspend(|| eprint!("{question}"));
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        answer
+    }
+
     /// A host's step has started or ended.
     pub fn host(&self, host: &str, text: &str) {
         if self.verbosity < Verbosity::Normal || self.json || !self.steps.load(Ordering::Relaxed) {

@@ -223,8 +223,33 @@ pub async fn release(
     };
     for (i, env) in chain.iter().enumerate() {
         let last = i + 1 == chain.len();
-        // Hook point: before each deploy, the migrations of the new
-        // release will be rehearsed here on a copy of `env`'s data.
+        // Before each deploy: the new migrations on a copy of its data.
+        if config.deploy.migrate.is_some()
+            && !matches!(env.database.engine, crate::config::Engine::None)
+        {
+            match crate::rehearse::rehearse(config, &env.name, &commit, printer).await {
+                Ok(r) if r.pending => tree.push(format!(
+                    "✓ {}: migrations rehearsed on a copy of its data ({})",
+                    env.name,
+                    crate::time::human(std::time::Duration::from_secs_f64(r.seconds))
+                )),
+                Ok(_) => tree.push(format!("✓ {}: no pending migrations", env.name)),
+                Err(e) => {
+                    tree.push(if matches!(e, Error::RehearsalFailed(_)) {
+                        format!(
+                            "✗ {}: the migrations fail on a copy of its data; it was not touched",
+                            env.name
+                        )
+                    } else {
+                        format!(
+                            "✗ {}: the migrations could not be rehearsed; it was not touched",
+                            env.name
+                        )
+                    });
+                    return Err(stop(&mut tree, &chain[i + 1..], e));
+                }
+            }
+        }
         match deploy_env(config, &env.name, &commit, "gantry release", false, printer).await {
             Ok(d) => {
                 crate::commands::report(&d.summary, "Deployed", printer);

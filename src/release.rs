@@ -18,19 +18,35 @@ use crate::shell::quote;
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub path: String,
+    /// `releases`, or `.gantry/rehearsals` for a rehearsal's scratch release.
+    releases_dir: &'static str,
 }
 
 impl Layout {
     pub fn new(path: &str) -> Layout {
         Layout {
             path: path.trim_end_matches('/').to_string(),
+            releases_dir: "releases",
+        }
+    }
+    /// The same site, with releases made in the rehearsal scratch area.
+    pub fn rehearsal(path: &str) -> Layout {
+        Layout {
+            releases_dir: ".gantry/rehearsals",
+            ..Layout::new(path)
         }
     }
     pub fn releases(&self) -> String {
-        format!("{}/releases", self.path)
+        format!("{}/{}", self.path, self.releases_dir)
     }
     pub fn release(&self, name: &str) -> String {
-        format!("{}/releases/{name}", self.path)
+        format!("{}/{name}", self.releases())
+    }
+    pub fn backups(&self) -> String {
+        format!("{}/.gantry/backups", self.path)
+    }
+    pub fn rehearsals(&self) -> String {
+        format!("{}/.gantry/rehearsals", self.path)
     }
     pub fn shared(&self) -> String {
         format!("{}/shared", self.path)
@@ -119,7 +135,14 @@ pub fn link_shared_script(layout: &Layout, release: &str, shared: &[SharedPath])
 }
 
 /// The variables a command sees, as `export` lines, then `cd` into `dir`.
-pub fn command_script(config: &Config, vars: &Vars, dir: &str, command: &str) -> String {
+/// `extra` comes last, so it wins: the database's location.
+pub fn command_script(
+    config: &Config,
+    vars: &Vars,
+    dir: &str,
+    command: &str,
+    extra: &[(String, String)],
+) -> String {
     let mut script = String::new();
     let builtin = [
         ("GANTRY_ENV", "env"),
@@ -140,6 +163,9 @@ pub fn command_script(config: &Config, vars: &Vars, dir: &str, command: &str) ->
             quote(&template.render(vars))
         ));
     }
+    for (name, value) in extra {
+        script.push_str(&format!("export {name}={}\n", quote(value)));
+    }
     let dir = match &config.app.root {
         Some(root) => format!("{dir}/{root}"),
         None => dir.to_string(),
@@ -149,10 +175,10 @@ pub fn command_script(config: &Config, vars: &Vars, dir: &str, command: &str) ->
 }
 
 /// Marks a release complete: the last step of preparing it.
-pub fn finish_script(layout: &Layout, release: &str, commit: &Commit) -> String {
+pub fn finish_script(layout: &Layout, release: &str, commit: &str) -> String {
     format!(
         "printf '%s\\n' {} > {}/REVISION",
-        quote(&commit.sha),
+        quote(commit),
         quote(&layout.release(release))
     )
 }

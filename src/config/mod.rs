@@ -94,6 +94,45 @@ pub struct Deploy {
     pub health: Option<Health>,
 }
 
+/// The environment's database: backed up before migrations, restored when
+/// they fail, and copied for rehearsals.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub engine: Engine,
+    /// The variable through which the app receives the database's location
+    /// (`DB_PATH`, `DATABASE_URL`); Gantry sets it for every command, and
+    /// points it at the copy during a rehearsal.
+    pub env_var: Option<String>,
+    pub keep_backups: usize,
+    /// Exits non-zero when migrations are pending (`manage.py migrate
+    /// --check`); without it, migrations always count as pending.
+    pub check: Option<Template>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Engine {
+    None,
+    /// The database file on the migrate host.
+    Sqlite {
+        path: Template,
+    },
+    /// `postgresql://user@host:port/name`, reached from the migrate host.
+    Postgres {
+        url: Template,
+    },
+}
+
+impl Database {
+    pub fn none() -> Database {
+        Database {
+            engine: Engine::None,
+            env_var: None,
+            keep_backups: 5,
+            check: None,
+        }
+    }
+}
+
 /// A file or folder kept in `shared/` and linked into every release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedPath {
@@ -127,6 +166,7 @@ pub struct Environment {
     /// deployed here.
     pub requires: Option<String>,
     pub tags: Tags,
+    pub database: Database,
 }
 
 /// One host of one environment, with its variables resolved.
@@ -601,6 +641,8 @@ impl Loader<'_> {
             };
             let requires = e.requires.as_ref().map(|r| (r.get_ref().clone(), r.span()));
             let tags = self.tags(&env_name, e.tags.as_ref(), &prefix)?;
+            let database =
+                self.database(raw.database.as_ref(), e.database.as_ref(), &prefix, &hosts)?;
             requires_spans.push(requires.clone());
             environments.push(Environment {
                 name: env_name,
@@ -610,6 +652,7 @@ impl Loader<'_> {
                 migrate_host,
                 requires: requires.map(|(r, _)| r),
                 tags,
+                database,
             });
         }
         if environments.is_empty() {
@@ -666,6 +709,125 @@ impl Loader<'_> {
             deploy,
             verify,
             environments,
+        })
+    }
+
+    /// The environment's database: its own keys over the global ones.
+    fn database(
+        &self,
+        global: Option<&S<raw::RawDatabase>>,
+        own: Option<&S<raw::RawDatabase>>,
+        prefix: &str,
+        hosts: &[HostSpec],
+    ) -> Result<Database, ConfigError> {
+        let g = global.map(|g| g.get_ref().clone()).unwrap_or_default();
+        let o = own.map(|o| o.get_ref().clone()).unwrap_or_default();
+        let key_of = |field: &str, from_own: bool| {
+            if from_own {
+                format!("{prefix}.database.{field}")
+            } else {
+                format!("database.{field}")
+            }
+        };
+        let pick = |a: Option<S<String>>, b: Option<S<String>>| (a.is_some(), a.or(b));
+        let (own_engine, engine) = pick(o.engine, g.engine);
+        let (own_path, path) = pick(o.path, g.path);
+        let (own_url, url) = pick(o.url, g.url);
+        let (own_var, env_var) = pick(o.env_var, g.env_var);
+        let (own_check, check) = pick(o.check, g.check);
+        let keep = o.keep_backups.is_some();
+        let keep_backups = match o.keep_backups.or(g.keep_backups) {
+            Some(k) => self.positive(&k, &key_of("keep_backups", keep), 1)? as usize,
+            None => 5,
+        };
+        // Database templates see the host's variables and the deploy's.
+        let check_template = |value: &S<String>, key: &str| -> Result<Template, ConfigError> {
+            let t = self.template(value, key)?;
+            for host in hosts {
+                let known = |n: &str| host.vars.contains_key(n) || RUN_NAMES.contains(&n);
+                if let Some((name, range)) = t.unknown_name(known) {
+                    return Err(self.unknown_placeholder(value, key, name, range, &host.vars, true));
+                }
+            }
+            Ok(t)
+        };
+        let engine_name = engine.as_ref().map_or("none", |e| e.get_ref().as_str());
+        let engine_span = || engine.as_ref().map(|e| e.span()).unwrap_or(0..0);
+        let engine = match engine_name {
+            "none" => Engine::None,
+            "sqlite" => {
+                let Some(p) = &path else {
+                    return Err(self
+                        .error(
+                            engine_span(),
+                            &key_of("engine", own_engine),
+                            "a sqlite database needs `path`",
+                        )
+                        .with_hint(
+                            "the database file on the host, e.g. `path = \"{shared}/db.sqlite3\"`",
+                        ));
+                };
+                Engine::Sqlite {
+                    path: check_template(p, &key_of("path", own_path))?,
+                }
+            }
+            "postgres" => {
+                let Some(u) = &url else {
+                    return Err(self
+                        .error(
+                            engine_span(),
+                            &key_of("engine", own_engine),
+                            "a postgres database needs `url`",
+                        )
+                        .with_hint("e.g. `url = \"postgresql://app@127.0.0.1:5432/app\"`"));
+                };
+                if !(u.get_ref().starts_with("postgresql://")
+                    || u.get_ref().starts_with("postgres://"))
+                {
+                    return Err(self.error(
+                        u.span(),
+                        &key_of("url", own_url),
+                        "a postgres URL starts with `postgresql://`",
+                    ));
+                }
+                Engine::Postgres {
+                    url: check_template(u, &key_of("url", own_url))?,
+                }
+            }
+            other => {
+                return Err(self
+                    .error(
+                        engine_span(),
+                        &key_of("engine", own_engine),
+                        format!("unknown database engine `{other}`"),
+                    )
+                    .with_hint("use `sqlite`, `postgres` or `none`"));
+            }
+        };
+        let env_var = match env_var {
+            Some(v) if !crate::shell::is_var_name(v.get_ref()) => {
+                return Err(self.error(
+                    v.span(),
+                    &key_of("env_var", own_var),
+                    format!("`{}` is not a valid environment variable name", v.get_ref()),
+                ));
+            }
+            Some(v) => Some(v.get_ref().clone()),
+            None => match &engine {
+                Engine::None => None,
+                Engine::Sqlite { .. } => Some("DB_PATH".to_string()),
+                Engine::Postgres { .. } => Some("DATABASE_URL".to_string()),
+            },
+        };
+        let check = match &check {
+            Some(c) => Some(check_template(c, &key_of("check", own_check))?),
+            None => None,
+        };
+        Ok(Database {
+            engine,
+            env_var,
+            keep_backups,
+            check,
         })
     }
 

@@ -19,7 +19,20 @@ pub struct RawConfig {
     #[serde(default)]
     pub vars: RawVars,
     pub verify: Option<RawVerify>,
+    pub database: Option<S<RawDatabase>>,
     pub environments: Option<S<BTreeMap<String, S<RawEnvironment>>>>,
+}
+
+/// `[database]`, and `[environments.NAME.database]` overriding it key by key.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    pub engine: Option<S<String>>,
+    pub path: Option<S<String>>,
+    pub url: Option<S<String>>,
+    pub env_var: Option<S<String>>,
+    pub keep_backups: Option<S<i64>>,
+    pub check: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +109,7 @@ pub struct RawEnvironment {
     pub migrate_host: Option<S<String>>,
     pub requires: Option<S<String>>,
     pub tags: Option<S<RawTags>>,
+    pub database: Option<S<RawDatabase>>,
 }
 
 /// A host: `"user@host:port"`, or `{ address = "...", vars = { ... } }`.

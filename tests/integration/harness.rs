@@ -221,8 +221,13 @@ shared = ["data/"]
 build = ["sh build.sh", "sh ci/hooks.sh"]
 migrate = "python3 migrate.py"
 restart = "sh restart.sh"
-env = {{ APP_HOST = "{{host}}", APP_PORT = "{{app_port}}", DB_PATH = "{{shared}}/data/app.sqlite3" }}
+env = {{ APP_HOST = "{{host}}", APP_PORT = "{{app_port}}" }}
 health = {{ url = "http://{{host}}:{{app_port}}/health", body = "{{commit}}", timeout = "2s", retries = 40, interval = "250ms" }}
+
+[database]
+engine = "sqlite"
+path = "{{shared}}/data/app.sqlite3"
+check = "python3 migrate.py --check"
 "#,
             dir = self.dir.display()
         );

@@ -170,6 +170,8 @@ fn plan_prints_the_commands_and_changes_nothing() {
             "build 1/2",
             "build 2/2",
             "finish release",
+            "check pending migrations",
+            "back up the database",
             "migrate",
             "switch current",
             "restart"
