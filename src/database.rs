@@ -24,8 +24,9 @@ pub enum Kind {
 
 /// Takes a consistent copy of a SQLite file with the backup API, holding a
 /// read lock so the header it copies back matches the pages: the backup
-/// API stamps its own change counter, and putting the source's back makes
-/// the copy the same file, byte for byte.
+/// API stamps its own change counter and schema cookie into the copy's
+/// header, and putting the source's header back makes the copy the same
+/// file, byte for byte.
 const SQLITE_COPY: &str = r#"import sqlite3, sys
 src = sqlite3.connect(sys.argv[1], timeout=30)
 src.execute("BEGIN")
@@ -37,12 +38,9 @@ src.backup(dst)
 dst.close()
 src.rollback()
 src.close()
-if len(header) == 100:
+if len(header) == 100 and header.startswith(b"SQLite format 3"):
     with open(sys.argv[2], "r+b") as f:
-        f.seek(24)
-        f.write(header[24:28])
-        f.seek(92)
-        f.write(header[92:96])
+        f.write(header)
 "#;
 
 /// Runs a query on a SQLite file, printing tab-separated rows.

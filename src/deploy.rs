@@ -415,7 +415,7 @@ impl Run<'_> {
             }
             return Ok(());
         };
-        if let Some(name) = failed_migration(&problem.detail) {
+        if let Some(name) = failed_migration(&problem.output) {
             problem.step = format!("migration {name}");
         }
         let mut recovery = Vec::new();

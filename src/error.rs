@@ -22,6 +22,9 @@ pub struct HostProblem {
     pub detail: String,
     /// The host could not be reached, or the connection broke.
     pub unreachable: bool,
+    /// All the command printed (stdout, then stderr), for reading what
+    /// failed: the migration's name, the violated constraint.
+    pub output: String,
 }
 
 /// A lock found on a host.

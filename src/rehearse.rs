@@ -225,9 +225,9 @@ async fn run(
         Err(p) => p,
     };
     report.migration =
-        crate::deploy::failed_migration(&problem.detail).or(Some("(unknown)".into()));
+        crate::deploy::failed_migration(&problem.output).or(Some("(unknown)".into()));
     report.output = problem.detail.clone();
-    report.violation = Violation::parse(&problem.detail);
+    report.violation = Violation::parse(&problem.output);
     if let Some(v) = &report.violation {
         report.rows = violating_rows(site, db, copy, v, printer).await;
     }

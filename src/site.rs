@@ -84,6 +84,7 @@ impl Site {
                         code: out.code,
                         detail: out.tail(20),
                         unreachable: false,
+                        output: format!("{}{}", out.stdout, out.stderr),
                     })
                 }
             }
@@ -94,6 +95,7 @@ impl Site {
                 code: None,
                 detail: e.to_string(),
                 unreachable: true,
+                output: String::new(),
             }),
         }
     }
@@ -112,6 +114,7 @@ impl Site {
             code,
             detail: detail.to_string(),
             unreachable: false,
+            output: String::new(),
         }
     }
 
@@ -184,6 +187,7 @@ pub async fn connect(
                     other => other.to_string(),
                 },
                 unreachable: true,
+                output: String::new(),
             }),
         }
     }

@@ -334,7 +334,16 @@ impl Loader<'_> {
             .with_hint("add `[deploy]` with at least `path = \"/srv/{app}\"`"));
         };
         let deploy_span = deploy_raw.span();
-        let d = deploy_raw.into_inner();
+        let mut d = deploy_raw.into_inner();
+        let preset = self.preset(app_raw.as_ref().and_then(|a| a.preset.as_ref()), &raw.vars)?;
+        if let Some(p) = &preset {
+            if d.migrate.is_none() {
+                d.migrate = Some(p.migrate.clone());
+            }
+            if d.build.is_empty() {
+                d.build = p.build.clone();
+            }
+        }
         let Some(path_raw) = d.path else {
             return Err(self
                 .error(deploy_span, "deploy.path", "missing key `path`")
@@ -641,8 +650,13 @@ impl Loader<'_> {
             };
             let requires = e.requires.as_ref().map(|r| (r.get_ref().clone(), r.span()));
             let tags = self.tags(&env_name, e.tags.as_ref(), &prefix)?;
-            let database =
-                self.database(raw.database.as_ref(), e.database.as_ref(), &prefix, &hosts)?;
+            let database = self.database(
+                preset.as_ref(),
+                raw.database.as_ref(),
+                e.database.as_ref(),
+                &prefix,
+                &hosts,
+            )?;
             requires_spans.push(requires.clone());
             environments.push(Environment {
                 name: env_name,
@@ -712,9 +726,47 @@ impl Loader<'_> {
         })
     }
 
+    /// `preset = "django"`: the usual build, migrate and pending-migrations
+    /// check, with `{python}` when the config defines it (a shared
+    /// virtualenv), else the release's own `.venv`.
+    fn preset(
+        &self,
+        name: Option<&S<String>>,
+        vars: &raw::RawVars,
+    ) -> Result<Option<Preset>, ConfigError> {
+        let Some(name) = name else { return Ok(None) };
+        if name.get_ref() != "django" {
+            return Err(self
+                .error(
+                    name.span(),
+                    "app.preset",
+                    format!("unknown preset `{}`", name.get_ref()),
+                )
+                .with_hint("the presets are: django"));
+        }
+        let span = name.span();
+        let s = |text: &str| S::new(span.clone(), text.to_string());
+        let python = if vars.contains_key("python") {
+            "{python}"
+        } else {
+            ".venv/bin/python"
+        };
+        let mut build = Vec::new();
+        if !vars.contains_key("python") {
+            build.push(s("python3 -m venv .venv"));
+            build.push(s(".venv/bin/pip install -q -r requirements.txt"));
+        }
+        Ok(Some(Preset {
+            build,
+            migrate: s(&format!("{python} manage.py migrate --noinput")),
+            check: s(&format!("{python} manage.py migrate --check")),
+        }))
+    }
+
     /// The environment's database: its own keys over the global ones.
     fn database(
         &self,
+        preset: Option<&Preset>,
         global: Option<&S<raw::RawDatabase>>,
         own: Option<&S<raw::RawDatabase>>,
         prefix: &str,
@@ -735,6 +787,7 @@ impl Loader<'_> {
         let (own_url, url) = pick(o.url, g.url);
         let (own_var, env_var) = pick(o.env_var, g.env_var);
         let (own_check, check) = pick(o.check, g.check);
+        let check = check.or_else(|| preset.map(|p| p.check.clone()));
         let keep = o.keep_backups.is_some();
         let keep_backups = match o.keep_backups.or(g.keep_backups) {
             Some(k) => self.positive(&k, &key_of("keep_backups", keep), 1)? as usize,
@@ -1078,6 +1131,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// What a preset fills in where the config is silent.
+struct Preset {
+    build: Vec<S<String>>,
+    migrate: S<String>,
+    check: S<String>,
 }
 
 /// Parses `local`, `host`, `user@host`, `user@host:port`, `[v6]:port`.

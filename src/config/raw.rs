@@ -57,6 +57,7 @@ pub struct RawTags {
 pub struct RawApp {
     pub name: Option<S<String>>,
     pub root: Option<S<String>>,
+    pub preset: Option<S<String>>,
     pub remote: Option<S<String>>,
 }
 

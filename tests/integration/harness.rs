@@ -21,6 +21,8 @@ pub struct TestBuilder {
     name: String,
     hosts: usize,
     isolated: usize,
+    django: bool,
+    postgres: bool,
 }
 
 impl TestBuilder {
@@ -37,6 +39,18 @@ impl TestBuilder {
         self
     }
 
+    /// The repo holds the example Django app instead of the plain one.
+    pub fn django(mut self) -> TestBuilder {
+        self.django = true;
+        self
+    }
+
+    /// Starts a private PostgreSQL server for the test.
+    pub fn postgres(mut self) -> TestBuilder {
+        self.postgres = true;
+        self
+    }
+
     pub fn start(self) -> Test {
         let dir = PathBuf::from("/tmp/gantry-it").join(&self.name);
         kill_matching(&dir);
@@ -47,7 +61,11 @@ impl TestBuilder {
             hosts: Vec::new(),
             app_ports: BTreeMap::new(),
             repo: dir.join("repo"),
+            postgres: None,
         };
+        if self.postgres {
+            test.postgres = Some(Postgres::start(&dir));
+        }
         if self.hosts + self.isolated > 0 {
             test.make_client_key();
             for i in 0..self.hosts {
@@ -62,7 +80,7 @@ impl TestBuilder {
             }
             test.write_ssh_config();
         }
-        test.make_repo();
+        test.make_repo(if self.django { "django" } else { "app" });
         test
     }
 }
@@ -72,6 +90,7 @@ pub struct Test {
     pub hosts: Vec<Sshd>,
     app_ports: BTreeMap<(String, usize), u16>,
     pub repo: PathBuf,
+    pub postgres: Option<Postgres>,
 }
 
 /// How a run of `gantry` ended.
@@ -134,6 +153,8 @@ impl Test {
             name: name.to_string(),
             hosts: 0,
             isolated: 0,
+            django: false,
+            postgres: false,
         }
     }
 
@@ -281,13 +302,13 @@ check = "python3 migrate.py --check"
         git(&self.repo, &["rev-parse", "HEAD"]).trim().to_string()
     }
 
-    fn make_repo(&self) {
+    fn make_repo(&self, example: &str) {
         let origin = self.dir.join("origin.git");
         git(
             &self.dir,
             &["init", "-q", "--bare", origin.to_str().unwrap()],
         );
-        copy_dir(&examples_app(), &self.repo);
+        copy_dir(&examples().join(example), &self.repo);
         std::fs::create_dir_all(self.repo.join("ci")).unwrap();
         std::fs::write(self.repo.join("ci/hooks.sh"), HOOKS).unwrap();
         git(&self.repo, &["init", "-q", "-b", "main"]);
@@ -333,6 +354,9 @@ check = "python3 migrate.py --check"
 
 impl Drop for Test {
     fn drop(&mut self) {
+        if let Some(pg) = &self.postgres {
+            pg.stop();
+        }
         for h in &mut self.hosts {
             let _ = h.child.kill();
             let _ = h.child.wait();
@@ -535,8 +559,8 @@ fn run(cmd: &mut Command) {
     );
 }
 
-fn examples_app() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/app")
+pub fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -634,6 +658,126 @@ impl Drop for Netns {
             .status();
         let _ = Command::new("ip")
             .args(["link", "del", &self.veth])
+            .output();
+    }
+}
+
+/// The Python with Django, gunicorn and psycopg that `scripts/test` makes.
+pub fn django_python() -> String {
+    let python = std::env::var("GANTRY_TEST_PYTHON")
+        .unwrap_or_else(|_| "/opt/gantry-venv/bin/python".into());
+    assert!(
+        Path::new(&python).exists(),
+        "{python} is missing: the Django tests need a virtualenv with examples/django/requirements.txt; run `scripts/test`"
+    );
+    python
+}
+
+/// A private PostgreSQL server for one test, run by the `postgres` user
+/// on a loopback port with trust authentication.
+pub struct Postgres {
+    pub port: u16,
+    data: PathBuf,
+    bin: PathBuf,
+}
+
+impl Postgres {
+    fn start(test_dir: &Path) -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path().join("bin"))
+                    .find(|b| b.join("initdb").exists())
+            })
+            .expect("PostgreSQL is missing: run `scripts/test` (it installs postgresql)");
+        let data = test_dir.join("pg");
+        std::fs::create_dir_all(&data).unwrap();
+        run(Command::new("chown").arg("postgres:postgres").arg(&data));
+        let as_postgres = |args: &[&str]| {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).args(args);
+            c
+        };
+        let d = data.to_str().unwrap();
+        let initdb = bin.join("initdb");
+        run(&mut as_postgres(&[
+            initdb.to_str().unwrap(),
+            "--no-sync",
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-D",
+            d,
+        ]));
+        let pg_ctl = bin.join("pg_ctl");
+        for _ in 0..5 {
+            let port = free_port();
+            // The socket goes to /tmp: socket paths are limited to 107 bytes.
+            let options = format!("-p {port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off");
+            let log = format!("{d}/log");
+            let started = as_postgres(&[
+                pg_ctl.to_str().unwrap(),
+                "-D",
+                d,
+                "-l",
+                &log,
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ])
+            .output()
+            .unwrap();
+            if started.status.success() {
+                return Postgres { port, data, bin };
+            }
+        }
+        panic!("PostgreSQL did not start; see {}/log", data.display());
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Runs SQL, returning the rows as `a|b` lines.
+    pub fn sql(&self, database: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                &self.url(database),
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn databases(&self) -> Vec<String> {
+        self.sql("postgres", "SELECT datname FROM pg_database ORDER BY 1")
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn stop(&self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
             .output();
     }
 }

@@ -8,5 +8,6 @@ mod config_errors;
 mod deploy;
 mod hosts;
 mod locking;
+mod migrations;
 mod network;
 mod pipeline;

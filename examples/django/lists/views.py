@@ -1,0 +1,34 @@
+from html import escape
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from lists.models import Item, List
+
+
+def commit():
+    try:
+        return (settings.BASE_DIR / "REVISION").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def health(request):
+    return HttpResponse(f"ok {commit()}\n", content_type="text/plain")
+
+
+def home(request):
+    items = "".join(f"<li>{escape(i.text)}</li>" for i in Item.objects.order_by("id"))
+    return HttpResponse(
+        f"<!doctype html><title>To-Do</title><p id=commit>commit {commit()}</p><ul id=items>{items}</ul>\n"
+    )
+
+
+@csrf_exempt
+def add_item(request):
+    if request.method != "POST":
+        return HttpResponse("POST only\n", status=405)
+    todo, _ = List.objects.get_or_create(id=1)
+    Item.objects.create(list=todo, text=request.POST.get("text", ""))
+    return HttpResponse("added\n", status=201)

@@ -1,0 +1,375 @@
+//! Migrations that never lose data, on the example Django app, for SQLite
+//! and a real PostgreSQL server: the rehearsal on a copy of live's data,
+//! the backup before a migration and the restore when it fails, and the
+//! data migration that makes the constraint pass.
+
+use std::path::Path;
+
+use crate::harness::{django_python, examples, git, wait_until, Test};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+fn start(name: &str, engine: Engine) -> Test {
+    let builder = Test::new(name).hosts(2).django();
+    match engine {
+        Engine::Sqlite => builder.start(),
+        Engine::Postgres => builder.postgres().start(),
+    }
+}
+
+/// Staging on host 0, live on host 1 (requiring staging), with the Django
+/// preset and the engine's database.
+fn config(t: &mut Test, engine: Engine, migrate: Option<&str>) -> String {
+    let python = django_python();
+    let (staging, live) = (t.app_port("staging", 0), t.app_port("live", 1));
+    let database = match engine {
+        Engine::Sqlite => "engine = \"sqlite\"\npath = \"{shared}/db.sqlite3\"".to_string(),
+        Engine::Postgres => {
+            let pg = t.postgres.as_ref().unwrap();
+            pg.sql("postgres", "CREATE DATABASE staging");
+            pg.sql("postgres", "CREATE DATABASE live");
+            format!(
+                "engine = \"postgres\"\nurl = \"postgresql://postgres@127.0.0.1:{}/{{env}}\"",
+                pg.port
+            )
+        }
+    };
+    let migrate = migrate
+        .map(|m| format!("migrate = \"{m}\"\n"))
+        .unwrap_or_default();
+    format!(
+        r#"[app]
+name = "superlists"
+preset = "django"
+
+[ssh]
+config = "{dir}/ssh_config"
+
+[vars]
+python = "{python}"
+
+[deploy]
+path = "{dir}/sites/{{env}}/{{hostid}}"
+build = ["{{python}} -m compileall -q lists superlists"]
+{migrate}restart = "sh restart.sh"
+env = {{ PYTHON = "{{python}}", APP_HOST = "{{host}}", APP_PORT = "{{app_port}}" }}
+health = {{ url = "http://{{host}}:{{app_port}}/health", body = "{{commit}}", timeout = "2s", retries = 80, interval = "250ms" }}
+
+[database]
+{database}
+
+[environments.staging]
+hosts = [{{ address = "{s_addr}", vars = {{ hostid = "h0", app_port = "{staging}" }} }}]
+
+[environments.live]
+requires = "staging"
+hosts = [{{ address = "{l_addr}", vars = {{ hostid = "h1", app_port = "{live}" }} }}]
+"#,
+        dir = t.dir.display(),
+        s_addr = t.address(0),
+        l_addr = t.address(1),
+    )
+}
+
+/// Lays a stage of the example's history over the repo and commits it.
+fn commit_stage(t: &Test, stage: &str, message: &str) -> String {
+    copy_over(&examples().join("django/stages").join(stage), &t.repo);
+    t.commit(message, &[])
+}
+
+fn copy_over(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_over(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Adds an item through the app, as a user would.
+fn add_item(t: &mut Test, env: &str, i: usize, text: &str) {
+    use std::io::{Read, Write};
+    let port = t.app_port(env, i);
+    let body = format!("text={text}");
+    let mut s = std::net::TcpStream::connect((t.ip(i), port)).unwrap();
+    write!(
+        s,
+        "POST /items HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 201") || answer.starts_with("HTTP/1.0 201"),
+        "{answer}"
+    );
+}
+
+/// What live's database holds, to compare before and after: SQLite's file
+/// bytes, or PostgreSQL's rows, constraints and applied migrations.
+fn snapshot(t: &Test, engine: Engine) -> Vec<u8> {
+    match engine {
+        Engine::Sqlite => std::fs::read(t.site("live", 1).join("shared/db.sqlite3")).unwrap(),
+        Engine::Postgres => {
+            let pg = t.postgres.as_ref().unwrap();
+            let mut text = pg.sql(
+                "live",
+                "SELECT id, list_id, text FROM lists_item ORDER BY id",
+            );
+            text.push_str("\n--\n");
+            text.push_str(&pg.sql("live", "SELECT conname FROM pg_constraint WHERE conrelid = 'lists_item'::regclass ORDER BY 1"));
+            text.push_str("\n--\n");
+            text.push_str(&pg.sql(
+                "live",
+                "SELECT app, name FROM django_migrations ORDER BY id",
+            ));
+            text.into_bytes()
+        }
+    }
+}
+
+fn live_items(t: &Test, engine: Engine) -> Vec<String> {
+    let sql = "SELECT text FROM lists_item ORDER BY id";
+    let text = match engine {
+        Engine::Sqlite => {
+            let db = t.site("live", 1).join("shared/db.sqlite3");
+            let out = std::process::Command::new("sqlite3")
+                .arg(db)
+                .arg(sql)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+        Engine::Postgres => t.postgres.as_ref().unwrap().sql("live", sql),
+    };
+    text.lines().map(str::to_string).collect()
+}
+
+/// Compares two snapshots, naming where they differ rather than printing
+/// them whole.
+#[track_caller]
+fn assert_same(after: &[u8], before: &[u8], what: &str) {
+    if after == before {
+        return;
+    }
+    let offsets: Vec<usize> = (0..after.len().min(before.len()))
+        .filter(|&i| after[i] != before[i])
+        .take(12)
+        .collect();
+    panic!(
+        "{what}: it differs ({} bytes now, {} before; first differing offsets {offsets:?})\nnow: {}\nbefore: {}",
+        after.len(),
+        before.len(),
+        String::from_utf8_lossy(&after[..after.len().min(400)]).replace('\0', "."),
+        String::from_utf8_lossy(&before[..before.len().min(400)]).replace('\0', "."),
+    );
+}
+
+/// No rehearsal copy or scratch release is left anywhere.
+fn assert_no_copies(t: &Test, engine: Engine) {
+    for (env, i) in [("staging", 0), ("live", 1)] {
+        let scratch = t.site(env, i).join(".gantry/rehearsals");
+        let left: Vec<_> = std::fs::read_dir(&scratch)
+            .map(|d| d.collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{} holds {left:?}", scratch.display());
+    }
+    if engine == Engine::Postgres {
+        let dbs = t.postgres.as_ref().unwrap().databases();
+        assert!(!dbs.iter().any(|d| d.contains("rehearsal")), "{dbs:?}");
+    }
+}
+
+fn constraint_story(name: &str, engine: Engine) {
+    let mut t = start(name, engine);
+    let config = config(&mut t, engine, None);
+    t.write_config(&config);
+    let first = t.commit("Add config", &[]);
+    t.gantry(&["release"])
+        .success()
+        .stderr_has("✓ live: migrations rehearsed on a copy of its data");
+    add_item(&mut t, "live", 1, "milk");
+    add_item(&mut t, "live", 1, "milk");
+    add_item(&mut t, "live", 1, "eggs");
+    add_item(&mut t, "staging", 0, "milk");
+    let before = snapshot(&t, engine);
+    let live_release = t.current("live", 1);
+
+    // The constraint: found on a copy of live's data; live is not touched.
+    let unique = commit_stage(&t, "1-unique", "Items are unique per list");
+    let run = t.gantry(&["release"]);
+    run.code(7)
+        .stderr_has(&format!(
+            "the migrations of {} (Items are unique per list) fail on a copy of `live`'s data; `live` was not touched",
+            &unique[..8]
+        ))
+        .stderr_has("migration: lists.0002_item_unique")
+        .stderr_has("constraint: UNIQUE (list_id, text)")
+        .stderr_has("lists_item: list_id=1, text=milk: 2 rows, ids 1, 2")
+        .stderr_has("write a data migration")
+        .stderr_has("✓ staging: verified")
+        .stderr_has("✗ live: the migrations fail on a copy of its data; it was not touched");
+    assert_same(
+        &snapshot(&t, engine),
+        &before,
+        "live's database is unchanged",
+    );
+    assert_eq!(t.current("live", 1), live_release);
+    assert_eq!(
+        t.get("live", 1, "/health").unwrap().1.trim(),
+        format!("ok {first}")
+    );
+    assert_no_copies(&t, engine);
+
+    // Forced past the gate and the rehearsal: the migration fails on live,
+    // the database is restored, the old release keeps serving.
+    let run = t.gantry(&["deploy", "live", "--force"]);
+    run.code(1)
+        .stderr_has(&format!(
+            "{}: migration lists.0002_item_unique failed",
+            t.address(1)
+        ))
+        .stderr_has("the database was restored from")
+        .stderr_has("every host was left serving what it served before");
+    assert_same(
+        &snapshot(&t, engine),
+        &before,
+        "live's database was restored",
+    );
+    assert_eq!(t.current("live", 1), live_release);
+    assert_eq!(
+        t.get("live", 1, "/health").unwrap().1.trim(),
+        format!("ok {first}")
+    );
+    let backups = t.gantry(&["backups", "live"]);
+    backups.success().stdout_has(&unique[..8]);
+    let backup_dir = t.site("live", 1).join(".gantry/backups");
+    for entry in std::fs::read_dir(&backup_dir).unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = entry.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "backups are private");
+    }
+
+    // The data migration merges the duplicates; the release goes through.
+    let dedupe = commit_stage(&t, "2-dedupe", "Merge duplicate items first");
+    t.gantry(&["release"])
+        .success()
+        .stderr_has("✓ live: verified");
+    assert_eq!(
+        t.get("live", 1, "/health").unwrap().1.trim(),
+        format!("ok {dedupe}")
+    );
+    assert_eq!(live_items(&t, engine), ["milk", "eggs"]);
+    assert!(t.current("live", 1).unwrap().ends_with(&dedupe[..8]));
+    assert_no_copies(&t, engine);
+    let backups = t.gantry(&["backups", "live", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&backups.stdout).unwrap();
+    let names: Vec<&str> = value["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    // One per deploy that migrated: the first, the failed one, the last.
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names[1].contains(&unique[..8]), "{names:?}");
+    assert!(
+        names[2].contains(&dedupe[..8]),
+        "a backup was taken before the successful migration: {names:?}"
+    );
+}
+
+#[test]
+fn sqlite_constraint_is_caught_by_the_rehearsal_restored_on_failure_and_merged() {
+    constraint_story(
+        "sqlite_constraint_is_caught_by_the_rehearsal_restored_on_failure_and_merged",
+        Engine::Sqlite,
+    );
+}
+
+#[test]
+fn postgres_constraint_is_caught_by_the_rehearsal_restored_on_failure_and_merged() {
+    constraint_story(
+        "postgres_constraint_is_caught_by_the_rehearsal_restored_on_failure_and_merged",
+        Engine::Postgres,
+    );
+}
+
+fn interrupted_rehearsal(name: &str, engine: Engine) {
+    let mut t = start(name, engine);
+    // The migration waits on the `hold` file, after the copy is made.
+    let config = config(
+        &mut t,
+        engine,
+        Some("sh ci/hooks.sh && {python} manage.py migrate --noinput"),
+    );
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    t.gantry(&["deploy", "live", "--force"]).success();
+    commit_stage(&t, "1-unique", "Items are unique per list");
+    let site = t.site("live", 1);
+    std::fs::write(site.join("hold"), "").unwrap();
+
+    let mut rehearsal = t.command(&["rehearse", "live"]).spawn().unwrap();
+    let stderr = crate::harness::collect(rehearsal.stderr.take().unwrap());
+    wait_until(60, "the rehearsal to reach its migration", || {
+        site.join("holding").exists()
+    });
+    match engine {
+        Engine::Sqlite => assert!(
+            std::fs::read_dir(site.join(".gantry/rehearsals"))
+                .unwrap()
+                .count()
+                > 1,
+            "the copy exists while the migration runs"
+        ),
+        Engine::Postgres => assert!(t
+            .postgres
+            .as_ref()
+            .unwrap()
+            .databases()
+            .iter()
+            .any(|d| d.contains("rehearsal"))),
+    }
+    let pid = rehearsal.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_until(30, "gantry to take the interrupt", || {
+        stderr.lock().unwrap().contains("interrupted:")
+    });
+    std::fs::remove_file(site.join("hold")).unwrap();
+    rehearsal.wait().unwrap();
+
+    assert_no_copies(&t, engine);
+    assert!(!site.join(".gantry/lock").exists());
+    let _ = git(&t.repo, &["status", "--short"]);
+}
+
+#[test]
+fn sqlite_interrupted_rehearsal_leaves_no_copy() {
+    interrupted_rehearsal(
+        "sqlite_interrupted_rehearsal_leaves_no_copy",
+        Engine::Sqlite,
+    );
+}
+
+#[test]
+fn postgres_interrupted_rehearsal_leaves_no_copy() {
+    interrupted_rehearsal(
+        "postgres_interrupted_rehearsal_leaves_no_copy",
+        Engine::Postgres,
+    );
+}
