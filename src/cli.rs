@@ -44,12 +44,31 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         dir: Option<PathBuf>,
     },
-    /// Write a commented `gantry.toml` in the current folder.
+    /// Write a `gantry.toml` for the app in this repository (a Django app
+    /// is recognised by its `manage.py`).
     Init {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+        /// Write the config for this kind of app.
+        #[arg(long, value_parser = ["django"])]
+        preset: Option<String>,
     },
+    /// Make an environment's servers ready: the layout, the shared `.env`
+    /// with its secrets, the systemd unit and the nginx site. Safe to run
+    /// again: it changes only what differs.
+    Setup {
+        env: String,
+        /// Replace a `.env` that differs from the config (generated
+        /// secrets keep their values).
+        #[arg(long)]
+        force: bool,
+        /// Show what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Validate the config, connect to the hosts and check what they need.
     Check {
         /// Only this environment.

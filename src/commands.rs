@@ -16,9 +16,6 @@ use crate::release::{self, Layout};
 use crate::shell;
 use crate::site::{self, each};
 
-/// The commented example `gantry init` writes.
-pub const EXAMPLE: &str = include_str!("../examples/gantry.example.toml");
-
 pub fn load_config(explicit: Option<&Path>) -> Result<Config, Error> {
     let file = match explicit {
         Some(p) => p.to_path_buf(),
@@ -30,20 +27,12 @@ pub fn load_config(explicit: Option<&Path>) -> Result<Config, Error> {
     Ok(config::load(&file)?)
 }
 
-pub fn init(force: bool, printer: &Printer) -> Result<(), Error> {
-    let path = Path::new(config::FILE_NAME);
-    if path.exists() && !force {
-        return Err(Error::Usage(format!(
-            "`{}` already exists; pass `--force` to overwrite it",
-            config::FILE_NAME
-        )));
-    }
-    std::fs::write(path, EXAMPLE).map_err(|e| Error::io(path, e))?;
-    printer.headline(&format!(
-        "Wrote `{}`: set the hosts and commands, then run `gantry check`",
-        config::FILE_NAME
-    ));
-    Ok(())
+/// Prints a completion script for `shell` on stdout.
+pub fn completions(shell: clap_complete::Shell, printer: &Printer) {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut crate::cli::Cli::command(), "gantry", &mut out);
+    printer.result(String::from_utf8_lossy(&out).trim_end());
 }
 
 pub fn report(summary: &Summary, verb: &str, printer: &Printer) {

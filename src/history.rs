@@ -49,8 +49,9 @@ impl Record {
         }
     }
 
+    /// The JSON line, with any known secret masked.
     pub fn to_line(&self) -> String {
-        serde_json::to_string(self).expect("a record serializes")
+        crate::secrets::mask(&serde_json::to_string(self).expect("a record serializes"))
     }
 }
 

@@ -108,7 +108,7 @@ pub fn last_verified(repo: &Repo, env: &str) -> Option<(String, Event)> {
 /// Appends an event to the commit's note and pushes the ledger; on a race
 /// with another writer, fetches and tries again.
 pub fn record(repo: &Repo, remote: &str, commit: &str, event: &Event) -> Result<(), Error> {
-    let line = serde_json::to_string(event).expect("events serialize");
+    let line = crate::secrets::mask(&serde_json::to_string(event).expect("events serialize"));
     let mut last = None;
     for _ in 0..3 {
         sync(repo, remote)?;
@@ -130,6 +130,7 @@ pub fn tag(
     message: &str,
 ) -> Result<Vec<String>, Error> {
     let now = Utc::now();
+    let message = &crate::secrets::mask(message);
     match tags {
         Tags::None => Ok(Vec::new()),
         Tags::Dated { moving, history } => {

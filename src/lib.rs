@@ -14,12 +14,15 @@ pub mod git;
 pub mod health;
 pub mod history;
 pub mod host;
+pub mod init;
 pub mod ledger;
 pub mod lock;
 pub mod output;
 pub mod pipeline;
 pub mod rehearse;
 pub mod release;
+pub mod secrets;
+pub mod setup;
 pub mod shell;
 pub mod site;
 pub mod time;
@@ -90,7 +93,11 @@ fn watch_signals(printer: std::sync::Arc<Printer>) {
 
 async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
     match &cli.command {
-        Command::Init { force } => return commands::init(*force, printer),
+        Command::Init { force, preset } => return init::init(*force, preset.as_deref(), printer),
+        Command::Completions { shell } => {
+            commands::completions(*shell, printer);
+            return Ok(());
+        }
         Command::Demo {
             stop: true, dir, ..
         } => return demo::stop(dir.clone(), printer),
@@ -116,7 +123,20 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
         printer.hide_steps();
     }
     match &cli.command {
-        Command::Init { .. } | Command::Demo { .. } => unreachable!("handled above"),
+        Command::Init { .. } | Command::Demo { .. } | Command::Completions { .. } => {
+            unreachable!("handled above")
+        }
+        Command::Setup {
+            env,
+            force,
+            dry_run,
+        } => {
+            let options = setup::Options {
+                force: *force,
+                dry_run: *dry_run,
+            };
+            setup::setup(&config, env, &options, printer).await
+        }
         Command::Check { env } => commands::check(&config, env.as_deref(), printer).await,
         Command::Plan { env, rev } => commands::plan(&config, env, rev, printer),
         Command::Deploy { env, rev, force } => {

@@ -64,15 +64,14 @@ impl Printer {
 
     /// A result line on stdout.
     pub fn result(&self, text: &str) {
+        let text = crate::secrets::mask(text);
         self.suspend(|| println!("{text}"));
     }
 
     /// A JSON document on stdout.
     pub fn json(&self, value: &serde_json::Value) {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).expect("JSON values serialize")
-        );
+        let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+        println!("{}", crate::secrets::mask(&text));
     }
 
     /// A headline on stderr: `==> Deploying 1a2b3c4d to staging`.
@@ -124,9 +123,9 @@ impl Printer {
                 bar.enable_steady_tick(Duration::from_millis(120));
                 bar
             });
-            bar.set_message(text.to_string());
+            bar.set_message(crate::secrets::mask(text));
         } else {
-            eprintln!("[{host}] {text}");
+            eprintln!("[{host}] {}", crate::secrets::mask(text));
         }
     }
 
@@ -164,6 +163,7 @@ impl Printer {
     }
 
     fn line(&self, text: &str) {
+        let text = &crate::secrets::mask(text);
         match &self.multi {
             Some(multi) if !self.bars.lock().expect("printer lock").is_empty() => {
                 let _ = multi.println(text);

@@ -157,6 +157,12 @@ pub fn command_script(
             script.push_str(&format!("export {name}={}\n", quote(value)));
         }
     }
+    // The shared env file (secrets included) reaches commands through
+    // their environment, never through a command line.
+    if let (true, Some(shared)) = (config.setup.has_env_file(), vars.get("shared")) {
+        let file = quote(&format!("{shared}/{}", config.setup.env_file));
+        script.push_str(&format!("set -a\n[ -f {file} ] && . {file}\nset +a\n"));
+    }
     for (name, template) in &config.deploy.env {
         script.push_str(&format!(
             "export {name}={}\n",

@@ -35,6 +35,7 @@ pub struct Config {
     pub ssh: Ssh,
     pub deploy: Deploy,
     pub verify: Option<Verify>,
+    pub setup: Setup,
     /// In the order the file lists them.
     pub environments: Vec<Environment>,
 }
@@ -45,6 +46,83 @@ pub struct Config {
 pub struct Verify {
     pub command: Template,
     pub env: Vec<(String, Template)>,
+}
+
+/// What `gantry setup` installs, and the shared `.env` every command and
+/// the service read.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Install files and run reloads with `sudo -n`.
+    pub sudo: bool,
+    /// The env file's name inside `shared/`.
+    pub env_file: String,
+    /// Plain values of the env file (`[env]`).
+    pub env: Vec<(String, Template)>,
+    pub secrets: Vec<Secret>,
+    pub services: Vec<Service>,
+}
+
+impl Setup {
+    /// Whether there is an env file for commands to read.
+    pub fn has_env_file(&self) -> bool {
+        !self.env.is_empty() || !self.secrets.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Secret {
+    pub name: String,
+    pub source: SecretSource,
+    /// The value, when this machine has it (environment or file).
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Made once on the host and kept there; Gantry never sees it.
+    Generate,
+    /// This machine's environment variable.
+    Env(String),
+    /// A file on this machine (relative to `gantry.toml`), not committed.
+    File(PathBuf),
+}
+
+/// A systemd unit or an nginx site installed from a template.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub kind: ServiceKind,
+    /// The unit's or site's name (`gunicorn-{domain}`).
+    pub name: Template,
+    pub template: String,
+    /// Where the template came from: a path, or `built-in`.
+    pub origin: String,
+    /// The folder it is installed in.
+    pub dir: Template,
+    /// Run after the file changed (`systemctl daemon-reload && …`).
+    pub reload: Option<Template>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    Systemd,
+    Nginx,
+}
+
+impl ServiceKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ServiceKind::Systemd => "systemd unit",
+            ServiceKind::Nginx => "nginx site",
+        }
+    }
+
+    /// The installed file's name for a service called `name`.
+    pub fn file_name(self, name: &str) -> String {
+        match self {
+            ServiceKind::Systemd => format!("{name}.service"),
+            ServiceKind::Nginx => name.to_string(),
+        }
+    }
 }
 
 /// How deploys to an environment are tagged in git.
@@ -715,6 +793,14 @@ impl Loader<'_> {
                     .and_then(|e| e.requires.as_deref());
             }
         }
+        let setup = self.setup(
+            &raw.env,
+            &raw.secrets,
+            raw.setup.as_ref(),
+            preset.is_some(),
+            &environments,
+            &dir,
+        )?;
         Ok(Config {
             file: self.file.to_path_buf(),
             dir,
@@ -722,7 +808,202 @@ impl Loader<'_> {
             ssh,
             deploy,
             verify,
+            setup,
             environments,
+        })
+    }
+
+    fn setup(
+        &self,
+        env_raw: &raw::RawVars,
+        secrets_raw: &BTreeMap<String, S<raw::RawSecret>>,
+        raw: Option<&raw::RawSetup>,
+        django: bool,
+        environments: &[Environment],
+        dir: &Path,
+    ) -> Result<Setup, ConfigError> {
+        let hosts: Vec<&HostSpec> = environments.iter().flat_map(|e| &e.hosts).collect();
+        // Templates here see the host's variables and the deploy's.
+        let check = |value: &S<String>, key: &str| -> Result<Template, ConfigError> {
+            let t = self.template(value, key)?;
+            for host in &hosts {
+                let known = |n: &str| host.vars.contains_key(n) || RUN_NAMES.contains(&n);
+                if let Some((name, range)) = t.unknown_name(known) {
+                    return Err(self.unknown_placeholder(value, key, name, range, &host.vars, true));
+                }
+            }
+            Ok(t)
+        };
+        let mut env = Vec::new();
+        for (name, value) in env_raw {
+            let key = format!("env.{name}");
+            if !crate::shell::is_var_name(name) {
+                return Err(self.error(
+                    value.span(),
+                    &key,
+                    format!("`{name}` is not a valid environment variable name"),
+                ));
+            }
+            env.push((name.clone(), check(value, &key)?));
+        }
+        let mut secrets = Vec::new();
+        for (name, value) in secrets_raw {
+            let key = format!("secrets.{name}");
+            if !crate::shell::is_var_name(name) {
+                return Err(self.error(
+                    value.span(),
+                    &key,
+                    format!("`{name}` is not a valid environment variable name"),
+                ));
+            }
+            let r = value.get_ref();
+            let source = match (r.generate, &r.env, &r.file) {
+                (Some(true), None, None) => SecretSource::Generate,
+                (None, Some(var), None) => SecretSource::Env(var.clone()),
+                (None, None, Some(file)) => SecretSource::File(dir.join(file)),
+                _ => {
+                    return Err(self
+                        .error(value.span(), &key, "a secret needs exactly one of `generate = true`, `env = \"VAR\"` or `file = \"path\"`")
+                        .with_hint("secrets are never written in gantry.toml itself"))
+                }
+            };
+            let value_now = match &source {
+                SecretSource::Generate => None,
+                SecretSource::Env(var) => std::env::var(var).ok(),
+                SecretSource::File(path) => std::fs::read_to_string(path)
+                    .ok()
+                    .map(|s| s.trim_end_matches('\n').to_string()),
+            };
+            if let Some(v) = &value_now {
+                if v.len() < 4 || v.contains('\n') {
+                    return Err(self.error(
+                        value.span(),
+                        &key,
+                        "a secret must be at least 4 characters long and a single line",
+                    ));
+                }
+                crate::secrets::register(v);
+            }
+            secrets.push(Secret {
+                name: name.clone(),
+                source,
+                value: value_now,
+            });
+        }
+        let Some(raw) = raw else {
+            return Ok(Setup {
+                sudo: false,
+                env_file: ".env".into(),
+                env,
+                secrets,
+                services: Vec::new(),
+            });
+        };
+        let env_file = match &raw.env_file {
+            Some(f) => self.relative_path(f, "setup.env_file")?,
+            None => ".env".to_string(),
+        };
+        let mut services = Vec::new();
+        for (kind, value, field) in [
+            (ServiceKind::Systemd, &raw.systemd, "systemd"),
+            (ServiceKind::Nginx, &raw.nginx, "nginx"),
+        ] {
+            let Some(value) = value else { continue };
+            let r = value.get_ref();
+            let key = |k: &str| format!("setup.{field}.{k}");
+            let (template, origin) = match &r.template {
+                Some(path) => {
+                    let full = dir.join(path.get_ref());
+                    let text = std::fs::read_to_string(&full).map_err(|e| {
+                        self.error(
+                            path.span(),
+                            &key("template"),
+                            format!("cannot read the template `{}`: {e}", full.display()),
+                        )
+                    })?;
+                    (text, path.get_ref().clone())
+                }
+                None if django => (
+                    match kind {
+                        ServiceKind::Systemd => {
+                            include_str!("../templates/django-gunicorn.service").to_string()
+                        }
+                        ServiceKind::Nginx => {
+                            include_str!("../templates/django-nginx.conf").to_string()
+                        }
+                    },
+                    "built-in".to_string(),
+                ),
+                None => return Err(self
+                    .error(
+                        value.span(),
+                        &key("template"),
+                        "there is no built-in template without a preset",
+                    )
+                    .with_hint(
+                        "set `template = \"path/to/file\"`, or `preset = \"django\"` under `[app]`",
+                    )),
+            };
+            let span = value.span();
+            let default = |text: &str| S::new(span.clone(), text.to_string());
+            let name = match &r.name {
+                Some(n) => check(n, &key("name"))?,
+                None => check(
+                    &default(match kind {
+                        ServiceKind::Systemd => "gunicorn-{app}-{env}",
+                        ServiceKind::Nginx => "{app}-{env}",
+                    }),
+                    &key("name"),
+                )?,
+            };
+            let dir_t = match &r.dir {
+                Some(d) => check(d, &key("dir"))?,
+                None => Template::literal(match kind {
+                    ServiceKind::Systemd => "/etc/systemd/system",
+                    ServiceKind::Nginx => "/etc/nginx/sites-enabled",
+                }),
+            };
+            let reload = match &r.reload {
+                Some(c) if c.get_ref().is_empty() => None,
+                Some(c) => Some(check(c, &key("reload"))?),
+                None => Some(Template::literal(match kind {
+                    ServiceKind::Systemd => {
+                        "systemctl daemon-reload && systemctl enable --now \"$GANTRY_UNIT\""
+                    }
+                    ServiceKind::Nginx => "nginx -t && systemctl reload nginx",
+                })),
+            };
+            // The template must render with what a host will have.
+            if let Some(host) = hosts.first() {
+                let mut context = crate::setup::context_for_check(host);
+                context.insert("unit".into(), "unit".into());
+                if let Err(e) = crate::setup::render(&template, &context) {
+                    let span = r.template.as_ref().map_or(value.span(), |t| t.span());
+                    return Err(self.error(
+                        span,
+                        &key("template"),
+                        format!(
+                            "the {} template `{origin}` does not render: {e}",
+                            kind.label()
+                        ),
+                    ));
+                }
+            }
+            services.push(Service {
+                kind,
+                name,
+                template,
+                origin,
+                dir: dir_t,
+                reload,
+            });
+        }
+        Ok(Setup {
+            sudo: raw.sudo.as_ref().is_some_and(|s| *s.get_ref()),
+            env_file,
+            env,
+            secrets,
+            services,
         })
     }
 
@@ -756,6 +1037,7 @@ impl Loader<'_> {
             build.push(s("python3 -m venv .venv"));
             build.push(s(".venv/bin/pip install -q -r requirements.txt"));
         }
+        build.push(s(&format!("{python} manage.py collectstatic --noinput")));
         Ok(Some(Preset {
             build,
             migrate: s(&format!("{python} manage.py migrate --noinput")),

@@ -20,7 +20,42 @@ pub struct RawConfig {
     pub vars: RawVars,
     pub verify: Option<RawVerify>,
     pub database: Option<S<RawDatabase>>,
+    /// Values for the shared `.env` file.
+    #[serde(default)]
+    pub env: RawVars,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, S<RawSecret>>,
+    pub setup: Option<RawSetup>,
     pub environments: Option<S<BTreeMap<String, S<RawEnvironment>>>>,
+}
+
+/// Where a secret comes from: generated once on the host, this machine's
+/// environment, or a file that is not committed.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    pub generate: Option<bool>,
+    pub env: Option<String>,
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSetup {
+    pub sudo: Option<S<bool>>,
+    pub env_file: Option<S<String>>,
+    pub systemd: Option<S<RawService>>,
+    pub nginx: Option<S<RawService>>,
+}
+
+/// A file installed from a template: a systemd unit or an nginx site.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub name: Option<S<String>>,
+    pub template: Option<S<String>>,
+    pub dir: Option<S<String>>,
+    pub reload: Option<S<String>>,
 }
 
 /// `[database]`, and `[environments.NAME.database]` overriding it key by key.

@@ -11,3 +11,4 @@ mod locking;
 mod migrations;
 mod network;
 mod pipeline;
+mod setup;

@@ -21,7 +21,7 @@ def health(request):
 def home(request):
     items = "".join(f"<li>{escape(i.text)}</li>" for i in Item.objects.order_by("id"))
     return HttpResponse(
-        f"<!doctype html><title>To-Do</title><p id=commit>commit {commit()}</p><ul id=items>{items}</ul>\n"
+        f"<!doctype html><title>To-Do</title><link rel=stylesheet href=/static/lists/style.css><p id=commit>commit {commit()}</p><ul id=items>{items}</ul>\n"
     )
 
 

@@ -10,12 +10,14 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-example-key")
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
-INSTALLED_APPS = ["lists"]
+INSTALLED_APPS = ["django.contrib.staticfiles", "lists"]
 MIDDLEWARE = []
 ROOT_URLCONF = "superlists.urls"
 WSGI_APPLICATION = "superlists.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "static"
 
 url = os.environ.get("DATABASE_URL", "")
 if url.startswith(("postgres://", "postgresql://")):

@@ -1,0 +1,487 @@
+//! `gantry setup`, secrets, `init` and the JSON output: the server is made
+//! ready idempotently, templates render into files real tools accept, and
+//! a secret appears nowhere but in its 0600 file.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::{django_python, free_port, git, http_get, wait_until, Test};
+
+/// A private nginx for the test, on a loopback port, including the sites
+/// `gantry setup` installs into `<dir>/nginx/sites`.
+fn nginx_conf(t: &Test) -> std::path::PathBuf {
+    let prefix = t.dir.join("nginx");
+    std::fs::create_dir_all(prefix.join("sites")).unwrap();
+    std::fs::create_dir_all(prefix.join("tmp")).unwrap();
+    let p = prefix.display();
+    let conf = format!(
+        "user root;\npid {p}/nginx.pid;\nerror_log {p}/error.log;\nevents {{}}\nhttp {{\n  include /etc/nginx/mime.types;\n  access_log off;\n  \
+         client_body_temp_path {p}/tmp;\n  proxy_temp_path {p}/tmp;\n  include {p}/sites/*;\n}}\n"
+    );
+    let path = prefix.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+fn django_setup_config(t: &mut Test, nginx_port: u16) -> String {
+    let python = django_python();
+    let app_port = t.app_port("staging", 0);
+    let dir = t.dir.display().to_string();
+    format!(
+        r#"[app]
+name = "superlists"
+preset = "django"
+
+[ssh]
+config = "{dir}/ssh_config"
+
+[vars]
+python = "{python}"
+wsgi = "superlists.wsgi"
+
+[deploy]
+path = "{dir}/sites/{{env}}/{{hostid}}"
+restart = "sh restart.sh"
+env = {{ PYTHON = "{{python}}", APP_HOST = "{{host}}", APP_PORT = "{{app_port}}" }}
+health = {{ url = "http://{{host}}:{{app_port}}/health", body = "{{commit}}", timeout = "2s", retries = 80, interval = "250ms" }}
+
+[database]
+engine = "sqlite"
+path = "{{shared}}/db.sqlite3"
+
+[env]
+DJANGO_ALLOWED_HOST = "{{host}}"
+GREETING = "hello"
+
+[secrets]
+DJANGO_SECRET_KEY = {{ generate = true }}
+
+[setup]
+systemd = {{ name = "gunicorn-{{env}}", dir = "{dir}/systemd", reload = "" }}
+nginx = {{ name = "site-{{env}}", dir = "{dir}/nginx/sites", reload = "nginx -t -q -p {dir}/nginx/ -c {dir}/nginx/nginx.conf" }}
+
+[environments.staging]
+hosts = [{{ address = "{addr}", vars = {{ hostid = "h0", app_port = "{app_port}", listen = "127.0.0.1:{nginx_port}", upstream = "127.0.0.1:{app_port}" }} }}]
+"#,
+        addr = t.address(0),
+    )
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn env_value(file: &Path, key: &str) -> Option<String> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+}
+
+#[test]
+fn setup_twice_changes_nothing_and_keeps_the_generated_secret() {
+    let mut t = Test::new("setup_twice_changes_nothing_and_keeps_the_generated_secret")
+        .hosts(1)
+        .django()
+        .start();
+    nginx_conf(&t);
+    let config = django_setup_config(&mut t, free_port());
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+
+    let first = t.gantry(&["setup", "staging"]);
+    first
+        .success()
+        .stdout_has("+ layout")
+        .stdout_has("created")
+        .stdout_has("4 items changed, 0 unchanged");
+    let env_file = t.site("staging", 0).join("shared/.env");
+    assert_eq!(mode(&env_file), 0o600);
+    let key = env_value(&env_file, "DJANGO_SECRET_KEY").expect("a secret key was generated");
+    assert!(key.len() >= 50, "{key}");
+    assert_eq!(env_value(&env_file, "GREETING").as_deref(), Some("hello"));
+    let unit = t.dir.join("systemd/gunicorn-staging.service");
+    let before = std::fs::metadata(&env_file).unwrap().modified().unwrap();
+
+    let second = t.gantry(&["setup", "staging"]);
+    second
+        .success()
+        .stdout_has("everything was already set up: 4 items unchanged");
+    assert!(
+        !second.stdout.contains("created") && !second.stdout.contains("updated"),
+        "{}",
+        second.stdout
+    );
+    assert_eq!(
+        std::fs::metadata(&env_file).unwrap().modified().unwrap(),
+        before
+    );
+    assert_eq!(env_value(&env_file, "DJANGO_SECRET_KEY"), Some(key.clone()));
+
+    // A changed value: shown by --dry-run without values, refused without
+    // --force, replaced with it; the generated secret stays.
+    t.write_config(&config.replace("GREETING = \"hello\"", "GREETING = \"bonjour\""));
+    let dry = t.gantry(&["setup", "staging", "--dry-run"]);
+    dry.success()
+        .stdout_has("would update")
+        .stdout_has("~ GREETING (value changed)")
+        .stdout_has("nothing was changed");
+    assert!(!dry.stdout.contains("bonjour") && !dry.stdout.contains(&key));
+    t.gantry(&["setup", "staging"])
+        .success()
+        .stdout_has("! ")
+        .stdout_has("differs")
+        .stdout_has("--force");
+    assert_eq!(env_value(&env_file, "GREETING").as_deref(), Some("hello"));
+    t.gantry(&["setup", "staging", "--force"])
+        .success()
+        .stdout_has("updated");
+    assert_eq!(env_value(&env_file, "GREETING").as_deref(), Some("bonjour"));
+    assert_eq!(env_value(&env_file, "DJANGO_SECRET_KEY"), Some(key));
+    assert_eq!(mode(&env_file), 0o600);
+    assert!(unit.exists());
+}
+
+#[test]
+fn rendered_unit_passes_systemd_analyze_verify() {
+    let mut t = Test::new("rendered_unit_passes_systemd_analyze_verify")
+        .hosts(1)
+        .django()
+        .start();
+    nginx_conf(&t);
+    let config = django_setup_config(&mut t, free_port());
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["setup", "staging"]).success();
+    t.gantry(&["deploy", "staging"]).success();
+    let unit = t.dir.join("systemd/gunicorn-staging.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(
+        text.contains("ExecStart=/opt/gantry-venv/bin/gunicorn")
+            || text.contains("/bin/gunicorn --workers 3"),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "EnvironmentFile={}",
+        t.site("staging", 0).join("shared/.env").display()
+    )));
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze is installed (scripts/test installs systemd)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And it does fail on a broken unit, so the check means something.
+    let broken = t.dir.join("systemd/broken.service");
+    std::fs::write(&broken, text.replace("ExecStart=/", "ExecStart=")).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn nginx_site_serves_static_files_and_proxies_the_app() {
+    let mut t = Test::new("nginx_site_serves_static_files_and_proxies_the_app")
+        .hosts(1)
+        .django()
+        .start();
+    let conf = nginx_conf(&t);
+    let port = free_port();
+    let config = django_setup_config(&mut t, port);
+    t.write_config(&config);
+    let sha = t.commit("Add config", &[]);
+    // Setup's reload runs `nginx -t` on the rendered site.
+    t.gantry(&["setup", "staging"])
+        .success()
+        .stdout_has("nginx site");
+    let site = std::fs::read_to_string(t.dir.join("nginx/sites/site-staging")).unwrap();
+    assert!(
+        site.contains(&format!("listen 127.0.0.1:{port};")),
+        "{site}"
+    );
+    t.gantry(&["deploy", "staging"]).success();
+
+    let prefix = format!("{}/", t.dir.join("nginx").display());
+    let started = Command::new("nginx")
+        .args(["-p", &prefix, "-c"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    wait_until(20, "nginx to listen", || {
+        http_get("127.0.0.1", port, "/").is_some()
+    });
+    let (status, css) = http_get("127.0.0.1", port, "/static/lists/style.css").unwrap();
+    assert_eq!(status, 200);
+    assert!(css.contains("gantry-example-style"), "{css}");
+    let (status, page) = http_get("127.0.0.1", port, "/").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<title>To-Do</title>") && page.contains(&sha),
+        "{page}"
+    );
+    let _ = Command::new("nginx")
+        .args(["-p", &prefix, "-c"])
+        .arg(&conf)
+        .args(["-s", "stop"])
+        .status();
+}
+
+#[test]
+fn a_secret_appears_nowhere_but_in_its_file() {
+    let secret = "tok-7f3a9c-SECRET-b21e";
+    let mut t = Test::new("a_secret_appears_nowhere_but_in_its_file")
+        .hosts(1)
+        .start();
+    let config = t
+        .config(&[("live", &[0])])
+        .replace(
+            "build = [\"sh build.sh\", \"sh ci/hooks.sh\"]",
+            "build = [\"sh build.sh\", \"sh ci/hooks.sh\", \"python3 ci/no_leak.py\", \"echo the token is $API_TOKEN\", \"sh ci/leak.sh\"]",
+        );
+    let config =
+        format!("{config}\n[secrets]\nAPI_TOKEN = {{ env = \"GANTRY_TEST_TOKEN\" }}\n\n[setup]\n");
+    t.write_config(&config);
+    t.commit(
+        "Add config",
+        &[
+            ("ci/leak.sh", "if [ -e \"$GANTRY_PATH/leak-fail\" ]; then echo \"failing with $API_TOKEN\" >&2; exit 1; fi\n"),
+            (
+                "ci/no_leak.py",
+                "import os, sys\nt = os.environ['API_TOKEN']\nfor p in os.listdir('/proc'):\n    try:\n        if p.isdigit() and t in open(f'/proc/{p}/cmdline', 'rb').read().decode(errors='ignore'):\n            sys.exit(f'process {p} has the secret on its command line')\n    except OSError:\n        pass\n",
+            ),
+        ],
+    );
+    let run = |t: &Test, args: &[&str]| {
+        let out = t
+            .command(args)
+            .env("GANTRY_TEST_TOKEN", secret)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let mut seen = String::new();
+    let (code, out, err) = run(&t, &["setup", "live"]);
+    assert_eq!(code, Some(0), "{err}");
+    seen.push_str(&out);
+    seen.push_str(&err);
+    let env_file = t.site("live", 0).join("shared/.env");
+    assert_eq!(mode(&env_file), 0o600);
+    assert!(
+        std::fs::read_to_string(&env_file).unwrap().contains(secret),
+        "the secret reached its file"
+    );
+
+    let (code, out, err) = run(&t, &["-v", "deploy", "live", "--force"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("the token is ********"),
+        "the build printed the secret, masked: {err}"
+    );
+    seen.push_str(&out);
+    seen.push_str(&err);
+
+    std::fs::write(t.site("live", 0).join("leak-fail"), "").unwrap();
+    t.commit("Second", &[("NEWS", "2\n")]);
+    let (code, out, err) = run(&t, &["-v", "deploy", "live", "--force"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("failing with ********"), "{err}");
+    seen.push_str(&out);
+    seen.push_str(&err);
+    let (_, out, err) = run(
+        &t,
+        &[
+            "exec",
+            "live",
+            "--",
+            "sh",
+            "-c",
+            "echo exec sees $API_TOKEN",
+        ],
+    );
+    assert!(out.contains("exec sees ********"), "{out}{err}");
+    seen.push_str(&out);
+    seen.push_str(&err);
+    for args in [
+        &["status", "--json"][..],
+        &["log", "live", "--json"][..],
+        &["plan", "live"][..],
+    ] {
+        let (_, out, err) = run(&t, args);
+        seen.push_str(&out);
+        seen.push_str(&err);
+    }
+
+    assert!(!seen.contains(secret), "the secret was printed:\n{seen}");
+    let history = std::fs::read_to_string(t.site("live", 0).join(".gantry/history.jsonl")).unwrap();
+    assert!(!history.contains(secret), "{history}");
+    let origin = t.dir.join("origin.git");
+    let tags = git(
+        &origin,
+        &["for-each-ref", "--format=%(contents)", "refs/tags"],
+    );
+    assert!(tags.contains("Deployed to live"), "{tags}");
+    assert!(!tags.contains(secret), "{tags}");
+    let notes = git(&origin, &["log", "-p", "refs/notes/gantry"]);
+    assert!(!notes.is_empty() && !notes.contains(secret));
+}
+
+#[test]
+fn init_on_the_django_example_writes_a_config_that_checks_and_deploys() {
+    let mut t = Test::new("init_on_the_django_example_writes_a_config_that_checks_and_deploys")
+        .hosts(1)
+        .django()
+        .start();
+    t.gantry(&["init"])
+        .success()
+        .stderr_has("for a Django app (settings `superlists.settings`)");
+    let written = std::fs::read_to_string(t.repo.join("gantry.toml")).unwrap();
+    assert!(written.contains("preset = \"django\""));
+    t.gantry(&["init"]).code(2).stderr_has("already exists");
+
+    // What a user fills in: their server, its path, and (no systemd here)
+    // a restart script; the shared virtualenv stands for the release's own.
+    let port = t.app_port("staging", 0);
+    let dir = t.dir.display().to_string();
+    let config = written
+        .replace("hosts = [\"deploy@staging.example.com\"]", &format!("hosts = [\"{}\"]", t.address(0)))
+        .replace("vars = { domain = \"staging.example.com\" }", &format!("vars = {{ domain = \"127.0.0.1:{port}\" }}"))
+        .replace("path = \"/home/{user}/sites/{domain}\"", &format!("path = \"{dir}/sites/{{env}}/h0\""))
+        .replace("restart = \"sudo systemctl restart gunicorn-{domain}\"", "restart = \"sh restart.sh\"\nenv = { PYTHON = \"{python}\", APP_HOST = \"127.0.0.1\", APP_PORT = \"{app_port}\" }")
+        .replace("[vars]\n", &format!("[vars]\npython = \"{}\"\napp_port = \"{port}\"\n", django_python()))
+        .replace("[setup]\nsudo = true", &format!("[setup]\nsudo = false\n# systemd and nginx are tested on their own\n[ssh]\nconfig = \"{dir}/ssh_config\"\n\n[unused]"))
+        .replace("systemd = { name = \"gunicorn-{domain}\" }   # gunicorn on a unix socket\nnginx = { name = \"{domain}\" }              # static files, and the rest proxied\n", "");
+    let config = config.replace("\n[unused]\n", "\n");
+    t.write_config(&config);
+    t.commit("Add the config gantry init wrote", &[]);
+    t.gantry(&["check", "staging"]).success().stdout_has("ok");
+    t.gantry(&["setup", "staging"]).success();
+    let sha = t.head();
+    t.gantry(&["deploy", "staging"]).success();
+    let (status, body) = http_get("127.0.0.1", port, "/health").unwrap();
+    assert_eq!(
+        (status, body.trim().to_string()),
+        (200, format!("ok {sha}"))
+    );
+}
+
+/// `--json` output with the parts that change from run to run replaced.
+fn normalize(value: &mut serde_json::Value, t: &Test) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match (key.as_str(), &v) {
+                    (
+                        "time" | "since" | "release" | "commit" | "by" | "previous",
+                        serde_json::Value::String(_),
+                    ) => *v = serde_json::Value::String(format!("<{key}>")),
+                    _ => normalize(v, t),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| normalize(i, t)),
+        serde_json::Value::String(s) => {
+            *s = s
+                .replace(&t.dir.display().to_string(), "<dir>")
+                .replace(&t.address(0), "<host>");
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn json_output_of_status_log_and_plan_matches_its_snapshot() {
+    let mut t = Test::new("json_output_of_status_log_and_plan_matches_its_snapshot")
+        .hosts(1)
+        .start();
+    let config = t.config(&[("staging", &[0])]).replace(
+        "build = [\"sh build.sh\", \"sh ci/hooks.sh\"]",
+        "build = [\"sh build.sh\"]",
+    );
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+
+    let mut status: serde_json::Value =
+        serde_json::from_str(&t.gantry(&["status", "--json"]).stdout).unwrap();
+    normalize(&mut status, &t);
+    let expected_status = serde_json::json!({
+        "environments": [{
+            "name": "staging",
+            "commit": "<commit>",
+            "subject": "Add config",
+            "verified": false,
+            "verification": null,
+            "behind": null,
+            "deployed": {"event": "deploy", "env": "staging", "time": "<time>", "by": "<by>", "outcome": "ok", "release": "<release>", "hosts": ["<host>"]},
+            "hosts": [{
+                "host": "<host>",
+                "reachable": true,
+                "release": "<release>",
+                "commit": "<commit>",
+                "locked": null,
+                "last": {"time": "<time>", "action": "deploy", "env": "staging", "host": "<host>", "commit": "<commit>", "release": "<release>", "by": "<by>", "outcome": "ok"},
+            }],
+        }],
+    });
+    assert_eq!(
+        status,
+        expected_status,
+        "{}",
+        serde_json::to_string_pretty(&status).unwrap()
+    );
+
+    let mut log: serde_json::Value =
+        serde_json::from_str(&t.gantry(&["log", "staging", "--json"]).stdout).unwrap();
+    normalize(&mut log, &t);
+    assert_eq!(
+        log,
+        serde_json::json!([{"time": "<time>", "action": "deploy", "env": "staging", "host": "<host>", "commit": "<commit>", "release": "<release>", "by": "<by>", "outcome": "ok"}])
+    );
+
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&t.gantry(&["plan", "staging", "--json"]).stdout).unwrap();
+    normalize(&mut plan, &t);
+    let steps: Vec<serde_json::Value> = plan["hosts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| serde_json::json!({"name": s["name"], "stdin": s["stdin"]}))
+        .collect();
+    assert_eq!(plan["env"], "staging");
+    assert_eq!(plan["subject"], "Add config");
+    assert_eq!(plan["on_remote"], true);
+    assert_eq!(plan["migrate_host"], "<host>");
+    assert_eq!(plan["hosts"][0]["path"], "<dir>/sites/staging/h0");
+    assert_eq!(
+        serde_json::Value::Array(steps),
+        serde_json::json!([
+            {"name": "lock", "stdin": null},
+            {"name": "upload", "stdin": "git archive"},
+            {"name": "link shared", "stdin": null},
+            {"name": "build 1/1", "stdin": null},
+            {"name": "finish release", "stdin": null},
+            {"name": "check pending migrations", "stdin": null},
+            {"name": "back up the database", "stdin": null},
+            {"name": "migrate", "stdin": null},
+            {"name": "switch current", "stdin": null},
+            {"name": "restart", "stdin": null},
+        ])
+    );
+}
