@@ -46,6 +46,25 @@ pub fn report(summary: &Summary, verb: &str, printer: &Printer) {
         if summary.hosts == 1 { "" } else { "s" },
         crate::time::human(std::time::Duration::from_secs_f64(summary.seconds)),
     ));
+    let lines: Vec<String> = summary
+        .per_host
+        .iter()
+        .map(|(host, before, prepared)| {
+            let mut line = format!("{host}: serving {}", summary.release);
+            match before {
+                Some(b) => line.push_str(&format!(" (was {b})")),
+                None => line.push_str(" (its first release)"),
+            }
+            if let Some(secs) = prepared {
+                line.push_str(&format!(
+                    ", prepared in {}",
+                    crate::time::human(std::time::Duration::from_secs_f64(*secs))
+                ));
+            }
+            line
+        })
+        .collect();
+    printer.summary("What is live now:", &lines);
 }
 
 pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Result<(), Error> {

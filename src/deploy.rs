@@ -29,6 +29,9 @@ pub struct Summary {
     pub commit: String,
     pub hosts: usize,
     pub seconds: f64,
+    /// Per host: its name, what it served before, and how long preparing
+    /// the release took there.
+    pub per_host: Vec<(String, Option<String>, Option<f64>)>,
 }
 
 /// Deploys `rev` to `env_name`.
@@ -70,8 +73,20 @@ pub async fn deploy(
         created: Mutex::default(),
         forced,
         notes: Mutex::default(),
+        prepared: Mutex::default(),
     };
     let result = run.deploy(commit, &release, &archive).await;
+    let prepared = run.prepared.lock().expect("timings lock").clone();
+    let per_host = sites
+        .iter()
+        .map(|s| {
+            (
+                s.name().to_string(),
+                s.serving.clone(),
+                prepared.get(s.name()).copied(),
+            )
+        })
+        .collect();
     site::unlock(&sites, &info, printer).await;
     site::close(sites).await;
     printer.finish_hosts();
@@ -82,6 +97,7 @@ pub async fn deploy(
         commit: commit.sha.clone(),
         hosts: env.hosts.len(),
         seconds: started.elapsed().as_secs_f64(),
+        per_host,
     })
 }
 
@@ -109,8 +125,13 @@ pub async fn rollback(
         created: Mutex::default(),
         forced: false,
         notes: Mutex::default(),
+        prepared: Mutex::default(),
     };
     let result = run.rollback().await;
+    let per_host = sites
+        .iter()
+        .map(|s| (s.name().to_string(), s.serving.clone(), None))
+        .collect();
     site::unlock(&sites, &info, printer).await;
     site::close(sites).await;
     printer.finish_hosts();
@@ -121,6 +142,7 @@ pub async fn rollback(
         commit,
         hosts: env.hosts.len(),
         seconds: started.elapsed().as_secs_f64(),
+        per_host,
     })
 }
 
@@ -307,6 +329,8 @@ struct Run<'a> {
     forced: bool,
     /// What happened to the database, for the report.
     notes: Mutex<Vec<String>>,
+    /// Seconds each host took to prepare the release.
+    prepared: Mutex<std::collections::BTreeMap<String, f64>>,
 }
 
 impl Run<'_> {
@@ -520,6 +544,7 @@ impl Run<'_> {
         release: &str,
         archive: &[u8],
     ) -> Result<(), HostProblem> {
+        let started = Instant::now();
         let steps = Steps::new(
             self.config,
             self.env,
@@ -545,6 +570,10 @@ impl Run<'_> {
                     .insert(site.name().to_string());
             }
         }
+        self.prepared
+            .lock()
+            .expect("timings lock")
+            .insert(site.name().to_string(), started.elapsed().as_secs_f64());
         Ok(())
     }
 
