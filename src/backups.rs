@@ -105,12 +105,9 @@ pub async fn restore(
             return Err(Error::Usage("not restored".into()));
         }
     }
-    let mut sites = migrate_host(config, env, printer).await?;
+    let sites = migrate_host(config, env, printer).await?;
     let info = LockInfo::new(&format!("gantry restore {env_name} {backup}"), None, false);
-    if let Err(e) = site::lock(&mut sites, &env.name, &info, printer).await {
-        site::close(sites).await;
-        return Err(e);
-    }
+    let sites = site::lock(sites, &env.name, &info, printer).await?;
     let site = &sites[0];
     let serving = site.serving.clone().unwrap_or_default();
     let vars = release::run_vars(&site.spec, &site.layout, Some(&serving), None);

@@ -493,19 +493,15 @@ pub async fn lock(
     printer: &Printer,
 ) -> Result<(), Error> {
     let env = config.environment(env_name)?;
-    let mut sites = site::connect(config, env, printer).await?;
     let info = LockInfo::new(&format!("gantry lock {env_name}"), reason.clone(), true);
-    let result = site::lock(&mut sites, env_name, &info, printer).await;
-    if result.is_ok() {
-        for s in &sites {
-            let mut record = Record::new("lock", env_name, s.name(), "ok");
-            record.message = reason.clone();
-            s.record(printer, &record).await;
-        }
+    let sites = site::connect_locked(config, env, &info, printer).await?;
+    for s in &sites {
+        let mut record = Record::new("lock", env_name, s.name(), "ok");
+        record.message = reason.clone();
+        s.record(printer, &record).await;
     }
     site::close(sites).await;
     printer.finish_hosts();
-    result?;
     printer.headline(&format!(
         "`{env_name}` is locked; `gantry unlock {env_name}` lets deploys run again"
     ));

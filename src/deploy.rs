@@ -59,12 +59,8 @@ pub async fn deploy(
         env.hosts.len(),
         if env.hosts.len() == 1 { "" } else { "s" }
     ));
-    let mut sites = site::connect(config, env, printer).await?;
     let info = LockInfo::new(command, None, false);
-    if let Err(e) = site::lock(&mut sites, &env.name, &info, printer).await {
-        site::close(sites).await;
-        return Err(e);
-    }
+    let sites = site::connect_locked(config, env, &info, printer).await?;
     let run = Run {
         config,
         env,
@@ -111,12 +107,8 @@ pub async fn rollback(
     let started = Instant::now();
     let env = config.environment(env_name)?;
     printer.headline(&format!("Rolling back {}", env.name));
-    let mut sites = site::connect(config, env, printer).await?;
     let info = LockInfo::new(&format!("gantry rollback {}", env.name), None, false);
-    if let Err(e) = site::lock(&mut sites, &env.name, &info, printer).await {
-        site::close(sites).await;
-        return Err(e);
-    }
+    let sites = site::connect_locked(config, env, &info, printer).await?;
     let run = Run {
         config,
         env,

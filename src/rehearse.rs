@@ -70,16 +70,12 @@ pub async fn rehearse(
         commit.subject,
         env.name
     ));
-    let mut sites = site::connect(config, &scope, printer).await?;
     let info = LockInfo::new(
         &format!("gantry rehearse {env_name} {}", commit.short()),
         None,
         false,
     );
-    if let Err(e) = site::lock(&mut sites, &env.name, &info, printer).await {
-        site::close(sites).await;
-        return Err(e);
-    }
+    let sites = site::connect_locked(config, &scope, &info, printer).await?;
     let site = &sites[0];
     let name = release::release_name(commit);
     let layout = Layout::rehearsal(&site.layout.path);

@@ -170,10 +170,7 @@ pub async fn setup(
     .await;
     let info = LockInfo::new(&format!("gantry setup {env_name}"), None, false);
     if !options.dry_run {
-        if let Err(e) = site::lock(&mut sites, &env.name, &info, printer).await {
-            site::close(sites).await;
-            return Err(e);
-        }
+        sites = site::lock(sites, &env.name, &info, printer).await?;
     }
     let indexes: Vec<usize> = (0..sites.len()).collect();
     let (sites_ref, layouts_ref) = (&sites, &layouts);

@@ -209,7 +209,34 @@ pub async fn close(sites: Vec<Site>) {
 
 /// Takes the lock on every site. If any host's lock is held, gives back
 /// the locks this call took and reports every holder.
+/// On failure the connections are closed.
 pub async fn lock(
+    mut sites: Vec<Site>,
+    env: &str,
+    info: &LockInfo,
+    printer: &Printer,
+) -> Result<Vec<Site>, Error> {
+    match take_locks(&mut sites, env, info, printer).await {
+        Ok(()) => Ok(sites),
+        Err(e) => {
+            close(sites).await;
+            Err(e)
+        }
+    }
+}
+
+/// Connects to every host of `env` and takes the lock.
+pub async fn connect_locked(
+    config: &Config,
+    env: &Environment,
+    info: &LockInfo,
+    printer: &Printer,
+) -> Result<Vec<Site>, Error> {
+    let sites = connect(config, env, printer).await?;
+    lock(sites, &env.name, info, printer).await
+}
+
+async fn take_locks(
     sites: &mut [Site],
     env: &str,
     info: &LockInfo,

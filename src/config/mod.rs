@@ -472,18 +472,9 @@ impl Loader<'_> {
         let migrate = optional(&d.migrate, "deploy.migrate")?;
         let restart = optional(&d.restart, "deploy.restart")?;
         let mut env = Vec::new();
-        for (name, value) in &d.env {
-            let key = format!("deploy.env.{name}");
-            if !crate::shell::is_var_name(name) {
-                return Err(self.error(
-                    value.span(),
-                    &key,
-                    format!("`{name}` is not a valid environment variable name"),
-                ));
-            }
-            let t = self.template(value, &key)?;
-            templates.push((key, value.clone(), t.clone()));
-            env.push((name.clone(), t));
+        for (name, key, value, t) in self.env_table(&d.env, "deploy.env")? {
+            templates.push((key, value, t.clone()));
+            env.push((name, t));
         }
         let health = match &d.health {
             None => None,
@@ -559,18 +550,9 @@ impl Loader<'_> {
                 let t = self.template(&command, "verify.command")?;
                 templates.push(("verify.command".into(), command.clone(), t.clone()));
                 let mut env = Vec::new();
-                for (name, value) in &v.env {
-                    let key = format!("verify.env.{name}");
-                    if !crate::shell::is_var_name(name) {
-                        return Err(self.error(
-                            value.span(),
-                            &key,
-                            format!("`{name}` is not a valid environment variable name"),
-                        ));
-                    }
-                    let tv = self.template(value, &key)?;
-                    templates.push((key, value.clone(), tv.clone()));
-                    env.push((name.clone(), tv));
+                for (name, key, value, tv) in self.env_table(&v.env, "verify.env")? {
+                    templates.push((key, value, tv.clone()));
+                    env.push((name, tv));
                 }
                 Some(Verify { command: t, env })
             }
@@ -835,16 +817,8 @@ impl Loader<'_> {
             Ok(t)
         };
         let mut env = Vec::new();
-        for (name, value) in env_raw {
-            let key = format!("env.{name}");
-            if !crate::shell::is_var_name(name) {
-                return Err(self.error(
-                    value.span(),
-                    &key,
-                    format!("`{name}` is not a valid environment variable name"),
-                ));
-            }
-            env.push((name.clone(), check(value, &key)?));
+        for (name, key, value, _) in self.env_table(env_raw, "env")? {
+            env.push((name, check(&value, &key)?));
         }
         let mut secrets = Vec::new();
         for (name, value) in secrets_raw {
@@ -1288,6 +1262,30 @@ impl Loader<'_> {
         } else {
             span
         }
+    }
+
+    /// A table of environment variables whose values are templates:
+    /// (name, key, raw value, template).
+    #[allow(clippy::type_complexity)]
+    fn env_table(
+        &self,
+        raw: &RawVars,
+        prefix: &str,
+    ) -> Result<Vec<(String, String, S<String>, Template)>, ConfigError> {
+        raw.iter()
+            .map(|(name, value)| {
+                let key = format!("{prefix}.{name}");
+                if !crate::shell::is_var_name(name) {
+                    return Err(self.error(
+                        value.span(),
+                        &key,
+                        format!("`{name}` is not a valid environment variable name"),
+                    ));
+                }
+                let t = self.template(value, &key)?;
+                Ok((name.clone(), key, value.clone(), t))
+            })
+            .collect()
     }
 
     fn template(&self, value: &S<String>, key: &str) -> Result<Template, ConfigError> {
