@@ -111,7 +111,11 @@ pub async fn restore(
     let site = &sites[0];
     let serving = site.serving.clone().unwrap_or_default();
     let vars = release::run_vars(&site.spec, &site.layout, Some(&serving), None);
-    let result = match Db::new(&env.database, &vars) {
+    let result = match Db::new(
+        &env.database,
+        &vars,
+        &release::env_file_prelude(config, &vars),
+    ) {
         None => Err(Error::Usage(format!(
             "`{env_name}` has no database configured"
         ))),
@@ -149,6 +153,17 @@ pub async fn restore(
                             .await
                         {
                             printer.warn(&format!("restored, but the restart failed: {p}"));
+                        } else if let Some(check) = &config.deploy.health {
+                            // Back only when the app answers again.
+                            let vars = steps.vars();
+                            let url = check.url.render(&vars);
+                            printer.host(site.name(), &format!("health check {url}"));
+                            if let Err(f) = crate::health::check(check, &url, None).await {
+                                printer.warn(&format!(
+                                    "restored, but the app does not answer: GET {} after {} attempts: {}",
+                                    f.url, f.attempts, f.last
+                                ));
+                            }
                         }
                     }
                     let mut record = Record::new("restore", &env.name, site.name(), "ok");

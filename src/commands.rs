@@ -571,7 +571,7 @@ pub async fn exec(
     let line = shell::join(command);
     let results = each(&sites, env.parallel, |s| {
         let vars = release::run_vars(&s.spec, &s.layout, None, None);
-        let db_env = crate::database::Db::new(&env.database, &vars)
+        let db_env = crate::database::Db::new(&env.database, &vars, "")
             .map(|db| db.app_env(&db.location))
             .unwrap_or_default();
         let script = release::command_script(config, &vars, &s.layout.current(), &line, &db_env);

@@ -14,6 +14,9 @@ pub struct Db {
     /// The file (SQLite) or URL (PostgreSQL).
     pub location: String,
     pub env_var: Option<String>,
+    /// Reads the shared env file first, so `PGPASSWORD` and the like can
+    /// come from `[secrets]` instead of the URL.
+    prelude: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,16 +55,21 @@ for row in conn.execute(sys.argv[2]):
 
 impl Db {
     /// The database of an environment on a host, or `None` without one.
-    pub fn new(database: &Database, vars: &Vars) -> Option<Db> {
+    /// `prelude` runs before every PostgreSQL command (sourcing the env file).
+    pub fn new(database: &Database, vars: &Vars, prelude: &str) -> Option<Db> {
         let (engine, location) = match &database.engine {
             Engine::None => return None,
             Engine::Sqlite { path } => (Kind::Sqlite, path.render(vars)),
             Engine::Postgres { url } => (Kind::Postgres, url.render(vars)),
         };
+        if let Some(password) = url_password(&location) {
+            crate::secrets::register(&password);
+        }
         Some(Db {
             engine,
             location,
             env_var: database.env_var.clone(),
+            prelude: prelude.to_string(),
         })
     }
 
@@ -95,7 +103,8 @@ impl Db {
                 code = quote(SQLITE_COPY),
             ),
             Kind::Postgres => format!(
-                "set -e\numask 077\nmkdir -p {dir}\npg_dump -Fc --no-owner --no-acl -f {dest} {url}\nchmod 600 {dest}\necho ok",
+                "{pre}set -e\numask 077\nmkdir -p {dir}\npg_dump -Fc --no-owner --no-acl -f {dest} {url}\nchmod 600 {dest}\necho ok",
+                pre = self.prelude,
                 dir = quote(dir),
                 dest = quote(dest),
                 url = quote(&self.location),
@@ -129,9 +138,10 @@ impl Db {
                 )
             }
             Kind::Postgres => format!(
-                "set -e\n[ -f {backup} ] || {{ echo 'backup {shown} is missing' >&2; exit 1; }}\n\
+                "{pre}set -e\n[ -f {backup} ] || {{ echo 'backup {shown} is missing' >&2; exit 1; }}\n\
                  {{ echo 'BEGIN;'; echo 'DROP SCHEMA IF EXISTS public CASCADE;'; echo 'CREATE SCHEMA public;'; \
                  pg_restore --no-owner --no-acl -f - {backup}; echo 'COMMIT;'; }} | psql -X -q -v ON_ERROR_STOP=1 {url} >/dev/null\necho restored",
+                pre = self.prelude,
                 backup = quote(backup),
                 shown = backup.replace('\'', ""),
                 url = quote(&self.location),
@@ -142,14 +152,7 @@ impl Db {
     /// Removes a SQLite database that a failed migration created where
     /// there was none.
     pub fn remove_script(&self) -> String {
-        let db = &self.location;
-        format!(
-            "rm -f {} {} {} {}",
-            quote(db),
-            quote(&format!("{db}-wal")),
-            quote(&format!("{db}-shm")),
-            quote(&format!("{db}-journal"))
-        )
+        remove_sqlite(&self.location)
     }
 
     /// Where a rehearsal's copy lives: a file in `scratch_dir` (SQLite) or
@@ -183,8 +186,9 @@ impl Db {
             Kind::Postgres => {
                 let name = self.scratch_name();
                 format!(
-                    "set -e\n{drop}\npsql -X -q -v ON_ERROR_STOP=1 {url} -c {create}\n\
+                    "{pre}set -e\n{drop}\npsql -X -q -v ON_ERROR_STOP=1 {url} -c {create}\n\
                      pg_dump -Fc --no-owner --no-acl {url} | pg_restore --no-owner --no-acl -d {copy}\necho copied",
+                    pre = self.prelude,
                     drop = self.drop_copy_script(copy),
                     url = quote(&self.location),
                     create = quote(&format!("CREATE DATABASE \"{name}\"")),
@@ -197,15 +201,10 @@ impl Db {
     /// Deletes the rehearsal's copy; safe to run when there is none.
     pub fn drop_copy_script(&self, copy: &str) -> String {
         match self.engine {
-            Kind::Sqlite => format!(
-                "rm -f {} {} {} {}",
-                quote(copy),
-                quote(&format!("{copy}-wal")),
-                quote(&format!("{copy}-shm")),
-                quote(&format!("{copy}-journal"))
-            ),
+            Kind::Sqlite => remove_sqlite(copy),
             Kind::Postgres => format!(
-                "psql -X -q {} -c {} 2>&1 | grep -v 'does not exist' >&2 || true",
+                "{}psql -X -q {} -c {} 2>&1 | grep -v 'does not exist' >&2 || true",
+                self.prelude,
                 quote(&self.location),
                 quote(&format!(
                     "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
@@ -225,12 +224,35 @@ impl Db {
                 quote(sql)
             ),
             Kind::Postgres => format!(
-                "psql -X -A -t -F \"$(printf '\\t')\" -v ON_ERROR_STOP=1 {} -c {}",
+                "{}psql -X -A -t -F \"$(printf '\\t')\" -v ON_ERROR_STOP=1 {} -c {}",
+                self.prelude,
                 quote(copy),
                 quote(sql)
             ),
         }
     }
+}
+
+/// Removes a SQLite file and the files SQLite keeps beside it.
+fn remove_sqlite(path: &str) -> String {
+    format!(
+        "rm -f {} {} {} {}",
+        quote(path),
+        quote(&format!("{path}-wal")),
+        quote(&format!("{path}-shm")),
+        quote(&format!("{path}-journal"))
+    )
+}
+
+/// The password in a URL, if it has one.
+pub fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    userinfo
+        .split_once(':')
+        .map(|(_, p)| p.to_string())
+        .filter(|p| !p.is_empty())
 }
 
 /// A violated constraint, as read from a failed migration's output.
@@ -450,5 +472,7 @@ mod tests {
             hide_password("postgresql://app@h/db"),
             "postgresql://app@h/db"
         );
+        assert_eq!(url_password(url).as_deref(), Some("s3cret"));
+        assert_eq!(url_password("postgresql://app@h/db"), None);
     }
 }

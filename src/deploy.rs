@@ -171,7 +171,7 @@ impl<'a> Steps<'a> {
         commit: &'a str,
     ) -> Steps<'a> {
         let vars = release::run_vars(spec, layout, Some(release), Some(commit));
-        let db_env = Db::new(&env.database, &vars)
+        let db_env = Db::new(&env.database, &vars, "")
             .map(|db| db.app_env(&db.location))
             .unwrap_or_default();
         Steps {
@@ -226,7 +226,12 @@ impl<'a> Steps<'a> {
     /// The migrate phase on the migrate host: the pending check, the
     /// backup, the migration.
     pub fn migrate_plan(&self, database: &Database, migrate: &Template) -> MigratePlan {
-        let db = Db::new(database, &self.vars());
+        let vars = self.vars();
+        let db = Db::new(
+            database,
+            &vars,
+            &release::env_file_prelude(self.config, &vars),
+        );
         let check = database
             .check
             .as_ref()

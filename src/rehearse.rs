@@ -80,7 +80,12 @@ pub async fn rehearse(
     let name = release::release_name(commit);
     let layout = Layout::rehearsal(&site.layout.path);
     let vars = release::run_vars(&site.spec, &layout, Some(&name), Some(&commit.sha));
-    let db = Db::new(&env.database, &vars).expect("engine checked above");
+    let db = Db::new(
+        &env.database,
+        &vars,
+        &release::env_file_prelude(config, &vars),
+    )
+    .expect("engine checked above");
     let copy = db.copy_location(&layout.rehearsals(), &name);
 
     let result = run(

@@ -157,12 +157,7 @@ pub fn command_script(
             script.push_str(&format!("export {name}={}\n", quote(value)));
         }
     }
-    // The shared env file (secrets included) reaches commands through
-    // their environment, never through a command line.
-    if let (true, Some(shared)) = (config.setup.has_env_file(), vars.get("shared")) {
-        let file = quote(&format!("{shared}/{}", config.setup.env_file));
-        script.push_str(&format!("set -a\n[ -f {file} ] && . {file}\nset +a\n"));
-    }
+    script.push_str(&env_file_prelude(config, vars));
     for (name, template) in &config.deploy.env {
         script.push_str(&format!(
             "export {name}={}\n",
@@ -178,6 +173,18 @@ pub fn command_script(
     };
     script.push_str(&format!("cd {} || exit 1\n{command}", quote(&dir)));
     script
+}
+
+/// Shell lines that read the shared env file into the environment, when
+/// there is one: secrets reach commands this way, never on a command line.
+pub fn env_file_prelude(config: &Config, vars: &Vars) -> String {
+    match (config.setup.has_env_file(), vars.get("shared")) {
+        (true, Some(shared)) => {
+            let file = quote(&format!("{shared}/{}", config.setup.env_file));
+            format!("set -a\n[ -f {file} ] && . {file}\nset +a\n")
+        }
+        _ => String::new(),
+    }
 }
 
 /// Marks a release complete: the last step of preparing it.

@@ -286,6 +286,23 @@ fn constraint_story(name: &str, engine: Engine) {
         names[2].contains(&dedupe[..8]),
         "a backup was taken before the successful migration: {names:?}"
     );
+
+    // Putting that backup back by hand brings the duplicates back: it is
+    // the database as it was before the data migration.
+    t.gantry(&["restore", "live", names[2]])
+        .code(2)
+        .stderr_has("pass `--yes` to confirm");
+    assert_eq!(live_items(&t, engine), ["milk", "eggs"]);
+    t.gantry(&["restore", "live", names[2], "--yes"])
+        .success()
+        .stderr_has(&format!("Restored `live`'s database from {}", names[2]));
+    assert_eq!(live_items(&t, engine), ["milk", "milk", "eggs"]);
+    assert_eq!(
+        t.get("live", 1, "/health").unwrap().1.trim(),
+        format!("ok {dedupe}")
+    );
+    let last = t.history("live", 1).pop().unwrap();
+    assert_eq!(last["action"], "restore");
 }
 
 #[test]
