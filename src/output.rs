@@ -163,13 +163,10 @@ impl Printer {
     }
 
     fn line(&self, text: &str) {
-        let text = &crate::secrets::mask(text);
-        match &self.multi {
-            Some(multi) if !self.bars.lock().expect("printer lock").is_empty() => {
-                let _ = multi.println(text);
-            }
-            _ => eprintln!("{text}"),
-        }
+        let text = crate::secrets::mask(text);
+        // With spinners on screen, a line is printed above them, never
+        // over them.
+        self.suspend(|| eprintln!("{text}"));
     }
 
     fn suspend(&self, f: impl FnOnce()) {
