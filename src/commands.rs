@@ -83,12 +83,20 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
             }
             Err(e) => return Err(e),
         };
+        // The migrate host also needs what backs up and copies the database.
+        let migrate_host = &env.hosts[env.migrate_host].name;
+        let db_tools: &[&str] = match env.database.engine {
+            crate::config::Engine::None => &[],
+            crate::config::Engine::Sqlite { .. } => &["python3"],
+            crate::config::Engine::Postgres { .. } => &["pg_dump", "pg_restore", "psql"],
+        };
         let results = each(&sites, 32, |site| async move {
+            let extra = if site.name() == migrate_host { db_tools } else { &[] };
             site.step(
                 printer,
                 "check",
                 None,
-                &release::check_script(&site.layout),
+                &release::check_script(&site.layout, extra),
                 None,
             )
             .await

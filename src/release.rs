@@ -340,15 +340,18 @@ pub fn parse_status(out: &str) -> SiteStatus {
 }
 
 /// What a host needs: the tools the scripts use, and a writable site path.
-pub fn check_script(layout: &Layout) -> String {
+/// `extra` names more tools this host needs (the database's, on the
+/// migrate host).
+pub fn check_script(layout: &Layout, extra: &[&str]) -> String {
     format!(
-        "missing=''\nfor t in sh tar mkdir ln mv readlink rm grep tail; do command -v $t >/dev/null 2>&1 || missing=\"$missing $t\"; done\n\
+        "missing=''\nfor t in sh tar mkdir ln mv readlink rm grep tail {extra}; do command -v $t >/dev/null 2>&1 || missing=\"$missing $t\"; done\n\
          [ -z \"$missing\" ] || {{ echo \"missing tools:$missing\"; exit 1; }}\n\
          mv --help 2>&1 | grep -q -- '-T' || {{ echo 'mv does not support -T (GNU coreutils needed for the atomic switch)'; exit 1; }}\n\
          mkdir -p {path} 2>/dev/null || {{ echo 'cannot create {shown}'; exit 1; }}\n\
          [ -w {path} ] || {{ echo 'cannot write to {shown}'; exit 1; }}\necho ok",
         path = quote(&layout.path),
         shown = layout.path.replace('\'', ""),
+        extra = extra.join(" "),
     )
 }
 
