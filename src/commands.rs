@@ -91,7 +91,11 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
             crate::config::Engine::Postgres { .. } => &["pg_dump", "pg_restore", "psql"],
         };
         let results = each(&sites, 32, |site| async move {
-            let extra = if site.name() == migrate_host { db_tools } else { &[] };
+            let extra = if site.name() == migrate_host {
+                db_tools
+            } else {
+                &[]
+            };
             site.step(
                 printer,
                 "check",
