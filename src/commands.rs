@@ -141,7 +141,7 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
     let mut hosts = Vec::new();
     for (i, spec) in env.hosts.iter().enumerate() {
         let layout = Layout::new(&spec.path);
-        let mut steps = vec![deploy::Planned {
+        let mut steps = vec![release::Planned {
             name: "lock".into(),
             shown: None,
             script: release::lock_script(&layout, &info_json),
@@ -154,7 +154,7 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
                 steps.extend(planned.migrate_plan(&env.database, m).steps());
             }
         }
-        steps.push(deploy::Planned {
+        steps.push(release::Planned {
             name: "switch current".into(),
             shown: None,
             script: release::switch_script(&layout, &release),

@@ -18,7 +18,7 @@ use crate::health;
 use crate::history::Record;
 use crate::lock::LockInfo;
 use crate::output::Printer;
-use crate::release::{self, Layout};
+use crate::release::{self, Layout, Planned};
 use crate::site::{self, each, Site};
 
 /// What a successful deploy or rollback did.
@@ -136,17 +136,6 @@ pub async fn rollback(
         seconds: started.elapsed().as_secs_f64(),
         per_host,
     })
-}
-
-/// One step as it will run on a host: what `plan` prints, what `deploy` runs.
-#[derive(Debug, Clone)]
-pub struct Planned {
-    pub name: String,
-    /// The user's command, for error reports.
-    pub shown: Option<String>,
-    pub script: String,
-    /// The step reads the release archive on stdin.
-    pub upload: bool,
 }
 
 /// The steps of one release on one host, with its variables: what `plan`
@@ -330,7 +319,19 @@ struct Run<'a> {
     prepared: Mutex<std::collections::BTreeMap<String, f64>>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// The steps of `release` on `site`, with this run's config.
+    fn steps<'s>(&'s self, site: &'s Site, release: &'s str, commit: &'s str) -> Steps<'s> {
+        Steps::new(
+            self.config,
+            self.env,
+            &site.spec,
+            &site.layout,
+            release,
+            commit,
+        )
+    }
+
     async fn deploy(&self, commit: &Commit, release: &str, archive: &[u8]) -> Result<(), Error> {
         // Prepare: nothing that serves changes.
         let prepared = each(self.sites, self.env.parallel, |site| {
@@ -388,21 +389,11 @@ impl Run<'_> {
     ) -> Result<(), (HostProblem, Vec<HostProblem>)> {
         let p = self.printer;
         let site = &self.sites[self.env.migrate_host];
-        let steps = Steps::new(
-            self.config,
-            self.env,
-            &site.spec,
-            &site.layout,
-            release,
-            &commit.sha,
-        );
+        let steps = self.steps(site, release, &commit.sha);
         let plan = steps.migrate_plan(&self.env.database, migrate);
         let pending = match &plan.check {
             None => true,
-            Some(check) => match site
-                .step(p, &check.name, check.shown.as_deref(), &check.script, None)
-                .await
-            {
+            Some(check) => match site.run(p, check, None).await {
                 Ok(_) => false,
                 Err(problem) if problem.unreachable => return Err((problem, Vec::new())),
                 Err(_) => true,
@@ -427,10 +418,7 @@ impl Run<'_> {
             }
         }
         let step = &plan.migrate;
-        let Err(mut problem) = site
-            .step(p, &step.name, step.shown.as_deref(), &step.script, None)
-            .await
-        else {
+        let Err(mut problem) = site.run(p, step, None).await else {
             if let Some(db) = &plan.db {
                 self.prune_backups(site, db).await;
             }
@@ -463,14 +451,7 @@ impl Run<'_> {
                     if let (crate::database::Kind::Sqlite, Some(serving), Some(restart)) =
                         (db.engine, &site.serving, &self.config.deploy.restart)
                     {
-                        let old = Steps::new(
-                            self.config,
-                            self.env,
-                            &site.spec,
-                            &site.layout,
-                            serving,
-                            "",
-                        );
+                        let old = self.steps(site, serving, "");
                         let step = old.command("restart", restart, true);
                         if let Err(e) = site
                             .step_always(
@@ -542,14 +523,7 @@ impl Run<'_> {
         archive: &[u8],
     ) -> Result<(), HostProblem> {
         let started = Instant::now();
-        let steps = Steps::new(
-            self.config,
-            self.env,
-            &site.spec,
-            &site.layout,
-            release,
-            &commit.sha,
-        );
+        let steps = self.steps(site, release, &commit.sha);
         for step in steps.prepare() {
             let stdin = step.upload.then_some(archive);
             site.step(
@@ -652,21 +626,12 @@ impl Run<'_> {
         let p = self.printer;
         let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
         if let Some(restart) = &self.config.deploy.restart {
-            let steps = Steps::new(
-                self.config,
-                self.env,
-                &site.spec,
-                &site.layout,
-                release,
-                commit,
-            );
+            let steps = self.steps(site, release, commit);
             let step = steps.command("restart", restart, true);
             if always {
-                site.step_always(p, &step.name, step.shown.as_deref(), &step.script, None)
-                    .await?;
+                site.run_always(p, &step, None).await?;
             } else {
-                site.step(p, &step.name, step.shown.as_deref(), &step.script, None)
-                    .await?;
+                site.run(p, &step, None).await?;
             }
         }
         if let Some(check) = &self.config.deploy.health {

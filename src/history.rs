@@ -38,11 +38,7 @@ impl Record {
             commit: None,
             release: None,
             previous: None,
-            by: format!(
-                "{}@{}",
-                crate::config::local_user(),
-                crate::lock::machine_name()
-            ),
+            by: crate::lock::who(),
             outcome: outcome.into(),
             forced: false,
             message: None,

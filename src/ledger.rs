@@ -44,11 +44,7 @@ impl Event {
             event: event.into(),
             env: env.into(),
             time: Utc::now().iso(),
-            by: format!(
-                "{}@{}",
-                crate::config::local_user(),
-                crate::lock::machine_name()
-            ),
+            by: crate::lock::who(),
             outcome: outcome.into(),
             forced: false,
             release: None,

@@ -66,6 +66,11 @@ impl LockInfo {
     }
 }
 
+/// Who is running Gantry, as records name them: `user@machine`.
+pub fn who() -> String {
+    format!("{}@{}", crate::config::local_user(), machine_name())
+}
+
 /// This machine's name, as other machines' locks record theirs.
 pub fn machine_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

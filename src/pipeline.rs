@@ -38,11 +38,10 @@ pub async fn deploy_env(
 
     let hosts: Vec<String> = env.hosts.iter().map(|h| h.name.clone()).collect();
     let message = format!(
-        "Deployed to {} ({}) by {}@{} at {}\nrelease: {}\nverification: {gate}",
+        "Deployed to {} ({}) by {} at {}\nrelease: {}\nverification: {gate}",
         env.name,
         hosts.join(", "),
-        crate::config::local_user(),
-        crate::lock::machine_name(),
+        crate::lock::who(),
         crate::time::Utc::now().iso(),
         summary.release,
     );

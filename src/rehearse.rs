@@ -158,15 +158,7 @@ async fn run(
     steps.db_env = db.app_env(copy);
     for step in steps.prepare() {
         let stdin = step.upload.then_some(archive);
-        site.step(
-            printer,
-            &step.name,
-            step.shown.as_deref(),
-            &step.script,
-            stdin,
-        )
-        .await
-        .map_err(fail)?;
+        site.run(printer, &step, stdin).await.map_err(fail)?;
     }
     site.step(
         printer,
@@ -190,16 +182,7 @@ async fn run(
     };
     if let Some(check) = &env.database.check {
         let step = steps.command("check pending migrations", check, false);
-        match site
-            .step(
-                printer,
-                &step.name,
-                step.shown.as_deref(),
-                &step.script,
-                None,
-            )
-            .await
-        {
+        match site.run(printer, &step, None).await {
             Ok(_) => {
                 report.pending = false;
                 return Ok(report);
@@ -210,15 +193,7 @@ async fn run(
     }
     let step = steps.command("migrate the copy", migrate, false);
     let started = Instant::now();
-    let result = site
-        .step(
-            printer,
-            &step.name,
-            step.shown.as_deref(),
-            &step.script,
-            None,
-        )
-        .await;
+    let result = site.run(printer, &step, None).await;
     report.seconds = started.elapsed().as_secs_f64();
     let problem = match result {
         Ok(_) => return Ok(report),

@@ -14,6 +14,17 @@ use crate::config::{Config, HostSpec, SharedPath, Vars};
 use crate::git::Commit;
 use crate::shell::quote;
 
+/// One step as it will run on a host: what `plan` prints, what `deploy` runs.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub name: String,
+    /// The user's command, for error reports.
+    pub shown: Option<String>,
+    pub script: String,
+    /// The step reads the release archive on stdin.
+    pub upload: bool,
+}
+
 /// Paths of one site on one host.
 #[derive(Debug, Clone)]
 pub struct Layout {

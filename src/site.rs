@@ -14,7 +14,7 @@ use crate::history::Record;
 use crate::host::{Connection, HostError, Output};
 use crate::lock::LockInfo;
 use crate::output::Printer;
-use crate::release::{self, Layout};
+use crate::release::{self, Layout, Planned};
 
 /// Set by Ctrl-C or SIGTERM: no new step starts, and what ran is undone.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -98,6 +98,40 @@ impl Site {
                 output: String::new(),
             }),
         }
+    }
+
+    /// Runs a planned step.
+    pub async fn run(
+        &self,
+        printer: &Printer,
+        step: &Planned,
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, HostProblem> {
+        self.step(
+            printer,
+            &step.name,
+            step.shown.as_deref(),
+            &step.script,
+            stdin,
+        )
+        .await
+    }
+
+    /// Runs a planned step even after an interrupt.
+    pub async fn run_always(
+        &self,
+        printer: &Printer,
+        step: &Planned,
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, HostProblem> {
+        self.step_always(
+            printer,
+            &step.name,
+            step.shown.as_deref(),
+            &step.script,
+            stdin,
+        )
+        .await
     }
 
     pub fn problem(
