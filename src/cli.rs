@@ -31,19 +31,6 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the whole procedure on the bundled example app, with local
-    /// staging and live targets in a scratch folder: no server needed.
-    Demo {
-        /// Leave the apps running afterwards.
-        #[arg(long)]
-        keep: bool,
-        /// Stop the apps a `--keep` demo left running.
-        #[arg(long, conflicts_with = "keep")]
-        stop: bool,
-        /// The scratch folder (default: `$TMPDIR/gantry-demo`).
-        #[arg(long, value_name = "PATH")]
-        dir: Option<PathBuf>,
-    },
     /// Write a `gantry.toml` for the app in this repository (a Django app
     /// is recognised by its `manage.py`).
     Init {
@@ -53,6 +40,11 @@ pub enum Command {
         /// Write the config for this kind of app.
         #[arg(long, value_parser = ["django"])]
         preset: Option<String>,
+    },
+    /// Validate the config, connect to the hosts and check what they need.
+    Check {
+        /// Only this environment.
+        env: Option<String>,
     },
     /// Make an environment's servers ready: the layout, the shared `.env`
     /// with its secrets, the systemd unit and the nginx site. Safe to run
@@ -66,13 +58,6 @@ pub enum Command {
         /// Show what would change; change nothing.
         #[arg(long)]
         dry_run: bool,
-    },
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions { shell: clap_complete::Shell },
-    /// Validate the config, connect to the hosts and check what they need.
-    Check {
-        /// Only this environment.
-        env: Option<String>,
     },
     /// Print exactly what a deploy would run, host by host; run nothing.
     Plan {
@@ -166,4 +151,19 @@ pub enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Run the whole procedure on the bundled example app, with local
+    /// staging and live targets in a scratch folder: no server needed.
+    Demo {
+        /// Leave the apps running afterwards.
+        #[arg(long)]
+        keep: bool,
+        /// Stop the apps a `--keep` demo left running.
+        #[arg(long, conflicts_with = "keep")]
+        stop: bool,
+        /// The scratch folder (default: `$TMPDIR/gantry-demo`).
+        #[arg(long, value_name = "PATH")]
+        dir: Option<PathBuf>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
 }

@@ -106,6 +106,12 @@ impl Repo {
         if rev.starts_with('-') {
             return Err(Error::Usage(format!("`{rev}` is not a revision")));
         }
+        if self.git_plain(&["rev-parse", "--git-dir"]).is_none() {
+            return Err(Error::Usage(format!(
+                "`{}` is not in a git repository; Gantry deploys commits\n  = help: keep `gantry.toml` at the root of the app's repository",
+                self.dir.display()
+            )));
+        }
         let spec = format!("{rev}^{{commit}}");
         let sha = self
             .git(&["rev-parse", "--verify", "--quiet", &spec])

@@ -7,7 +7,7 @@ fn help_documents_the_exit_codes() {
     let t = Test::new("help_documents_the_exit_codes").start();
     let run = t.gantry(&["--help"]);
     run.success()
-        .stdout_has("Exit codes:\n  0  success\n  1  failed on a host; every host was left serving what it served before\n  2  bad config or usage; nothing was touched\n  3  a host could not be reached\n  4  the environment is locked by another deploy (see `gantry unlock`)\n  5  another error on this machine (git, files)");
+        .stdout_has("Exit codes:\n  0  success\n  1  failed on a host; every host was left serving what it served before\n  2  bad config or usage; nothing was touched\n  3  a host could not be reached\n  4  the environment is locked by another deploy (see `gantry unlock`)\n  5  another error on this machine (git, files)\n  6  verification failed, or a gate refused an unverified commit\n  7  a migration failed on a copy of the data; nothing live was touched");
 }
 
 #[test]
@@ -35,4 +35,69 @@ fn init_writes_a_config_that_loads_and_refuses_to_overwrite() {
         .code(2)
         .stderr_has("already exists; pass `--force`");
     t.gantry(&["init", "--force"]).success();
+}
+
+/// Runs `gantry ARGS` on a pseudo-terminal (util-linux `script`), so the
+/// printer believes a person is watching.
+fn on_a_terminal(t: &Test, args: &str, no_color: bool) -> String {
+    let mut cmd = std::process::Command::new("script");
+    cmd.args([
+        "-qec",
+        &format!("{} {args}", crate::harness::GANTRY),
+        "/dev/null",
+    ])
+    .current_dir(&t.repo)
+    .env_remove("NO_COLOR");
+    if no_color {
+        cmd.env("NO_COLOR", "1");
+    }
+    let out = cmd.output().expect("`script` (util-linux) runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let t = Test::new("colour_only_on_a_terminal_and_never_with_no_color").start();
+    t.write_config(&format!(
+        "[deploy]\npath = \"{}/site\"\n[environments.staging]\nhosts = [\"local\"]\n",
+        t.dir.display()
+    ));
+    t.commit("Add config", &[]);
+    let blue_arrow = "\x1b[1;34m==>";
+    let tty = on_a_terminal(&t, "deploy staging", false);
+    assert!(tty.contains(blue_arrow), "{tty:?}");
+    assert!(tty.contains("Deployed"), "{tty:?}");
+    let plain = on_a_terminal(&t, "deploy staging", true);
+    assert!(!plain.contains("\x1b[1;"), "{plain:?}");
+    assert!(plain.contains("==> Deployed"), "{plain:?}");
+    // Not a terminal: plain, greppable lines with a host prefix.
+    let piped = t.gantry(&["deploy", "staging"]);
+    piped.success().stderr_has("[local] upload");
+    assert!(!piped.stderr.contains('\x1b'), "{}", piped.stderr);
+}
+
+#[test]
+fn a_folder_that_is_not_a_repository_is_named() {
+    let t = Test::new("a_folder_that_is_not_a_repository_is_named").start();
+    let outside = t.dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(
+        outside.join("gantry.toml"),
+        "[deploy]\npath = \"/tmp/x\"\n[environments.staging]\nhosts = [\"local\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::harness::GANTRY)
+        .args(["deploy", "staging"])
+        .current_dir(&outside)
+        .env("GIT_CEILING_DIRECTORIES", &t.dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not in a git repository"), "{stderr}");
 }
