@@ -638,7 +638,7 @@ impl<'a> Run<'a> {
             let url = check.url.render(&vars);
             p.host(site.name(), &format!("health check {url}"));
             let body = check.body.as_ref().map(|b| b.render(&vars));
-            if let Err(f) = health::check(check, &url, body.as_deref()).await {
+            if let Err(f) = health::check_from(check, &url, body.as_deref(), site).await {
                 return Err(site.problem(
                     "health check",
                     None,

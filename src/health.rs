@@ -16,9 +16,43 @@ pub struct Failed {
     pub last: String,
 }
 
+/// Where a check's request is made from.
+#[derive(Clone, Copy)]
+pub enum From<'a> {
+    /// This machine.
+    Here,
+    /// The host itself (`on = "host"`), for apps that only listen there.
+    Host(&'a crate::site::Site),
+}
+
 /// Checks `url` until it answers `health.status` (with `body` in the
-/// answer, when given) or `health.retries` more attempts fail.
+/// answer, when given) or `health.retries` more attempts fail. From this
+/// machine, or from `site` when the check is configured `on = "host"`.
+pub async fn check_from(
+    health: &Health,
+    url: &str,
+    body: Option<&str>,
+    site: &crate::site::Site,
+) -> Result<(), Failed> {
+    let from = if health.on_host {
+        From::Host(site)
+    } else {
+        From::Here
+    };
+    check_with(health, url, body, from).await
+}
+
+/// Checks from this machine.
 pub async fn check(health: &Health, url: &str, body: Option<&str>) -> Result<(), Failed> {
+    check_with(health, url, body, From::Here).await
+}
+
+async fn check_with(
+    health: &Health,
+    url: &str,
+    body: Option<&str>,
+    from: From<'_>,
+) -> Result<(), Failed> {
     let want = body;
     let mut last = String::new();
     let attempts = health.retries + 1;
@@ -26,7 +60,14 @@ pub async fn check(health: &Health, url: &str, body: Option<&str>) -> Result<(),
         if attempt > 0 {
             tokio::time::sleep(health.interval).await;
         }
-        match tokio::time::timeout(health.timeout, get(url)).await {
+        let answer = async {
+            match from {
+                From::Here => get(url).await,
+                From::Host(site) => get_on(site, url, health.timeout).await,
+            }
+        };
+        match tokio::time::timeout(health.timeout + std::time::Duration::from_secs(1), answer).await
+        {
             Err(_) => last = format!("no answer within {}", crate::time::human(health.timeout)),
             Ok(Err(e)) => last = e,
             Ok(Ok((status, answer))) => {
@@ -49,6 +90,61 @@ pub async fn check(health: &Health, url: &str, body: Option<&str>) -> Result<(),
         last,
     })
 }
+
+/// One GET made on the host, with curl, or Python when curl is missing.
+/// Prints the body, then the status on a line of its own.
+async fn get_on(
+    site: &crate::site::Site,
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<(u16, String), String> {
+    let secs = timeout.as_secs().max(1);
+    let script = format!(
+        "u={url}
+if command -v curl >/dev/null 2>&1; then curl -sS -m {secs} -w '\n%{{http_code}}' \"$u\"
+         elif command -v python3 >/dev/null 2>&1; then python3 -c {py} \"$u\" {secs}
+         else echo 'neither curl nor python3 is on the host' >&2; exit 2; fi",
+        url = crate::shell::quote(url),
+        py = crate::shell::quote(PY_GET),
+    );
+    let out = site
+        .conn
+        .run(&script, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !out.success() {
+        return Err(out
+            .stderr
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("the request failed")
+            .to_string());
+    }
+    let (answer, status) = out
+        .stdout
+        .rsplit_once('\n')
+        .unwrap_or(("", out.stdout.as_str()));
+    let status = status
+        .trim()
+        .parse::<u16>()
+        .map_err(|_| "the answer is not HTTP".to_string())?;
+    if status == 0 {
+        return Err("no answer".into());
+    }
+    Ok((status, answer.to_string()))
+}
+
+/// The Python fallback of `get_on`: body, then the status.
+const PY_GET: &str = r#"import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))
+    code, body = r.status, r.read()
+except urllib.error.HTTPError as e:
+    code, body = e.code, e.read()
+sys.stdout.write(body.decode(errors="replace") + "
+" + str(code))
+"#;
 
 /// One GET: the status code and the body (at most 1 MiB).
 pub async fn get(url: &str) -> Result<(u16, String), String> {
@@ -121,6 +217,7 @@ mod tests {
             timeout: Duration::from_secs(2),
             retries,
             interval: TICK,
+            on_host: false,
         }
     }
 

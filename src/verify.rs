@@ -198,7 +198,7 @@ async fn run(
                 let url = check.url.render(&vars);
                 let body = check.body.as_ref().map(|b| b.render(&vars));
                 printer.host(s.name(), &format!("health check {url}"));
-                health::check(check, &url, body.as_deref())
+                health::check_from(check, &url, body.as_deref(), s)
                     .await
                     .map_err(|f| {
                         format!(

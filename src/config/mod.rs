@@ -228,6 +228,8 @@ pub struct Health {
     pub timeout: Duration,
     pub retries: u32,
     pub interval: Duration,
+    /// Make the request on the host itself rather than from this machine.
+    pub on_host: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -520,6 +522,16 @@ impl Loader<'_> {
                     interval: match &h.interval {
                         Some(t) => self.duration(t, "deploy.health.interval")?,
                         None => Duration::from_millis(500),
+                    },
+                    on_host: match &h.on {
+                        None => false,
+                        Some(o) if o.get_ref() == "local" => false,
+                        Some(o) if o.get_ref() == "host" => true,
+                        Some(o) => {
+                            return Err(self
+                                .error(o.span(), "deploy.health.on", format!("`{}` is not where a check can run", o.get_ref()))
+                                .with_hint("`local` (from this machine, the default) or `host` (on the host, with curl or python3)"))
+                        }
                     },
                 })
             }

@@ -132,6 +132,7 @@ pub struct RawHealth {
     pub timeout: Option<S<String>>,
     pub retries: Option<S<i64>>,
     pub interval: Option<S<String>>,
+    pub on: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

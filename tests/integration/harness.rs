@@ -72,9 +72,17 @@ impl TestBuilder {
                 let host = Sshd::start(&dir, i, None);
                 test.hosts.push(host);
             }
+            // Namespaces, links and subnets are named after the test, so
+            // tests running at once do not share them.
+            let base = self
+                .name
+                .bytes()
+                .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+                as usize
+                % 200;
             for n in 0..self.isolated {
                 let i = self.hosts + n;
-                let netns = Netns::create(n);
+                let netns = Netns::create(base + n);
                 let host = Sshd::start(&dir, i, Some(netns));
                 test.hosts.push(host);
             }

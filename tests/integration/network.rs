@@ -76,3 +76,36 @@ fn host_cut_off_mid_deploy_leaves_every_host_serving_and_a_stale_lock() {
         );
     }
 }
+
+#[test]
+fn health_check_on_the_host_reaches_an_app_only_the_host_can_see() {
+    let mut t = Test::new("health_check_on_the_host_reaches_an_app_only_the_host_can_see")
+        .isolated_hosts(1)
+        .start();
+    // The app listens on the host's own loopback: invisible from here.
+    let config = t
+        .config(&[("staging", &[0])])
+        .replace("APP_HOST = \"{host}\"", "APP_HOST = \"127.0.0.1\"")
+        .replace(
+            "url = \"http://{host}:{app_port}/health\"",
+            "url = \"http://127.0.0.1:{app_port}/health\"",
+        );
+    let from_here = config.replace("retries = 40", "retries = 3");
+    t.write_config(&from_here);
+    t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"])
+        .code(1)
+        .stderr_has("health check failed")
+        .stderr_has("cannot connect to 127.0.0.1:");
+    assert_eq!(t.current("staging", 0), None, "nothing went live");
+
+    let on_host = config.replace(
+        "interval = \"250ms\" }",
+        "interval = \"250ms\", on = \"host\" }",
+    );
+    t.write_config(&on_host);
+    let sha = t.commit("Check from the host", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    assert!(t.current("staging", 0).unwrap().ends_with(&sha[..8]));
+    t.gantry(&["verify", "staging"]).success();
+}
