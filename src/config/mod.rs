@@ -1504,6 +1504,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn secrets_from_files_are_read_and_masked() {
+        let dir = std::env::temp_dir().join(format!("gantry-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("token"), "file-secret-5150\n").unwrap();
+        let src = "[deploy]\npath = \"/srv/x\"\n[secrets]\nTOKEN = { file = \"token\" }\nKEY = { generate = true }\n[environments.staging]\nhosts = [\"local\"]\n";
+        let c = parse(&dir.join("gantry.toml"), src).unwrap();
+        let token = c.setup.secrets.iter().find(|s| s.name == "TOKEN").unwrap();
+        assert_eq!(token.value.as_deref(), Some("file-secret-5150"));
+        assert_eq!(crate::secrets::mask("x file-secret-5150 y"), "x ******** y");
+        let key = c.setup.secrets.iter().find(|s| s.name == "KEY").unwrap();
+        assert_eq!(
+            (key.source.clone(), key.value.clone()),
+            (SecretSource::Generate, None)
+        );
+        assert!(c.setup.has_env_file());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn suggests_close_keys() {
         assert_eq!(
             did_you_mean("unknown field `bulid`, expected one of `path`, `build`"),

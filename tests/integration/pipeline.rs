@@ -380,3 +380,43 @@ fn demo_runs_green_with_nothing_but_the_prerequisites() {
     let tags = git(&dir.join("origin.git"), &["tag", "-l"]);
     assert!(tags.contains("LIVE"), "{tags}");
 }
+
+#[test]
+fn the_ledger_and_tags_are_written_without_a_git_identity() {
+    let mut t = Test::new("the_ledger_and_tags_are_written_without_a_git_identity")
+        .hosts(1)
+        .start();
+    let config = t.config(&[("live", &[0])]);
+    t.write_config(&config);
+    let sha = t.commit("Add config", &[]);
+    git(&t.repo, &["config", "--unset", "user.name"]);
+    git(&t.repo, &["config", "--unset", "user.email"]);
+    let home = t.dir.join("empty-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = t
+        .command(&["deploy", "live"])
+        .env("HOME", &home)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        on_origin(&t, "refs/tags/LIVE").as_deref(),
+        Some(sha.as_str())
+    );
+    let tagger = git(
+        &origin(&t),
+        &[
+            "for-each-ref",
+            "--format=%(taggername) %(taggeremail)",
+            "refs/tags/LIVE",
+        ],
+    );
+    assert_eq!(tagger.trim(), "Gantry <gantry@localhost>");
+    assert_eq!(ledger(&t, &sha).len(), 1);
+}
