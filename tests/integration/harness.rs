@@ -511,12 +511,30 @@ pub fn collect(pipe: impl Read + Send + 'static) -> std::sync::Arc<std::sync::Mu
     text
 }
 
+/// A port nothing listens on, below the kernel's ephemeral range
+/// (32768 and up), so that no outgoing connection of this or another test
+/// can take it between now and the moment the app binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .as_nanos() as u64
+        ^ (u64::from(std::process::id()) << 32);
+    let _ = STATE.compare_exchange(0, seed | 1, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        // xorshift: cheap, and different in every test process.
+        let mut x = STATE.load(Ordering::SeqCst);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        STATE.store(x, Ordering::SeqCst);
+        let port = 20_000 + (x % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One HTTP/1.0 GET to the app; `None` when nothing answers.
