@@ -70,6 +70,7 @@ pub async fn deploy(
         forced,
         notes: Mutex::default(),
         prepared: Mutex::default(),
+        migrated: Mutex::default(),
     };
     let result = run.deploy(commit, &release, &archive).await;
     let prepared = run.prepared.lock().expect("timings lock").clone();
@@ -118,6 +119,7 @@ pub async fn rollback(
         forced: false,
         notes: Mutex::default(),
         prepared: Mutex::default(),
+        migrated: Mutex::default(),
     };
     let result = run.rollback().await;
     let per_host = sites
@@ -317,6 +319,17 @@ struct Run<'a> {
     notes: Mutex<Vec<String>>,
     /// Seconds each host took to prepare the release.
     prepared: Mutex<std::collections::BTreeMap<String, f64>>,
+    /// The database this deploy migrated, and how to put it back.
+    migrated: Mutex<Option<Migrated>>,
+}
+
+/// A migration that ran in this deploy.
+struct Migrated {
+    db: Db,
+    /// The backup taken just before it.
+    backup: Option<String>,
+    /// The migration created the database (there was none).
+    created: bool,
 }
 
 impl<'a> Run<'a> {
@@ -357,7 +370,23 @@ impl<'a> Run<'a> {
         // Activate, batch by batch.
         let mut switched = Vec::new();
         if let Err(problems) = self.activate(release, &commit.sha, &mut switched).await {
-            let recovery = self.switch_back(&switched).await;
+            // The new release's migration ran: the old release gets the
+            // database it had, before it is restarted by switching back.
+            let mut recovery = Vec::new();
+            let migrated = self.migrated.lock().expect("migrated lock").take();
+            if let Some(m) = migrated {
+                let restarted_anyway = switched.iter().any(|s| s.index == self.env.migrate_host);
+                recovery.extend(
+                    self.put_database_back(
+                        &m.db,
+                        m.backup.as_deref(),
+                        m.created,
+                        !restarted_anyway,
+                    )
+                    .await,
+                );
+            }
+            recovery.extend(self.switch_back(&switched).await);
             return Err(self
                 .abandon("deploy", commit, release, problems, recovery)
                 .await);
@@ -421,17 +450,46 @@ impl<'a> Run<'a> {
         let Err(mut problem) = site.run(p, step, None).await else {
             if let Some(db) = &plan.db {
                 self.prune_backups(site, db).await;
+                // Kept, in case activation fails and the old release must
+                // get its database back.
+                *self.migrated.lock().expect("migrated lock") = Some(Migrated {
+                    db: db.clone(),
+                    backup,
+                    created: created_db,
+                });
             }
             return Ok(());
         };
         if let Some(name) = failed_migration(&problem.output) {
             problem.step = format!("migration {name}");
         }
-        let mut recovery = Vec::new();
-        let Some(db) = &plan.db else {
-            return Err((problem, recovery));
+        let recovery = match &plan.db {
+            Some(db) => {
+                self.put_database_back(db, backup.as_deref(), created_db, true)
+                    .await
+            }
+            None => Vec::new(),
         };
-        if let Some(path) = &backup {
+        Err((problem, recovery))
+    }
+
+    /// Puts the database back as it was before this deploy's migration:
+    /// the backup restored (and, for SQLite, the serving release restarted
+    /// so it reopens the file), or a database the migration created
+    /// removed. `restart` restarts (and checks) the serving release on the
+    /// migrate host after a SQLite restore, unless something else will.
+    /// Returns the problems met; those need a person.
+    async fn put_database_back(
+        &self,
+        db: &Db,
+        backup: Option<&str>,
+        created: bool,
+        restart: bool,
+    ) -> Vec<HostProblem> {
+        let p = self.printer;
+        let site = &self.sites[self.env.migrate_host];
+        let mut recovery = Vec::new();
+        if let Some(path) = backup {
             match site
                 .step_always(
                     p,
@@ -448,21 +506,9 @@ impl<'a> Run<'a> {
                     ));
                     // A SQLite app still holds the replaced file open: restart
                     // the release that serves, so it reopens the restored one.
-                    if let (crate::database::Kind::Sqlite, Some(serving), Some(restart)) =
-                        (db.engine, &site.serving, &self.config.deploy.restart)
+                    if let (Kind::Sqlite, Some(serving), true) = (db.engine, &site.serving, restart)
                     {
-                        let old = self.steps(site, serving, "");
-                        let step = old.command("restart", restart, true);
-                        if let Err(e) = site
-                            .step_always(
-                                p,
-                                "restart the old release",
-                                step.shown.as_deref(),
-                                &step.script,
-                                None,
-                            )
-                            .await
-                        {
+                        if let Err(e) = self.restart_and_check(site, serving, "", true).await {
                             recovery.push(e);
                         }
                     }
@@ -477,7 +523,7 @@ impl<'a> Run<'a> {
                     recovery.push(e);
                 }
             }
-        } else if created_db && db.engine == crate::database::Kind::Sqlite {
+        } else if created && db.engine == Kind::Sqlite {
             // There was no database before: leave none.
             if let Err(e) = site
                 .step_always(
@@ -492,7 +538,7 @@ impl<'a> Run<'a> {
                 recovery.push(e);
             }
         }
-        Err((problem, recovery))
+        recovery
     }
 
     fn note(&self, text: String) {

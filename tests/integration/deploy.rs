@@ -307,3 +307,45 @@ fn rolling_deploy_switches_back_every_batch_when_a_later_batch_fails() {
         );
     }
 }
+
+#[test]
+fn failed_activation_after_a_migration_gives_the_old_release_its_database_back() {
+    let mut t =
+        Test::new("failed_activation_after_a_migration_gives_the_old_release_its_database_back")
+            .hosts(1)
+            .start();
+    let config = t
+        .config(&[("staging", &[0])])
+        .replace("retries = 40", "retries = 6");
+    t.write_config(&config);
+    let good = t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    let db = t.site("staging", 0).join("shared/data/app.sqlite3");
+    let before = std::fs::read(&db).unwrap();
+    let serving = t.current("staging", 0);
+
+    // A release whose migration passes but which then fails its health check.
+    let bad = t.commit(
+        "Add a done flag",
+        &[(
+            "migrations/0002_done.sql",
+            "ALTER TABLE items ADD COLUMN done INTEGER NOT NULL DEFAULT 0;\n",
+        )],
+    );
+    std::fs::write(t.site("staging", 0).join("shared/data/unhealthy"), &bad).unwrap();
+    t.gantry(&["deploy", "staging"])
+        .code(1)
+        .stderr_has("health check failed")
+        .stderr_has("the database was restored from")
+        .stderr_has("every host was left serving what it served before");
+
+    assert_eq!(t.current("staging", 0), serving);
+    assert_eq!(
+        t.get("staging", 0, "/health").unwrap().1.trim(),
+        format!("ok {good}")
+    );
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "the database is byte for byte what it was"
+    );
+}
