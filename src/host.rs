@@ -53,6 +53,34 @@ impl std::fmt::Display for HostError {
     }
 }
 
+/// Where the lines of a running command go as they are printed.
+pub type Lines<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// Reads a pipe to its end, passing each line on as it arrives.
+async fn drain<R: tokio::io::AsyncRead + Unpin>(
+    pipe: Option<R>,
+    lines: Option<Lines<'_>>,
+) -> std::io::Result<String> {
+    use tokio::io::AsyncBufReadExt;
+    let Some(pipe) = pipe else {
+        return Ok(String::new());
+    };
+    let mut reader = tokio::io::BufReader::new(pipe);
+    let mut all = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).await? == 0 {
+            break;
+        }
+        if let Some(sink) = lines {
+            sink(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']));
+        }
+        all.extend_from_slice(&line);
+    }
+    Ok(String::from_utf8_lossy(&all).into_owned())
+}
+
 /// An open way to run scripts on one host.
 pub enum Connection {
     Local,
@@ -101,9 +129,20 @@ impl Connection {
 
     /// Runs a POSIX `sh` script, optionally feeding it `stdin`.
     pub async fn run(&self, script: &str, stdin: Option<&[u8]>) -> Result<Output, HostError> {
+        self.run_with(script, stdin, None).await
+    }
+
+    /// Runs a script, handing every line it prints to `lines` as it comes
+    /// (for `-v`), and also returning all of it.
+    pub async fn run_with(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        lines: Option<Lines<'_>>,
+    ) -> Result<Output, HostError> {
         match self {
-            Connection::Local => run_local(script, stdin).await,
-            Connection::Ssh(session) => run_ssh(session, script, stdin).await,
+            Connection::Local => run_local(script, stdin, lines).await,
+            Connection::Ssh(session) => run_ssh(session, script, stdin, lines).await,
         }
     }
 
@@ -115,7 +154,11 @@ impl Connection {
     }
 }
 
-async fn run_local(script: &str, stdin: Option<&[u8]>) -> Result<Output, HostError> {
+async fn run_local(
+    script: &str,
+    stdin: Option<&[u8]>,
+    lines: Option<Lines<'_>>,
+) -> Result<Output, HostError> {
     let mut cmd = tokio::process::Command::new("sh");
     cmd.arg("-c")
         .arg(script)
@@ -135,14 +178,17 @@ async fn run_local(script: &str, stdin: Option<&[u8]>) -> Result<Output, HostErr
             let _ = pipe.shutdown().await;
         });
     }
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| HostError::Spawn(e.to_string()))?;
+    let spawn_error = |e: std::io::Error| HostError::Spawn(e.to_string());
+    let (stdout, stderr) = tokio::try_join!(
+        drain(child.stdout.take(), lines),
+        drain(child.stderr.take(), lines)
+    )
+    .map_err(spawn_error)?;
+    let status = child.wait().await.map_err(spawn_error)?;
     Ok(Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: status.code(),
+        stdout,
+        stderr,
     })
 }
 
@@ -150,6 +196,7 @@ async fn run_ssh(
     session: &openssh::Session,
     script: &str,
     stdin: Option<&[u8]>,
+    lines: Option<Lines<'_>>,
 ) -> Result<Output, HostError> {
     // The remote login shell only ever sees `sh -c '<quoted script>'`, so
     // the script means the same whatever the user's shell is.
@@ -173,16 +220,21 @@ async fn run_ssh(
         }
         _ => None,
     };
-    let out = child.wait_with_output().await.map_err(|e| lost(&e))?;
+    let (stdout, stderr) = tokio::try_join!(
+        drain(child.stdout().take(), lines),
+        drain(child.stderr().take(), lines)
+    )
+    .map_err(|e| HostError::Lost(e.to_string()))?;
+    let status = child.wait().await.map_err(|e| lost(&e))?;
     if let Some(w) = writer {
         // A script that exits without reading all of stdin is reported
         // by its own exit status; a write error alone is not a failure.
         let _ = w.await;
     }
     Ok(Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: status.code(),
+        stdout,
+        stderr,
     })
 }
 

@@ -71,9 +71,12 @@ impl Site {
         stdin: Option<&[u8]>,
     ) -> Result<Output, HostProblem> {
         printer.host(self.name(), step);
-        match self.conn.run(script, stdin).await {
+        // With `-v`, every line the command prints is shown as it comes.
+        let show = |line: &str| printer.detail(self.name(), line);
+        let lines: Option<crate::host::Lines<'_>> =
+            (printer.verbosity() == crate::output::Verbosity::Verbose).then_some(&show);
+        match self.conn.run_with(script, stdin, lines).await {
             Ok(out) => {
-                printer.detail(self.name(), &format!("{}{}", out.stdout, out.stderr));
                 if out.success() {
                     Ok(out)
                 } else {
