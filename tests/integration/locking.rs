@@ -157,3 +157,33 @@ fn interrupt_during_build_releases_the_lock_and_changes_nothing() {
     assert_eq!(t.current("staging", 0), serving);
     assert!(!site.join(".gantry/lock").exists(), "the lock was released");
 }
+
+#[test]
+fn verbose_output_streams_while_a_step_runs() {
+    let mut t = Test::new("verbose_output_streams_while_a_step_runs")
+        .hosts(1)
+        .start();
+    let config = t.config(&[("staging", &[0])]).replace(
+        "\"sh ci/hooks.sh\"",
+        "\"echo early-line && sh ci/hooks.sh\"",
+    );
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    let site = t.site("staging", 0);
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("hold"), "").unwrap();
+
+    let mut deploy = t.command(&["-v", "deploy", "staging"]).spawn().unwrap();
+    let stderr = crate::harness::collect(deploy.stderr.take().unwrap());
+    // The step is still running (it waits on `hold`), yet its first line is out.
+    wait_until(60, "the build's first line while it runs", || {
+        stderr.lock().unwrap().contains("]   early-line")
+    });
+    assert!(site.join("hold").exists());
+    std::fs::remove_file(site.join("hold")).unwrap();
+    assert!(
+        deploy.wait().unwrap().success(),
+        "{}",
+        stderr.lock().unwrap()
+    );
+}
