@@ -19,12 +19,14 @@ pub mod ledger;
 pub mod lock;
 pub mod output;
 pub mod pipeline;
+pub mod plan;
 pub mod rehearse;
 pub mod release;
 pub mod secrets;
 pub mod setup;
 pub mod shell;
 pub mod site;
+pub mod status;
 pub mod time;
 pub mod verify;
 
@@ -138,7 +140,7 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
             setup::setup(&config, env, &options, printer).await
         }
         Command::Check { env } => commands::check(&config, env.as_deref(), printer).await,
-        Command::Plan { env, rev } => commands::plan(&config, env, rev, printer),
+        Command::Plan { env, rev } => plan::plan(&config, env, rev, printer),
         Command::Deploy { env, rev, force } => {
             let commit = git::Repo::at(&config.dir).resolve(rev)?;
             let label = format!("gantry deploy {env} {rev}");
@@ -178,8 +180,8 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
         Command::Restore { env, backup, yes } => {
             backups::restore(&config, env, backup, *yes, printer).await
         }
-        Command::Status { env } => commands::status(&config, env.as_deref(), printer).await,
-        Command::Log { env, limit } => commands::log(&config, env, *limit, printer).await,
+        Command::Status { env } => status::status(&config, env.as_deref(), printer).await,
+        Command::Log { env, limit } => status::log(&config, env, *limit, printer).await,
         Command::Lock { env, reason } => {
             commands::lock(&config, env, reason.clone(), printer).await
         }

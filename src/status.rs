@@ -1,0 +1,283 @@
+//! `gantry status` and `gantry log`: what is live where, read from the
+//! hosts and the ledger in the git remote; and the history of each host.
+
+use serde_json::json;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::git::Repo;
+use crate::history;
+use crate::output::Printer;
+use crate::release;
+use crate::shell;
+use crate::site::{self, each};
+
+/// One environment as `status` shows it.
+struct EnvStatus<'a> {
+    env: &'a crate::config::Environment,
+    hosts: Vec<(String, Result<release::SiteStatus, String>)>,
+    /// The commit every reachable host runs, when they agree.
+    commit: Option<String>,
+    events: Vec<crate::ledger::Event>,
+}
+
+impl EnvStatus<'_> {
+    fn verification(&self) -> Option<&crate::ledger::Event> {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e.event == "verify" && e.env == self.env.name)
+    }
+
+    fn deployed(&self) -> Option<&crate::ledger::Event> {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e.event == "deploy" && e.env == self.env.name)
+    }
+}
+
+pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> Result<(), Error> {
+    let envs = match only {
+        Some(name) => vec![config.environment(name)?],
+        None => config.environments.iter().collect(),
+    };
+    let repo = Repo::at(&config.dir);
+    if let Err(e) = crate::ledger::sync(&repo, &config.app.remote) {
+        printer.warn(&format!(
+            "could not fetch the ledger from `{}`: {e}",
+            config.app.remote
+        ));
+    }
+    let mut problems = Vec::new();
+    let mut report = Vec::new();
+    for env in envs {
+        let mut hosts = Vec::new();
+        match site::connect(config, env, printer).await {
+            Ok(sites) => {
+                let results = each(&sites, 32, |site| async move {
+                    site.step(
+                        printer,
+                        "status",
+                        None,
+                        &release::status_script(&site.layout),
+                        None,
+                    )
+                    .await
+                })
+                .await;
+                for (site, result) in sites.iter().zip(results) {
+                    match result {
+                        Ok(out) => hosts.push((
+                            site.name().to_string(),
+                            Ok(release::parse_status(&out.stdout)),
+                        )),
+                        Err(p) => {
+                            hosts.push((site.name().to_string(), Err(p.detail.clone())));
+                            problems.push(p);
+                        }
+                    }
+                }
+                site::close(sites).await;
+            }
+            Err(Error::Unreachable { problems: p, .. }) => {
+                for problem in p {
+                    hosts.push((problem.host.clone(), Err(problem.detail.clone())));
+                    problems.push(problem);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        let commits: Vec<Option<&String>> = hosts
+            .iter()
+            .filter_map(|(_, s)| s.as_ref().ok())
+            .map(|s| s.commit.as_ref())
+            .collect();
+        let commit = match commits.first() {
+            Some(Some(first)) if commits.iter().all(|c| *c == Some(*first)) => {
+                Some((*first).clone())
+            }
+            _ => None,
+        };
+        let events = commit
+            .as_deref()
+            .map(|c| crate::ledger::events(&repo, c))
+            .unwrap_or_default();
+        report.push(EnvStatus {
+            env,
+            hosts,
+            commit,
+            events,
+        });
+    }
+    printer.finish_hosts();
+    // How far each environment is behind the one it requires.
+    let behind = |s: &EnvStatus| -> Option<(String, usize)> {
+        let required = s.env.requires.as_deref()?;
+        let upstream = report.iter().find(|r| r.env.name == required)?;
+        let n = repo.count_between(s.commit.as_deref()?, upstream.commit.as_deref()?)?;
+        Some((required.to_string(), n))
+    };
+    let subject = |sha: &str| repo.resolve(sha).map(|c| c.subject).unwrap_or_default();
+    if printer.json_mode() {
+        let value = json!({
+            "environments": report.iter().map(|r| json!({
+                "name": r.env.name,
+                "commit": r.commit,
+                "subject": r.commit.as_deref().map(subject),
+                "verified": r.verification().is_some_and(|v| v.outcome == "passed"),
+                "verification": r.verification(),
+                "deployed": r.deployed(),
+                "behind": behind(r).map(|(env, commits)| json!({"env": env, "commits": commits})),
+                "hosts": r.hosts.iter().map(|(name, state)| match state {
+                    Ok(s) => json!({
+                        "host": name,
+                        "reachable": true,
+                        "release": s.release,
+                        "commit": s.commit,
+                        "locked": s.lock.as_ref().map(|l| json!({"by": format!("{}@{}", l.user, l.machine), "since": l.since, "command": l.command, "stale": l.is_stale()})),
+                        "last": s.last,
+                    }),
+                    Err(e) => json!({"host": name, "reachable": false, "error": e}),
+                }).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        });
+        printer.json(&value);
+    } else {
+        let mut text = String::new();
+        for r in &report {
+            let mut line = r.env.name.clone();
+            match &r.commit {
+                Some(c) => line.push_str(&format!("  {} ({})", &c[..c.len().min(8)], subject(c))),
+                None if r
+                    .hosts
+                    .iter()
+                    .all(|(_, s)| matches!(s, Ok(s) if s.commit.is_none())) =>
+                {
+                    line.push_str("  nothing deployed")
+                }
+                None => line.push_str("  hosts differ"),
+            }
+            if let Some(d) = r.deployed() {
+                if !d.tags.is_empty() {
+                    line.push_str(&format!("  {}", d.tags.join(" ")));
+                }
+                line.push_str(&format!("  deployed {} by {}", d.time, d.by));
+                if d.forced {
+                    line.push_str(" (forced past the gate)");
+                }
+            }
+            if r.commit.is_some() {
+                line.push_str(match r.verification() {
+                    Some(v) if v.outcome == "passed" => "  verified",
+                    Some(_) => "  verification failed",
+                    None => "  not verified",
+                });
+            }
+            if let Some((upstream, n)) = behind(r) {
+                line.push_str(&match n {
+                    0 => format!("  up to date with {upstream}"),
+                    1 => format!("  1 commit behind {upstream}"),
+                    n => format!("  {n} commits behind {upstream}"),
+                });
+            }
+            text.push_str(&format!("{line}\n"));
+            for (name, state) in &r.hosts {
+                let host_line = match state {
+                    Err(e) => format!("unreachable: {}", e.lines().next().unwrap_or("")),
+                    Ok(s) if s.missing || s.release.is_none() => "nothing deployed".to_string(),
+                    Ok(s) => {
+                        let mut l = s.release.clone().unwrap_or_default();
+                        if let Some(last) = &s.last {
+                            l.push_str(&format!(
+                                "  last: {} {} {}",
+                                last.action, last.outcome, last.time
+                            ));
+                        }
+                        l
+                    }
+                };
+                text.push_str(&format!("  {name}  {host_line}\n"));
+                if let Ok(release::SiteStatus {
+                    lock: Some(lock), ..
+                }) = state
+                {
+                    text.push_str(&format!("    locked: {}\n", lock.describe()));
+                }
+            }
+        }
+        printer.result(text.trim_end());
+    }
+    if problems.iter().any(|p| p.unreachable) {
+        Err(Error::Hosts {
+            what: "status".into(),
+            problems,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+pub async fn log(
+    config: &Config,
+    env_name: &str,
+    limit: usize,
+    printer: &Printer,
+) -> Result<(), Error> {
+    let env = config.environment(env_name)?;
+    let sites = site::connect(config, env, printer).await?;
+    let results = each(&sites, 32, |site| async move {
+        let script = format!(
+            "cat {} 2>/dev/null; true",
+            shell::quote(&site.layout.history())
+        );
+        site.step(printer, "read history", None, &script, None)
+            .await
+    })
+    .await;
+    site::close(sites).await;
+    printer.finish_hosts();
+    let mut records = Vec::new();
+    let mut problems = Vec::new();
+    for result in results {
+        match result {
+            Ok(out) => records.extend(history::parse(&out.stdout)),
+            Err(p) => problems.push(p),
+        }
+    }
+    records.sort_by(|a, b| a.time.cmp(&b.time).then(a.host.cmp(&b.host)));
+    let start = records.len().saturating_sub(limit);
+    let records = &records[start..];
+    if printer.json_mode() {
+        printer.json(&serde_json::to_value(records).expect("records serialize"));
+    } else if records.is_empty() {
+        printer.result(&format!("no history for `{env_name}` yet"));
+    } else {
+        let mut text = String::new();
+        for r in records {
+            text.push_str(&format!(
+                "{}  {}  {} {}  {}  {}  by {}",
+                r.time,
+                r.host,
+                r.action,
+                r.outcome,
+                r.commit.as_deref().map_or("-", |c| &c[..c.len().min(8)]),
+                r.release.as_deref().unwrap_or("-"),
+                r.by
+            ));
+            if let Some(m) = &r.message {
+                text.push_str(&format!("  ({m})"));
+            }
+            text.push('\n');
+        }
+        printer.result(text.trim_end());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Hosts {
+            what: "reading history".into(),
+            problems,
+        })
+    }
+}
