@@ -8,7 +8,6 @@ use serde_json::json;
 
 use crate::config::{Config, Environment};
 use crate::database::Db;
-use crate::deploy::Steps;
 use crate::error::Error;
 use crate::history::Record;
 use crate::lock::LockInfo;
@@ -16,6 +15,7 @@ use crate::output::Printer;
 use crate::release;
 use crate::shell::quote;
 use crate::site::{self, Site};
+use crate::steps::Steps;
 
 /// Connects to the migrate host only.
 async fn migrate_host(

@@ -27,6 +27,7 @@ pub mod setup;
 pub mod shell;
 pub mod site;
 pub mod status;
+pub mod steps;
 pub mod time;
 pub mod verify;
 

@@ -4,7 +4,6 @@
 use serde_json::json;
 
 use crate::config::Config;
-use crate::deploy;
 use crate::error::Error;
 use crate::git::Repo;
 use crate::lock::LockInfo;
@@ -28,7 +27,7 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
             script: release::lock_script(&layout, &info_json),
             upload: false,
         }];
-        let planned = deploy::Steps::new(config, env, spec, &layout, &release, &commit.sha);
+        let planned = crate::steps::Steps::new(config, env, spec, &layout, &release, &commit.sha);
         steps.extend(planned.prepare());
         if i == env.migrate_host {
             if let Some(m) = &config.deploy.migrate {

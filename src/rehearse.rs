@@ -11,13 +11,13 @@ use std::time::Instant;
 
 use crate::config::{Config, Environment};
 use crate::database::{plain_identifier, Db, Kind, Violation};
-use crate::deploy::Steps;
 use crate::error::{Error, HostProblem};
 use crate::git::{Commit, Repo};
 use crate::lock::LockInfo;
 use crate::output::Printer;
 use crate::release::{self, Layout};
 use crate::site::{self, Site};
+use crate::steps::Steps;
 
 /// What a rehearsal found.
 #[derive(Debug, Clone)]
@@ -200,8 +200,7 @@ async fn run(
         Err(p) if p.unreachable || crate::site::interrupted() => return Err(fail(p)),
         Err(p) => p,
     };
-    report.migration =
-        crate::deploy::failed_migration(&problem.output).or(Some("(unknown)".into()));
+    report.migration = crate::steps::failed_migration(&problem.output).or(Some("(unknown)".into()));
     report.output = problem.detail.clone();
     report.violation = Violation::parse(&problem.output);
     if let Some(v) = &report.violation {

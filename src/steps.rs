@@ -1,0 +1,168 @@
+//! What runs on one host for one release, as scripts: the prepare phase,
+//! the migrate phase (pending check, backup, migration) and the user's
+//! commands with their variables. `plan` prints these; `deploy`,
+//! `rehearse`, `rollback` and `restore` run them.
+
+use crate::config::{Config, Database, Environment, HostSpec, Template};
+use crate::database::{Db, Kind};
+use crate::release::{self, Layout, Planned};
+
+/// The steps of one release on one host, with its variables: what `plan`
+/// prints and `deploy` runs.
+pub struct Steps<'a> {
+    pub config: &'a Config,
+    pub spec: &'a HostSpec,
+    pub layout: &'a Layout,
+    pub release: &'a str,
+    pub commit: &'a str,
+    /// Where the app's commands find the database (`DB_PATH=…`).
+    pub db_env: Vec<(String, String)>,
+}
+
+impl<'a> Steps<'a> {
+    pub fn new(
+        config: &'a Config,
+        env: &Environment,
+        spec: &'a HostSpec,
+        layout: &'a Layout,
+        release: &'a str,
+        commit: &'a str,
+    ) -> Steps<'a> {
+        let vars = release::run_vars(spec, layout, Some(release), Some(commit));
+        let db_env = Db::new(&env.database, &vars, "")
+            .map(|db| db.app_env(&db.location))
+            .unwrap_or_default();
+        Steps {
+            config,
+            spec,
+            layout,
+            release,
+            commit,
+            db_env,
+        }
+    }
+
+    pub fn vars(&self) -> crate::config::Vars {
+        release::run_vars(
+            self.spec,
+            self.layout,
+            Some(self.release),
+            Some(self.commit),
+        )
+    }
+
+    /// The prepare phase: upload, link shared, build, mark complete.
+    pub fn prepare(&self) -> Vec<Planned> {
+        let (config, layout, release) = (self.config, self.layout, self.release);
+        let mut steps = vec![Planned {
+            name: "upload".into(),
+            shown: None,
+            script: release::upload_script(layout, release),
+            upload: true,
+        }];
+        if !config.deploy.shared.is_empty() {
+            steps.push(Planned {
+                name: "link shared".into(),
+                shown: None,
+                script: release::link_shared_script(layout, release, &config.deploy.shared),
+                upload: false,
+            });
+        }
+        let total = config.deploy.build.len();
+        for (i, build) in config.deploy.build.iter().enumerate() {
+            steps.push(self.command(&format!("build {}/{total}", i + 1), build, false));
+        }
+        steps.push(Planned {
+            name: "finish release".into(),
+            shown: None,
+            script: release::finish_script(layout, release, self.commit),
+            upload: false,
+        });
+        steps
+    }
+
+    /// The migrate phase on the migrate host: the pending check, the
+    /// backup, the migration.
+    pub fn migrate_plan(&self, database: &Database, migrate: &Template) -> MigratePlan {
+        let vars = self.vars();
+        let db = Db::new(
+            database,
+            &vars,
+            &release::env_file_prelude(self.config, &vars),
+        );
+        let check = database
+            .check
+            .as_ref()
+            .map(|c| self.command("check pending migrations", c, false));
+        let backup = db.as_ref().map(|db| {
+            let ext = match db.engine {
+                Kind::Sqlite => "sqlite3",
+                Kind::Postgres => "dump",
+            };
+            let path = format!("{}/{}.{ext}", self.layout.backups(), self.release);
+            let step = Planned {
+                name: "back up the database".into(),
+                shown: None,
+                script: db.backup_script(&path),
+                upload: false,
+            };
+            (step, path)
+        });
+        MigratePlan {
+            check,
+            backup,
+            migrate: self.command("migrate", migrate, false),
+            db,
+        }
+    }
+
+    /// A user command (build, migrate, restart); it runs in the release
+    /// folder, or in `current` for `in_current`.
+    pub fn command(&self, name: &str, template: &Template, in_current: bool) -> Planned {
+        let vars = self.vars();
+        let command = template.render_shell(&vars);
+        let dir = if in_current {
+            self.layout.current()
+        } else {
+            self.layout.release(self.release)
+        };
+        Planned {
+            name: name.to_string(),
+            script: release::command_script(self.config, &vars, &dir, &command, &self.db_env),
+            shown: Some(command),
+            upload: false,
+        }
+    }
+}
+
+/// What the migrate phase runs, in order.
+pub struct MigratePlan {
+    pub check: Option<Planned>,
+    /// The backup step and the file it writes.
+    pub backup: Option<(Planned, String)>,
+    pub migrate: Planned,
+    pub db: Option<Db>,
+}
+
+impl MigratePlan {
+    pub fn steps(&self) -> Vec<Planned> {
+        let mut steps: Vec<Planned> = self.check.iter().cloned().collect();
+        steps.extend(self.backup.iter().map(|(s, _)| s.clone()));
+        steps.push(self.migrate.clone());
+        steps
+    }
+}
+
+/// The name of the migration a failed run was applying, from its output
+/// (Django's `Applying app.0002_x...`, or `migration 0002_x failed`).
+pub fn failed_migration(output: &str) -> Option<String> {
+    output.lines().rev().find_map(|line| {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("Applying ") {
+            return rest.split("...").next().map(|s| s.trim().to_string());
+        }
+        line.strip_prefix("migration ")
+            .and_then(|rest| rest.split_once(" failed"))
+            .map(|(name, _)| name.to_string())
+    })
+}
