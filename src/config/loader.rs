@@ -246,16 +246,7 @@ impl Loader<'_> {
         };
 
         let Some(envs_raw) = raw.environments else {
-            return Err(ConfigError::at(
-                self.file.to_path_buf(),
-                self.source,
-                None,
-                "environments",
-                "no environments are defined",
-            )
-            .with_hint(
-                "add `[environments.staging]` with `hosts = [\"user@host\"]` (or `[\"local\"]`)",
-            ));
+            return Err(self.no_environments());
         };
         let mut env_list: Vec<(String, S<raw::RawEnvironment>)> =
             envs_raw.into_inner().into_iter().collect();
@@ -417,16 +408,7 @@ impl Loader<'_> {
             });
         }
         if environments.is_empty() {
-            return Err(ConfigError::at(
-                self.file.to_path_buf(),
-                self.source,
-                None,
-                "environments",
-                "no environments are defined",
-            )
-            .with_hint(
-                "add `[environments.staging]` with `hosts = [\"user@host\"]` (or `[\"local\"]`)",
-            ));
+            return Err(self.no_environments());
         }
         let _ = user_var_names;
         for (env, requires) in environments.iter().zip(&requires_spans) {
@@ -906,6 +888,17 @@ impl Loader<'_> {
                     "use `date` (a moving tag and `DEPLOYED-%F/%H%M`) or `version` (`v1`, `v2`, …)",
                 )),
         }
+    }
+
+    fn no_environments(&self) -> ConfigError {
+        ConfigError::at(
+            self.file.to_path_buf(),
+            self.source,
+            None,
+            "environments",
+            "no environments are defined",
+        )
+        .with_hint("add `[environments.staging]` with `hosts = [\"user@host\"]` (or `[\"local\"]`)")
     }
 
     fn unknown_placeholder(
