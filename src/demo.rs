@@ -81,11 +81,18 @@ pub async fn demo(options: &DemoOptions, printer: &Printer) -> Result<(), Error>
     )
     .await;
 
+    // The binary as it was run (`cargo run` leaves it off the PATH).
+    let gantry = std::env::current_exe()
+        .map(|p| crate::shell::quote(&p.to_string_lossy()))
+        .unwrap_or_else(|_| "gantry".into());
     let mut lines = vec![
         format!("the app's repo: {}", repo_dir.display()),
         format!("its \"origin\": {} (tags and the ledger in refs/notes/gantry)", origin.display()),
         format!("the sites: {}/sites/staging and {}/sites/live", dir.display(), dir.display()),
-        format!("look around: cd {} && gantry status && gantry log live && git log --oneline --decorate", repo_dir.display()),
+        format!(
+            "look around: cd {} && {gantry} status && {gantry} log live && git log --oneline --decorate",
+            repo_dir.display()
+        ),
     ];
     if options.keep {
         lines.push(format!("staging serves http://127.0.0.1:{staging_port}/ and live http://127.0.0.1:{live_port}/"));
