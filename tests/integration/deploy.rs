@@ -7,9 +7,7 @@ fn deploy_to_one_host_serves_the_new_commit() {
     let mut t = Test::new("deploy_to_one_host_serves_the_new_commit")
         .hosts(1)
         .start();
-    let config = t.config(&[("staging", &[0])]);
-    t.write_config(&config);
-    let sha = t.commit("Add config", &[]);
+    let sha = t.configure(&[("staging", &[0])]);
 
     t.gantry(&["deploy", "staging"])
         .success()
@@ -40,9 +38,7 @@ fn deploy_to_three_hosts_serves_everywhere() {
     let mut t = Test::new("deploy_to_three_hosts_serves_everywhere")
         .hosts(3)
         .start();
-    let config = t.config(&[("staging", &[0, 1, 2])]);
-    t.write_config(&config);
-    let sha = t.commit("Add config", &[]);
+    let sha = t.configure(&[("staging", &[0, 1, 2])]);
 
     t.gantry(&["deploy", "staging"]).success();
 
@@ -63,9 +59,7 @@ fn deploy_to_three_hosts_serves_everywhere() {
 #[test]
 fn failing_build_changes_no_host() {
     let mut t = Test::new("failing_build_changes_no_host").hosts(3).start();
-    let config = t.config(&[("staging", &[0, 1, 2])]);
-    t.write_config(&config);
-    let good = t.commit("Add config", &[]);
+    let good = t.configure(&[("staging", &[0, 1, 2])]);
     t.gantry(&["deploy", "staging"]).success();
     let before: Vec<_> = (0..3).map(|i| t.current("staging", i)).collect();
 
@@ -145,9 +139,7 @@ fn rollback_returns_to_the_previous_release() {
     let mut t = Test::new("rollback_returns_to_the_previous_release")
         .hosts(2)
         .start();
-    let config = t.config(&[("staging", &[0, 1])]);
-    t.write_config(&config);
-    let first = t.commit("Add config", &[]);
+    let first = t.configure(&[("staging", &[0, 1])]);
     t.gantry(&["deploy", "staging"]).success();
     let first_release = t.current("staging", 0).unwrap();
     let second = t.commit("Second", &[("NEWS", "second\n")]);
@@ -183,9 +175,7 @@ fn rollback_without_a_previous_release_fails_clearly() {
     let mut t = Test::new("rollback_without_a_previous_release_fails_clearly")
         .hosts(1)
         .start();
-    let config = t.config(&[("staging", &[0])]);
-    t.write_config(&config);
-    t.commit("Add config", &[]);
+    t.configure(&[("staging", &[0])]);
     t.gantry(&["deploy", "staging"]).success();
     let before = t.current("staging", 0);
 

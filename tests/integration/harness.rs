@@ -286,6 +286,14 @@ check = "python3 migrate.py --check"
         &self.hosts[i].ip
     }
 
+    /// Writes the standard config for `envs`, commits it as "Add config"
+    /// and pushes; returns the commit.
+    pub fn configure(&mut self, envs: &[(&str, &[usize])]) -> String {
+        let config = self.config(envs);
+        self.write_config(&config);
+        self.commit("Add config", &[])
+    }
+
     pub fn write_config(&self, text: &str) {
         std::fs::write(self.repo.join("gantry.toml"), text).unwrap();
     }

@@ -7,9 +7,7 @@ use crate::harness::Test;
 fn unknown_host_key_is_refused() {
     let t = Test::new("unknown_host_key_is_refused").hosts(2).start();
     let mut t = t;
-    let config = t.config(&[("staging", &[0, 1])]);
-    t.write_config(&config);
-    t.commit("Add config", &[]);
+    t.configure(&[("staging", &[0, 1])]);
     // Host 1's key is not known.
     t.set_known_hosts(|i| i == 0);
 
@@ -29,9 +27,7 @@ fn unknown_host_key_is_refused() {
 #[test]
 fn changed_host_key_is_refused() {
     let mut t = Test::new("changed_host_key_is_refused").hosts(1).start();
-    let config = t.config(&[("staging", &[0])]);
-    t.write_config(&config);
-    t.commit("Add config", &[]);
+    t.configure(&[("staging", &[0])]);
     // known_hosts names another key for the host's address.
     let other = t.dir.join("other_key");
     let status = std::process::Command::new("ssh-keygen")
@@ -185,9 +181,7 @@ fn exec_check_and_status_report_every_host() {
     let mut t = Test::new("exec_check_and_status_report_every_host")
         .hosts(2)
         .start();
-    let config = t.config(&[("staging", &[0, 1])]);
-    t.write_config(&config);
-    let sha = t.commit("Add config", &[]);
+    let sha = t.configure(&[("staging", &[0, 1])]);
 
     t.gantry(&["check"])
         .success()

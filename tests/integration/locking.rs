@@ -8,9 +8,7 @@ fn second_deploy_is_refused_while_the_first_holds_the_lock() {
     let mut t = Test::new("second_deploy_is_refused_while_the_first_holds_the_lock")
         .hosts(1)
         .start();
-    let config = t.config(&[("staging", &[0])]);
-    t.write_config(&config);
-    t.commit("Add config", &[]);
+    t.configure(&[("staging", &[0])]);
     let site = t.site("staging", 0);
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("hold"), "").unwrap();
@@ -47,9 +45,7 @@ fn killed_deploy_leaves_a_stale_lock_that_unlock_clears() {
     let mut t = Test::new("killed_deploy_leaves_a_stale_lock_that_unlock_clears")
         .hosts(1)
         .start();
-    let config = t.config(&[("staging", &[0])]);
-    t.write_config(&config);
-    let first = t.commit("Add config", &[]);
+    let first = t.configure(&[("staging", &[0])]);
     t.gantry(&["deploy", "staging"]).success();
     let serving = t.current("staging", 0);
     let site = t.site("staging", 0);
@@ -103,9 +99,7 @@ fn lock_holds_deploys_until_unlock() {
     let mut t = Test::new("lock_holds_deploys_until_unlock")
         .hosts(2)
         .start();
-    let config = t.config(&[("staging", &[0, 1])]);
-    t.write_config(&config);
-    t.commit("Add config", &[]);
+    t.configure(&[("staging", &[0, 1])]);
 
     t.gantry(&["lock", "staging", "--reason", "database upgrade"])
         .success();
@@ -125,9 +119,7 @@ fn interrupt_during_build_releases_the_lock_and_changes_nothing() {
     let mut t = Test::new("interrupt_during_build_releases_the_lock_and_changes_nothing")
         .hosts(1)
         .start();
-    let config = t.config(&[("staging", &[0])]);
-    t.write_config(&config);
-    t.commit("Add config", &[]);
+    t.configure(&[("staging", &[0])]);
     t.gantry(&["deploy", "staging"]).success();
     let serving = t.current("staging", 0);
     let site = t.site("staging", 0);
