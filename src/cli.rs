@@ -75,6 +75,10 @@ pub enum Command {
         /// environment's `requires` says; the record says so.
         #[arg(long)]
         force: bool,
+        /// Run pending migrations without rehearsing them on a copy of the
+        /// data first; the record says so.
+        #[arg(long)]
+        no_rehearse: bool,
     },
     /// Run the health checks and the functional tests against an
     /// environment, and record the result against the commit it runs.
@@ -91,6 +95,9 @@ pub enum Command {
         /// Promote even if FROM's commit is not verified.
         #[arg(long)]
         force: bool,
+        /// Run pending migrations without rehearsing them first.
+        #[arg(long)]
+        no_rehearse: bool,
     },
     /// The whole procedure for HEAD: pushed? → staging → verify → live →
     /// health checks → tags, along the `requires` chain.

@@ -114,7 +114,16 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
                 Err(p) => problems.push(p),
             }
         }
+        let wiring = check_database(config, env, &sites[env.migrate_host], printer).await;
         site::close(sites).await;
+        match wiring {
+            Ok(()) => {}
+            Err(Error::Hosts { problems: p, .. }) => problems.extend(p),
+            Err(e) => {
+                printer.finish_hosts();
+                return Err(e);
+            }
+        }
     }
     printer.finish_hosts();
     if problems.is_empty() {
@@ -124,6 +133,63 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
             what: "check".into(),
             problems,
         })
+    }
+}
+
+/// With the Django preset: asks the release `current` points at on the
+/// migrate host which database it opens, and compares it with
+/// `[database]`. Without a release yet there is nothing to ask.
+async fn check_database(
+    config: &Config,
+    env: &crate::config::Environment,
+    site: &site::Site,
+    printer: &Printer,
+) -> Result<(), Error> {
+    let vars = release::run_vars(&site.spec, &site.layout, None, None);
+    let Some(db) = crate::database::Db::new(&env.database, &vars, "") else {
+        return Ok(());
+    };
+    let dir = site.layout.current();
+    let db_env = db.app_env(&db.location);
+    let Some(step) = crate::steps::ask_database(config, &vars, &dir, &db, &db_env, &db.location)
+    else {
+        return Ok(());
+    };
+    let out = site
+        .run(printer, &step, None)
+        .await
+        .map_err(|p| Error::Hosts {
+            what: "check".into(),
+            problems: vec![p],
+        })?;
+    if out.stdout.contains("GANTRY-NO-RELEASE") {
+        printer.result(&format!(
+            "{} {}: no release yet; the app is asked which database it uses at the first deploy",
+            env.name,
+            site.name()
+        ));
+        return Ok(());
+    }
+    match crate::wiring::compare(&db, &db.location, &out.stdout) {
+        crate::wiring::Answer::Differs(app) => Err(Error::WrongDatabase(Box::new(
+            crate::error::WrongDatabase {
+                env: env.name.clone(),
+                host: site.name().to_string(),
+                expected: db.shown(),
+                env_var: db.env_var.clone(),
+                app: app.describe(),
+                rehearsal: false,
+            },
+        ))),
+        _ => {
+            printer.result(&format!(
+                "{} {}: the app uses {}",
+                env.name,
+                site.name(),
+                db.shown()
+            ));
+            Ok(())
+        }
     }
 }
 

@@ -46,9 +46,10 @@ if len(header) == 100 and header.startswith(b"SQLite format 3"):
         f.write(header)
 "#;
 
-/// Runs a query on a SQLite file, printing tab-separated rows.
-const SQLITE_QUERY: &str = r#"import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1])
+/// Runs a query on a SQLite file without writing to it, printing
+/// tab-separated rows.
+const SQLITE_QUERY: &str = r#"import os, sqlite3, sys, urllib.parse
+conn = sqlite3.connect("file:" + urllib.parse.quote(os.path.abspath(sys.argv[1])) + "?mode=ro", uri=True)
 for row in conn.execute(sys.argv[2]):
     print("\t".join("NULL" if v is None else str(v) for v in row))
 "#;
@@ -71,6 +72,43 @@ impl Db {
             env_var: database.env_var.clone(),
             prelude: prelude.to_string(),
         })
+    }
+
+    /// A SQLite database at `path`, with the usual variable.
+    pub fn sqlite(path: &str) -> Db {
+        Db {
+            engine: Kind::Sqlite,
+            location: path.to_string(),
+            env_var: Some("DB_PATH".into()),
+            prelude: String::new(),
+        }
+    }
+
+    /// Shell lines run before every PostgreSQL command.
+    pub fn prelude(&self) -> &str {
+        &self.prelude
+    }
+
+    /// Where the copy of this database goes for a rehearsal whose scratch
+    /// `shared/` is `scratch_shared`: a SQLite file kept in the real
+    /// `shared/` is copied to the same place in the scratch one, so an app
+    /// that reaches it through a shared link (whatever its settings say)
+    /// opens the copy; any other file goes to `scratch_dir`. PostgreSQL: a
+    /// scratch database next to the real one.
+    pub fn copy_location(
+        &self,
+        real_shared: &str,
+        scratch_shared: &str,
+        scratch_dir: &str,
+        release: &str,
+    ) -> String {
+        match self.engine {
+            Kind::Sqlite => match self.location.strip_prefix(&format!("{real_shared}/")) {
+                Some(rest) => format!("{scratch_shared}/{rest}"),
+                None => format!("{scratch_dir}/{release}.sqlite3"),
+            },
+            Kind::Postgres => with_database(&self.location, &self.scratch_name()),
+        }
     }
 
     /// The variable that tells the app where its database is.
@@ -155,15 +193,6 @@ impl Db {
         remove_sqlite(&self.location)
     }
 
-    /// Where a rehearsal's copy lives: a file in `scratch_dir` (SQLite) or
-    /// a scratch database next to the real one (PostgreSQL).
-    pub fn copy_location(&self, scratch_dir: &str, release: &str) -> String {
-        match self.engine {
-            Kind::Sqlite => format!("{scratch_dir}/{release}.sqlite3"),
-            Kind::Postgres => with_database(&self.location, &self.scratch_name()),
-        }
-    }
-
     fn scratch_name(&self) -> String {
         let name = database_name(&self.location);
         let mut scratch = format!("{name}_gantry_rehearsal");
@@ -214,7 +243,8 @@ impl Db {
         }
     }
 
-    /// A query on the copy, printing tab-separated rows.
+    /// A read-only query on the database at `copy` (a rehearsal's copy, a
+    /// backup, or the real one), printing tab-separated rows.
     pub fn query_script(&self, copy: &str, sql: &str) -> String {
         match self.engine {
             Kind::Sqlite => format!(
@@ -386,6 +416,23 @@ pub fn database_name(url: &str) -> String {
     rest.split_once('/')
         .map(|(_, path)| path.split('?').next().unwrap_or("").to_string())
         .unwrap_or_default()
+}
+
+/// The host and port of a PostgreSQL URL (empty when it names none).
+pub fn url_host_port(url: &str) -> (String, String) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, rest) = v6.split_once(']').unwrap_or((v6, ""));
+        (h.to_string(), rest.trim_start_matches(':').to_string())
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.to_string()),
+            None => (hostport.to_string(), String::new()),
+        }
+    };
+    (host, port)
 }
 
 /// The URL with another database name.

@@ -13,6 +13,7 @@ use std::time::Instant;
 use crate::config::{Config, Environment, Template};
 use crate::database::{Db, Kind};
 use crate::error::{Error, Failure, HostProblem};
+use crate::fingerprint::Fingerprint;
 use crate::git::{Commit, Repo};
 use crate::health;
 use crate::history::Record;
@@ -30,21 +31,52 @@ pub struct Summary {
     pub commit: String,
     pub hosts: usize,
     pub seconds: f64,
+    /// What became of the rehearsal of this deploy's migrations.
+    pub rehearsal: Rehearsal,
     /// Per host: its name, what it served before, and how long preparing
     /// the release took there.
     pub per_host: Vec<(String, Option<String>, Option<f64>)>,
 }
 
-/// Deploys `rev` to `env_name`.
-///
-/// `command` says who asked, for the lock record; `forced` is recorded in
-/// the history when the deploy went past a gate.
+/// The rehearsal of a deploy's migrations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rehearsal {
+    /// No database, no migrate command, or nothing pending.
+    NotNeeded,
+    /// Passed on a copy of the data, in this many seconds.
+    Passed(f64),
+    /// Skipped with `--no-rehearse` while migrations were pending.
+    Skipped,
+}
+
+impl Rehearsal {
+    /// How the history and the ledger record it.
+    pub fn record(self) -> Option<String> {
+        match self {
+            Rehearsal::NotNeeded => None,
+            Rehearsal::Passed(_) => Some("passed".into()),
+            Rehearsal::Skipped => Some("skipped".into()),
+        }
+    }
+}
+
+/// How a deploy runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Who asked, for the lock record.
+    pub command: String,
+    /// The deploy went past a gate (`--force`); recorded.
+    pub forced: bool,
+    /// Rehearse pending migrations on a copy first (`--no-rehearse` clears it; recorded).
+    pub rehearse: bool,
+}
+
+/// Deploys `commit` to `env_name`.
 pub async fn deploy(
     config: &Config,
     env_name: &str,
     commit: &Commit,
-    command: &str,
-    forced: bool,
+    options: &Options,
     printer: &Printer,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
@@ -60,7 +92,7 @@ pub async fn deploy(
         env.hosts.len(),
         if env.hosts.len() == 1 { "" } else { "s" }
     ));
-    let info = LockInfo::new(command, None, false);
+    let info = LockInfo::new(&options.command, None, false);
     let sites = site::connect_locked(config, env, &info, printer).await?;
     let run = Run {
         config,
@@ -68,12 +100,16 @@ pub async fn deploy(
         printer,
         sites: &sites,
         created: Mutex::default(),
-        forced,
+        forced: options.forced,
+        rehearse: options.rehearse,
+        rehearsal: Mutex::new(Rehearsal::NotNeeded),
         notes: Mutex::default(),
+        constraint: Mutex::default(),
         prepared: Mutex::default(),
         migrated: Mutex::default(),
     };
     let result = run.deploy(commit, &release, &archive).await;
+    let rehearsal = *run.rehearsal.lock().expect("rehearsal lock");
     let prepared = run.prepared.lock().expect("timings lock").clone();
     let per_host = sites
         .iter()
@@ -95,6 +131,7 @@ pub async fn deploy(
         commit: commit.sha.clone(),
         hosts: env.hosts.len(),
         seconds: started.elapsed().as_secs_f64(),
+        rehearsal,
         per_host,
     })
 }
@@ -118,7 +155,10 @@ pub async fn rollback(
         sites: &sites,
         created: Mutex::default(),
         forced: false,
+        rehearse: false,
+        rehearsal: Mutex::new(Rehearsal::NotNeeded),
         notes: Mutex::default(),
+        constraint: Mutex::default(),
         prepared: Mutex::default(),
         migrated: Mutex::default(),
     };
@@ -137,6 +177,7 @@ pub async fn rollback(
         commit,
         hosts: env.hosts.len(),
         seconds: started.elapsed().as_secs_f64(),
+        rehearsal: Rehearsal::NotNeeded,
         per_host,
     })
 }
@@ -156,12 +197,26 @@ struct Run<'a> {
     /// ones where a failure may remove it.
     created: Mutex<HashSet<String>>,
     forced: bool,
+    /// Rehearse pending migrations before running them.
+    rehearse: bool,
+    rehearsal: Mutex<Rehearsal>,
     /// What happened to the database, for the report.
     notes: Mutex<Vec<String>>,
+    /// A constraint the data violates, with the rows that violate it.
+    constraint: Mutex<Option<(String, Vec<String>)>>,
     /// Seconds each host took to prepare the release.
     prepared: Mutex<std::collections::BTreeMap<String, f64>>,
     /// The database this deploy migrated, and how to put it back.
     migrated: Mutex<Option<Migrated>>,
+}
+
+/// Why the migrate phase stopped the deploy.
+enum Stop {
+    /// A step failed on the migrate host; the recovery problems need a person.
+    Host(HostProblem, Vec<HostProblem>),
+    /// The deploy was refused before anything migrated (a failed
+    /// rehearsal, an app that opens another database): this error says why.
+    Refused(HostProblem, Error),
 }
 
 /// A migration that ran in this deploy.
@@ -201,10 +256,21 @@ impl<'a> Run<'a> {
 
         // Migrate, once per environment.
         if let Some(migrate) = &self.config.deploy.migrate {
-            if let Err((p, recovery)) = self.migrate(commit, release, migrate).await {
-                return Err(self
-                    .abandon("deploy", commit, release, vec![p], recovery)
-                    .await);
+            match self.migrate(commit, release, migrate).await {
+                Ok(()) => {}
+                Err(Stop::Host(p, recovery)) => {
+                    return Err(self
+                        .abandon("deploy", commit, release, vec![p], recovery)
+                        .await)
+                }
+                Err(Stop::Refused(p, error)) => {
+                    // The releases are removed and the failure recorded; the
+                    // reason is the refusal itself.
+                    let _ = self
+                        .abandon("deploy", commit, release, vec![p], Vec::new())
+                        .await;
+                    return Err(error);
+                }
             }
         }
 
@@ -237,6 +303,7 @@ impl<'a> Run<'a> {
         each(self.sites, 32, |site| async move {
             let mut record = Record::new("deploy", &self.env.name, site.name(), "ok");
             record.forced = self.forced;
+            record.rehearsal = self.rehearsal.lock().expect("rehearsal lock").record();
             record.commit = Some(commit.sha.clone());
             record.release = Some(release.to_string());
             record.previous = site.serving.clone();
@@ -249,47 +316,138 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Backs the database up when migrations are pending, migrates, and on
-    /// failure restores the backup while the old release keeps serving.
+    /// Asks the app which database it opens, checks for pending
+    /// migrations, rehearses them on a copy, backs the database up,
+    /// migrates, and checks that the database it backed up is the one that
+    /// changed; on failure the backup is put back while the old release
+    /// keeps serving.
     async fn migrate(
         &self,
         commit: &Commit,
         release: &str,
         migrate: &Template,
-    ) -> Result<(), (HostProblem, Vec<HostProblem>)> {
+    ) -> Result<(), Stop> {
         let p = self.printer;
         let site = &self.sites[self.env.migrate_host];
         let steps = self.steps(site, release, &commit.sha);
         let plan = steps.migrate_plan(&self.env.database, migrate);
+        let host = |e: HostProblem| Stop::Host(e, Vec::new());
+        let before = match &plan.fingerprint {
+            Some(step) => Some(Fingerprint::parse(
+                &site.run(p, step, None).await.map_err(host)?.stdout,
+            )),
+            None => None,
+        };
+        if let (Some(db), Some(ask)) = (&plan.db, &plan.ask) {
+            let out = site.run(p, ask, None).await.map_err(host)?;
+            if let crate::wiring::Answer::Differs(app) =
+                crate::wiring::compare(db, &db.location, &out.stdout)
+            {
+                let error = Error::WrongDatabase(Box::new(crate::error::WrongDatabase {
+                    env: self.env.name.clone(),
+                    host: site.name().to_string(),
+                    expected: db.shown(),
+                    env_var: db.env_var.clone(),
+                    app: app.describe(),
+                    rehearsal: false,
+                }));
+                let problem = site.problem(&ask.name, None, None, "the app opens another database");
+                return Err(Stop::Refused(problem, error));
+            }
+        }
         let pending = match &plan.check {
             None => true,
             Some(check) => match site.run(p, check, None).await {
                 Ok(_) => false,
-                Err(problem) if problem.unreachable => return Err((problem, Vec::new())),
+                Err(problem) if problem.unreachable => return Err(host(problem)),
                 Err(_) => true,
             },
         };
-        let mut backup = None;
-        let mut created_db = false;
-        if let (true, Some((step, path))) = (pending, &plan.backup) {
-            let out = site
-                .step(p, &step.name, None, &step.script, None)
-                .await
-                .map_err(|e| (e, Vec::new()))?;
-            if out.stdout.trim() == "missing" {
-                created_db = true;
+        if !pending {
+            // Nothing to run, so nothing to back up or rehearse.
+            p.host(site.name(), "no pending migrations");
+            return Ok(());
+        }
+        if plan.db.is_some() {
+            if self.rehearse {
+                let rehearsed = crate::rehearse::rehearse_on(
+                    self.config,
+                    self.env,
+                    site,
+                    commit,
+                    release,
+                    crate::rehearse::Source::Prepared(release),
+                    p,
+                )
+                .await;
+                match rehearsed {
+                    Ok(report) => {
+                        if report.pending {
+                            crate::rehearse::announce(&report, p);
+                        }
+                        *self.rehearsal.lock().expect("rehearsal lock") =
+                            Rehearsal::Passed(report.seconds);
+                    }
+                    Err(error) => {
+                        let problem = site.problem(
+                            "rehearsal",
+                            None,
+                            None,
+                            "the rehearsal on a copy of the data did not pass",
+                        );
+                        return Err(Stop::Refused(problem, error));
+                    }
+                }
             } else {
-                backup = Some(path.clone());
-                self.note(format!(
-                    "the database was backed up to {} on {}",
-                    path,
-                    site.name()
+                p.warn(&format!(
+                    "migrations are pending on `{}` and are not rehearsed (--no-rehearse; recorded)",
+                    self.env.name
                 ));
+                *self.rehearsal.lock().expect("rehearsal lock") = Rehearsal::Skipped;
             }
         }
+        let mut backup = None;
+        // A database that did not exist before this deploy (the check may
+        // have created an empty file) is not backed up: it is removed if
+        // the migration fails.
+        let created_db = before.as_ref().is_some_and(|f| f.missing);
+        if let (false, Some((step, path))) = (created_db, &plan.backup) {
+            site.step(p, &step.name, None, &step.script, None)
+                .await
+                .map_err(host)?;
+            backup = Some(path.clone());
+            self.note(format!(
+                "the database was backed up to {} on {}",
+                path,
+                site.name()
+            ));
+        }
         let step = &plan.migrate;
-        let Err(mut problem) = site.run(p, step, None).await else {
-            if let Some(db) = &plan.db {
+        let mut problem = match site.run(p, step, None).await {
+            Ok(_) => {
+                let Some(db) = &plan.db else { return Ok(()) };
+                // The database that was backed up must be the one that
+                // changed, when the check said migrations were pending.
+                if let (Some(_), Some(before)) = (&plan.check, &before) {
+                    let after = crate::rehearse::read_fingerprint(site, db, &db.location, true, p)
+                        .await
+                        .map_err(host)?;
+                    if after.changes(before).is_empty() {
+                        let problem = site.problem(
+                            "migrate",
+                            step.shown.as_deref(),
+                            None,
+                            &format!(
+                                "the migrate command succeeded, but the database Gantry backed up ({}) did not change: the app migrated another database",
+                                db.shown()
+                            ),
+                        );
+                        let recovery = self
+                            .put_database_back(db, backup.as_deref(), created_db, true)
+                            .await;
+                        return Err(Stop::Host(problem, recovery));
+                    }
+                }
                 self.prune_backups(site, db).await;
                 // Kept, in case activation fails and the old release must
                 // get its database back.
@@ -298,20 +456,38 @@ impl<'a> Run<'a> {
                     backup,
                     created: created_db,
                 });
+                return Ok(());
             }
-            return Ok(());
+            Err(problem) => problem,
         };
         if let Some(name) = failed_migration(&problem.output) {
             problem.step = format!("migration {name}");
         }
-        let recovery = match &plan.db {
-            Some(db) => {
-                self.put_database_back(db, backup.as_deref(), created_db, true)
-                    .await
-            }
-            None => Vec::new(),
+        let Some(db) = &plan.db else {
+            return Err(host(problem));
         };
-        Err((problem, recovery))
+        let violation = crate::database::Violation::parse(&problem.output);
+        // SQLite: the violating rows are read from the backup, which holds
+        // the data as it was before the migration.
+        let mut rows = Vec::new();
+        if let (Some(v), Some(path), crate::database::Kind::Sqlite) =
+            (&violation, &backup, db.engine)
+        {
+            rows = crate::rehearse::violating_rows(site, db, path, v, p).await;
+        }
+        let recovery = self
+            .put_database_back(db, backup.as_deref(), created_db, true)
+            .await;
+        // PostgreSQL: from the database itself, once restored.
+        if let (Some(v), crate::database::Kind::Postgres, true) =
+            (&violation, db.engine, recovery.is_empty())
+        {
+            rows = crate::rehearse::violating_rows(site, db, &db.location, v, p).await;
+        }
+        if let Some(v) = violation {
+            *self.constraint.lock().expect("constraint lock") = Some((v.describe(), rows));
+        }
+        Err(Stop::Host(problem, recovery))
     }
 
     /// Puts the database back as it was before this deploy's migration:
@@ -610,6 +786,7 @@ impl<'a> Run<'a> {
             serving: self.serving(),
             recovery,
             notes: std::mem::take(&mut *self.notes.lock().expect("notes lock")),
+            constraint: self.constraint.lock().expect("constraint lock").take(),
         }))
     }
 
@@ -751,6 +928,7 @@ impl<'a> Run<'a> {
                 serving: self.serving(),
                 recovery,
                 notes: Vec::new(),
+                constraint: None,
             })));
         }
         for (site, target) in self.sites.iter().zip(&targets) {

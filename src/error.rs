@@ -46,6 +46,43 @@ pub struct Failure {
     pub recovery: Vec<HostProblem>,
     /// What happened to the database on the way.
     pub notes: Vec<String>,
+    /// A constraint the data violates (in words), and the rows that violate it.
+    pub constraint: Option<(String, Vec<String>)>,
+}
+
+/// The app opens another database than the one Gantry protects, or than
+/// the copy a rehearsal made.
+#[derive(Debug, Clone)]
+pub struct WrongDatabase {
+    pub env: String,
+    pub host: String,
+    /// What Gantry expected the app to open (without a password).
+    pub expected: String,
+    pub env_var: Option<String>,
+    /// What the app answered, in words.
+    pub app: String,
+    /// Asked in a rehearsal (the copy), not of the real release.
+    pub rehearsal: bool,
+}
+
+/// The migrations ran in a rehearsal, but the copy did not change.
+#[derive(Debug, Clone)]
+pub struct CopyNotUsed {
+    pub env: String,
+    pub host: String,
+    pub copy: String,
+    pub env_var: Option<String>,
+    /// The check that said migrations were pending.
+    pub check: String,
+}
+
+/// The real database changed while a rehearsal ran.
+#[derive(Debug, Clone)]
+pub struct RealChanged {
+    pub env: String,
+    pub host: String,
+    pub database: String,
+    pub changes: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -97,6 +134,12 @@ pub enum Error {
     },
     /// A migration failed on a copy of an environment's data.
     RehearsalFailed(Box<crate::rehearse::Report>),
+    /// The app does not open the database Gantry protects (or copied).
+    WrongDatabase(Box<WrongDatabase>),
+    /// The migrations ran in a rehearsal, but not on the copy.
+    CopyNotUsed(Box<CopyNotUsed>),
+    /// The real database changed while a rehearsal ran.
+    RealDatabaseChanged(Box<RealChanged>),
     /// `gantry release` stopped: what ran, then the error that stopped it.
     ReleaseStopped {
         tree: Vec<String>,
@@ -120,7 +163,9 @@ impl Error {
                 }
             }
             Error::VerifyFailed { .. } | Error::NotVerified { .. } => ExitStatus::NotVerified,
-            Error::RehearsalFailed(_) => ExitStatus::RehearsalFailed,
+            Error::RehearsalFailed(_) | Error::CopyNotUsed(_) => ExitStatus::RehearsalFailed,
+            Error::WrongDatabase(_) => ExitStatus::Usage,
+            Error::RealDatabaseChanged(_) => ExitStatus::Failed,
             Error::ReleaseStopped { cause, .. } => cause.exit_status(),
             Error::Hosts { problems, .. } => {
                 if problems.iter().all(|p| p.unreachable) {
@@ -138,6 +183,18 @@ impl Error {
             message: e.to_string(),
         }
     }
+}
+
+/// The rows that violate a constraint, under it.
+fn write_rows(f: &mut fmt::Formatter<'_>, rows: &[String]) -> fmt::Result {
+    if rows.is_empty() {
+        return write!(f, "\n  (the violating rows could not be read)");
+    }
+    write!(f, "\n  rows that violate it:")?;
+    for row in rows {
+        write!(f, "\n    {row}")?;
+    }
+    Ok(())
 }
 
 impl From<ConfigError> for Error {
@@ -220,10 +277,14 @@ impl fmt::Display for Error {
                 }
             }
             Error::Failed(failure) => {
-                let Failure { action, env, problems, serving, recovery, notes } = failure.as_ref();
+                let Failure { action, env, problems, serving, recovery, notes, constraint } = failure.as_ref();
                 write!(f, "{action} to `{env}` failed on {} host{}", problems.len(), if problems.len() == 1 { "" } else { "s" })?;
                 for p in problems {
                     write!(f, "\n  {p}")?;
+                }
+                if let Some((what, rows)) = constraint {
+                    write!(f, "\n  constraint: {what}")?;
+                    write_rows(f, rows)?;
                 }
                 for note in notes {
                     write!(f, "\n  {note}")?;
@@ -276,14 +337,7 @@ impl fmt::Display for Error {
                 match &r.violation {
                     Some(v) => {
                         write!(f, "\n  constraint: {}", v.describe())?;
-                        if r.rows.is_empty() {
-                            write!(f, "\n  (the violating rows could not be read)")?;
-                        } else {
-                            write!(f, "\n  rows that violate it:")?;
-                            for row in &r.rows {
-                                write!(f, "\n    {row}")?;
-                            }
-                        }
+                        write_rows(f, &r.rows)?;
                         write!(f, "\n  = help: write a data migration that merges or fixes these rows before the constraint is added, then release again")
                     }
                     None => {
@@ -294,6 +348,36 @@ impl fmt::Display for Error {
                         write!(f, "\n  = help: fix the migration and rehearse again with `gantry rehearse {}`", r.env)
                     }
                 }
+            }
+            Error::WrongDatabase(w) => {
+                let given = match &w.env_var {
+                    Some(v) => format!(", given to the app as {v}"),
+                    None => String::new(),
+                };
+                if w.rehearsal {
+                    write!(f, "the app did not use the database Gantry copied for the rehearsal of `{}`; nothing was migrated, `{}` was not touched", w.env, w.env)?;
+                    write!(f, "\n  the copy:     {}{given}", w.expected)?;
+                } else {
+                    write!(f, "the app on `{}` does not use the database in gantry.toml; nothing was migrated", w.env)?;
+                    write!(f, "\n  gantry.toml:  {} (`[database]`{given})", w.expected)?;
+                }
+                write!(f, "\n  the app uses: {} (Django's DATABASES[\"default\"], asked on {})", w.app, w.host)?;
+                let var = w.env_var.as_deref().unwrap_or("DB_PATH");
+                write!(f, "\n  = help: make the settings read the database from {var} (`\"NAME\": os.environ[\"{var}\"]`, or DATABASE_URL for PostgreSQL), or point `[database]` at what the app uses; a SQLite file must be kept in `deploy.shared`")
+            }
+            Error::CopyNotUsed(c) => {
+                write!(f, "the app did not use the database Gantry copied: the migrations of `{}`'s rehearsal ran, but the copy did not change; `{}` was not touched", c.env, c.env)?;
+                write!(f, "\n  looked for: a change in the copy {}{} after the migrate command, which `{}` said had migrations pending", c.copy, c.env_var.as_ref().map(|v| format!(" (given to the app as {v})")).unwrap_or_default(), c.check)?;
+                write!(f, "\n  on: {}", c.host)?;
+                let var = c.env_var.as_deref().unwrap_or("DB_PATH");
+                write!(f, "\n  = help: the app must open its database from {var}, or keep its SQLite file in `deploy.shared` and point `database.path` at it under {{shared}}; then rehearse again")
+            }
+            Error::RealDatabaseChanged(r) => {
+                write!(f, "the real database of `{}` changed while its rehearsal ran ({} on {})", r.env, r.database, r.host)?;
+                for c in &r.changes {
+                    write!(f, "\n  {c}")?;
+                }
+                write!(f, "\n  = help: the rehearsal reached the real database: check the app's settings for a database it opens by a fixed path outside `deploy.shared`; `gantry backups {}` lists the backups taken before earlier migrations", r.env)
             }
             Error::ReleaseStopped { tree, cause } => {
                 write!(f, "{cause}\n\nthe release stopped:")?;

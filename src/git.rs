@@ -151,12 +151,14 @@ impl Repo {
         })
     }
 
-    /// The commit's tree as a tar stream.
+    /// The commit's tree as a tar stream, without Gantry's own config
+    /// (the hosts never need it).
     pub fn archive(&self, commit: &Commit) -> Result<Vec<u8>, Error> {
+        let exclude = format!(":(exclude){}", crate::config::FILE_NAME);
         let out = Command::new("git")
             .arg("-C")
             .arg(&self.dir)
-            .args(["archive", "--format=tar", &commit.sha])
+            .args(["archive", "--format=tar", &commit.sha, "--", ".", &exclude])
             .output()
             .map_err(|e| Error::Git {
                 command: "git archive".into(),

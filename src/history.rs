@@ -24,6 +24,9 @@ pub struct Record {
     /// The deploy went past a gate with `--force`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forced: bool,
+    /// The rehearsal of the deploy's migrations: `passed` or `skipped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehearsal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -41,6 +44,7 @@ impl Record {
             by: crate::lock::who(),
             outcome: outcome.into(),
             forced: false,
+            rehearsal: None,
             message: None,
         }
     }

@@ -27,6 +27,9 @@ pub struct Event {
     /// The deploy went past a gate with `--force`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forced: bool,
+    /// The rehearsal of the deploy's migrations: `passed` or `skipped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehearsal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -47,6 +50,7 @@ impl Event {
             by: crate::lock::who(),
             outcome: outcome.into(),
             forced: false,
+            rehearsal: None,
             release: None,
             hosts: Vec::new(),
             tags: Vec::new(),
@@ -151,9 +155,7 @@ pub fn tag(
                 names.push(name);
             }
             if let Some(name) = moving {
-                repo.git_as_gantry(&["tag", "-f", "-a", name, "-m", message, &commit.sha])?;
-                // Force only this one tag.
-                refspecs.push(format!("+refs/tags/{name}:refs/tags/{name}"));
+                refspecs.push(moving_tag(repo, commit, name, message)?);
                 names.push(name.clone());
             }
             if !refspecs.is_empty() {
@@ -186,6 +188,73 @@ pub fn tag(
             ])?;
             Ok(vec![name])
         }
+    }
+}
+
+/// Points the moving tag `name` at `commit` locally; returns the refspec
+/// that force-pushes this one tag.
+fn moving_tag(repo: &Repo, commit: &Commit, name: &str, message: &str) -> Result<String, Error> {
+    repo.git_as_gantry(&["tag", "-f", "-a", name, "-m", message, &commit.sha])?;
+    Ok(format!("+refs/tags/{name}:refs/tags/{name}"))
+}
+
+/// After a rollback: moves the environment's moving tag (if it has one)
+/// to the commit it serves again, and pushes it. Returns the tag moved.
+pub fn move_back(
+    repo: &Repo,
+    remote: &str,
+    commit: &Commit,
+    tags: &Tags,
+    message: &str,
+) -> Result<Option<String>, Error> {
+    let Tags::Dated {
+        moving: Some(name), ..
+    } = tags
+    else {
+        return Ok(None);
+    };
+    let refspec = moving_tag(repo, commit, name, &crate::secrets::mask(message))?;
+    repo.git(&["push", "-q", remote, &refspec])?;
+    Ok(Some(name.clone()))
+}
+
+/// The remote's tags, by the commit they point at (annotated tags peeled).
+pub fn remote_tags_by_commit(
+    repo: &Repo,
+    remote: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, Error> {
+    let listing = repo.git(&["ls-remote", "--tags", remote])?;
+    let mut direct = std::collections::BTreeMap::new();
+    let mut peeled = std::collections::BTreeMap::new();
+    for (sha, r) in listing.lines().filter_map(|l| l.split_once('\t')) {
+        let name = r.trim_start_matches("refs/tags/");
+        match name.strip_suffix("^{}") {
+            Some(name) => peeled.insert(name.to_string(), sha.to_string()),
+            None => direct.insert(name.to_string(), sha.to_string()),
+        };
+    }
+    let mut by_commit: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (name, sha) in direct {
+        let commit = peeled.get(&name).cloned().unwrap_or(sha);
+        by_commit.entry(commit).or_default().push(name);
+    }
+    Ok(by_commit)
+}
+
+/// Whether the tag `name` is one of an environment's `tags`.
+pub fn belongs(tags: &Tags, name: &str) -> bool {
+    match tags {
+        Tags::None => false,
+        Tags::Dated { moving, history } => {
+            moving.as_deref() == Some(name)
+                || history.as_deref().is_some_and(|h| {
+                    let fixed = h.split('%').next().unwrap_or("");
+                    !fixed.is_empty() && name.starts_with(fixed)
+                })
+        }
+        Tags::Version { prefix } => name
+            .strip_prefix(prefix.as_str())
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod deploy;
 pub mod error;
 pub mod exit;
+pub mod fingerprint;
 pub mod git;
 pub mod health;
 pub mod history;
@@ -30,6 +31,7 @@ pub mod status;
 pub mod steps;
 pub mod time;
 pub mod verify;
+pub mod wiring;
 
 use cli::{Cli, Command};
 use error::Error;
@@ -142,18 +144,32 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
         }
         Command::Check { env } => commands::check(&config, env.as_deref(), printer).await,
         Command::Plan { env, rev } => plan::plan(&config, env, rev, printer),
-        Command::Deploy { env, rev, force } => {
+        Command::Deploy {
+            env,
+            rev,
+            force,
+            no_rehearse,
+        } => {
             let commit = git::Repo::at(&config.dir).resolve(rev)?;
-            let label = format!("gantry deploy {env} {rev}");
-            let done = pipeline::deploy_env(&config, env, &commit, &label, *force, printer).await?;
+            let options = pipeline::DeployOptions {
+                command: format!("gantry deploy {env} {rev}"),
+                force: *force,
+                rehearse: !no_rehearse,
+            };
+            let done = pipeline::deploy_env(&config, env, &commit, &options, printer).await?;
             commands::report(&done.summary, "Deployed", printer);
             Ok(())
         }
         Command::Verify { env, health_only } => verify::verify(&config, env, !health_only, printer)
             .await
             .map(|_| ()),
-        Command::Promote { from, to, force } => {
-            let done = pipeline::promote(&config, from, to, *force, printer).await?;
+        Command::Promote {
+            from,
+            to,
+            force,
+            no_rehearse,
+        } => {
+            let done = pipeline::promote(&config, from, to, *force, !no_rehearse, printer).await?;
             commands::report(&done.summary, "Promoted", printer);
             Ok(())
         }
@@ -167,6 +183,7 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
         Command::Rollback { env } => {
             let summary = deploy::rollback(&config, env, printer).await?;
             commands::report(&summary, "Rolled back", printer);
+            pipeline::after_rollback(&config, env, &summary, printer);
             Ok(())
         }
         Command::Rehearse { env, rev } => {

@@ -19,22 +19,37 @@ pub struct Deployed {
     pub forced: bool,
 }
 
-/// Deploys `commit` to `env_name` through its gate, then records it in the
-/// ledger and tags it. `command` is what the lock record shows.
+/// How `deploy_env` runs: who asked, and what the user forced or skipped.
+pub struct DeployOptions {
+    /// What the lock record shows.
+    pub command: String,
+    /// Go past the gate (`--force`).
+    pub force: bool,
+    /// Rehearse pending migrations first (cleared by `--no-rehearse`).
+    pub rehearse: bool,
+}
+
+/// Deploys `commit` to `env_name` through its gate (the deploy rehearses
+/// pending migrations on a copy of the data first), then records it in the
+/// ledger and tags it.
 pub async fn deploy_env(
     config: &Config,
     env_name: &str,
     commit: &Commit,
-    command: &str,
-    force: bool,
+    options: &DeployOptions,
     printer: &Printer,
 ) -> Result<Deployed, Error> {
     let env = config.environment(env_name)?;
     let repo = Repo::at(&config.dir);
     repo.ensure_on_remote(commit, &config.app.remote)?;
     ledger::sync(&repo, &config.app.remote)?;
-    let (forced, gate) = gate(&repo, env, commit, force, printer)?;
-    let summary = deploy::deploy(config, env_name, commit, command, forced, printer).await?;
+    let (forced, gate) = gate(&repo, env, commit, options.force, printer)?;
+    let deploy_options = deploy::Options {
+        command: options.command.clone(),
+        forced,
+        rehearse: options.rehearse,
+    };
+    let summary = deploy::deploy(config, env_name, commit, &deploy_options, printer).await?;
 
     let hosts: Vec<String> = env.hosts.iter().map(|h| h.name.clone()).collect();
     let message = format!(
@@ -54,6 +69,7 @@ pub async fn deploy_env(
     };
     let mut event = Event::new("deploy", &env.name, "ok");
     event.forced = forced;
+    event.rehearsal = summary.rehearsal.record();
     event.release = Some(summary.release.clone());
     event.hosts = hosts;
     event.tags = tags.clone();
@@ -74,6 +90,52 @@ pub async fn deploy_env(
         tags,
         forced,
     })
+}
+
+/// After a rollback: the environment's moving tag goes back to the commit
+/// it serves again, and the ledger records the rollback against it. A
+/// failure here only warns: the hosts are already rolled back.
+pub fn after_rollback(config: &Config, env_name: &str, summary: &Summary, printer: &Printer) {
+    let Ok(env) = config.environment(env_name) else {
+        return;
+    };
+    let repo = Repo::at(&config.dir);
+    let remote = &config.app.remote;
+    let commit = match repo.resolve(&summary.commit) {
+        Ok(c) => c,
+        Err(e) => {
+            printer.warn(&format!(
+                "the rollback succeeded, but its commit {} is not in this repository, so the tags were not moved: {e}",
+                summary.commit
+            ));
+            return;
+        }
+    };
+    let message = format!(
+        "Rolled back {} to release {} by {} at {}",
+        env.name,
+        summary.release,
+        crate::lock::who(),
+        crate::time::Utc::now().iso()
+    );
+    match ledger::move_back(&repo, remote, &commit, &env.tags, &message) {
+        Ok(Some(tag)) => printer.headline(&format!(
+            "Moved {tag} back to {} and pushed it to `{remote}`",
+            commit.short()
+        )),
+        Ok(None) => {}
+        Err(e) => printer.warn(&format!(
+            "the rollback succeeded, but moving the tag failed: {e}"
+        )),
+    }
+    let mut event = Event::new("rollback", &env.name, "ok");
+    event.release = Some(summary.release.clone());
+    event.hosts = summary.per_host.iter().map(|h| h.0.clone()).collect();
+    if let Err(e) = ledger::record(&repo, remote, &commit.sha, &event) {
+        printer.warn(&format!(
+            "the rollback succeeded, but recording it in the git remote failed: {e}"
+        ));
+    }
 }
 
 /// Checks `env`'s gate for `commit`. Returns whether it was forced, and a
@@ -126,6 +188,7 @@ pub async fn promote(
     from: &str,
     to: &str,
     force: bool,
+    rehearse: bool,
     printer: &Printer,
 ) -> Result<Deployed, Error> {
     let from_env = config.environment(from)?;
@@ -151,15 +214,12 @@ pub async fn promote(
         commit.short(),
         commit.subject
     ));
-    deploy_env(
-        config,
-        to,
-        &commit,
-        &format!("gantry promote {from} {to}"),
+    let options = DeployOptions {
+        command: format!("gantry promote {from} {to}"),
         force,
-        printer,
-    )
-    .await
+        rehearse,
+    };
+    deploy_env(config, to, &commit, &options, printer).await
 }
 
 /// Options of `gantry release`.
@@ -222,36 +282,23 @@ pub async fn release(
     };
     for (i, env) in chain.iter().enumerate() {
         let last = i + 1 == chain.len();
-        // Before each deploy: the new migrations on a copy of its data.
-        if config.deploy.migrate.is_some()
-            && !matches!(env.database.engine, crate::config::Engine::None)
-        {
-            match crate::rehearse::rehearse(config, &env.name, &commit, printer).await {
-                Ok(r) if r.pending => tree.push(format!(
-                    "✓ {}: migrations rehearsed on a copy of its data ({})",
-                    env.name,
-                    crate::time::human(std::time::Duration::from_secs_f64(r.seconds))
-                )),
-                Ok(_) => tree.push(format!("✓ {}: no pending migrations", env.name)),
-                Err(e) => {
-                    tree.push(if matches!(e, Error::RehearsalFailed(_)) {
-                        format!(
-                            "✗ {}: the migrations fail on a copy of its data; it was not touched",
-                            env.name
-                        )
-                    } else {
-                        format!(
-                            "✗ {}: the migrations could not be rehearsed; it was not touched",
-                            env.name
-                        )
-                    });
-                    return Err(stop(&mut tree, &chain[i + 1..], e));
-                }
-            }
-        }
-        match deploy_env(config, &env.name, &commit, "gantry release", false, printer).await {
+        // Each deploy rehearses its pending migrations on a copy of the
+        // environment's data, from the release it has just built.
+        let options = DeployOptions {
+            command: "gantry release".into(),
+            force: false,
+            rehearse: true,
+        };
+        match deploy_env(config, &env.name, &commit, &options, printer).await {
             Ok(d) => {
                 crate::commands::report(&d.summary, "Deployed", printer);
+                if let deploy::Rehearsal::Passed(seconds) = d.summary.rehearsal {
+                    tree.push(format!(
+                        "✓ {}: migrations rehearsed on a copy of its data ({})",
+                        env.name,
+                        crate::time::human(std::time::Duration::from_secs_f64(seconds))
+                    ));
+                }
                 tree.push(format!(
                     "✓ {}: deployed release {} to {} host{}",
                     env.name,
@@ -268,10 +315,20 @@ pub async fn release(
                 }
             }
             Err(e) => {
-                tree.push(format!(
-                    "✗ {}: deploy failed; it still serves what it served",
-                    env.name
-                ));
+                tree.push(match &e {
+                    Error::RehearsalFailed(_) | Error::CopyNotUsed(_) => format!(
+                        "✗ {}: the migrations fail on a copy of its data; it was not touched",
+                        env.name
+                    ),
+                    Error::WrongDatabase(_) => format!(
+                        "✗ {}: the app does not use the database in gantry.toml; it was not touched",
+                        env.name
+                    ),
+                    _ => format!(
+                        "✗ {}: deploy failed; it still serves what it served",
+                        env.name
+                    ),
+                });
                 return Err(stop(&mut tree, &chain[i + 1..], e));
             }
         }

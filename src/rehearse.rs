@@ -1,17 +1,26 @@
-//! `gantry rehearse ENV [REV]`: runs REV's migrations on a copy of ENV's
-//! database before anything live is touched. The release is prepared in a
-//! scratch area on the migrate host (`.gantry/rehearsals/`), the database
-//! is copied next to it (SQLite backup API; a scratch PostgreSQL database
-//! restored from `pg_dump`), the migrate command runs with the app's
-//! database variable pointing at the copy, and the copy and the scratch
-//! release are deleted whatever happens. A constraint the data violates is
-//! named, with the rows that violate it.
+//! Rehearsals: a commit's migrations run on a copy of an environment's
+//! database before anything live is touched, on the migrate host, in a
+//! scratch area (`.gantry/rehearsals/`) that cannot reach the real site.
+//!
+//! Isolation is by construction: the scratch release gets a scratch
+//! `shared/` of its own, where the database file is a consistent copy
+//! (SQLite backup API; PostgreSQL: a scratch database restored from
+//! `pg_dump`), other shared files are copies and shared folders are empty,
+//! so whatever the app's settings say, no path in the scratch release leads
+//! to the real site's shared files. On top of that, the real database's
+//! fingerprint is read before and after (a change is an error that says
+//! what changed), the copy must show that the migrations ran on it, and
+//! with the Django preset the app is asked which database it opens before
+//! anything migrates. A deploy rehearses from the release it has just
+//! prepared (hard-linked into the scratch area), so nothing is built twice;
+//! `gantry rehearse` builds the commit in the scratch area.
 
 use std::time::Instant;
 
 use crate::config::{Config, Environment};
 use crate::database::{plain_identifier, Db, Kind, Violation};
 use crate::error::{Error, HostProblem};
+use crate::fingerprint::{self, Fingerprint};
 use crate::git::{Commit, Repo};
 use crate::lock::LockInfo;
 use crate::output::Printer;
@@ -37,7 +46,17 @@ pub struct Report {
     pub rows: Vec<String>,
 }
 
-/// Rehearses `commit`'s migrations against `env_name`'s data.
+/// Where the rehearsal's release comes from.
+pub enum Source<'a> {
+    /// A complete release of the commit in `releases/`, just prepared by
+    /// the deploy: hard-linked into the scratch area, never built again.
+    Prepared(&'a str),
+    /// The commit's archive: uploaded and built in the scratch area.
+    Archive(&'a [u8]),
+}
+
+/// `gantry rehearse ENV REV`: takes the lock on the migrate host, builds
+/// the commit in the scratch area and rehearses there.
 pub async fn rehearse(
     config: &Config,
     env_name: &str,
@@ -45,11 +64,11 @@ pub async fn rehearse(
     printer: &Printer,
 ) -> Result<Report, Error> {
     let env = config.environment(env_name)?;
-    let Some(migrate) = &config.deploy.migrate else {
+    if config.deploy.migrate.is_none() {
         return Err(Error::Usage(
             "there is nothing to rehearse: `deploy.migrate` is not set".into(),
         ));
-    };
+    }
     if matches!(env.database.engine, crate::config::Engine::None) {
         return Err(Error::Usage(format!(
             "`{env_name}` has no database to rehearse on\n  = help: set `[database]` (or `[environments.{env_name}.database]`) with `engine = \"sqlite\"` or `\"postgres\"`"
@@ -76,55 +95,126 @@ pub async fn rehearse(
         false,
     );
     let sites = site::connect_locked(config, &scope, &info, printer).await?;
-    let site = &sites[0];
     let name = release::release_name(commit);
-    let layout = Layout::rehearsal(&site.layout.path);
-    let vars = release::run_vars(&site.spec, &layout, Some(&name), Some(&commit.sha));
-    let db = Db::new(
-        &env.database,
-        &vars,
-        &release::env_file_prelude(config, &vars),
-    )
-    .expect("engine checked above");
-    let copy = db.copy_location(&layout.rehearsals(), &name);
-
-    let result = run(
-        config, env, site, &layout, &db, &copy, &name, commit, migrate, &archive, printer,
+    let result = rehearse_on(
+        config,
+        env,
+        &sites[0],
+        commit,
+        &name,
+        Source::Archive(&archive),
+        printer,
     )
     .await;
-
-    // Always: no copy and no scratch release is left behind.
-    let cleanup = format!(
-        "{}\nrm -rf {}",
-        db.drop_copy_script(&copy),
-        crate::shell::quote(&layout.rehearsals())
-    );
-    let cleaned = site
-        .step_always(printer, "delete the copy", None, &cleanup, None)
-        .await;
     site::unlock(&sites, &info, printer).await;
     site::close(sites).await;
     printer.finish_hosts();
-    if let Err(p) = cleaned {
-        printer.warn(&format!("could not delete the rehearsal's copy: {p}"));
-    }
     let report = result?;
-    if report.migration.is_some() {
-        return Err(Error::RehearsalFailed(Box::new(report)));
-    }
+    announce(&report, printer);
+    Ok(report)
+}
+
+/// Prints the outcome of a rehearsal that passed.
+pub fn announce(report: &Report, printer: &Printer) {
     if report.pending {
         printer.headline(&format!(
             "Rehearsal passed: the migrations of {} ran on a copy of {}'s data in {}",
-            commit.short(),
-            env.name,
+            report.commit.short(),
+            report.env,
             crate::time::human(std::time::Duration::from_secs_f64(report.seconds))
         ));
     } else {
         printer.headline(&format!(
             "Rehearsal: {} has no pending migrations for {}",
-            commit.short(),
-            env.name
+            report.commit.short(),
+            report.env
         ));
+    }
+}
+
+/// Rehearses `commit`'s migrations on `site` (the migrate host, whose lock
+/// the caller holds) against a copy of `env`'s database. The scratch area
+/// is removed whatever happens. A failed migration is
+/// `Error::RehearsalFailed`; a copy the app did not use, a database the
+/// app does not open, or a real database that changed meanwhile are
+/// errors of their own.
+pub async fn rehearse_on(
+    config: &Config,
+    env: &Environment,
+    site: &Site,
+    commit: &Commit,
+    name: &str,
+    source: Source<'_>,
+    printer: &Printer,
+) -> Result<Report, Error> {
+    let real = &site.layout;
+    let layout = Layout::rehearsal(&real.path);
+    let real_vars = release::run_vars(&site.spec, real, Some(name), Some(&commit.sha));
+    let db = Db::new(
+        &env.database,
+        &real_vars,
+        &release::env_file_prelude(config, &real_vars),
+    )
+    .ok_or_else(|| Error::Usage(format!("`{}` has no database to rehearse on", env.name)))?;
+    let copy = db.copy_location(&real.shared(), &layout.shared(), &layout.rehearsals(), name);
+    let fail = |p: HostProblem| Error::Hosts {
+        what: format!("the rehearsal on a copy of `{}`'s database", env.name),
+        problems: vec![p],
+    };
+
+    // Leftovers of an interrupted rehearsal go first.
+    let scratch = crate::shell::quote(&layout.rehearsals());
+    site.step(
+        printer,
+        "clear old rehearsals",
+        None,
+        &format!("rm -rf {scratch} && mkdir -p {scratch}"),
+        None,
+    )
+    .await
+    .map_err(fail)?;
+    let before = read_fingerprint(site, &db, &db.location, false, printer)
+        .await
+        .map_err(fail)?;
+
+    let result = run(
+        config, env, site, &layout, &db, &copy, name, commit, source, printer,
+    )
+    .await;
+
+    // Always: no copy and no scratch release is left behind, and the real
+    // database is what it was.
+    let cleanup = format!("{}\nrm -rf {scratch}", db.drop_copy_script(&copy));
+    if let Err(p) = site
+        .step_always(printer, "delete the copy", None, &cleanup, None)
+        .await
+    {
+        printer.warn(&format!("could not delete the rehearsal's copy: {p}"));
+    }
+    let after = read_fingerprint(site, &db, &db.location, true, printer)
+        .await
+        .map_err(fail)?;
+    let changes = after.changes(&before);
+    if !changes.structural.is_empty() {
+        return Err(Error::RealDatabaseChanged(Box::new(
+            crate::error::RealChanged {
+                env: env.name.clone(),
+                host: site.name().to_string(),
+                database: db.shown(),
+                changes: changes.all(),
+            },
+        )));
+    }
+    if !changes.content.is_empty() {
+        printer.warn(&format!(
+            "`{}`'s database took writes while the rehearsal ran ({}); its schema and applied migrations did not change, so these are the app's own writes",
+            env.name,
+            changes.content.join("; ")
+        ));
+    }
+    let report = result?;
+    if report.migration.is_some() {
+        return Err(Error::RehearsalFailed(Box::new(report)));
     }
     Ok(report)
 }
@@ -139,27 +229,25 @@ async fn run(
     copy: &str,
     name: &str,
     commit: &Commit,
-    migrate: &crate::config::Template,
-    archive: &[u8],
+    source: Source<'_>,
     printer: &Printer,
 ) -> Result<Report, Error> {
     let fail = |p: HostProblem| Error::Hosts {
         what: format!("the rehearsal on a copy of `{}`'s database", env.name),
         problems: vec![p],
     };
-    // Leftovers of an interrupted rehearsal go first.
-    let scratch = crate::shell::quote(&layout.rehearsals());
-    let leftovers = format!("rm -rf {scratch} && mkdir -p {scratch}");
-    site.step(printer, "clear old rehearsals", None, &leftovers, None)
+    // The scratch shared folder first: copies only.
+    let isolate = release::isolate_shared_script(
+        &site.layout,
+        layout,
+        &config.deploy.shared,
+        &config.setup.env_file,
+        db.env_var.as_deref().map(|v| (v, copy)),
+        (db.engine == Kind::Sqlite).then_some(db.location.as_str()),
+    );
+    site.step(printer, "isolate shared files", None, &isolate, None)
         .await
         .map_err(fail)?;
-    let mut steps = Steps::new(config, env, &site.spec, layout, name, &commit.sha);
-    // The app's commands see the copy, never the real database.
-    steps.db_env = db.app_env(copy);
-    for step in steps.prepare() {
-        let stdin = step.upload.then_some(archive);
-        site.run(printer, &step, stdin).await.map_err(fail)?;
-    }
     site.step(
         printer,
         "copy the database",
@@ -169,6 +257,46 @@ async fn run(
     )
     .await
     .map_err(fail)?;
+
+    let mut steps = Steps::new(config, env, &site.spec, layout, name, &commit.sha);
+    // The app's commands see the copy, never the real database.
+    steps.db_env = db.app_env(copy);
+    match source {
+        Source::Prepared(release) => {
+            let script = format!(
+                "{}\n{}",
+                release::clone_release_script(&site.layout.release(release), &layout.release(name)),
+                release::link_shared_script(layout, name, &config.deploy.shared)
+            );
+            site.step(printer, "copy the prepared release", None, &script, None)
+                .await
+                .map_err(fail)?;
+        }
+        Source::Archive(archive) => {
+            for step in steps.prepare() {
+                let stdin = step.upload.then_some(archive);
+                site.run(printer, &step, stdin).await.map_err(fail)?;
+            }
+        }
+    }
+
+    // The app is asked which database it opens: it must be the copy.
+    if let Some(step) = steps.ask_database(db, copy) {
+        let out = site.run(printer, &step, None).await.map_err(fail)?;
+        if let crate::wiring::Answer::Differs(app) = crate::wiring::compare(db, copy, &out.stdout) {
+            return Err(Error::WrongDatabase(Box::new(
+                crate::error::WrongDatabase {
+                    env: env.name.clone(),
+                    host: site.name().to_string(),
+                    expected: crate::database::hide_password(copy),
+                    env_var: db.env_var.clone(),
+                    app: app.describe(),
+                    rehearsal: true,
+                },
+            )));
+        }
+    }
+
     let mut report = Report {
         env: env.name.clone(),
         commit: commit.clone(),
@@ -180,6 +308,10 @@ async fn run(
         violation: None,
         rows: Vec::new(),
     };
+    let copy_before = read_fingerprint(site, db, copy, false, printer)
+        .await
+        .map_err(fail)?;
+    let mut checked = false;
     if let Some(check) = &env.database.check {
         let step = steps.command("check pending migrations", check, false);
         match site.run(printer, &step, None).await {
@@ -187,16 +319,44 @@ async fn run(
                 report.pending = false;
                 return Ok(report);
             }
-            Err(p) if p.unreachable => return Err(fail(p)),
-            Err(_) => {}
+            Err(p) if p.unreachable || crate::site::interrupted() => return Err(fail(p)),
+            Err(_) => checked = true,
         }
     }
+    let Some(migrate) = &config.deploy.migrate else {
+        return Ok(report);
+    };
     let step = steps.command("migrate the copy", migrate, false);
     let started = Instant::now();
     let result = site.run(printer, &step, None).await;
     report.seconds = started.elapsed().as_secs_f64();
     let problem = match result {
-        Ok(_) => return Ok(report),
+        Ok(_) => {
+            // Proof: the copy must show that the migrations ran on it.
+            let copy_after = read_fingerprint(site, db, copy, false, printer)
+                .await
+                .map_err(fail)?;
+            if checked && copy_after.changes(&copy_before).is_empty() {
+                return Err(Error::CopyNotUsed(Box::new(crate::error::CopyNotUsed {
+                    env: env.name.clone(),
+                    host: site.name().to_string(),
+                    copy: crate::database::hide_password(copy),
+                    env_var: db.env_var.clone(),
+                    check: env
+                        .database
+                        .check
+                        .as_ref()
+                        .map(|c| c.render(&steps.vars()))
+                        .unwrap_or_default(),
+                })));
+            }
+            if !checked && copy_after.changes(&copy_before).is_empty() {
+                printer.warn(
+                    "the copy did not change: either no migration was pending, or the app did not use the copy (set `database.check` so Gantry can tell)",
+                );
+            }
+            return Ok(report);
+        }
         Err(p) if p.unreachable || crate::site::interrupted() => return Err(fail(p)),
         Err(p) => p,
     };
@@ -209,8 +369,28 @@ async fn run(
     Ok(report)
 }
 
-/// Reads the rows that violate `v` from the copy, one line each.
-async fn violating_rows(
+/// Reads the fingerprint of the database at `location`; `always` reads it
+/// even after an interrupt, for checking after the fact.
+pub async fn read_fingerprint(
+    site: &Site,
+    db: &Db,
+    location: &str,
+    always: bool,
+    printer: &Printer,
+) -> Result<Fingerprint, HostProblem> {
+    let script = fingerprint::script(db, location);
+    let name = "fingerprint the database";
+    let out = if always {
+        site.step_always(printer, name, None, &script, None).await
+    } else {
+        site.step(printer, name, None, &script, None).await
+    };
+    out.map(|o| Fingerprint::parse(&o.stdout))
+}
+
+/// Reads the rows that violate `v` from the database at `copy` (a
+/// rehearsal's copy, a backup or the restored database), one line each.
+pub async fn violating_rows(
     site: &Site,
     db: &Db,
     copy: &str,

@@ -31,6 +31,9 @@ pub struct Layout {
     pub path: String,
     /// `releases`, or `.gantry/rehearsals` for a rehearsal's scratch release.
     releases_dir: &'static str,
+    /// `shared`, or `.gantry/rehearsals/shared`: a rehearsal's scratch
+    /// release never links to the real shared files.
+    shared_dir: &'static str,
 }
 
 impl Layout {
@@ -38,12 +41,14 @@ impl Layout {
         Layout {
             path: path.trim_end_matches('/').to_string(),
             releases_dir: "releases",
+            shared_dir: "shared",
         }
     }
     /// The same site, with releases made in the rehearsal scratch area.
     pub fn rehearsal(path: &str) -> Layout {
         Layout {
             releases_dir: ".gantry/rehearsals",
+            shared_dir: ".gantry/rehearsals/shared",
             ..Layout::new(path)
         }
     }
@@ -60,7 +65,7 @@ impl Layout {
         format!("{}/.gantry/rehearsals", self.path)
     }
     pub fn shared(&self) -> String {
-        format!("{}/shared", self.path)
+        format!("{}/{}", self.path, self.shared_dir)
     }
     pub fn current(&self) -> String {
         format!("{}/current", self.path)
@@ -143,6 +148,70 @@ pub fn link_shared_script(layout: &Layout, release: &str, shared: &[SharedPath])
         script.push_str(&format!("rm -rf {l}\nln -s {t} {l}\n"));
     }
     script
+}
+
+/// Fills a rehearsal's scratch `shared/` from the real one, with copies
+/// only: shared folders are created empty, shared files (and the env file)
+/// are copied, and the SQLite database (`database`) is left to the backup
+/// API. In the env file's copy, the database variable points at the copy,
+/// so an app that reads the file itself finds the copy too.
+pub fn isolate_shared_script(
+    real: &Layout,
+    scratch: &Layout,
+    shared: &[SharedPath],
+    env_file: &str,
+    db_var: Option<(&str, &str)>,
+    database: Option<&str>,
+) -> String {
+    let mut script = format!("set -e\nmkdir -p {}\n", quote(&scratch.shared()));
+    let parent = |p: &str| p.rsplit_once('/').map_or(".", |(d, _)| d).to_string();
+    let mut files: Vec<&str> = Vec::new();
+    for item in shared {
+        let to = format!("{}/{}", scratch.shared(), item.path);
+        if item.dir {
+            script.push_str(&format!("mkdir -p {}\n", quote(&to)));
+        } else {
+            files.push(&item.path);
+        }
+    }
+    if !files.contains(&env_file) {
+        files.push(env_file);
+    }
+    for path in files {
+        let from = format!("{}/{}", real.shared(), path);
+        let to = format!("{}/{}", scratch.shared(), path);
+        if Some(from.as_str()) == database {
+            continue;
+        }
+        let copy = match (path == env_file, db_var) {
+            (true, Some((var, location))) => format!(
+                "{{ grep -v -e {a} -e {b} {f} || true; printf '%s=%s\\n' {var} {value}; }} > {t}\nchmod 600 {t}",
+                a = quote(&format!("^{var}=")),
+                b = quote(&format!("^export {var}=")),
+                f = quote(&from),
+                t = quote(&to),
+                value = quote(&quote(location)),
+            ),
+            _ => format!("cp -p {} {}", quote(&from), quote(&to)),
+        };
+        script.push_str(&format!(
+            "if [ -f {f} ]; then mkdir -p {p}; {copy}; fi\n",
+            f = quote(&from),
+            p = quote(&parent(&to)),
+        ));
+    }
+    script
+}
+
+/// Copies a complete release for a rehearsal: hard links (nothing is
+/// written to the files in place; Python replaces its caches by rename),
+/// or a plain copy where links cannot be made.
+pub fn clone_release_script(from: &str, to: &str) -> String {
+    format!(
+        "rm -rf {to}\ncp -al {from} {to} 2>/dev/null || {{ rm -rf {to}; cp -a {from} {to}; }}",
+        from = quote(from),
+        to = quote(to)
+    )
 }
 
 /// The variables a command sees, as `export` lines, then `cd` into `dir`.

@@ -270,6 +270,13 @@ async fn host(
         for (name, value) in &config.setup.env {
             text.push_str(&format!("{name}={}\n", quote(&value.render(&vars))));
         }
+        // The app reads its database from the same variable the migrate
+        // command sees.
+        if let Some(db) = crate::database::Db::new(&env.database, &vars, "") {
+            for (name, value) in db.app_env(&db.location) {
+                text.push_str(&format!("{name}={}\n", quote(&value)));
+            }
+        }
         for secret in &config.setup.secrets {
             match &secret.value {
                 Some(v) => text.push_str(&format!("{}={}\n", secret.name, quote(v))),

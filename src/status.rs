@@ -19,6 +19,8 @@ struct EnvStatus<'a> {
     /// The commit every reachable host runs, when they agree.
     commit: Option<String>,
     events: Vec<crate::ledger::Event>,
+    /// This environment's tags on that commit, as the remote has them now.
+    tags: Vec<String>,
 }
 
 impl EnvStatus<'_> {
@@ -33,7 +35,7 @@ impl EnvStatus<'_> {
         self.events
             .iter()
             .rev()
-            .find(|e| e.event == "deploy" && e.env == self.env.name)
+            .find(|e| (e.event == "deploy" || e.event == "rollback") && e.env == self.env.name)
     }
 }
 
@@ -49,6 +51,16 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
             config.app.remote
         ));
     }
+    let remote_tags = match crate::ledger::remote_tags_by_commit(&repo, &config.app.remote) {
+        Ok(t) => t,
+        Err(e) => {
+            printer.warn(&format!(
+                "could not read the tags of `{}`: {e}",
+                config.app.remote
+            ));
+            Default::default()
+        }
+    };
     let mut problems = Vec::new();
     let mut report = Vec::new();
     for env in envs {
@@ -103,11 +115,23 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
             .as_deref()
             .map(|c| crate::ledger::events(&repo, c))
             .unwrap_or_default();
+        let tags = commit
+            .as_deref()
+            .and_then(|c| remote_tags.get(c))
+            .map(|names| {
+                names
+                    .iter()
+                    .filter(|n| crate::ledger::belongs(&env.tags, n))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         report.push(EnvStatus {
             env,
             hosts,
             commit,
             events,
+            tags,
         });
     }
     printer.finish_hosts();
@@ -127,6 +151,7 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
                 "subject": r.commit.as_deref().map(subject),
                 "verified": r.verification().is_some_and(|v| v.outcome == "passed"),
                 "verification": r.verification(),
+                "tags": r.tags,
                 "deployed": r.deployed(),
                 "behind": behind(r).map(|(env, commits)| json!({"env": env, "commits": commits})),
                 "hosts": r.hosts.iter().map(|(name, state)| match state {
@@ -158,11 +183,16 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
                 }
                 None => line.push_str("  hosts differ"),
             }
+            if !r.tags.is_empty() {
+                line.push_str(&format!("  {}", r.tags.join(" ")));
+            }
             if let Some(d) = r.deployed() {
-                if !d.tags.is_empty() {
-                    line.push_str(&format!("  {}", d.tags.join(" ")));
-                }
-                line.push_str(&format!("  deployed {} by {}", d.time, d.by));
+                let how = if d.event == "rollback" {
+                    "rolled back to"
+                } else {
+                    "deployed"
+                };
+                line.push_str(&format!("  {how} {} by {}", d.time, d.by));
                 if d.forced {
                     line.push_str(" (forced past the gate)");
                 }

@@ -108,8 +108,42 @@ impl<'a> Steps<'a> {
             };
             (step, path)
         });
+        let fingerprint = db.as_ref().map(|db| Planned {
+            name: "fingerprint the database".into(),
+            shown: None,
+            script: crate::fingerprint::script(db, &db.location),
+            upload: false,
+        });
+        let ask = db
+            .as_ref()
+            .and_then(|db| self.ask_database(db, &db.location));
+        let rehearse = db.as_ref().map(|db| {
+            let scratch = release::Layout::rehearsal(&self.layout.path);
+            let copy = db.copy_location(
+                &self.layout.shared(),
+                &scratch.shared(),
+                &scratch.rehearsals(),
+                self.release,
+            );
+            Planned {
+                name: "rehearse on a copy".into(),
+                shown: None,
+                script: format!(
+                    "# when migrations are pending (not with --no-rehearse): the release is\n\
+                     # hard-linked into {}, its shared files are copies in {},\n\
+                     # the database is copied to {}, and the migrate command runs there first",
+                    scratch.release(self.release),
+                    scratch.shared(),
+                    crate::database::hide_password(&copy)
+                ),
+                upload: false,
+            }
+        });
         MigratePlan {
+            fingerprint,
+            ask,
             check,
+            rehearse,
             backup,
             migrate: self.command("migrate", migrate, false),
             db,
@@ -135,9 +169,60 @@ impl<'a> Steps<'a> {
     }
 }
 
+impl Steps<'_> {
+    /// With the Django preset: the step that asks this release which
+    /// database it opens, with this run's variables (`wiring::compare`
+    /// reads the answer).
+    pub fn ask_database(&self, db: &Db, expected: &str) -> Option<Planned> {
+        ask_database(
+            self.config,
+            &self.vars(),
+            &self.layout.release(self.release),
+            db,
+            &self.db_env,
+            expected,
+        )
+    }
+}
+
+/// With the Django preset: a step that asks the release in `dir` which
+/// database it opens, with the variables a deploy gives it, and resolves
+/// `expected` on the host for comparison. Prints `GANTRY-NO-RELEASE` when
+/// `dir` does not exist.
+pub fn ask_database(
+    config: &Config,
+    vars: &crate::config::Vars,
+    dir: &str,
+    db: &Db,
+    db_env: &[(String, String)],
+    expected: &str,
+) -> Option<Planned> {
+    let python = config.app.django.as_ref()?;
+    let command = crate::wiring::django_command(&python.render_shell(vars), db, expected);
+    let script = release::command_script(config, vars, dir, &command, db_env);
+    Some(Planned {
+        name: "ask the app for its database".into(),
+        script: format!(
+            "if [ -d {} ]; then (\n{script}\n); else echo GANTRY-NO-RELEASE; fi",
+            crate::shell::quote(dir)
+        ),
+        shown: Some(format!(
+            "{} manage.py shell -c '<print DATABASES[\"default\"]>'",
+            python.render(vars)
+        )),
+        upload: false,
+    })
+}
+
 /// What the migrate phase runs, in order.
 pub struct MigratePlan {
+    /// Reads the database's identity, to compare after the migration.
+    pub fingerprint: Option<Planned>,
+    /// With the Django preset: asks the release which database it opens.
+    pub ask: Option<Planned>,
     pub check: Option<Planned>,
+    /// What the rehearsal does (shown by `plan`; run by `rehearse`).
+    pub rehearse: Option<Planned>,
     /// The backup step and the file it writes.
     pub backup: Option<(Planned, String)>,
     pub migrate: Planned,
@@ -146,7 +231,11 @@ pub struct MigratePlan {
 
 impl MigratePlan {
     pub fn steps(&self) -> Vec<Planned> {
-        let mut steps: Vec<Planned> = self.check.iter().cloned().collect();
+        let mut steps: Vec<Planned> = [&self.fingerprint, &self.ask, &self.check, &self.rehearse]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         steps.extend(self.backup.iter().map(|(s, _)| s.clone()));
         steps.push(self.migrate.clone());
         steps

@@ -55,7 +55,12 @@ impl Loader<'_> {
             }
             None => "origin".to_string(),
         };
-        let app = App { name, root, remote };
+        let mut app = App {
+            name,
+            root,
+            remote,
+            django: None,
+        };
 
         let ssh = match raw.ssh {
             None => Ssh {
@@ -92,6 +97,7 @@ impl Loader<'_> {
         let mut d = deploy_raw.into_inner();
         let preset = self.preset(app_raw.as_ref().and_then(|a| a.preset.as_ref()), &raw.vars)?;
         if let Some(p) = &preset {
+            app.django = Some(Template::parse(&p.python).expect("the preset's python parses"));
             if d.migrate.is_none() {
                 d.migrate = Some(p.migrate.clone());
             }
@@ -533,6 +539,9 @@ impl Loader<'_> {
                 value: value_now,
             });
         }
+        let database_env = environments
+            .iter()
+            .any(|e| !matches!(e.database.engine, Engine::None) && e.database.env_var.is_some());
         let Some(raw) = raw else {
             return Ok(Setup {
                 sudo: false,
@@ -540,6 +549,7 @@ impl Loader<'_> {
                 env,
                 secrets,
                 services: Vec::new(),
+                database_env,
             });
         };
         let env_file = match &raw.env_file {
@@ -647,6 +657,7 @@ impl Loader<'_> {
             env,
             secrets,
             services,
+            database_env,
         })
     }
 
@@ -678,10 +689,14 @@ impl Loader<'_> {
         let mut build = Vec::new();
         if !vars.contains_key("python") {
             build.push(s("python3 -m venv .venv"));
-            build.push(s(".venv/bin/pip install -q -r requirements.txt"));
+            // requirements.txt beside manage.py, or at the repository's root.
+            build.push(s(
+                "if [ -f requirements.txt ]; then r=requirements.txt; else r=\"$GANTRY_RELEASE/requirements.txt\"; fi; .venv/bin/pip install -q -r \"$r\"",
+            ));
         }
         build.push(s(&format!("{python} manage.py collectstatic --noinput")));
         Ok(Some(Preset {
+            python: python.to_string(),
             build,
             migrate: s(&format!("{python} manage.py migrate --noinput")),
             check: s(&format!("{python} manage.py migrate --check")),
@@ -1095,6 +1110,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// What a preset fills in where the config is silent.
 struct Preset {
+    /// What runs `manage.py`.
+    python: String,
     build: Vec<S<String>>,
     migrate: S<String>,
     check: S<String>,

@@ -61,12 +61,16 @@ pub struct Setup {
     pub env: Vec<(String, Template)>,
     pub secrets: Vec<Secret>,
     pub services: Vec<Service>,
+    /// An environment has a database: the env file carries its variable
+    /// (`DB_PATH`, `DATABASE_URL`), so the app serves from the database
+    /// Gantry backs up.
+    pub database_env: bool,
 }
 
 impl Setup {
     /// Whether there is an env file for commands to read.
     pub fn has_env_file(&self) -> bool {
-        !self.env.is_empty() || !self.secrets.is_empty()
+        !self.env.is_empty() || !self.secrets.is_empty() || self.database_env
     }
 }
 
@@ -150,6 +154,9 @@ pub struct App {
     pub root: Option<String>,
     /// The git remote a commit must be on before it is deployed.
     pub remote: String,
+    /// With the Django preset: the Python that runs `manage.py`, through
+    /// which the app is asked which database it uses.
+    pub django: Option<Template>,
 }
 
 #[derive(Debug, Clone)]

@@ -22,6 +22,7 @@ pub struct TestBuilder {
     hosts: usize,
     isolated: usize,
     django: bool,
+    usual: bool,
     postgres: bool,
 }
 
@@ -42,6 +43,15 @@ impl TestBuilder {
     /// The repo holds the example Django app instead of the plain one.
     pub fn django(mut self) -> TestBuilder {
         self.django = true;
+        self
+    }
+
+    /// The repo holds the example Django app wired the usual way
+    /// (`tests/fixtures/django-usual`): the app in `src/`, requirements at
+    /// the root, a fixed SQLite path in the settings.
+    pub fn django_usual(mut self) -> TestBuilder {
+        self.django = true;
+        self.usual = true;
         self
     }
 
@@ -88,7 +98,11 @@ impl TestBuilder {
             }
             test.write_ssh_config();
         }
-        test.make_repo(if self.django { "django" } else { "app" });
+        if self.usual {
+            test.make_usual_django_repo();
+        } else {
+            test.make_repo(if self.django { "django" } else { "app" });
+        }
         test
     }
 }
@@ -162,6 +176,7 @@ impl Test {
             hosts: 0,
             isolated: 0,
             django: false,
+            usual: false,
             postgres: false,
         }
     }
@@ -319,12 +334,18 @@ check = "python3 migrate.py --check"
     }
 
     fn make_repo(&self, example: &str) {
+        copy_dir(&examples().join(example), &self.repo);
+        self.init_repo();
+    }
+
+    /// Adds the test hooks, makes the repo and its bare `origin`, and
+    /// commits what the repo holds.
+    fn init_repo(&self) {
         let origin = self.dir.join("origin.git");
         git(
             &self.dir,
             &["init", "-q", "--bare", origin.to_str().unwrap()],
         );
-        copy_dir(&examples().join(example), &self.repo);
         std::fs::create_dir_all(self.repo.join("ci")).unwrap();
         std::fs::write(self.repo.join("ci/hooks.sh"), HOOKS).unwrap();
         git(&self.repo, &["init", "-q", "-b", "main"]);
@@ -335,6 +356,37 @@ check = "python3 migrate.py --check"
             &["remote", "add", "origin", origin.to_str().unwrap()],
         );
         self.commit("The example app", &[]);
+    }
+
+    /// The Django example laid out the usual way: `src/` with fixed-path
+    /// settings, `requirements.txt` at the root.
+    fn make_usual_django_repo(&self) {
+        let src = self.repo.join("src");
+        copy_dir(&examples().join("django"), &src);
+        std::fs::rename(
+            src.join("requirements.txt"),
+            self.repo.join("requirements.txt"),
+        )
+        .unwrap();
+        std::fs::copy(
+            fixtures().join("django-usual/settings.py"),
+            src.join("superlists/settings.py"),
+        )
+        .unwrap();
+        self.init_repo();
+    }
+
+    /// The usual fixture's settings with the database written in: the
+    /// test's PostgreSQL database `live`, whatever `DATABASE_URL` says.
+    pub fn fixed_postgres_settings(&self) -> String {
+        let port = self.postgres.as_ref().expect("a PostgreSQL server").port;
+        let sqlite = "        \"ENGINE\": \"django.db.backends.sqlite3\",\n        \"NAME\": BASE_DIR / \"db.sqlite3\",\n";
+        let text = std::fs::read_to_string(fixtures().join("django-usual/settings.py")).unwrap();
+        assert!(text.contains(sqlite), "the fixture names its SQLite file");
+        text.replace(
+            sqlite,
+            &format!("        \"ENGINE\": \"django.db.backends.postgresql\",\n        \"NAME\": \"live\",\n        \"USER\": \"postgres\",\n        \"HOST\": \"127.0.0.1\",\n        \"PORT\": \"{port}\",\n"),
+        )
     }
 
     fn make_client_key(&self) {
@@ -597,7 +649,12 @@ pub fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// The test fixtures that are not examples.
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

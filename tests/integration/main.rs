@@ -11,4 +11,5 @@ mod locking;
 mod migrations;
 mod network;
 mod pipeline;
+mod real_apps;
 mod setup;

@@ -8,12 +8,12 @@ use std::path::Path;
 use crate::harness::{django_python, examples, git, wait_until, Test};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Engine {
+pub enum Engine {
     Sqlite,
     Postgres,
 }
 
-fn start(name: &str, engine: Engine) -> Test {
+pub fn start(name: &str, engine: Engine) -> Test {
     let builder = Test::new(name).hosts(2).django();
     match engine {
         Engine::Sqlite => builder.start(),
@@ -23,7 +23,7 @@ fn start(name: &str, engine: Engine) -> Test {
 
 /// Staging on host 0, live on host 1 (requiring staging), with the Django
 /// preset and the engine's database.
-fn config(t: &mut Test, engine: Engine, migrate: Option<&str>) -> String {
+pub fn config(t: &mut Test, engine: Engine, migrate: Option<&str>) -> String {
     let python = django_python();
     let (staging, live) = (t.app_port("staging", 0), t.app_port("live", 1));
     let database = match engine {
@@ -76,12 +76,12 @@ hosts = [{{ address = "{l_addr}", vars = {{ hostid = "h1", app_port = "{live}" }
 }
 
 /// Lays a stage of the example's history over the repo and commits it.
-fn commit_stage(t: &Test, stage: &str, message: &str) -> String {
+pub fn commit_stage(t: &Test, stage: &str, message: &str) -> String {
     copy_over(&examples().join("django/stages").join(stage), &t.repo);
     t.commit(message, &[])
 }
 
-fn copy_over(from: &Path, to: &Path) {
+pub fn copy_over(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
@@ -95,7 +95,7 @@ fn copy_over(from: &Path, to: &Path) {
 }
 
 /// Adds an item through the app, as a user would.
-fn add_item(t: &mut Test, env: &str, i: usize, text: &str) {
+pub fn add_item(t: &mut Test, env: &str, i: usize, text: &str) {
     use std::io::{Read, Write};
     let port = t.app_port(env, i);
     let body = format!("text={text}");
@@ -116,7 +116,7 @@ fn add_item(t: &mut Test, env: &str, i: usize, text: &str) {
 
 /// What live's database holds, to compare before and after: SQLite's file
 /// bytes, or PostgreSQL's rows, constraints and applied migrations.
-fn snapshot(t: &Test, engine: Engine) -> Vec<u8> {
+pub fn snapshot(t: &Test, engine: Engine) -> Vec<u8> {
     match engine {
         Engine::Sqlite => std::fs::read(t.site("live", 1).join("shared/db.sqlite3")).unwrap(),
         Engine::Postgres => {
@@ -157,7 +157,7 @@ fn live_items(t: &Test, engine: Engine) -> Vec<String> {
 /// Compares two snapshots, naming where they differ rather than printing
 /// them whole.
 #[track_caller]
-fn assert_same(after: &[u8], before: &[u8], what: &str) {
+pub fn assert_same(after: &[u8], before: &[u8], what: &str) {
     if after == before {
         return;
     }
@@ -230,14 +230,27 @@ fn constraint_story(name: &str, engine: Engine) {
     );
     assert_no_copies(&t, engine);
 
+    // A plain deploy rehearses too, and is refused the same way.
+    t.gantry(&["deploy", "live", "--force"])
+        .code(7)
+        .stderr_has("lists_item: list_id=1, text=milk: 2 rows, ids 1, 2");
+    assert_same(
+        &snapshot(&t, engine),
+        &before,
+        "live's database is unchanged by the deploy's rehearsal",
+    );
+
     // Forced past the gate and the rehearsal: the migration fails on live,
-    // the database is restored, the old release keeps serving.
-    let run = t.gantry(&["deploy", "live", "--force"]);
+    // the rows are listed, the database is restored, the old release keeps
+    // serving.
+    let run = t.gantry(&["deploy", "live", "--force", "--no-rehearse"]);
     run.code(1)
         .stderr_has(&format!(
             "{}: migration lists.0002_item_unique failed",
             t.address(1)
         ))
+        .stderr_has("constraint: UNIQUE (list_id, text)")
+        .stderr_has("lists_item: list_id=1, text=milk: 2 rows, ids 1, 2")
         .stderr_has("the database was restored from")
         .stderr_has("every host was left serving what it served before");
     assert_same(
@@ -259,8 +272,17 @@ fn constraint_story(name: &str, engine: Engine) {
         assert_eq!(mode, 0o600, "backups are private");
     }
 
-    // The data migration merges the duplicates; the release goes through.
+    // The data migration merges the duplicates: its rehearsal passes and
+    // leaves live as it was; then the release goes through.
     let dedupe = commit_stage(&t, "2-dedupe", "Merge duplicate items first");
+    t.gantry(&["rehearse", "live"])
+        .success()
+        .stderr_has("Rehearsal passed");
+    assert_same(
+        &snapshot(&t, engine),
+        &before,
+        "live's database after a rehearsal that passed",
+    );
     t.gantry(&["release"])
         .success()
         .stderr_has("✓ live: verified");
@@ -279,23 +301,29 @@ fn constraint_story(name: &str, engine: Engine) {
         .iter()
         .map(|b| b["name"].as_str().unwrap())
         .collect();
-    // One per deploy that migrated: the first, the failed one, the last.
-    assert_eq!(names.len(), 3, "{names:?}");
-    assert!(names[1].contains(&unique[..8]), "{names:?}");
+    // One per deploy that migrated a database that existed: the failed
+    // one and the last; the first deploy's SQLite file did not exist yet
+    // (PostgreSQL's empty database did, and is backed up).
+    let names = match engine {
+        Engine::Sqlite => names,
+        Engine::Postgres => names[1..].to_vec(),
+    };
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].contains(&unique[..8]), "{names:?}");
     assert!(
-        names[2].contains(&dedupe[..8]),
+        names[1].contains(&dedupe[..8]),
         "a backup was taken before the successful migration: {names:?}"
     );
 
     // Putting that backup back by hand brings the duplicates back: it is
     // the database as it was before the data migration.
-    t.gantry(&["restore", "live", names[2]])
+    t.gantry(&["restore", "live", names[1]])
         .code(2)
         .stderr_has("pass `--yes` to confirm");
     assert_eq!(live_items(&t, engine), ["milk", "eggs"]);
-    t.gantry(&["restore", "live", names[2], "--yes"])
+    t.gantry(&["restore", "live", names[1], "--yes"])
         .success()
-        .stderr_has(&format!("Restored `live`'s database from {}", names[2]));
+        .stderr_has(&format!("Restored `live`'s database from {}", names[1]));
     assert_eq!(live_items(&t, engine), ["milk", "milk", "eggs"]);
     assert_eq!(
         t.get("live", 1, "/health").unwrap().1.trim(),
@@ -387,6 +415,81 @@ fn sqlite_interrupted_rehearsal_leaves_no_copy() {
 fn postgres_interrupted_rehearsal_leaves_no_copy() {
     interrupted_rehearsal(
         "postgres_interrupted_rehearsal_leaves_no_copy",
+        Engine::Postgres,
+    );
+}
+
+/// A migrate command that changes the database and then fails: Django's
+/// migrations run, then a row is written outside any migration, then it
+/// exits 1. Only the restore can put the database back.
+const WRITE_THEN_FAIL: &str = r#"set -e
+"$PYTHON" manage.py migrate --noinput
+"$PYTHON" manage.py shell -c 'from lists.models import Item, List; Item.objects.create(list=List.objects.get_or_create(id=1)[0], text="written by a migrate that failed")'
+echo "migrate wrote, then failed" >&2
+exit 1
+"#;
+
+fn write_then_fail(name: &str, engine: Engine) {
+    let mut t = start(name, engine);
+    let config = config(&mut t, engine, None);
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["release"]).success();
+    add_item(&mut t, "live", 1, "milk");
+    let live_release = t.current("live", 1);
+
+    let failing = config.replacen(
+        "restart = \"sh restart.sh\"",
+        "migrate = \"sh ci/write_then_fail.sh\"\nrestart = \"sh restart.sh\"",
+        1,
+    );
+    assert_ne!(failing, config);
+    t.write_config(&failing);
+    t.commit(
+        "A migrate command that writes, then fails",
+        &[("ci/write_then_fail.sh", WRITE_THEN_FAIL)],
+    );
+    commit_stage(&t, "2-dedupe", "Merge duplicate items first");
+    let before = snapshot(&t, engine);
+
+    // The rehearsal fails on the copy; live is not touched.
+    t.gantry(&["deploy", "live", "--force"])
+        .code(7)
+        .stderr_has("migrate wrote, then failed");
+    assert_same(
+        &snapshot(&t, engine),
+        &before,
+        "live's database after the rehearsal",
+    );
+
+    // Without the rehearsal the migration runs on live, writes, fails:
+    // the backup is put back.
+    t.gantry(&["deploy", "live", "--force", "--no-rehearse"])
+        .code(1)
+        .stderr_has("the database was restored from");
+    assert_same(
+        &snapshot(&t, engine),
+        &before,
+        "live's database after the restore",
+    );
+    assert_eq!(t.current("live", 1), live_release);
+    assert_eq!(live_items(&t, engine), ["milk"]);
+    let last = t.history("live", 1).pop().unwrap();
+    assert_eq!(last["outcome"], "failed");
+}
+
+#[test]
+fn sqlite_migrate_that_writes_then_fails_is_restored_byte_for_byte() {
+    write_then_fail(
+        "sqlite_migrate_that_writes_then_fails_is_restored_byte_for_byte",
+        Engine::Sqlite,
+    );
+}
+
+#[test]
+fn postgres_migrate_that_writes_then_fails_is_restored_row_for_row() {
+    write_then_fail(
+        "postgres_migrate_that_writes_then_fails_is_restored_row_for_row",
         Engine::Postgres,
     );
 }

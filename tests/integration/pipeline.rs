@@ -420,3 +420,63 @@ fn the_ledger_and_tags_are_written_without_a_git_identity() {
     assert_eq!(tagger.trim(), "Gantry <gantry@localhost>");
     assert_eq!(ledger(&t, &sha).len(), 1);
 }
+
+#[test]
+fn rollback_moves_the_live_tag_back_on_the_remote_and_status_agrees() {
+    let mut t = Test::new("rollback_moves_the_live_tag_back_on_the_remote_and_status_agrees")
+        .hosts(2)
+        .start();
+    let config = pipeline_config(&mut t);
+    t.write_config(&config);
+    let first = t.commit("Add config", &[]);
+    t.gantry(&["release"]).success();
+    let second = t.commit("Second", &[("NOTES", "two\n")]);
+    t.gantry(&["release"]).success();
+    assert_eq!(
+        on_origin(&t, "refs/tags/LIVE").as_deref(),
+        Some(second.as_str())
+    );
+
+    t.gantry(&["rollback", "live"])
+        .success()
+        .stderr_has(&format!("Moved LIVE back to {}", &first[..8]));
+    assert_eq!(
+        t.get("live", 1, "/health").unwrap().1.trim(),
+        format!("ok {first}")
+    );
+    // What the remote says now, as anyone would read it.
+    let listing = git(&t.repo, &["ls-remote", "--tags", "origin"]);
+    let live = listing
+        .lines()
+        .find(|l| l.ends_with("\trefs/tags/LIVE^{}"))
+        .unwrap_or_else(|| panic!("LIVE is on origin: {listing}"));
+    assert_eq!(live.split('\t').next(), Some(first.as_str()), "{listing}");
+    let last = ledger(&t, &first).pop().unwrap();
+    assert_eq!(
+        (last["event"].as_str(), last["env"].as_str()),
+        (Some("rollback"), Some("live"))
+    );
+
+    let status = t.gantry(&["status", "--json"]);
+    status.success();
+    let value: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let live = &value["environments"][1];
+    assert_eq!(live["commit"], first.as_str());
+    let tags: Vec<&str> = live["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(tags.contains(&"LIVE"), "{tags:?}");
+    assert_eq!(value["environments"][0]["tags"], serde_json::json!([]));
+    let text = t.gantry(&["status"]);
+    let line = text
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("live"))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("LIVE"), "{line}");
+    assert!(line.contains("rolled back to"), "{line}");
+}

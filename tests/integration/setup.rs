@@ -101,6 +101,17 @@ fn setup_twice_changes_nothing_and_keeps_the_generated_secret() {
     let key = env_value(&env_file, "DJANGO_SECRET_KEY").expect("a secret key was generated");
     assert!(key.len() >= 50, "{key}");
     assert_eq!(env_value(&env_file, "GREETING").as_deref(), Some("hello"));
+    // The service reads the database from the variable the migrate
+    // command sees.
+    assert_eq!(
+        env_value(&env_file, "DB_PATH"),
+        Some(
+            t.site("staging", 0)
+                .join("shared/db.sqlite3")
+                .display()
+                .to_string()
+        )
+    );
     let unit = t.dir.join("systemd/gunicorn-staging.service");
     let before = std::fs::metadata(&env_file).unwrap().modified().unwrap();
 
@@ -429,14 +440,15 @@ fn json_output_of_status_log_and_plan_matches_its_snapshot() {
             "verified": false,
             "verification": null,
             "behind": null,
-            "deployed": {"event": "deploy", "env": "staging", "time": "<time>", "by": "<by>", "outcome": "ok", "release": "<release>", "hosts": ["<host>"]},
+            "tags": [],
+            "deployed": {"event": "deploy", "env": "staging", "time": "<time>", "by": "<by>", "outcome": "ok", "rehearsal": "passed", "release": "<release>", "hosts": ["<host>"]},
             "hosts": [{
                 "host": "<host>",
                 "reachable": true,
                 "release": "<release>",
                 "commit": "<commit>",
                 "locked": null,
-                "last": {"time": "<time>", "action": "deploy", "env": "staging", "host": "<host>", "commit": "<commit>", "release": "<release>", "by": "<by>", "outcome": "ok"},
+                "last": {"time": "<time>", "action": "deploy", "env": "staging", "host": "<host>", "commit": "<commit>", "release": "<release>", "by": "<by>", "outcome": "ok", "rehearsal": "passed"},
             }],
         }],
     });
@@ -452,7 +464,7 @@ fn json_output_of_status_log_and_plan_matches_its_snapshot() {
     normalize(&mut log, &t);
     assert_eq!(
         log,
-        serde_json::json!([{"time": "<time>", "action": "deploy", "env": "staging", "host": "<host>", "commit": "<commit>", "release": "<release>", "by": "<by>", "outcome": "ok"}])
+        serde_json::json!([{"time": "<time>", "action": "deploy", "env": "staging", "host": "<host>", "commit": "<commit>", "release": "<release>", "by": "<by>", "outcome": "ok", "rehearsal": "passed"}])
     );
 
     let mut plan: serde_json::Value =
@@ -477,7 +489,9 @@ fn json_output_of_status_log_and_plan_matches_its_snapshot() {
             {"name": "link shared", "stdin": null},
             {"name": "build 1/1", "stdin": null},
             {"name": "finish release", "stdin": null},
+            {"name": "fingerprint the database", "stdin": null},
             {"name": "check pending migrations", "stdin": null},
+            {"name": "rehearse on a copy", "stdin": null},
             {"name": "back up the database", "stdin": null},
             {"name": "migrate", "stdin": null},
             {"name": "switch current", "stdin": null},

@@ -8,10 +8,14 @@ from lists.models import Item, List
 
 
 def commit():
-    try:
-        return (settings.BASE_DIR / "REVISION").read_text().strip()
-    except OSError:
-        return "unknown"
+    # REVISION is at the release's root: the app's folder, or above it
+    # when the app lives in a sub-folder.
+    for folder in (settings.BASE_DIR, settings.BASE_DIR.parent):
+        try:
+            return (folder / "REVISION").read_text().strip()
+        except OSError:
+            pass
+    return "unknown"
 
 
 def health(request):

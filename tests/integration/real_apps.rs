@@ -1,0 +1,367 @@
+//! Migrations on an app wired the way most small Django sites are, not the
+//! way our examples are (`tests/fixtures/django-usual`): the app in `src/`,
+//! `requirements.txt` at the root, settings that name a fixed SQLite file
+//! next to `manage.py` and ignore `DB_PATH`, the file kept across releases
+//! through `deploy.shared`. Rehearsals must never touch the real database,
+//! an app that ignores the variable is never reported as passed, and a
+//! database Gantry does not protect is refused before anything migrates.
+
+use crate::harness::{django_python, examples, Test};
+use crate::migrations::{self, add_item, assert_same, copy_over, Engine};
+
+/// The usual fixture on staging (host 0) and live (host 1), with `shared`
+/// and `database` as given. Each build appends a line to
+/// `sites/<env>/builds-<hostid>`, so a test can count them.
+fn usual_config(t: &mut Test, shared: &str, database: &str) -> String {
+    let python = django_python();
+    let (staging, live) = (t.app_port("staging", 0), t.app_port("live", 1));
+    format!(
+        r#"[app]
+name = "superlists"
+preset = "django"
+root = "src"
+
+[ssh]
+config = "{dir}/ssh_config"
+
+[vars]
+python = "{python}"
+
+[deploy]
+path = "{dir}/sites/{{env}}/{{hostid}}"
+shared = [{shared}]
+build = ["echo built >> {{path}}/../builds-{{hostid}}", "{{python}} -m compileall -q lists superlists"]
+restart = "sh restart.sh"
+env = {{ PYTHON = "{{python}}", APP_HOST = "{{host}}", APP_PORT = "{{app_port}}" }}
+health = {{ url = "http://{{host}}:{{app_port}}/health", body = "{{commit}}", timeout = "2s", retries = 80, interval = "250ms" }}
+
+[database]
+{database}
+
+[environments.staging]
+hosts = [{{ address = "{s_addr}", vars = {{ hostid = "h0", app_port = "{staging}" }} }}]
+
+[environments.live]
+requires = "staging"
+hosts = [{{ address = "{l_addr}", vars = {{ hostid = "h1", app_port = "{live}" }} }}]
+"#,
+        dir = t.dir.display(),
+        s_addr = t.address(0),
+        l_addr = t.address(1),
+    )
+}
+
+const KEPT_IN_SHARED: &str = "\"src/db.sqlite3\"";
+const SQLITE_IN_SHARED: &str = "engine = \"sqlite\"\npath = \"{shared}/src/db.sqlite3\"";
+
+/// Lays a stage of the example's history over the usual fixture's app folder.
+fn commit_stage(t: &Test, stage: &str, message: &str) -> String {
+    copy_over(
+        &examples().join("django/stages").join(stage),
+        &t.repo.join("src"),
+    );
+    t.commit(message, &[])
+}
+
+/// How many times each host has built a release.
+fn builds(t: &Test) -> (usize, usize) {
+    let count = |env: &str, host: &str| {
+        std::fs::read_to_string(t.dir.join("sites").join(env).join(format!("builds-{host}")))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    (count("staging", "h0"), count("live", "h1"))
+}
+
+fn live_db(t: &Test) -> std::path::PathBuf {
+    t.site("live", 1).join("shared/src/db.sqlite3")
+}
+
+/// The test's folder and ports, replaced so the message can be compared whole.
+fn normalize(t: &Test, text: &str) -> String {
+    let mut text = text.replace(&t.dir.display().to_string(), "[DIR]");
+    for i in 0..2 {
+        text = text.replace(&t.address(i), &format!("[HOST{i}]"));
+    }
+    let mut out = String::new();
+    for word in text.split_inclusive(['/', ' ', '\n']) {
+        // Release names: 20261126T041510.042Z-1a2b3c4d
+        let is_release = word.len() >= 29
+            && word.as_bytes()[8] == b'T'
+            && word[..8].bytes().all(|b| b.is_ascii_digit());
+        if is_release {
+            out.push_str("[RELEASE]");
+            out.push_str(&word[29..]);
+        } else {
+            out.push_str(word);
+        }
+    }
+    out
+}
+
+#[test]
+fn usual_django_rehearsals_leave_the_shared_database_byte_identical() {
+    let mut t = Test::new("usual_django_rehearsals_leave_the_shared_database_byte_identical")
+        .hosts(2)
+        .django_usual()
+        .start();
+    let config = usual_config(&mut t, KEPT_IN_SHARED, SQLITE_IN_SHARED);
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["release"])
+        .success()
+        .stderr_has("✓ live: migrations rehearsed on a copy of its data");
+    assert_eq!(builds(&t), (1, 1), "each host built its release once");
+    add_item(&mut t, "live", 1, "milk");
+    add_item(&mut t, "live", 1, "milk");
+    add_item(&mut t, "live", 1, "eggs");
+    let before = std::fs::read(live_db(&t)).unwrap();
+
+    // A rehearsal that fails, then a release that stops at it.
+    commit_stage(&t, "1-unique", "Items are unique per list");
+    t.gantry(&["rehearse", "live"])
+        .code(7)
+        .stderr_has("lists_item: list_id=1, text=milk: 2 rows, ids 1, 2");
+    assert_same(
+        &std::fs::read(live_db(&t)).unwrap(),
+        &before,
+        "after a failed rehearsal",
+    );
+    let counted = builds(&t);
+    t.gantry(&["release"])
+        .code(7)
+        .stderr_has("✗ live: the migrations fail on a copy of its data; it was not touched");
+    assert_same(
+        &std::fs::read(live_db(&t)).unwrap(),
+        &before,
+        "after a stopped release",
+    );
+    assert_eq!(
+        builds(&t),
+        (counted.0 + 1, counted.1 + 1),
+        "the release built each host's release once, rehearsal included"
+    );
+
+    // A rehearsal that passes.
+    let dedupe = commit_stage(&t, "2-dedupe", "Merge duplicate items first");
+    t.gantry(&["rehearse", "live"])
+        .success()
+        .stderr_has("Rehearsal passed");
+    assert_same(
+        &std::fs::read(live_db(&t)).unwrap(),
+        &before,
+        "after a passed rehearsal",
+    );
+
+    let counted = builds(&t);
+    t.gantry(&["release"])
+        .success()
+        .stderr_has("✓ live: migrations rehearsed on a copy of its data");
+    assert_eq!(builds(&t), (counted.0 + 1, counted.1 + 1));
+    assert_eq!(
+        t.get("live", 1, "/health").unwrap().1.trim(),
+        format!("ok {dedupe}")
+    );
+    let items = std::process::Command::new("sqlite3")
+        .arg(live_db(&t))
+        .arg("SELECT text FROM lists_item ORDER BY id")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&items.stdout), "milk\neggs\n");
+    // The config stays on this machine.
+    let current = t.site("live", 1).join("current");
+    assert!(current.join("src/manage.py").exists());
+    assert!(!current.join("gantry.toml").exists());
+}
+
+#[test]
+fn usual_django_database_mismatch_is_caught_by_check_and_before_migrating() {
+    let mut t = Test::new("usual_django_database_mismatch_is_caught_by_check_and_before_migrating")
+        .hosts(2)
+        .django_usual()
+        .start();
+    let config = usual_config(&mut t, KEPT_IN_SHARED, SQLITE_IN_SHARED);
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["release"]).success();
+    t.gantry(&["check", "live"])
+        .success()
+        .stdout_has("the app uses");
+
+    // `[database]` names a file the app does not open.
+    let wrong = usual_config(
+        &mut t,
+        KEPT_IN_SHARED,
+        "engine = \"sqlite\"\npath = \"{shared}/db.sqlite3\"",
+    );
+    t.write_config(&wrong);
+    t.commit("Point the database elsewhere", &[]);
+    let before = std::fs::read(live_db(&t)).unwrap();
+    let check = t.gantry(&["-q", "check", "live"]);
+    check.code(2);
+    assert_eq!(
+        normalize(&t, &check.stderr),
+        "error: the app on `live` does not use the database in gantry.toml; nothing was migrated
+  gantry.toml:  [DIR]/sites/live/h1/shared/db.sqlite3 (`[database]`, given to the app as DB_PATH)
+  the app uses: sqlite [DIR]/sites/live/h1/shared/src/db.sqlite3 (NAME = [DIR]/sites/live/h1/releases/[RELEASE]/src/db.sqlite3) (Django's DATABASES[\"default\"], asked on [HOST1])
+  = help: make the settings read the database from DB_PATH (`\"NAME\": os.environ[\"DB_PATH\"]`, or DATABASE_URL for PostgreSQL), or point `[database]` at what the app uses; a SQLite file must be kept in `deploy.shared`
+"
+    );
+
+    commit_stage(&t, "2-dedupe", "Merge duplicate items first");
+    let deploy = t.gantry(&["-q", "deploy", "live", "--force"]);
+    deploy.code(2);
+    assert_eq!(
+        normalize(&t, &deploy.stderr),
+        normalize(&t, &check.stderr),
+        "the deploy stops with the same message before migrating"
+    );
+    assert_same(
+        &std::fs::read(live_db(&t)).unwrap(),
+        &before,
+        "live's database",
+    );
+    assert!(
+        !t.site("live", 1).join("shared/db.sqlite3").exists(),
+        "no database was made where gantry.toml pointed"
+    );
+}
+
+#[test]
+fn usual_django_without_the_shared_link_is_never_rehearsed_as_passed() {
+    let mut t = Test::new("usual_django_without_the_shared_link_is_never_rehearsed_as_passed")
+        .hosts(2)
+        .django_usual()
+        .start();
+    // The settings ignore DB_PATH, and nothing links the file they name to
+    // the database Gantry copies: a rehearsal would migrate a fresh file.
+    let config = usual_config(
+        &mut t,
+        "",
+        "engine = \"sqlite\"\npath = \"{shared}/db.sqlite3\"",
+    );
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    let real = t.site("live", 1).join("shared/db.sqlite3");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    let made = std::process::Command::new("sqlite3")
+        .arg(&real)
+        .arg("CREATE TABLE kept (x); INSERT INTO kept VALUES (1);")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let before = std::fs::read(&real).unwrap();
+
+    let run = t.gantry(&["rehearse", "live"]);
+    run.code(2)
+        .stderr_has("the app did not use the database Gantry copied for the rehearsal of `live`")
+        .stderr_has("sites/live/h1/.gantry/rehearsals/shared/db.sqlite3");
+    assert!(!run.stderr.contains("Rehearsal passed"), "{}", run.stderr);
+    assert_same(&std::fs::read(&real).unwrap(), &before, "the real database");
+    t.gantry(&["deploy", "live", "--force"])
+        .code(2)
+        .stderr_has("the app on `live` does not use the database in gantry.toml");
+    assert_same(&std::fs::read(&real).unwrap(), &before, "the real database");
+}
+
+#[test]
+fn an_app_whose_migrations_ignore_the_copy_fails_its_rehearsal() {
+    let mut t = Test::new("an_app_whose_migrations_ignore_the_copy_fails_its_rehearsal")
+        .hosts(1)
+        .start();
+    // No preset to ask the app: the migrate command and its check open a
+    // file of their own, not the copy in DB_PATH.
+    let config = t.config(&[("live", &[0])]);
+    let other = "DB_PATH=\\\"$GANTRY_SHARED/other.sqlite3\\\"";
+    let config = config
+        .replace(
+            "migrate = \"python3 migrate.py\"",
+            &format!("migrate = \"{other} python3 migrate.py\""),
+        )
+        .replace(
+            "check = \"python3 migrate.py --check\"",
+            &format!("check = \"{other} python3 migrate.py --check\""),
+        );
+    assert_eq!(config.matches("other.sqlite3").count(), 2, "{config}");
+    t.write_config(&config);
+    t.commit("Ignore DB_PATH", &[]);
+    let run = t.gantry(&["rehearse", "live"]);
+    run.code(7)
+        .stderr_has("the app did not use the database Gantry copied")
+        .stderr_has("after the migrate command");
+    assert!(!run.stderr.contains("Rehearsal passed"), "{}", run.stderr);
+}
+
+#[test]
+fn init_asks_the_usual_django_app_for_its_database() {
+    let t = Test::new("init_asks_the_usual_django_app_for_its_database")
+        .django_usual()
+        .start();
+    // The app's own virtualenv, as a developer has it (not committed).
+    let venv = t.repo.join("src/.venv/bin");
+    std::fs::create_dir_all(&venv).unwrap();
+    let python = venv.join("python");
+    std::fs::write(
+        &python,
+        format!("#!/bin/sh\nexec {} \"$@\"\n", django_python()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    t.gantry(&["init"])
+        .success()
+        .stderr_has("in `src/`, settings `superlists.settings`");
+    let written = std::fs::read_to_string(t.repo.join("gantry.toml")).unwrap();
+    assert!(
+        written.contains("# Filled in from what the app says"),
+        "{written}"
+    );
+    assert!(
+        written.contains("shared = [\"src/db.sqlite3\", \"media/\"]"),
+        "{written}"
+    );
+    assert!(
+        written.contains("engine = \"sqlite\"\npath = \"{shared}/src/db.sqlite3\""),
+        "{written}"
+    );
+}
+
+#[test]
+fn postgres_settings_that_ignore_database_url_are_refused_and_live_is_row_identical() {
+    let name = "postgres_settings_that_ignore_database_url_are_refused_and_live_is_row_identical";
+    let mut t = migrations::start(name, Engine::Postgres);
+    let config = migrations::config(&mut t, Engine::Postgres, None);
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["release"]).success();
+    add_item(&mut t, "live", 1, "milk");
+    add_item(&mut t, "live", 1, "milk");
+    add_item(&mut t, "live", 1, "eggs");
+    let before = migrations::snapshot(&t, Engine::Postgres);
+
+    // Settings with the database written in: `live`, whatever
+    // DATABASE_URL says, so a rehearsal would migrate live itself.
+    t.commit(
+        "Settings with the database written in",
+        &[("superlists/settings.py", &t.fixed_postgres_settings())],
+    );
+    migrations::commit_stage(&t, "2-dedupe", "Merge duplicate items first");
+    let run = t.gantry(&["rehearse", "live"]);
+    run.code(2)
+        .stderr_has("the app did not use the database Gantry copied for the rehearsal of `live`")
+        .stderr_has("the app uses: postgresql `live` on 127.0.0.1:");
+    assert!(!run.stderr.contains("Rehearsal passed"), "{}", run.stderr);
+    assert_same(
+        &migrations::snapshot(&t, Engine::Postgres),
+        &before,
+        "live after the rehearsal",
+    );
+
+    t.gantry(&["deploy", "live", "--force"])
+        .code(2)
+        .stderr_has("the app did not use the database Gantry copied");
+    assert_same(
+        &migrations::snapshot(&t, Engine::Postgres),
+        &before,
+        "live after the deploy",
+    );
+}
