@@ -158,7 +158,8 @@ pub async fn restore(
                             let vars = steps.vars();
                             let url = check.url.render(&vars);
                             printer.host(site.name(), &format!("health check {url}"));
-                            if let Err(f) = crate::health::check_from(check, &url, None, site).await
+                            if let Err(f) =
+                                crate::health::check_from(check, &url, None, site, false).await
                             {
                                 printer.warn(&format!(
                                     "restored, but the app does not answer: GET {} after {} attempts: {}",

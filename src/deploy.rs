@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::activation::{self, Activation, HostState, Verdict};
 use crate::config::{Config, Environment, Template};
 use crate::database::{Db, Kind};
 use crate::error::{Error, Failure, HostProblem};
@@ -105,6 +106,7 @@ pub async fn deploy(
         rehearsal: Mutex::new(Rehearsal::NotNeeded),
         notes: Mutex::default(),
         constraint: Mutex::default(),
+        stuck: Mutex::default(),
         prepared: Mutex::default(),
         migrated: Mutex::default(),
     };
@@ -159,6 +161,7 @@ pub async fn rollback(
         rehearsal: Mutex::new(Rehearsal::NotNeeded),
         notes: Mutex::default(),
         constraint: Mutex::default(),
+        stuck: Mutex::default(),
         prepared: Mutex::default(),
         migrated: Mutex::default(),
     };
@@ -204,6 +207,8 @@ struct Run<'a> {
     notes: Mutex<Vec<String>>,
     /// A constraint the data violates, with the rows that violate it.
     constraint: Mutex<Option<(String, Vec<String>)>>,
+    /// Hosts that run the new release and could not be put back, with it.
+    stuck: Mutex<Vec<(String, String)>>,
     /// Seconds each host took to prepare the release.
     prepared: Mutex<std::collections::BTreeMap<String, f64>>,
     /// The database this deploy migrated, and how to put it back.
@@ -274,32 +279,42 @@ impl<'a> Run<'a> {
             }
         }
 
-        // Activate, batch by batch.
-        let mut switched = Vec::new();
-        if let Err(problems) = self.activate(release, &commit.sha, &mut switched).await {
-            // The new release's migration ran: the old release gets the
-            // database it had, before it is restarted by switching back.
-            let mut recovery = Vec::new();
-            let migrated = self.migrated.lock().expect("migrated lock").take();
-            if let Some(m) = migrated {
-                let restarted_anyway = switched.iter().any(|s| s.index == self.env.migrate_host);
-                recovery.extend(
-                    self.put_database_back(
-                        &m.db,
-                        m.backup.as_deref(),
-                        m.created,
-                        !restarted_anyway,
-                    )
-                    .await,
-                );
-            }
-            recovery.extend(self.switch_back(&switched).await);
+        // An interrupt during the migration: the database goes back.
+        if site::interrupted() {
+            let recovery = self.put_back(&[], release).await;
             return Err(self
-                .abandon("deploy", commit, release, problems, recovery)
+                .abandon(
+                    "deploy",
+                    commit,
+                    release,
+                    vec![self.interrupt_problem("migrate")],
+                    recovery,
+                )
                 .await);
         }
 
-        // Finish.
+        // Activate, batch by batch.
+        let mut switched = Vec::new();
+        let problems = match self.activate(release, &commit.sha, &mut switched).await {
+            Err(problems) => problems,
+            Ok(()) if site::interrupted() => vec![self.interrupt_problem("activate")],
+            Ok(()) => {
+                self.finish(commit, release).await;
+                if !site::interrupted() {
+                    return Ok(());
+                }
+                // Interrupted while finishing: what this run changed goes back.
+                vec![self.interrupt_problem("finish")]
+            }
+        };
+        let recovery = self.put_back(&switched, release).await;
+        Err(self
+            .abandon("deploy", commit, release, problems, recovery)
+            .await)
+    }
+
+    /// Records the deploy on every host and prunes old releases.
+    async fn finish(&self, commit: &Commit, release: &str) {
         each(self.sites, 32, |site| async move {
             let mut record = Record::new("deploy", &self.env.name, site.name(), "ok");
             record.forced = self.forced;
@@ -313,7 +328,20 @@ impl<'a> Run<'a> {
                 .host(site.name(), &format!("serving {release}"));
         })
         .await;
-        Ok(())
+    }
+
+    /// The problem an interrupt makes of the phase it came in.
+    fn interrupt_problem(&self, phase: &str) -> HostProblem {
+        let site = &self.sites[self.env.migrate_host];
+        HostProblem {
+            host: site.name().to_string(),
+            step: phase.to_string(),
+            command: None,
+            code: None,
+            detail: "interrupted (Ctrl-C or SIGTERM)".into(),
+            unreachable: false,
+            output: String::new(),
+        }
     }
 
     /// Asks the app which database it opens, checks for pending
@@ -650,8 +678,12 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Returns where `current` pointed before, whether it was switched, and
-    /// the outcome.
+    /// Activates `release` on host `i` through the host-side activation
+    /// (switch, restart, host-side health check, put back by the host on
+    /// failure), then makes the health check from here when it is not made
+    /// on the host. Returns where `current` pointed before, whether the
+    /// host may still be on `release` (so that a failure elsewhere puts it
+    /// back), and the outcome.
     async fn activate_one(
         &self,
         i: usize,
@@ -661,24 +693,107 @@ impl<'a> Run<'a> {
         let site = &self.sites[i];
         let p = self.printer;
         let previous = site.serving.clone();
+        let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
+        let steps = self.steps(site, release, commit);
+        let restart = self
+            .config
+            .deploy
+            .restart
+            .as_ref()
+            .map(|r| steps.command("restart", r, true));
+        let health = self.config.deploy.health.as_ref();
+        let host_check = health.filter(|h| h.on_host).map(|h| {
+            let body = h.body.as_ref().map(|b| b.render(&vars));
+            activation::host_check_script(h, &h.url.render(&vars), body.as_deref())
+        });
+        let activation = Activation {
+            layout: &site.layout,
+            release,
+            put_back: Some(previous.as_deref()),
+            restart: restart.as_ref().map(|r| r.script.clone()),
+            check: host_check,
+        };
         if let Err(e) = site
-            .step(
-                p,
-                "switch current",
-                None,
-                &release::switch_script(&site.layout, release),
-                None,
-            )
+            .step(p, "switch current", None, &activation.start_script(), None)
             .await
         {
-            // The rename either happened or not; treat it as switched so
-            // that putting back is attempted.
-            return (previous, true, Err(e));
+            // Refused before it started, or the connection broke while
+            // starting it: then the host may be switching.
+            return (previous, e.unreachable, Err(e));
         }
-        let result = self.restart_and_check(site, release, commit, false).await;
-        (previous, true, result)
+        let waited = site
+            .step_always(
+                p,
+                if restart.is_some() {
+                    "restart"
+                } else {
+                    "activate"
+                },
+                None,
+                &activation::wait_script(&site.layout),
+                None,
+            )
+            .await;
+        let out = match waited {
+            Ok(out) => out,
+            // The host finishes by itself; from here it is unknown where.
+            Err(e) => return (previous, true, Err(e)),
+        };
+        match activation::parse(&out.stdout) {
+            Verdict::Ok => {}
+            Verdict::Failed {
+                step,
+                code,
+                state,
+                detail,
+            } => {
+                let problem = HostProblem {
+                    host: site.name().to_string(),
+                    command: (step == "restart")
+                        .then(|| restart.as_ref().and_then(|r| r.shown.clone()))
+                        .flatten(),
+                    step,
+                    code,
+                    output: detail.clone(),
+                    detail,
+                    unreachable: false,
+                };
+                let switched = match state {
+                    HostState::Old | HostState::Back => false,
+                    HostState::New | HostState::Unknown => true,
+                    HostState::Stuck => {
+                        self.stuck(site.name(), release);
+                        false
+                    }
+                };
+                return (previous, switched, Err(problem));
+            }
+        }
+        if let Some(check) = health.filter(|h| !h.on_host) {
+            let url = check.url.render(&vars);
+            p.host(site.name(), &format!("health check {url}"));
+            let body = check.body.as_ref().map(|b| b.render(&vars));
+            if let Err(f) = health::check_from(check, &url, body.as_deref(), site, true).await {
+                return (
+                    previous,
+                    true,
+                    Err(site.problem(
+                        "health check",
+                        None,
+                        None,
+                        &format!(
+                            "GET {} did not pass after {} attempts: {}",
+                            f.url, f.attempts, f.last
+                        ),
+                    )),
+                );
+            }
+        }
+        (previous, true, Ok(()))
     }
 
+    /// Restarts `release` in `current` on `site` and checks it: after a
+    /// SQLite restore, so the serving release reopens the restored file.
     async fn restart_and_check(
         &self,
         site: &Site,
@@ -701,7 +816,7 @@ impl<'a> Run<'a> {
             let url = check.url.render(&vars);
             p.host(site.name(), &format!("health check {url}"));
             let body = check.body.as_ref().map(|b| b.render(&vars));
-            if let Err(f) = health::check_from(check, &url, body.as_deref(), site).await {
+            if let Err(f) = health::check_from(check, &url, body.as_deref(), site, !always).await {
                 return Err(site.problem(
                     "health check",
                     None,
@@ -716,21 +831,115 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Puts every switched host back where it was, and restarts the old
-    /// release there. Returns the problems met; those need a person.
-    async fn switch_back(&self, switched: &[Switched]) -> Vec<HostProblem> {
+    /// A host that runs `release` and could not be put back.
+    fn stuck(&self, host: &str, release: &str) {
+        self.stuck
+            .lock()
+            .expect("stuck lock")
+            .push((host.to_string(), release.to_string()));
+    }
+
+    /// Puts every switched host back where it was, through the host-side
+    /// activation (switch back, restart the old release), even after an
+    /// interrupt. Returns the problems met; the hosts they name could not
+    /// be put back, run the new release, and need a person.
+    async fn switch_back(&self, switched: &[Switched], release: &str) -> Vec<HostProblem> {
         let results = each(switched, 32, |s| async move {
             let site = &self.sites[s.index];
-            let script = release::switch_back_script(&site.layout, s.previous.as_deref());
-            site.step_always(self.printer, "switch back", None, &script, None)
+            let p = self.printer;
+            let Some(previous) = &s.previous else {
+                // No release was live here before: none is now.
+                let script = release::switch_back_script(&site.layout, None);
+                return site
+                    .step_always(p, "switch back", None, &script, None)
+                    .await
+                    .map(|_| ());
+            };
+            let steps = self.steps(site, previous, "");
+            let restart = self
+                .config
+                .deploy
+                .restart
+                .as_ref()
+                .map(|r| steps.command("restart", r, true).script);
+            let activation = Activation {
+                layout: &site.layout,
+                release: previous,
+                put_back: None,
+                restart,
+                check: None,
+            };
+            site.step_always(p, "switch back", None, &activation.start_script(), None)
                 .await?;
-            match &s.previous {
-                Some(previous) => self.restart_and_check(site, previous, "", true).await,
-                None => Ok(()),
+            let out = site
+                .step_always(
+                    p,
+                    "restart the old release",
+                    None,
+                    &activation::wait_script(&site.layout),
+                    None,
+                )
+                .await?;
+            match activation::parse(&out.stdout) {
+                Verdict::Ok => Ok(()),
+                Verdict::Failed {
+                    step, code, detail, ..
+                } => Err(HostProblem {
+                    host: site.name().to_string(),
+                    step: format!("putting back: {step}"),
+                    command: None,
+                    code,
+                    output: detail.clone(),
+                    detail,
+                    unreachable: false,
+                }),
             }
         })
         .await;
-        results.into_iter().filter_map(Result::err).collect()
+        let mut problems = Vec::new();
+        for result in results {
+            if let Err(problem) = result {
+                self.stuck(&problem.host, release);
+                problems.push(problem);
+            }
+        }
+        problems
+    }
+
+    /// Puts back what this deploy changed: every switched host first; then
+    /// the database, but only when every host that ran the new release is
+    /// back (otherwise those hosts keep the migrated database they need,
+    /// and the note says so). Returns the problems that need a person.
+    async fn put_back(&self, switched: &[Switched], release: &str) -> Vec<HostProblem> {
+        let mut recovery = self.switch_back(switched, release).await;
+        let migrated = self.migrated.lock().expect("migrated lock").take();
+        if let Some(m) = migrated {
+            let stuck: Vec<String> = self
+                .stuck
+                .lock()
+                .expect("stuck lock")
+                .iter()
+                .map(|(h, _)| h.clone())
+                .collect();
+            if stuck.is_empty() {
+                recovery.extend(
+                    self.put_database_back(&m.db, m.backup.as_deref(), m.created, true)
+                        .await,
+                );
+            } else {
+                let kept = m
+                    .backup
+                    .as_deref()
+                    .map(|b| format!("; the backup taken before the migration is {b}"))
+                    .unwrap_or_default();
+                self.note(format!(
+                    "the database was kept migrated, because {} still run{} the new release on it{kept}",
+                    stuck.join(", "),
+                    if stuck.len() == 1 { "s" } else { "" }
+                ));
+            }
+        }
+        recovery
     }
 
     /// Removes the new release everywhere, records the failure, and builds
@@ -787,6 +996,8 @@ impl<'a> Run<'a> {
             recovery,
             notes: std::mem::take(&mut *self.notes.lock().expect("notes lock")),
             constraint: self.constraint.lock().expect("constraint lock").take(),
+            interrupted: site::interrupted(),
+            stuck: self.stuck.lock().expect("stuck lock").clone(),
         }))
     }
 
@@ -915,7 +1126,7 @@ impl<'a> Run<'a> {
             }
         }
         if !problems.is_empty() {
-            let recovery = self.switch_back(&switched).await;
+            let recovery = self.switch_back(&switched, &targets[0].name).await;
             for site in self.sites {
                 let mut record = Record::new("rollback", &self.env.name, site.name(), "failed");
                 record.previous = site.serving.clone();
@@ -929,6 +1140,8 @@ impl<'a> Run<'a> {
                 recovery,
                 notes: Vec::new(),
                 constraint: None,
+                interrupted: site::interrupted(),
+                stuck: self.stuck.lock().expect("stuck lock").clone(),
             })));
         }
         for (site, target) in self.sites.iter().zip(&targets) {

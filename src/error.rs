@@ -48,6 +48,11 @@ pub struct Failure {
     pub notes: Vec<String>,
     /// A constraint the data violates (in words), and the rows that violate it.
     pub constraint: Option<(String, Vec<String>)>,
+    /// Ctrl-C or SIGTERM stopped the run; what it changed was put back.
+    pub interrupted: bool,
+    /// Hosts that run the new release and could not be put back, with the
+    /// release they run.
+    pub stuck: Vec<(String, String)>,
 }
 
 /// The app opens another database than the one Gantry protects, or than
@@ -156,7 +161,11 @@ impl Error {
             Error::Unreachable { .. } => ExitStatus::Unreachable,
             Error::Locked { .. } => ExitStatus::Locked,
             Error::Failed(f) => {
-                if f.problems.iter().any(|p| p.unreachable) {
+                if !f.stuck.is_empty() {
+                    ExitStatus::NotPutBack
+                } else if f.interrupted {
+                    ExitStatus::Interrupted
+                } else if f.problems.iter().any(|p| p.unreachable) {
                     ExitStatus::Unreachable
                 } else {
                     ExitStatus::Failed
@@ -277,8 +286,12 @@ impl fmt::Display for Error {
                 }
             }
             Error::Failed(failure) => {
-                let Failure { action, env, problems, serving, recovery, notes, constraint } = failure.as_ref();
-                write!(f, "{action} to `{env}` failed on {} host{}", problems.len(), if problems.len() == 1 { "" } else { "s" })?;
+                let Failure { action, env, problems, serving, recovery, notes, constraint, interrupted, stuck } = failure.as_ref();
+                if *interrupted {
+                    write!(f, "{action} to `{env}` was interrupted (Ctrl-C or SIGTERM)")?;
+                } else {
+                    write!(f, "{action} to `{env}` failed on {} host{}", problems.len(), if problems.len() == 1 { "" } else { "s" })?;
+                }
                 for p in problems {
                     write!(f, "\n  {p}")?;
                 }
@@ -289,20 +302,36 @@ impl fmt::Display for Error {
                 for note in notes {
                     write!(f, "\n  {note}")?;
                 }
-                if recovery.is_empty() {
+                if !stuck.is_empty() {
+                    write!(f, "\n  these hosts could not be put back and run the new release:")?;
+                    for (host, release) in stuck {
+                        write!(f, "\n    {host}: {release}")?;
+                    }
+                }
+                if recovery.is_empty() && stuck.is_empty() {
                     write!(f, "\n  every host was left serving what it served before:")?;
                 } else {
-                    write!(f, "\n  putting hosts back also failed; these hosts need a person:")?;
-                    for p in recovery {
-                        write!(f, "\n  {p}")?;
+                    if !recovery.is_empty() {
+                        write!(f, "\n  putting hosts back also failed; these hosts need a person:")?;
+                        for p in recovery {
+                            write!(f, "\n  {p}")?;
+                        }
                     }
                     write!(f, "\n  what each host serves now:")?;
                 }
                 for (host, release) in serving {
+                    let release = match stuck.iter().find(|(h, _)| h == host) {
+                        Some((_, new)) => format!("{new} (the new release: it could not be put back)"),
+                        None => release.clone(),
+                    };
                     write!(f, "\n    {host}: {release}")?;
                 }
-                if recovery.iter().any(|p| p.unreachable) {
+                if !stuck.is_empty() {
+                    write!(f, "\n  = help: when the hosts above can be reached, check them with `gantry status {env}`, clear the lock with `gantry unlock {env}`, and deploy again (the commit you want everywhere)")
+                } else if recovery.iter().any(|p| p.unreachable) {
                     write!(f, "\n  = help: a host that could not be reached still holds the lock; when it is back, check it with `gantry status {env}`, clear the lock with `gantry unlock {env}` and run the {action} again (leftover releases are removed by the next deploy)")
+                } else if *interrupted {
+                    write!(f, "\n  = help: run the {action} again when you want it")
                 } else {
                     write!(f, "\n  = help: fix the cause above and run the {action} again")
                 }

@@ -24,6 +24,11 @@ pub enum ExitStatus {
     /// A migration rehearsal on a copy of the data failed; nothing live
     /// was touched.
     RehearsalFailed = 7,
+    /// Interrupted (Ctrl-C or SIGTERM); what the run changed was put back.
+    Interrupted = 8,
+    /// Failed, and some hosts that run the new release could not be put
+    /// back: the message names them (and keeps the database they need).
+    NotPutBack = 9,
 }
 
 impl ExitStatus {
@@ -37,7 +42,9 @@ Exit codes:
   4  the environment is locked by another deploy (see `gantry unlock`)
   5  another error on this machine (git, files)
   6  verification failed, or a gate refused an unverified commit
-  7  a migration failed on a copy of the data; nothing live was touched";
+  7  a migration failed on a copy of the data; nothing live was touched
+  8  interrupted (Ctrl-C or SIGTERM); what the run changed was put back
+  9  failed, and some hosts could not be put back (named in the message)";
 }
 
 impl From<ExitStatus> for ExitCode {

@@ -28,23 +28,25 @@ pub enum From<'a> {
 /// Checks `url` until it answers `health.status` (with `body` in the
 /// answer, when given) or `health.retries` more attempts fail. From this
 /// machine, or from `site` when the check is configured `on = "host"`.
+/// `stop_on_interrupt` gives up as soon as the run is interrupted.
 pub async fn check_from(
     health: &Health,
     url: &str,
     body: Option<&str>,
     site: &crate::site::Site,
+    stop_on_interrupt: bool,
 ) -> Result<(), Failed> {
     let from = if health.on_host {
         From::Host(site)
     } else {
         From::Here
     };
-    check_with(health, url, body, from).await
+    check_with(health, url, body, from, stop_on_interrupt).await
 }
 
 /// Checks from this machine.
 pub async fn check(health: &Health, url: &str, body: Option<&str>) -> Result<(), Failed> {
-    check_with(health, url, body, From::Here).await
+    check_with(health, url, body, From::Here, false).await
 }
 
 async fn check_with(
@@ -52,12 +54,19 @@ async fn check_with(
     url: &str,
     body: Option<&str>,
     from: From<'_>,
+    stop_on_interrupt: bool,
 ) -> Result<(), Failed> {
     let want = body;
     let mut last = String::new();
     let attempts = health.retries + 1;
     for attempt in 0..attempts {
         if attempt > 0 {
+            // An interrupted deploy stops checking the new release and
+            // puts it back; checks made while putting back go on.
+            if stop_on_interrupt && crate::site::interrupted() {
+                last = "interrupted (Ctrl-C or SIGTERM)".into();
+                break;
+            }
             tokio::time::sleep(health.interval).await;
         }
         let answer = async {
@@ -136,14 +145,13 @@ if command -v curl >/dev/null 2>&1; then curl -sS -m {secs} -w '\n%{{http_code}}
 }
 
 /// The Python fallback of `get_on`: body, then the status.
-const PY_GET: &str = r#"import sys, urllib.request, urllib.error
+pub const PY_GET: &str = r#"import sys, urllib.request, urllib.error
 try:
     r = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))
     code, body = r.status, r.read()
 except urllib.error.HTTPError as e:
     code, body = e.code, e.read()
-sys.stdout.write(body.decode(errors="replace") + "
-" + str(code))
+sys.stdout.write(body.decode(errors="replace") + "\n" + str(code))
 "#;
 
 /// One GET: the status code and the body (at most 1 MiB).

@@ -1,6 +1,7 @@
 //! Gantry: takes a web application from a git commit to running on its
 //! servers. `run` is the whole program; `main.rs` only parses arguments.
 
+pub mod activation;
 pub mod backups;
 pub mod cli;
 pub mod commands;

@@ -198,7 +198,7 @@ async fn run(
                 let url = check.url.render(&vars);
                 let body = check.body.as_ref().map(|b| b.render(&vars));
                 printer.host(s.name(), &format!("health check {url}"));
-                health::check_from(check, &url, body.as_deref(), s)
+                health::check_from(check, &url, body.as_deref(), s, false)
                     .await
                     .map_err(|f| {
                         format!(

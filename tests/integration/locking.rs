@@ -144,8 +144,11 @@ fn interrupt_during_build_releases_the_lock_and_changes_nothing() {
     std::fs::remove_file(site.join("hold")).unwrap();
     let code = deploy.wait().unwrap().code();
     let stderr = stderr.lock().unwrap().clone();
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(code, Some(8), "{stderr}");
+    assert!(
+        stderr.contains("deploy to `staging` was interrupted (Ctrl-C or SIGTERM)"),
+        "{stderr}"
+    );
     assert_eq!(t.current("staging", 0), serving);
     assert!(!site.join(".gantry/lock").exists(), "the lock was released");
 }
