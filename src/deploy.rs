@@ -862,12 +862,20 @@ impl<'a> Run<'a> {
                 .restart
                 .as_ref()
                 .map(|r| steps.command("restart", r, true).script);
+            // The old release's commit is not known here: its check looks
+            // at the status (a `{commit}` in the body matches anything).
+            let vars = release::run_vars(&site.spec, &site.layout, Some(previous), Some(""));
+            let health = self.config.deploy.health.as_ref();
+            let check = health.filter(|h| h.on_host).map(|h| {
+                let body = h.body.as_ref().map(|b| b.render(&vars));
+                activation::host_check_script(h, &h.url.render(&vars), body.as_deref())
+            });
             let activation = Activation {
                 layout: &site.layout,
                 release: previous,
                 put_back: None,
                 restart,
-                check: None,
+                check,
             };
             site.step_always(p, "switch back", None, &activation.start_script(), None)
                 .await?;
@@ -881,7 +889,27 @@ impl<'a> Run<'a> {
                 )
                 .await?;
             match activation::parse(&out.stdout) {
-                Verdict::Ok => Ok(()),
+                Verdict::Ok => match health.filter(|h| !h.on_host) {
+                    None => Ok(()),
+                    Some(check) => {
+                        let url = check.url.render(&vars);
+                        p.host(site.name(), &format!("health check {url}"));
+                        let body = check.body.as_ref().map(|b| b.render(&vars));
+                        health::check_from(check, &url, body.as_deref(), site, false)
+                            .await
+                            .map_err(|f| {
+                                site.problem(
+                                    "putting back: health check",
+                                    None,
+                                    None,
+                                    &format!(
+                                        "GET {} did not pass after {} attempts: {}",
+                                        f.url, f.attempts, f.last
+                                    ),
+                                )
+                            })
+                    }
+                },
                 Verdict::Failed {
                     step, code, detail, ..
                 } => Err(HostProblem {

@@ -386,7 +386,9 @@ pub fn status_script(layout: &Layout) -> String {
          t=$(readlink current 2>/dev/null) && echo \"current ${{t##*/}}\"\n\
          [ -f current/REVISION ] && echo \"commit $(cat current/REVISION)\"\n\
          [ -d .gantry/lock ] && echo \"lock $(cat .gantry/lock/info 2>/dev/null)\"\n\
-         [ -f .gantry/history.jsonl ] && echo \"last $(tail -n 1 .gantry/history.jsonl)\"\ntrue",
+         [ -f .gantry/history.jsonl ] && echo \"last $(tail -n 1 .gantry/history.jsonl)\"\n\
+         [ -f .gantry/activated ] && echo \"activated $(cat .gantry/activated)\"\n\
+         if [ -d .gantry/activation ] && [ ! -f .gantry/activation/verdict ]; then echo \"activating $(cat .gantry/activation/phase 2>/dev/null)\"; fi\ntrue",
         path = quote(&layout.path)
     )
 }
@@ -399,8 +401,32 @@ pub struct SiteStatus {
     pub commit: Option<String>,
     pub lock: Option<crate::lock::LockInfo>,
     pub last: Option<crate::history::Record>,
+    /// The release the last activation that ran to the end restarted.
+    pub activated: Option<String>,
+    /// An activation is running (its phase), or died without a verdict.
+    pub activating: Option<String>,
     /// The site's folder does not exist.
     pub missing: bool,
+}
+
+impl SiteStatus {
+    /// When `current` points at a release that no finished activation
+    /// restarted: the app may still be serving another one.
+    pub fn mismatch(&self) -> Option<String> {
+        let current = self.release.as_deref()?;
+        if let Some(phase) = &self.activating {
+            return Some(format!(
+                "an activation stopped at `{}`: `current` points at {current}, which may not be what the app serves",
+                if phase.is_empty() { "start" } else { phase }
+            ));
+        }
+        match self.activated.as_deref() {
+            Some(activated) if activated != current => Some(format!(
+                "`current` points at {current}, but the last restart was of {activated}"
+            )),
+            _ => None,
+        }
+    }
 }
 
 pub fn parse_status(out: &str) -> SiteStatus {
@@ -413,6 +439,8 @@ pub fn parse_status(out: &str) -> SiteStatus {
             "commit" => state.commit = Some(rest.to_string()),
             "lock" => state.lock = serde_json::from_str(rest).ok(),
             "last" => state.last = serde_json::from_str(rest).ok(),
+            "activated" => state.activated = Some(rest.to_string()),
+            "activating" => state.activating = Some(rest.to_string()),
             _ => {}
         }
     }

@@ -162,6 +162,8 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
                         "commit": s.commit,
                         "locked": s.lock.as_ref().map(|l| json!({"by": format!("{}@{}", l.user, l.machine), "since": l.since, "command": l.command, "stale": l.is_stale()})),
                         "last": s.last,
+                        "activated": s.activated,
+                        "mismatch": s.mismatch(),
                     }),
                     Err(e) => json!({"host": name, "reachable": false, "error": e}),
                 }).collect::<Vec<_>>(),
@@ -228,6 +230,12 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
                     }
                 };
                 text.push_str(&format!("  {name}  {host_line}\n"));
+                if let Some(mismatch) = state.as_ref().ok().and_then(|s| s.mismatch()) {
+                    text.push_str(&format!(
+                        "    mismatch: {mismatch}; settle it with `gantry deploy {}` (after `gantry unlock {}` if a stale lock is left)\n",
+                        r.env.name, r.env.name
+                    ));
+                }
                 if let Ok(release::SiteStatus {
                     lock: Some(lock), ..
                 }) = state

@@ -6,6 +6,7 @@ mod harness;
 mod cli;
 mod config_errors;
 mod deploy;
+mod faults;
 mod hosts;
 mod locking;
 mod migrations;

@@ -1,0 +1,275 @@
+//! Faults late in a deploy, on real sshd hosts: SIGINT, SIGTERM and
+//! SIGKILL of the controller while hosts restart and while they are
+//! health-checked, on 1 and on 3 hosts; a network cut after the switch with
+//! a migration. Phases are reached by waiting for markers the hosts write,
+//! never by sleeping. Every run must leave each host on a complete release
+//! that is the one the app actually serves.
+
+use std::path::Path;
+
+use crate::harness::{collect, wait_until, Test};
+
+/// The restart waits while `hold-restart` exists in the site folder (and
+/// says so with `holding-restart`), after the switch.
+const HOLD_RESTART: &str = r#"set -eu
+if [ -e "$GANTRY_PATH/hold-restart" ]; then
+    touch "$GANTRY_PATH/holding-restart"
+    i=0
+    while [ -e "$GANTRY_PATH/hold-restart" ] && [ $i -lt 600 ]; do i=$((i + 1)); sleep 0.1; done
+fi
+"#;
+
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    /// The hosts are switched and restarting.
+    Restart,
+    /// The hosts are restarted and answer unhealthy.
+    Health,
+}
+
+fn fault_config(t: &mut Test, hosts: &[usize]) -> String {
+    t.config(&[("staging", hosts)])
+        .replace(
+            "restart = \"sh restart.sh\"",
+            "restart = \"sh ci/hold_restart.sh && sh restart.sh\"",
+        )
+        .replace("retries = 40", "retries = 400")
+}
+
+/// The commit the app on host `i` answers with, and the commit `current`
+/// points at there.
+fn served(t: &mut Test, i: usize) -> (String, String) {
+    let mut answer = String::new();
+    // A host that finished its restart on its own may still be starting
+    // the app: wait for it to answer.
+    wait_until(30, "the app to answer", || {
+        match t.get("staging", i, "/health") {
+            Some((200, body)) => {
+                answer = body.trim().trim_start_matches("ok ").to_string();
+                true
+            }
+            _ => false,
+        }
+    });
+    let current = std::fs::read_to_string(t.site("staging", i).join("current/REVISION"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    (answer, current)
+}
+
+fn signal(pid: u32, name: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name} {pid}");
+}
+
+/// One deploy of a new commit, stopped by `sig` in `phase`.
+fn fault(t: &mut Test, hosts: &[usize], sig: &str, phase: Phase) {
+    let before: Vec<String> = hosts.iter().map(|&i| served(t, i).1).collect();
+    let new = t.commit(
+        &format!("{sig} at {phase:?}"),
+        &[("NOTES", &format!("{sig} {phase:?}\n"))],
+    );
+    let sites: Vec<_> = hosts.iter().map(|&i| t.site("staging", i)).collect();
+    match phase {
+        Phase::Restart => {
+            for s in &sites {
+                std::fs::write(s.join("hold-restart"), "").unwrap();
+            }
+        }
+        Phase::Health => {
+            for s in &sites {
+                std::fs::write(s.join("shared/data/unhealthy"), &new).unwrap();
+            }
+        }
+    }
+    let mut deploy = t.command(&["deploy", "staging"]).spawn().unwrap();
+    let stderr = collect(deploy.stderr.take().unwrap());
+    match phase {
+        Phase::Restart => wait_until(60, "every host to hold in its restart", || {
+            sites.iter().all(|s| s.join("holding-restart").exists())
+        }),
+        Phase::Health => wait_until(60, "the health checks to start", || {
+            stderr.lock().unwrap().matches("health check http").count() >= hosts.len()
+        }),
+    }
+    signal(deploy.id(), sig);
+    if sig != "KILL" {
+        wait_until(30, "gantry to take the interrupt", || {
+            stderr.lock().unwrap().contains("interrupted:")
+        });
+    }
+    for s in &sites {
+        let _ = std::fs::remove_file(s.join("hold-restart"));
+        let _ = std::fs::remove_file(s.join("holding-restart"));
+    }
+    let code = deploy.wait().unwrap().code();
+    // Hosts finish what they started, with or without the controller.
+    wait_until(60, "every host's activation to end", || {
+        sites.iter().all(|s| {
+            s.join(".gantry/activation/verdict").exists() || !s.join(".gantry/activation").exists()
+        })
+    });
+    for s in &sites {
+        let _ = std::fs::remove_file(s.join("shared/data/unhealthy"));
+    }
+    let stderr = stderr.lock().unwrap().clone();
+    let context = format!("{sig} at {phase:?} on {} hosts\n{stderr}", hosts.len());
+    if sig == "KILL" {
+        assert_eq!(code, None, "{context}");
+        for &i in hosts {
+            let (answer, current) = served(t, i);
+            assert_eq!(
+                answer, current,
+                "host {i} serves what `current` points at: {context}"
+            );
+            assert!(!current.is_empty(), "{context}");
+        }
+        let status = t.gantry(&["status", "staging"]);
+        assert!(
+            !status.stdout.contains("mismatch"),
+            "{}\n{context}",
+            status.stdout
+        );
+        assert!(
+            status.stdout.contains("locked:"),
+            "the lock says so: {}",
+            status.stdout
+        );
+        t.gantry(&["unlock", "staging"]).success();
+    } else {
+        assert_eq!(code, Some(8), "{context}");
+        assert!(
+            context.contains("was interrupted (Ctrl-C or SIGTERM)"),
+            "{context}"
+        );
+        for (n, &i) in hosts.iter().enumerate() {
+            let (answer, current) = served(t, i);
+            assert_eq!(current, before[n], "host {i} was put back: {context}");
+            assert_eq!(
+                answer, before[n],
+                "host {i} serves the old commit: {context}"
+            );
+            assert!(
+                !t.site("staging", i).join(".gantry/lock").exists(),
+                "{context}"
+            );
+        }
+    }
+}
+
+fn faults_on(name: &str, n: usize) {
+    let mut t = Test::new(name).hosts(n).start();
+    let hosts: Vec<usize> = (0..n).collect();
+    let config = fault_config(&mut t, &hosts);
+    t.write_config(&config);
+    t.commit("Add config", &[("ci/hold_restart.sh", HOLD_RESTART)]);
+    t.gantry(&["deploy", "staging"]).success();
+    for sig in ["INT", "TERM", "KILL"] {
+        for phase in [Phase::Restart, Phase::Health] {
+            fault(&mut t, &hosts, sig, phase);
+        }
+    }
+    assert!(Path::new(&t.site("staging", 0)).exists());
+}
+
+#[test]
+fn signals_at_restart_and_health_check_on_one_host_leave_it_consistent() {
+    faults_on(
+        "signals_at_restart_and_health_check_on_one_host_leave_it_consistent",
+        1,
+    );
+}
+
+#[test]
+fn signals_at_restart_and_health_check_on_three_hosts_leave_them_consistent() {
+    faults_on(
+        "signals_at_restart_and_health_check_on_three_hosts_leave_them_consistent",
+        3,
+    );
+}
+
+#[test]
+fn network_cut_after_the_switch_keeps_the_migrated_database_for_the_cut_host() {
+    let mut t =
+        Test::new("network_cut_after_the_switch_keeps_the_migrated_database_for_the_cut_host")
+            .hosts(1)
+            .isolated_hosts(1)
+            .start();
+    // Host 0's health check fails within 2s; the cut is seen within 3s.
+    let config = fault_config(&mut t, &[0, 1])
+        .replace("retries = 400", "retries = 8")
+        .replace(
+            "[deploy]",
+            "keepalive = \"1s\"\nconnect_timeout = \"3s\"\n\n[deploy]",
+        );
+    t.write_config(&config);
+    t.commit("Add config", &[("ci/hold_restart.sh", HOLD_RESTART)]);
+    t.gantry(&["deploy", "staging"]).success();
+    let old = t.current("staging", 0);
+
+    // A migration, then the cut host holds in its restart (after its
+    // switch) while the other host fails its health check.
+    let new = t.commit(
+        "A migration",
+        &[(
+            "migrations/0100_notes.sql",
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT);\n",
+        )],
+    );
+    let cut = t.site("staging", 1);
+    std::fs::write(cut.join("hold-restart"), "").unwrap();
+    std::fs::write(t.site("staging", 0).join("shared/data/unhealthy"), &new).unwrap();
+    let mut deploy = t.command(&["deploy", "staging"]).spawn().unwrap();
+    let stderr = collect(deploy.stderr.take().unwrap());
+    wait_until(60, "the cut host to hold in its restart", || {
+        cut.join("holding-restart").exists()
+    });
+    t.hosts[1].netns.as_ref().unwrap().cut();
+    std::fs::remove_file(cut.join("hold-restart")).unwrap();
+    let code = deploy.wait().unwrap().code();
+    let stderr = stderr.lock().unwrap().clone();
+    std::fs::remove_file(t.site("staging", 0).join("shared/data/unhealthy")).unwrap();
+
+    assert_eq!(code, Some(9), "{stderr}");
+    assert!(
+        !stderr.contains("every host was left serving what it served before"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("these hosts could not be put back and run the new release"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the database was kept migrated, because"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(the new release: it could not be put back)"),
+        "{stderr}"
+    );
+    // The reachable host is back on the old release; the database it
+    // shares with the cut host's new release keeps the migration.
+    assert_eq!(t.current("staging", 0), old);
+    let applied = std::process::Command::new("sqlite3")
+        .arg(t.site("staging", 0).join("shared/data/app.sqlite3"))
+        .arg("SELECT name FROM schema_migrations ORDER BY name")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&applied.stdout).contains("0100_notes.sql"),
+        "the migration was kept"
+    );
+    // The cut host finished its activation by itself and serves what
+    // `current` points at: the new release.
+    t.hosts[1].netns.as_ref().unwrap().restore();
+    let (answer, current) = served(&mut t, 1);
+    assert_eq!(
+        (answer.as_str(), current.as_str()),
+        (new.as_str(), new.as_str())
+    );
+}
