@@ -195,13 +195,13 @@ pub fn host_check_script(health: &Health, url: &str, body: Option<&str>) -> Stri
          \x20 else last=\"status $code, expected {status}: $(printf '%s\\n' \"$out\" | tail -n 2 | head -n 1)\"; fi\n\
          \x20 n=$((n + 1))\n\
          \x20 if [ $n -gt {retries} ]; then echo \"GET $u did not pass after $n attempts: $last\"; exit 1; fi\n\
-         \x20 sleep {interval}\ndone",
+         \x20 sleep {interval:.3}\ndone",
         u = quote(url),
         want = quote(body.unwrap_or("")),
         py = quote(crate::health::PY_GET),
         status = health.status,
         retries = health.retries,
-        interval = format!("{:.3}", health.interval.as_secs_f64()),
+        interval = health.interval.as_secs_f64(),
     )
 }
 
