@@ -25,6 +25,10 @@ pub struct Cli {
     /// Machine-readable output (for `plan`, `status`, `log`).
     #[arg(long, global = true)]
     pub json: bool,
+    /// When another deploy holds the lock, wait this long for it
+    /// (`30s`, `5m`) instead of failing.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_lock_wait)]
+    pub lock_wait: Option<std::time::Duration>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -173,4 +177,13 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+}
+
+/// `--lock-wait`: a duration of at most a day.
+fn parse_lock_wait(text: &str) -> Result<std::time::Duration, String> {
+    match crate::time::parse_duration(text) {
+        Some(d) if d <= std::time::Duration::from_secs(86_400) => Ok(d),
+        Some(_) => Err("at most a day (`24h`)".into()),
+        None => Err("write a number and a unit: `30s`, `5m`".into()),
+    }
 }

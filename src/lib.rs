@@ -60,6 +60,9 @@ pub fn run(cli: Cli) -> ExitStatus {
             return ExitStatus::Error;
         }
     };
+    if let Some(wait) = cli.lock_wait {
+        site::set_lock_wait(wait);
+    }
     let result = runtime.block_on(async {
         watch_signals(printer.clone());
         dispatch(&cli, &printer).await

@@ -27,6 +27,13 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// `--lock-wait`: how long to wait for a lock another deploy holds.
+static LOCK_WAIT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+
+pub fn set_lock_wait(wait: std::time::Duration) {
+    let _ = LOCK_WAIT.set(wait);
+}
+
 pub struct Site {
     pub spec: HostSpec,
     pub layout: Layout,
@@ -245,19 +252,35 @@ pub async fn close(sites: Vec<Site>) {
 }
 
 /// Takes the lock on every site. If any host's lock is held, gives back
-/// the locks this call took and reports every holder.
-/// On failure the connections are closed.
+/// the locks this call took and reports every holder; with `--lock-wait`,
+/// tries again until the wait is over. On failure the connections are
+/// closed.
 pub async fn lock(
     mut sites: Vec<Site>,
     env: &str,
     info: &LockInfo,
     printer: &Printer,
 ) -> Result<Vec<Site>, Error> {
-    match take_locks(&mut sites, env, info, printer).await {
-        Ok(()) => Ok(sites),
-        Err(e) => {
-            close(sites).await;
-            Err(e)
+    let deadline = LOCK_WAIT.get().map(|w| std::time::Instant::now() + *w);
+    let mut announced = false;
+    loop {
+        match take_locks(&mut sites, env, info, printer).await {
+            Ok(()) => return Ok(sites),
+            Err(Error::Locked { .. })
+                if deadline.is_some_and(|d| std::time::Instant::now() < d) && !interrupted() =>
+            {
+                if !announced {
+                    printer.warn(&format!(
+                        "`{env}` is locked by another deploy; waiting for it (--lock-wait)"
+                    ));
+                    announced = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                close(sites).await;
+                return Err(e);
+            }
         }
     }
 }
@@ -273,6 +296,9 @@ pub async fn connect_locked(
     lock(sites, &env.name, info, printer).await
 }
 
+/// Takes every site's lock in one fixed order: the host whose name sorts
+/// first on its own, then the others at once. Two deploys that want the
+/// same hosts meet at that first host, so exactly one of them gets on.
 async fn take_locks(
     sites: &mut [Site],
     env: &str,
@@ -280,19 +306,34 @@ async fn take_locks(
     printer: &Printer,
 ) -> Result<(), Error> {
     let json = serde_json::to_string(info).expect("lock info serializes");
-    let results = each(sites, 32, |site| {
+    async fn take(site: &Site, json: &str, printer: &Printer) -> Result<Output, HostProblem> {
         let script = format!(
             "{}\nt=$(readlink {} 2>/dev/null) && echo \"current ${{t##*/}}\"\ntrue",
-            release::lock_script(&site.layout, &json),
+            release::lock_script(&site.layout, json),
             crate::shell::quote(&site.layout.current())
         );
-        async move { site.step(printer, "lock", None, &script, None).await }
-    })
-    .await;
+        site.step(printer, "lock", None, &script, None).await
+    }
+    let first = (0..sites.len())
+        .min_by(|&a, &b| sites[a].name().cmp(sites[b].name()))
+        .unwrap_or(0);
+    let first_result = take(&sites[first], &json, printer).await;
+    let first_taken = first_result
+        .as_ref()
+        .is_ok_and(|o| o.stdout.starts_with("acquired"));
+    let rest: Vec<usize> = if first_taken {
+        (0..sites.len()).filter(|&i| i != first).collect()
+    } else {
+        Vec::new()
+    };
+    let others = each(&rest, 32, |&i| take(&sites[i], &json, printer)).await;
+    let results: Vec<(usize, Result<Output, HostProblem>)> = std::iter::once((first, first_result))
+        .chain(rest.iter().copied().zip(others))
+        .collect();
     let mut held = Vec::new();
     let mut problems = Vec::new();
     let mut acquired = Vec::new();
-    for (i, result) in results.into_iter().enumerate() {
+    for (i, result) in results {
         match result {
             Ok(out) => {
                 let mut lines = out.stdout.lines();

@@ -182,3 +182,68 @@ fn verbose_output_streams_while_a_step_runs() {
         stderr.lock().unwrap()
     );
 }
+
+#[test]
+fn of_two_concurrent_lockers_on_three_hosts_exactly_one_wins_every_time() {
+    let mut t = Test::new("of_two_concurrent_lockers_on_three_hosts_exactly_one_wins_every_time")
+        .hosts(3)
+        .start();
+    t.configure(&[("live", &[0, 1, 2])]);
+    for pair in 0..20 {
+        let a = t
+            .command(&["lock", "live", "--reason", "a"])
+            .spawn()
+            .unwrap();
+        let b = t
+            .command(&["lock", "live", "--reason", "b"])
+            .spawn()
+            .unwrap();
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        let mut codes = [a.status.code(), b.status.code()];
+        codes.sort();
+        assert_eq!(
+            codes,
+            [Some(0), Some(4)],
+            "pair {pair}: exactly one wins\n--- a\n{}\n--- b\n{}",
+            String::from_utf8_lossy(&a.stderr),
+            String::from_utf8_lossy(&b.stderr)
+        );
+        // The loser gave back what it took: only the winner's lock is left.
+        let winner = if a.status.success() { "a" } else { "b" };
+        for i in 0..3 {
+            let info =
+                std::fs::read_to_string(t.site("live", i).join(".gantry/lock/info")).unwrap();
+            assert!(
+                info.contains(&format!("\"reason\":\"{winner}\"")),
+                "pair {pair}, host {i}: {info}"
+            );
+        }
+        t.gantry(&["unlock", "live"]).success();
+    }
+}
+
+#[test]
+fn lock_wait_waits_for_the_other_deploy_instead_of_failing() {
+    let mut t = Test::new("lock_wait_waits_for_the_other_deploy_instead_of_failing")
+        .hosts(2)
+        .start();
+    t.configure(&[("live", &[0, 1])]);
+    t.gantry(&["lock", "live", "--reason", "first"]).success();
+    t.gantry(&["lock", "live"]).code(4);
+    let mut waiting = t
+        .command(&["--lock-wait", "60s", "lock", "live", "--reason", "second"])
+        .spawn()
+        .unwrap();
+    let stderr = crate::harness::collect(waiting.stderr.take().unwrap());
+    wait_until(30, "the second locker to wait", || {
+        stderr
+            .lock()
+            .unwrap()
+            .contains("waiting for it (--lock-wait)")
+    });
+    t.gantry(&["unlock", "live"]).success();
+    let status = waiting.wait().unwrap();
+    assert!(status.success(), "{}", stderr.lock().unwrap());
+    let info = std::fs::read_to_string(t.site("live", 1).join(".gantry/lock/info")).unwrap();
+    assert!(info.contains("\"reason\":\"second\""), "{info}");
+}
