@@ -40,13 +40,19 @@ impl ConfigError {
             snippet: None,
         };
         if let Some(span) = span {
-            let start = span.start.min(source.len());
+            let mut start = span.start.min(source.len());
+            while !source.is_char_boundary(start) {
+                start -= 1;
+            }
             let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
             let line_end = source[start..]
                 .find('\n')
                 .map_or(source.len(), |i| start + i);
             let line_text = &source[line_start..line_end];
-            let end = span.end.clamp(start, line_end);
+            let mut end = span.end.clamp(start, line_end);
+            while !source.is_char_boundary(end) {
+                end += 1;
+            }
             error.line = source[..start].matches('\n').count() + 1;
             error.column = source[line_start..start].chars().count() + 1;
             let caret_start = source[line_start..start].chars().count();

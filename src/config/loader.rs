@@ -73,11 +73,11 @@ impl Loader<'_> {
                 config: s.config.map(|p| dir.join(p.get_ref())),
                 known_hosts: s.known_hosts.map(|p| dir.join(p.get_ref())),
                 connect_timeout: match s.connect_timeout {
-                    Some(t) => self.duration(&t, "ssh.connect_timeout")?,
+                    Some(t) => self.duration(&t, "ssh.connect_timeout", SSH_TIMES)?,
                     None => Duration::from_secs(10),
                 },
                 keepalive: match s.keepalive {
-                    Some(t) => self.duration(&t, "ssh.keepalive")?,
+                    Some(t) => self.duration(&t, "ssh.keepalive", SSH_TIMES)?,
                     None => Duration::from_secs(5),
                 },
             },
@@ -87,7 +87,7 @@ impl Loader<'_> {
             return Err(ConfigError::at(
                 self.file.to_path_buf(),
                 self.source,
-                None,
+                Some(self.end()),
                 "deploy",
                 "missing table `[deploy]`",
             )
@@ -193,15 +193,15 @@ impl Loader<'_> {
                         None => None,
                     },
                     timeout: match &h.timeout {
-                        Some(t) => self.duration(t, "deploy.health.timeout")?,
+                        Some(t) => self.duration(t, "deploy.health.timeout", HEALTH_TIMEOUT)?,
                         None => Duration::from_secs(5),
                     },
                     retries: match &h.retries {
-                        Some(r) => self.positive(r, "deploy.health.retries", 0)? as u32,
+                        Some(r) => self.bounded(r, "deploy.health.retries", 0, 10_000)? as u32,
                         None => 10,
                     },
                     interval: match &h.interval {
-                        Some(t) => self.duration(t, "deploy.health.interval")?,
+                        Some(t) => self.duration(t, "deploy.health.interval", HEALTH_INTERVAL)?,
                         None => Duration::from_millis(500),
                     },
                     on_host: match &h.on {
@@ -905,11 +905,17 @@ impl Loader<'_> {
         }
     }
 
+    /// Where something missing would go: the end of the file.
+    fn end(&self) -> Range<usize> {
+        let end = self.source.trim_end().len();
+        end..end
+    }
+
     fn no_environments(&self) -> ConfigError {
         ConfigError::at(
             self.file.to_path_buf(),
             self.source,
-            None,
+            Some(self.end()),
             "environments",
             "no environments are defined",
         )
@@ -983,7 +989,18 @@ impl Loader<'_> {
             .collect()
     }
 
+    /// A NUL cannot reach a shell or a file name: refused where it stands.
+    fn no_nul(&self, value: &S<String>, key: &str) -> Result<(), ConfigError> {
+        if value.get_ref().contains('\0') {
+            return Err(self
+                .error(value.span(), key, "a NUL character (`\\u0000`) cannot be part of a value")
+                .with_hint("remove it; no command, path or file can carry it"));
+        }
+        Ok(())
+    }
+
     fn template(&self, value: &S<String>, key: &str) -> Result<Template, ConfigError> {
+        self.no_nul(value, key)?;
         Template::parse(value.get_ref()).map_err(|e| {
             let span = self.inner_span(value, e.range);
             self.error(span, key, e.message)
@@ -1011,32 +1028,58 @@ impl Loader<'_> {
                     format!("`{name}` is not a valid variable name (letters, digits, `_`, `-`)"),
                 ));
             }
+            self.no_nul(value, &format!("{key}.{name}"))?;
             vars.insert(name.clone(), value.get_ref().clone());
         }
         Ok(vars)
     }
 
     fn positive(&self, value: &S<i64>, key: &str, min: i64) -> Result<i64, ConfigError> {
+        self.bounded(value, key, min, 100_000)
+    }
+
+    fn bounded(&self, value: &S<i64>, key: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
         let v = *value.get_ref();
-        if v < min || v > 100_000 {
+        if v < min || v > max {
             return Err(self.error(
                 value.span(),
                 key,
-                format!("must be a whole number of at least {min}, not {v}"),
+                format!("must be a whole number from {min} to {max}, not {v}"),
             ));
         }
         Ok(v)
     }
 
-    fn duration(&self, value: &S<String>, key: &str) -> Result<Duration, ConfigError> {
-        parse_duration(value.get_ref()).ok_or_else(|| {
+    /// A duration within `range` (inclusive): no config can make a deploy
+    /// wait for ever or overflow a clock.
+    fn duration(
+        &self,
+        value: &S<String>,
+        key: &str,
+        range: (Duration, Duration),
+    ) -> Result<Duration, ConfigError> {
+        let d = parse_duration(value.get_ref()).ok_or_else(|| {
             self.error(
                 value.span(),
                 key,
                 format!("`{}` is not a duration", value.get_ref()),
             )
             .with_hint("write a number and a unit: `500ms`, `30s`, `2m`")
-        })
+        })?;
+        let (min, max) = range;
+        if d < min || d > max {
+            return Err(self.error(
+                value.span(),
+                key,
+                format!(
+                    "`{}` is out of range: {key} is from {} to {}",
+                    value.get_ref(),
+                    crate::time::human(min),
+                    crate::time::human(max)
+                ),
+            ));
+        }
+        Ok(d)
     }
 
     fn check_word(&self, value: &S<String>, key: &str) -> Result<(), ConfigError> {
@@ -1107,6 +1150,14 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     row[b.len()]
 }
+
+/// `ssh.connect_timeout` and `ssh.keepalive`: 1s to 10m.
+const SSH_TIMES: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
+/// `deploy.health.timeout`: 100ms to 10m per attempt.
+const HEALTH_TIMEOUT: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(600));
+/// `deploy.health.interval`: 0 to 10m between attempts.
+const HEALTH_INTERVAL: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(600));
 
 /// What a preset fills in where the config is silent.
 struct Preset {

@@ -312,7 +312,7 @@ pub fn find(start: &Path) -> Option<PathBuf> {
 
 /// Reads and validates a config file.
 pub fn load(file: &Path) -> Result<Config, ConfigError> {
-    let source = std::fs::read_to_string(file).map_err(|e| {
+    let bytes = std::fs::read(file).map_err(|e| {
         ConfigError::at(
             file.to_path_buf(),
             "",
@@ -321,6 +321,22 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
             format!("cannot read the config file: {e}"),
         )
     })?;
+    let source = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            // Point at the first byte that is not UTF-8.
+            let at = e.utf8_error().valid_up_to();
+            let shown = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            return Err(ConfigError::at(
+                file.to_path_buf(),
+                &shown,
+                Some(at..at + char::REPLACEMENT_CHARACTER.len_utf8()),
+                "",
+                "the config file is not UTF-8 text",
+            )
+            .with_hint("save it as UTF-8"));
+        }
+    };
     parse(file, &source)
 }
 

@@ -81,3 +81,45 @@ fn config_error_runtime_placeholder_in_path() {
         "error: unknown placeholder `{release}` (key `deploy.path`)\n  --> gantry.toml:2:14\n  |\n2 | path = \"/srv/{release}\"\n  |              ^^^^^^^^^\n  = help: `{release}` is only known while a deploy runs, so `deploy.path` cannot use it\n",
     );
 }
+
+#[test]
+fn config_error_duration_out_of_range() {
+    check(
+        "config_error_duration_out_of_range",
+        "[deploy]\npath = \"/srv/app\"\nhealth = { url = \"http://127.0.0.1/\", timeout = \"18446744073709551615s\" }\n\n[environments.staging]\nhosts = [\"local\"]\n",
+        &["plan", "staging"],
+        "error: `18446744073709551615s` is out of range: deploy.health.timeout is from 100ms to 10m00s (key `deploy.health.timeout`)\n  --> gantry.toml:3:49\n  |\n3 | health = { url = \"http://127.0.0.1/\", timeout = \"18446744073709551615s\" }\n  |                                                 ^^^^^^^^^^^^^^^^^^^^^^^\n",
+    );
+}
+
+#[test]
+fn config_error_nul_in_a_var() {
+    check(
+        "config_error_nul_in_a_var",
+        "[vars]\nx = \"a\\u0000b\"\n\n[deploy]\npath = \"/srv/app\"\n\n[environments.staging]\nhosts = [\"local\"]\n",
+        &["plan", "staging"],
+        "error: a NUL character (`\\u0000`) cannot be part of a value (key `vars.x`)\n  --> gantry.toml:2:5\n  |\n2 | x = \"a\\u0000b\"\n  |     ^^^^^^^^^^\n  = help: remove it; no command, path or file can carry it\n",
+    );
+}
+
+#[test]
+fn config_error_missing_deploy_points_at_the_file_end() {
+    check(
+        "config_error_missing_deploy_points_at_the_file_end",
+        "[app]\nname = \"x\"\n",
+        &["plan", "staging"],
+        "error: missing table `[deploy]` (key `deploy`)\n  --> gantry.toml:2:11\n  |\n2 | name = \"x\"\n  |           ^\n  = help: add `[deploy]` with at least `path = \"/srv/{app}\"`\n",
+    );
+}
+
+#[test]
+fn config_error_not_utf8() {
+    let t = Test::new("config_error_not_utf8").start();
+    std::fs::write(t.repo.join("gantry.toml"), b"[deploy]\npath = \"/srv/\xff\"\n").unwrap();
+    let run = t.gantry(&["--config", "gantry.toml", "plan", "staging"]);
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        "error: the config file is not UTF-8 text\n  --> gantry.toml:2:14\n  |\n2 | path = \"/srv/\u{FFFD}\"\n  |              ^\n  = help: save it as UTF-8\n"
+    );
+}
