@@ -64,7 +64,7 @@ impl Printer {
 
     /// A result line on stdout.
     pub fn result(&self, text: &str) {
-        let text = crate::secrets::mask(text);
+        let text = crate::secrets::mask(&printable(text));
         self.suspend(|| println!("{text}"));
     }
 
@@ -78,7 +78,7 @@ impl Printer {
     pub fn headline(&self, text: &str) {
         if self.verbosity >= Verbosity::Normal && !self.json {
             let arrow = self.paint("==>", "1;34");
-            self.line(&format!("{arrow} {text}"));
+            self.line(&format!("{arrow} {}", printable(text)));
         }
     }
 
@@ -89,7 +89,7 @@ impl Printer {
             self.line(
                 &lines
                     .iter()
-                    .map(|l| format!("    {l}"))
+                    .map(|l| format!("    {}", printable(l)))
                     .collect::<Vec<_>>()
                     .join("\n"),
             );
@@ -123,9 +123,9 @@ impl Printer {
                 bar.enable_steady_tick(Duration::from_millis(120));
                 bar
             });
-            bar.set_message(crate::secrets::mask(text));
+            bar.set_message(crate::secrets::mask(&printable(text)));
         } else {
-            eprintln!("[{host}] {}", crate::secrets::mask(text));
+            eprintln!("[{host}] {}", crate::secrets::mask(&printable(text)));
         }
     }
 
@@ -136,7 +136,7 @@ impl Printer {
         }
         let mut block = String::new();
         for line in text.trim_end().lines() {
-            block.push_str(&format!("[{host}]   {line}\n"));
+            block.push_str(&format!("[{host}]   {}\n", printable(line)));
         }
         self.line(block.trim_end());
     }
@@ -152,14 +152,14 @@ impl Printer {
     pub fn warn(&self, text: &str) {
         if self.verbosity >= Verbosity::Normal {
             let label = self.paint("warning:", "1;33");
-            self.line(&format!("{label} {text}"));
+            self.line(&format!("{label} {}", printable(text)));
         }
     }
 
     pub fn error(&self, text: &str) {
         self.finish_hosts();
         let label = self.paint("error:", "1;31");
-        self.line(&format!("{label} {text}"));
+        self.line(&format!("{label} {}", printable(text)));
     }
 
     fn line(&self, text: &str) {
@@ -182,5 +182,38 @@ impl Printer {
         } else {
             text.to_string()
         }
+    }
+}
+
+/// Text as it may reach a terminal: control characters (escape sequences
+/// in a lock reason, a host's output) are shown as `\x1b`, never obeyed;
+/// line breaks and tabs stay.
+pub fn printable(text: &str) -> String {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                format!("\\x{:02x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn escape_sequences_are_shown_not_obeyed() {
+        assert_eq!(
+            super::printable("deploy \u{1b}[2J\u{1b}]0;owned\u{7}\nnext\tline"),
+            "deploy \\x1b[2J\\x1b]0;owned\\x07\nnext\tline"
+        );
+        assert_eq!(super::printable("plain"), "plain");
     }
 }

@@ -993,7 +993,11 @@ impl Loader<'_> {
     fn no_nul(&self, value: &S<String>, key: &str) -> Result<(), ConfigError> {
         if value.get_ref().contains('\0') {
             return Err(self
-                .error(value.span(), key, "a NUL character (`\\u0000`) cannot be part of a value")
+                .error(
+                    value.span(),
+                    key,
+                    "a NUL character (`\\u0000`) cannot be part of a value",
+                )
                 .with_hint("remove it; no command, path or file can carry it"));
         }
         Ok(())
@@ -1154,8 +1158,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// `ssh.connect_timeout` and `ssh.keepalive`: 1s to 10m.
 const SSH_TIMES: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
 /// `deploy.health.timeout`: 100ms to 10m per attempt.
-const HEALTH_TIMEOUT: (Duration, Duration) =
-    (Duration::from_millis(100), Duration::from_secs(600));
+const HEALTH_TIMEOUT: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(600));
 /// `deploy.health.interval`: 0 to 10m between attempts.
 const HEALTH_INTERVAL: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(600));
 

@@ -115,7 +115,11 @@ fn config_error_missing_deploy_points_at_the_file_end() {
 #[test]
 fn config_error_not_utf8() {
     let t = Test::new("config_error_not_utf8").start();
-    std::fs::write(t.repo.join("gantry.toml"), b"[deploy]\npath = \"/srv/\xff\"\n").unwrap();
+    std::fs::write(
+        t.repo.join("gantry.toml"),
+        b"[deploy]\npath = \"/srv/\xff\"\n",
+    )
+    .unwrap();
     let run = t.gantry(&["--config", "gantry.toml", "plan", "staging"]);
     run.code(2);
     assert_eq!(

@@ -247,3 +247,30 @@ fn lock_wait_waits_for_the_other_deploy_instead_of_failing() {
     let info = std::fs::read_to_string(t.site("live", 1).join(".gantry/lock/info")).unwrap();
     assert!(info.contains("\"reason\":\"second\""), "{info}");
 }
+
+#[test]
+fn escape_sequences_in_a_lock_reason_never_reach_the_terminal() {
+    let mut t = Test::new("escape_sequences_in_a_lock_reason_never_reach_the_terminal")
+        .hosts(1)
+        .start();
+    t.configure(&[("staging", &[0])]);
+    let reason = "maintenance \u{1b}[2J\u{1b}]0;owned\u{7}";
+    t.gantry(&["lock", "staging", "--reason", reason]).success();
+    let runs = [
+        ("status", t.gantry(&["status", "staging"])),
+        ("log", t.gantry(&["log", "staging"])),
+        ("deploy", t.gantry(&["deploy", "staging"])),
+    ];
+    for (what, run) in &runs {
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            all.contains("maintenance \\x1b[2J"),
+            "{what} shows the reason: {all}"
+        );
+        assert!(
+            !all.contains('\u{1b}') && !all.contains('\u{7}'),
+            "{what} printed a raw control character: {all:?}"
+        );
+    }
+    runs[2].1.code(4);
+}
