@@ -194,6 +194,24 @@ impl Error {
     }
 }
 
+/// What to do about a host key OpenSSH refused: a changed key is not
+/// something to paper over with `ssh-keyscan`.
+fn key_help(problems: &[HostProblem]) -> Option<&'static str> {
+    if problems
+        .iter()
+        .any(|p| p.detail.starts_with(crate::site::CHANGED_KEY))
+    {
+        Some("a changed key is what a machine in the middle looks like (or a server that was reinstalled): ask the server's owner for its new fingerprint (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its console); only if it matches, remove the old key with `ssh-keygen -R HOST` (`-R '[HOST]:PORT'` for another port) and connect once with `ssh` to record the new one")
+    } else if problems
+        .iter()
+        .any(|p| p.detail.starts_with(crate::site::UNKNOWN_KEY))
+    {
+        Some("Gantry never accepts an unknown key, whatever your ssh_config says: get the server's fingerprint from its owner (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its console), connect once with `ssh HOST` and compare before answering yes (or add a checked line to `ssh.known_hosts`)")
+    } else {
+        None
+    }
+}
+
 /// The rows that violate a constraint, under it.
 fn write_rows(f: &mut fmt::Formatter<'_>, rows: &[String]) -> fmt::Result {
     if rows.is_empty() {
@@ -263,12 +281,10 @@ impl fmt::Display for Error {
                 for p in problems {
                     write!(f, "\n  {p}")?;
                 }
-                if problems.iter().any(|p| p.detail.contains("Host key verification failed") || p.detail.contains("host key")) {
-                    write!(f, "\n  = help: the host's key is not in known_hosts (or has changed); check its fingerprint with the server's owner, then add it with `ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts`")?;
-                } else {
-                    write!(f, "\n  = help: check that `ssh HOST` works from this machine")?;
+                match key_help(problems) {
+                    Some(help) => write!(f, "\n  = help: {help}"),
+                    None => write!(f, "\n  = help: check that `ssh HOST` works from this machine"),
                 }
-                Ok(())
             }
             Error::Locked { env, held } => {
                 write!(f, "`{env}` is locked; nothing was changed")?;
@@ -419,6 +435,9 @@ impl fmt::Display for Error {
                 write!(f, "{what} failed on {} host{}", problems.len(), if problems.len() == 1 { "" } else { "s" })?;
                 for p in problems {
                     write!(f, "\n  {p}")?;
+                }
+                if let Some(help) = key_help(problems) {
+                    write!(f, "\n  = help: {help}")?;
                 }
                 Ok(())
             }

@@ -36,7 +36,10 @@ impl Output {
 #[derive(Debug, Clone)]
 pub enum HostError {
     /// The connection could not be made.
-    Connect { message: String, host_key: bool },
+    Connect {
+        message: String,
+        host_key: Option<KeyProblem>,
+    },
     /// The connection broke while a command ran.
     Lost(String),
     /// A local process could not be started.
@@ -49,6 +52,32 @@ impl std::fmt::Display for HostError {
             HostError::Connect { message, .. } => write!(f, "cannot connect: {message}"),
             HostError::Lost(m) => write!(f, "connection lost: {m}"),
             HostError::Spawn(m) => write!(f, "cannot start a local shell: {m}"),
+        }
+    }
+}
+
+/// Why OpenSSH refused a host's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyProblem {
+    /// known_hosts has no key for the host.
+    Unknown,
+    /// known_hosts has another key for the host.
+    Changed,
+}
+
+impl KeyProblem {
+    /// Reads OpenSSH's message.
+    pub fn from_message(message: &str) -> Option<KeyProblem> {
+        if message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            || message.contains("Host key for") && message.contains("has changed")
+        {
+            Some(KeyProblem::Changed)
+        } else if message.contains("Host key verification failed")
+            || (message.contains("host key is known") && message.contains("strict checking"))
+        {
+            Some(KeyProblem::Unknown)
+        } else {
+            None
         }
     }
 }
@@ -118,10 +147,7 @@ impl Connection {
             Ok(session) => Ok(Connection::Ssh(Box::new(session))),
             Err(e) => {
                 let message = error_chain(&e);
-                let host_key = message.contains("Host key verification failed")
-                    || message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-                    || message.contains("No ED25519 host key is known")
-                    || message.contains("host key is known");
+                let host_key = KeyProblem::from_message(&message);
                 Err(HostError::Connect { message, host_key })
             }
         }

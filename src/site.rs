@@ -11,7 +11,15 @@ use tokio::sync::Semaphore;
 use crate::config::{Config, Environment, HostSpec};
 use crate::error::{Error, HeldLock, HostProblem};
 use crate::history::Record;
-use crate::host::{Connection, HostError, Output};
+use crate::host::{Connection, HostError, KeyProblem, Output};
+
+/// How a host-key problem starts its detail, for the advice that goes with it.
+pub const UNKNOWN_KEY: &str = "the host's key is not in known_hosts";
+pub const CHANGED_KEY: &str = "the host's key has CHANGED since it was recorded in known_hosts";
+
+fn last_line(text: &str) -> &str {
+    text.trim().lines().last().unwrap_or("").trim()
+}
 use crate::lock::LockInfo;
 use crate::output::Printer;
 use crate::release::{self, Layout, Planned};
@@ -225,9 +233,17 @@ pub async fn connect(
                 command: None,
                 code: None,
                 detail: match &e {
-                    HostError::Connect { host_key: true, message } => {
-                        format!("the host key is unknown or has changed, so the connection was refused: {message}")
-                    }
+                    HostError::Connect {
+                        host_key: Some(KeyProblem::Unknown),
+                        message,
+                    } => format!(
+                        "{UNKNOWN_KEY}, so the connection was refused: {}",
+                        last_line(message)
+                    ),
+                    HostError::Connect {
+                        host_key: Some(KeyProblem::Changed),
+                        ..
+                    } => format!("{CHANGED_KEY}; the connection was refused"),
                     other => other.to_string(),
                 },
                 unreachable: true,

@@ -15,13 +15,39 @@ fn unknown_host_key_is_refused() {
         .code(3)
         .stderr_has("cannot reach 1 of the hosts of `staging`; nothing was changed")
         .stderr_has(&format!("{}: connect failed", t.address(1)))
-        .stderr_has("host key is unknown or has changed")
-        .stderr_has("ssh-keyscan");
+        .stderr_has("the host's key is not in known_hosts, so the connection was refused")
+        .stderr_has("Gantry never accepts an unknown key");
     assert!(
         !t.site("staging", 0).exists(),
         "nothing was done on the reachable host either"
     );
     assert!(!t.site("staging", 1).exists());
+    // `check`, the first thing a new user runs, gives the same advice.
+    t.gantry(&["check", "staging"])
+        .code(3)
+        .stderr_has("the host's key is not in known_hosts")
+        .stderr_has("connect once with `ssh HOST` and compare");
+
+    // A user ssh_config that would accept any key changes nothing.
+    let config = std::fs::read_to_string(t.dir.join("ssh_config")).unwrap();
+    for lenient in ["no", "accept-new"] {
+        let text = config.replace(
+            "StrictHostKeyChecking yes",
+            &format!("StrictHostKeyChecking {lenient}"),
+        );
+        assert_ne!(text, config);
+        std::fs::write(t.dir.join("ssh_config"), text).unwrap();
+        t.gantry(&["deploy", "staging"])
+            .code(3)
+            .stderr_has("the host's key is not in known_hosts");
+        let known = std::fs::read_to_string(t.dir.join("known_hosts")).unwrap();
+        assert_eq!(
+            known.lines().count(),
+            1,
+            "no key was added ({lenient}): {known}"
+        );
+        assert!(!t.site("staging", 1).exists());
+    }
 }
 
 #[test]
@@ -46,9 +72,16 @@ fn changed_host_key_is_refused() {
     );
     std::fs::write(t.dir.join("known_hosts"), line).unwrap();
 
-    t.gantry(&["deploy", "staging"])
-        .code(3)
-        .stderr_has("host key is unknown or has changed");
+    let run = t.gantry(&["deploy", "staging"]);
+    run.code(3)
+        .stderr_has("the host's key has CHANGED since it was recorded in known_hosts")
+        .stderr_has("ask the server's owner for its new fingerprint")
+        .stderr_has("ssh-keygen -R");
+    assert!(
+        !run.stderr.contains("ssh-keyscan"),
+        "no advice to trust whatever key answers: {}",
+        run.stderr
+    );
     assert!(!t.site("staging", 0).exists());
 }
 
