@@ -128,7 +128,10 @@ impl Connection {
         let mut builder = openssh::SessionBuilder::default();
         builder
             .known_hosts_check(openssh::KnownHosts::Strict)
-            .control_directory(control_dir())
+            .control_directory(control_dir().map_err(|message| HostError::Connect {
+                message,
+                host_key: None,
+            })?)
             .connect_timeout(ssh.connect_timeout)
             .server_alive_interval(ssh.keepalive);
         if let Some(user) = user {
@@ -282,14 +285,94 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     message
 }
 
-/// A short folder for control sockets: unix socket paths are limited to
-/// 108 bytes, and `$TMPDIR` can be long.
-fn control_dir() -> std::path::PathBuf {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
-    let dir = std::path::PathBuf::from(format!("/tmp/gantry-ssh-{uid}"));
-    if std::fs::create_dir(&dir).is_ok() {
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+/// This process's folder for control sockets, made once: a private
+/// `gantry-ssh-<uid>` (mode 0700, ours) under `$XDG_RUNTIME_DIR` or `/tmp`
+/// (short: unix socket paths are limited to 108 bytes), then a folder for
+/// this process in it, watched by a small process that closes the SSH
+/// masters left in it if Gantry is killed.
+fn control_dir() -> Result<std::path::PathBuf, String> {
+    static DIR: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(std::path::PathBuf::from)
+            .filter(|d| d.is_dir() && d.as_os_str().len() < 40)
+            .unwrap_or_else(|| std::path::PathBuf::from("/tmp"));
+        let uid = rustix::process::getuid().as_raw();
+        let shared = base.join(format!("gantry-ssh-{uid}"));
+        private_dir(&shared, uid)?;
+        let mine = shared.join(std::process::id().to_string());
+        let _ = std::fs::remove_dir_all(&mine);
+        private_dir(&mine, uid)?;
+        watch(&mine);
+        Ok(mine)
+    })
+    .clone()
+}
+
+/// Makes `dir` with mode 0700, or checks that the one there is a folder of
+/// `uid`'s with mode 0700: anything else could let another user sit
+/// between Gantry and its SSH masters.
+pub fn private_dir(dir: &std::path::Path, uid: u32) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(format!("cannot make {}: {e}", dir.display()));
+        }
     }
-    dir
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if !meta.is_dir() || meta.uid() != uid || mode != 0o700 {
+        return Err(format!(
+            "the control folder {} is not a folder of yours with mode 0700 (owner uid {}, mode {mode:o}); remove it, or set XDG_RUNTIME_DIR to a private folder",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    Ok(())
+}
+
+/// Starts a process that waits for this one to end, then closes every SSH
+/// master left in `dir` (Gantry killed outright) and removes the folder.
+fn watch(dir: &std::path::Path) {
+    let script = r#"trap '' INT TERM HUP
+while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
+for s in "$2"/.ssh-connection*/master; do
+  [ -S "$s" ] && ssh -O exit -S "$s" gantry >/dev/null 2>&1
+done
+rm -rf "$2""#;
+    let _ = std::process::Command::new("sh")
+        .args(["-c", script, "gantry-watch"])
+        .arg(std::process::id().to_string())
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_control_folder_that_is_not_private_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let uid = rustix::process::getuid().as_raw();
+        let dir = std::env::temp_dir().join(format!("gantry-ctl-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        private_dir(&dir, uid).unwrap();
+        private_dir(&dir, uid).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let refused = private_dir(&dir, uid).unwrap_err();
+        assert!(
+            refused.contains("is not a folder of yours with mode 0700"),
+            "{refused}"
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let refused = private_dir(&dir, uid + 1).unwrap_err();
+        assert!(refused.contains(&format!("owner uid {uid}")), "{refused}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -46,8 +46,7 @@ impl LockInfo {
         if self.pid == 0 || self.machine != machine_name() {
             return false;
         }
-        // A zombie has an empty cmdline; a gone process has no folder.
-        std::fs::read(format!("/proc/{}/cmdline", self.pid)).map_or(true, |c| c.is_empty())
+        !process_alive(self.pid)
     }
 
     pub fn describe(&self) -> String {
@@ -72,12 +71,30 @@ pub fn who() -> String {
 }
 
 /// This machine's name, as other machines' locks record theirs.
+/// (`uname`, the same call on Linux, macOS and the BSDs; no `/proc`.)
 pub fn machine_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy().trim().to_string();
+    if name.is_empty() {
+        "unknown".to_string()
+    } else {
+        name
+    }
+}
+
+/// Whether process `pid` of this machine exists (`kill(pid, 0)`: a process
+/// of another user counts as alive).
+pub fn process_alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
         .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +116,9 @@ mod tests {
             ..gone
         };
         assert!(!elsewhere.is_stale());
+        assert!(process_alive(std::process::id()));
+        assert!(!process_alive(u32::MAX - 1));
+        assert!(!machine_name().is_empty() && machine_name() != "unknown");
         let on_purpose = LockInfo::new("gantry lock", Some("db upgrade".into()), true);
         assert!(!on_purpose.is_stale());
         assert!(on_purpose.describe().ends_with(": db upgrade"));

@@ -58,6 +58,15 @@ fn served(t: &mut Test, i: usize) -> (String, String) {
     (answer, current)
 }
 
+/// Whether a process's command line contains `text`.
+fn processes_matching(text: &str) -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-f", "--", text])
+        .status()
+        .unwrap()
+        .success()
+}
+
 fn signal(pid: u32, name: &str) {
     let ok = std::process::Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
@@ -97,7 +106,8 @@ fn fault(t: &mut Test, hosts: &[usize], sig: &str, phase: Phase) {
             stderr.lock().unwrap().matches("health check http").count() >= hosts.len()
         }),
     }
-    signal(deploy.id(), sig);
+    let pid = deploy.id();
+    signal(pid, sig);
     if sig != "KILL" {
         wait_until(30, "gantry to take the interrupt", || {
             stderr.lock().unwrap().contains("interrupted:")
@@ -121,6 +131,11 @@ fn fault(t: &mut Test, hosts: &[usize], sig: &str, phase: Phase) {
     let context = format!("{sig} at {phase:?} on {} hosts\n{stderr}", hosts.len());
     if sig == "KILL" {
         assert_eq!(code, None, "{context}");
+        // No SSH master of the killed Gantry outlives it.
+        let masters = format!("gantry-ssh-0/{pid}/");
+        wait_until(15, "the killed gantry's SSH masters to close", || {
+            !processes_matching(&masters)
+        });
         for &i in hosts {
             let (answer, current) = served(t, i);
             assert_eq!(
