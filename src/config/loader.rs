@@ -493,6 +493,17 @@ impl Loader<'_> {
         };
         let mut env = Vec::new();
         for (name, key, value, _) in self.env_table(env_raw, "env")? {
+            if value.get_ref().contains(['\n', '\r']) {
+                return Err(self
+                    .error(
+                        value.span(),
+                        &key,
+                        "a value of the `.env` file must be a single line",
+                    )
+                    .with_hint(
+                        "systemd's EnvironmentFile and `gantry setup` read one variable per line",
+                    ));
+            }
             env.push((name, check(&value, &key)?));
         }
         let mut secrets = Vec::new();

@@ -127,3 +127,13 @@ fn config_error_not_utf8() {
         "error: the config file is not UTF-8 text\n  --> gantry.toml:2:14\n  |\n2 | path = \"/srv/\u{FFFD}\"\n  |              ^\n  = help: save it as UTF-8\n"
     );
 }
+
+#[test]
+fn config_error_newline_in_an_env_file_value() {
+    check(
+        "config_error_newline_in_an_env_file_value",
+        "[deploy]\npath = \"/srv/app\"\n\n[env]\nGREETING = \"hello\\nworld\"\n\n[environments.staging]\nhosts = [\"local\"]\n",
+        &["setup", "staging", "--dry-run"],
+        "error: a value of the `.env` file must be a single line (key `env.GREETING`)\n  --> gantry.toml:5:12\n  |\n5 | GREETING = \"hello\\nworld\"\n  |            ^^^^^^^^^^^^^^\n  = help: systemd's EnvironmentFile and `gantry setup` read one variable per line\n",
+    );
+}
