@@ -388,9 +388,24 @@ pub fn status_script(layout: &Layout) -> String {
          [ -d .gantry/lock ] && echo \"lock $(cat .gantry/lock/info 2>/dev/null)\"\n\
          [ -f .gantry/history.jsonl ] && echo \"last $(tail -n 1 .gantry/history.jsonl)\"\n\
          [ -f .gantry/activated ] && echo \"activated $(cat .gantry/activated)\"\n\
-         if [ -d .gantry/activation ] && [ ! -f .gantry/activation/verdict ]; then echo \"activating $(cat .gantry/activation/phase 2>/dev/null)\"; fi\ntrue",
-        path = quote(&layout.path)
+         if [ -d .gantry/activation ] && [ ! -f .gantry/activation/verdict ]; then echo \"activating $(cat .gantry/activation/phase 2>/dev/null)\"; fi\n\
+         pgrep -f -- {pattern} 2>/dev/null | while read -r p; do [ \"$p\" = $$ ] || [ \"$p\" = $PPID ] || [ \"$(cut -d' ' -f4 /proc/$p/stat 2>/dev/null)\" = $$ ] || echo \"running $p $(tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null | sed -n '1s/^.*: gantry-step [^ ]* //p' | cut -c1-60)\"; done\ntrue",
+        path = quote(&layout.path),
+        // A pattern that does not match itself.
+        pattern = quote(&format!(": gantry-ste[p] {}", regex_escape(&quote(&layout.path)))),
     )
+}
+
+/// `text` as a literal in a `pgrep` (extended) regular expression.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if "\\.^$|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// One site's state, as `status_script` reports it.
@@ -405,6 +420,8 @@ pub struct SiteStatus {
     pub activated: Option<String>,
     /// An activation is running (its phase), or died without a verdict.
     pub activating: Option<String>,
+    /// Steps Gantry started that are still running: pid and step.
+    pub running: Vec<String>,
     /// The site's folder does not exist.
     pub missing: bool,
 }
@@ -441,6 +458,7 @@ pub fn parse_status(out: &str) -> SiteStatus {
             "last" => state.last = serde_json::from_str(rest).ok(),
             "activated" => state.activated = Some(rest.to_string()),
             "activating" => state.activating = Some(rest.to_string()),
+            "running" => state.running.push(rest.to_string()),
             _ => {}
         }
     }

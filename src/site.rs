@@ -90,7 +90,14 @@ impl Site {
         let show = |line: &str| printer.detail(self.name(), line);
         let lines: Option<crate::host::Lines<'_>> =
             (printer.verbosity() == crate::output::Verbosity::Verbose).then_some(&show);
-        match self.conn.run_with(script, stdin, lines).await {
+        // Marked, so that `status` can name a step still running on the
+        // host after Gantry was killed.
+        let script = format!(
+            ": gantry-step {} {}\n{script}",
+            crate::shell::quote(&self.layout.path),
+            crate::shell::quote(step)
+        );
+        match self.conn.run_with(&script, stdin, lines).await {
             Ok(out) => {
                 if out.success() {
                     Ok(out)

@@ -164,6 +164,7 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
                         "last": s.last,
                         "activated": s.activated,
                         "mismatch": s.mismatch(),
+                        "running": s.running,
                     }),
                     Err(e) => json!({"host": name, "reachable": false, "error": e}),
                 }).collect::<Vec<_>>(),
@@ -230,6 +231,9 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
                     }
                 };
                 text.push_str(&format!("  {name}  {host_line}\n"));
+                for step in state.iter().flat_map(|s| &s.running) {
+                    text.push_str(&format!("    still running (pid, step): {step}\n"));
+                }
                 if let Some(mismatch) = state.as_ref().ok().and_then(|s| s.mismatch()) {
                     text.push_str(&format!(
                         "    mismatch: {mismatch}; settle it with `gantry deploy {}` (after `gantry unlock {}` if a stale lock is left)\n",

@@ -288,3 +288,35 @@ fn network_cut_after_the_switch_keeps_the_migrated_database_for_the_cut_host() {
         (new.as_str(), new.as_str())
     );
 }
+
+#[test]
+fn a_step_still_running_after_gantry_was_killed_is_shown_by_status() {
+    let mut t = Test::new("a_step_still_running_after_gantry_was_killed_is_shown_by_status")
+        .hosts(1)
+        .start();
+    t.configure(&[("staging", &[0])]);
+    let site = t.site("staging", 0);
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("hold"), "").unwrap();
+    let mut deploy = t.command(&["deploy", "staging"]).spawn().unwrap();
+    wait_until(60, "the build to hold", || site.join("holding").exists());
+    signal(deploy.id(), "KILL");
+    deploy.wait().unwrap();
+
+    let status = t.gantry(&["status", "staging"]);
+    let running: Vec<&str> = status
+        .stdout
+        .lines()
+        .filter(|l| l.contains("still running (pid, step):"))
+        .collect();
+    assert_eq!(running.len(), 1, "{}", status.stdout);
+    assert!(running[0].contains("build 2/2"), "{}", status.stdout);
+    assert!(status.stdout.contains("locked:"), "{}", status.stdout);
+
+    std::fs::remove_file(site.join("hold")).unwrap();
+    wait_until(30, "the build to end", || {
+        !t.gantry(&["status", "staging"])
+            .stdout
+            .contains("still running")
+    });
+}
