@@ -455,6 +455,7 @@ fn json_output_of_status_log_and_plan_matches_its_snapshot() {
                 "locked": null,
                 "last": {"time": "<time>", "action": "deploy", "env": "staging", "host": "<host>", "commit": "<commit>", "release": "<release>", "by": "<by>", "outcome": "ok", "rehearsal": "passed"},
                 "mismatch": null,
+                "running": [],
             }],
         }],
     });
