@@ -43,12 +43,14 @@ impl Activation<'_> {
     fn program(&self) -> String {
         let d = quote(&dir(self.layout));
         let mut s = format!(
-            "cd {path} || exit 1\nd={d}\necho $$ > \"$d/pid\"\n\
+            "cd {path} || exit 1\nd={d}\nrm -f \"$d/program\"\necho $$ > \"$d/pid\"\n\
              phase() {{ printf '%s\\n' \"$1\" > \"$d/phase\"; }}\n\
              verdict() {{ printf '%s\\n' \"$1\" > \"$d/verdict.tmp\" && mv -f \"$d/verdict.tmp\" \"$d/verdict\"; }}\n",
             path = quote(&self.layout.path),
         );
-        let restart = self.restart.as_ref().map(|r| format!("sh -c {}", quote(r)));
+        // Subshells, not `sh -c`: a script may hold the database's URL,
+        // which must not stand on a command line.
+        let restart = self.restart.as_ref().map(|r| format!("(\n{r}\n)"));
         // back STEP CODE: puts the host back (or not), then gives the verdict.
         match self.put_back {
             Some(previous) => {
@@ -76,8 +78,7 @@ impl Activation<'_> {
         }
         if let Some(c) = &self.check {
             s.push_str(&format!(
-                "phase 'health check'\nsh -c {}\nrc=$?\n[ $rc -eq 0 ] || back 'health check' $rc\n",
-                quote(c)
+                "phase 'health check'\n(\n{c}\n)\nrc=$?\n[ $rc -eq 0 ] || back 'health check' $rc\n"
             ));
         }
         s.push_str(&format!(
@@ -90,14 +91,17 @@ impl Activation<'_> {
 
     /// Starts the activation detached, so it finishes even if this
     /// connection or the controller goes away.
+    /// The program is written to a private file first (it may hold the
+    /// database's URL), never passed on a command line.
     pub fn start_script(&self) -> String {
         format!(
             "d={d}\nmkdir -p \"$d\" && rm -f \"$d/verdict\" \"$d/verdict.tmp\" \"$d/phase\" \"$d/pid\" || exit 1\n\
+             (umask 077 && cat > \"$d/program\") <<'GANTRY_ACTIVATION_END'\n{program}\nGANTRY_ACTIVATION_END\n\
              if command -v setsid >/dev/null 2>&1; then s=setsid; else s=; fi\n\
-             $s nohup sh -c {program} > \"$d/log\" 2>&1 < /dev/null &\n\
+             $s nohup sh \"$d/program\" > \"$d/log\" 2>&1 < /dev/null &\n\
              i=0; while [ ! -s \"$d/pid\" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.05; done\necho started",
             d = quote(&dir(self.layout)),
-            program = quote(&self.program()),
+            program = self.program(),
         )
     }
 }

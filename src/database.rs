@@ -63,14 +63,21 @@ impl Db {
             Engine::Sqlite { path } => (Kind::Sqlite, path.render(vars)),
             Engine::Postgres { url } => (Kind::Postgres, url.render(vars)),
         };
+        let mut prelude = prelude.to_string();
         if let Some(password) = url_password(&location) {
             crate::secrets::register(&password);
+            // The database tools get the password from the environment,
+            // never on their command lines (`Db::arg` leaves it out); the
+            // script that sets it reaches the host on stdin.
+            let decoded = percent_decode(&password);
+            crate::secrets::register(&decoded);
+            prelude.push_str(&format!("export PGPASSWORD={}\n", quote(&decoded)));
         }
         Some(Db {
             engine,
             location,
             env_var: database.env_var.clone(),
-            prelude: prelude.to_string(),
+            prelude,
         })
     }
 
@@ -82,6 +89,11 @@ impl Db {
             env_var: Some("DB_PATH".into()),
             prelude: String::new(),
         }
+    }
+
+    /// A URL as a command-line argument: quoted, without its password.
+    fn arg(&self, url: &str) -> String {
+        quote(&without_password(url))
     }
 
     /// Shell lines run before every PostgreSQL command.
@@ -145,7 +157,7 @@ impl Db {
                 pre = self.prelude,
                 dir = quote(dir),
                 dest = quote(dest),
-                url = quote(&self.location),
+                url = self.arg(&self.location),
             ),
         }
     }
@@ -182,7 +194,7 @@ impl Db {
                 pre = self.prelude,
                 backup = quote(backup),
                 shown = backup.replace('\'', ""),
-                url = quote(&self.location),
+                url = self.arg(&self.location),
             ),
         }
     }
@@ -219,9 +231,9 @@ impl Db {
                      pg_dump -Fc --no-owner --no-acl {url} | pg_restore --no-owner --no-acl -d {copy}\necho copied",
                     pre = self.prelude,
                     drop = self.drop_copy_script(copy),
-                    url = quote(&self.location),
+                    url = self.arg(&self.location),
                     create = quote(&format!("CREATE DATABASE \"{name}\"")),
-                    copy = quote(copy),
+                    copy = self.arg(copy),
                 )
             }
         }
@@ -234,7 +246,7 @@ impl Db {
             Kind::Postgres => format!(
                 "{}psql -X -q {} -c {} 2>&1 | grep -v 'does not exist' >&2 || true",
                 self.prelude,
-                quote(&self.location),
+                self.arg(&self.location),
                 quote(&format!(
                     "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
                     self.scratch_name()
@@ -256,7 +268,7 @@ impl Db {
             Kind::Postgres => format!(
                 "{}psql -X -A -t -F \"$(printf '\\t')\" -v ON_ERROR_STOP=1 {} -c {}",
                 self.prelude,
-                quote(copy),
+                self.arg(copy),
                 quote(sql)
             ),
         }
@@ -272,6 +284,39 @@ fn remove_sqlite(path: &str) -> String {
         quote(&format!("{path}-shm")),
         quote(&format!("{path}-journal"))
     )
+}
+
+/// The URL without its password.
+pub fn without_password(url: &str) -> String {
+    match url_password(url) {
+        Some(p) => url.replacen(&format!(":{p}@"), "@", 1),
+        None => url.to_string(),
+    }
+}
+
+/// `%XX` escapes decoded (a URL's password as the database sees it).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The password in a URL, if it has one.

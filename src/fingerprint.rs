@@ -80,7 +80,7 @@ pub fn script(db: &Db, location: &str) -> String {
         Kind::Postgres => format!(
             "{}psql -X -A -t -v ON_ERROR_STOP=1 {} -c {}",
             db.prelude(),
-            quote(location),
+            quote(&crate::database::without_password(location)),
             quote(POSTGRES_FINGERPRINT)
         ),
     }

@@ -35,6 +35,12 @@ pub fn mask(text: &str) -> String {
     out
 }
 
+/// Whether `text` holds a known secret.
+pub fn contains_any(text: &str) -> bool {
+    let known = KNOWN.read().expect("secrets lock");
+    known.iter().any(|s| text.contains(s.as_str()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +51,7 @@ mod tests {
         register("hunter2-and-more");
         assert_eq!(mask("token=hunter2-and-more;"), "token=********;");
         assert_eq!(mask("nothing here"), "nothing here");
+        assert!(contains_any("x hunter2-and-more y"));
+        assert!(!contains_any("nothing here"));
     }
 }

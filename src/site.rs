@@ -92,12 +92,22 @@ impl Site {
             (printer.verbosity() == crate::output::Verbosity::Verbose).then_some(&show);
         // Marked, so that `status` can name a step still running on the
         // host after Gantry was killed.
-        let script = format!(
-            ": gantry-step {} {}\n{script}",
+        let marker = format!(
+            ": gantry-step {} {}\n",
             crate::shell::quote(&self.layout.path),
             crate::shell::quote(step)
         );
-        match self.conn.run_with(&script, stdin, lines).await {
+        // A script that holds a secret (a database password) never stands
+        // on a command line, where every user of the host can read it: it
+        // goes on stdin, to `sh -s`, its commands reading from /dev/null.
+        let (script, stdin) = match stdin {
+            None if crate::secrets::contains_any(script) => (
+                format!("{marker}sh -s"),
+                Some(format!("{{\n{script}\n}} </dev/null\n").into_bytes()),
+            ),
+            _ => (format!("{marker}{script}"), stdin.map(<[u8]>::to_vec)),
+        };
+        match self.conn.run_with(&script, stdin.as_deref(), lines).await {
             Ok(out) => {
                 if out.success() {
                     Ok(out)

@@ -493,3 +493,62 @@ fn postgres_migrate_that_writes_then_fails_is_restored_row_for_row() {
         Engine::Postgres,
     );
 }
+
+/// Every process's command line that contains `secret`, as `pid: cmdline`.
+fn command_lines_with(secret: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(secret) {
+                found.push(format!("{name}: {text}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn postgres_password_never_stands_on_a_command_line() {
+    let name = "postgres_password_never_stands_on_a_command_line";
+    let mut t = start(name, Engine::Postgres);
+    let secret = "pw-s3cret-9x";
+    let config = config(&mut t, Engine::Postgres, None).replace(
+        "postgresql://postgres@",
+        &format!("postgresql://postgres:{secret}@"),
+    );
+    assert!(config.contains(secret));
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+
+    // Every process on this machine (the hosts are on it) is watched while
+    // the release runs: backups, copies, migrations, activations.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut scans = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                seen.extend(command_lines_with(secret));
+                scans += 1;
+            }
+            (seen, scans)
+        })
+    };
+    let run = t.gantry(&["release"]);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (seen, scans) = watcher.join().unwrap();
+    run.success();
+    assert!(scans > 10, "the watcher ran ({scans} scans)");
+    assert!(
+        seen.is_empty(),
+        "the password stood on a command line:\n{}",
+        seen.join("\n")
+    );
+    assert!(!run.stderr.contains(secret), "{}", run.stderr);
+}
