@@ -214,12 +214,7 @@ mod tests {
     use super::*;
 
     fn sh(script: &str) -> String {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        crate::shell::run_for_test(script)
     }
 
     fn site(name: &str) -> (std::path::PathBuf, Layout) {

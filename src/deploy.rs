@@ -694,24 +694,14 @@ impl<'a> Run<'a> {
         let p = self.printer;
         let previous = site.serving.clone();
         let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
-        let steps = self.steps(site, release, commit);
-        let restart = self
-            .config
-            .deploy
-            .restart
-            .as_ref()
-            .map(|r| steps.command("restart", r, true));
         let health = self.config.deploy.health.as_ref();
-        let host_check = health.filter(|h| h.on_host).map(|h| {
-            let body = h.body.as_ref().map(|b| b.render(&vars));
-            activation::host_check_script(h, &h.url.render(&vars), body.as_deref())
-        });
+        let (restart, check) = self.activation_steps(site, release, commit);
         let activation = Activation {
             layout: &site.layout,
             release,
             put_back: Some(previous.as_deref()),
             restart: restart.as_ref().map(|r| r.script.clone()),
-            check: host_check,
+            check,
         };
         if let Err(e) = site
             .step(p, "switch current", None, &activation.start_script(), None)
@@ -792,6 +782,35 @@ impl<'a> Run<'a> {
         (previous, true, Ok(()))
     }
 
+    /// What an activation of `release` runs on `site`: the restart (a step,
+    /// for its command in reports) and the host-side health check.
+    fn activation_steps(
+        &self,
+        site: &Site,
+        release: &str,
+        commit: &str,
+    ) -> (Option<crate::release::Planned>, Option<String>) {
+        let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
+        let steps = self.steps(site, release, commit);
+        let restart = self
+            .config
+            .deploy
+            .restart
+            .as_ref()
+            .map(|r| steps.command("restart", r, true));
+        let check = self
+            .config
+            .deploy
+            .health
+            .as_ref()
+            .filter(|h| h.on_host)
+            .map(|h| {
+                let body = h.body.as_ref().map(|b| b.render(&vars));
+                activation::host_check_script(h, &h.url.render(&vars), body.as_deref())
+            });
+        (restart, check)
+    }
+
     /// Restarts `release` in `current` on `site` and checks it: after a
     /// SQLite restore, so the serving release reopens the restored file.
     async fn restart_and_check(
@@ -855,26 +874,16 @@ impl<'a> Run<'a> {
                     .await
                     .map(|_| ());
             };
-            let steps = self.steps(site, previous, "");
-            let restart = self
-                .config
-                .deploy
-                .restart
-                .as_ref()
-                .map(|r| steps.command("restart", r, true).script);
             // The old release's commit is not known here: its check looks
             // at the status (a `{commit}` in the body matches anything).
             let vars = release::run_vars(&site.spec, &site.layout, Some(previous), Some(""));
             let health = self.config.deploy.health.as_ref();
-            let check = health.filter(|h| h.on_host).map(|h| {
-                let body = h.body.as_ref().map(|b| b.render(&vars));
-                activation::host_check_script(h, &h.url.render(&vars), body.as_deref())
-            });
+            let (restart, check) = self.activation_steps(site, previous, "");
             let activation = Activation {
                 layout: &site.layout,
                 release: previous,
                 put_back: None,
-                restart,
+                restart: restart.map(|r| r.script),
                 check,
             };
             site.step_always(p, "switch back", None, &activation.start_script(), None)

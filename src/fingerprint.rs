@@ -204,17 +204,7 @@ mod tests {
 
     /// Runs a script and returns what it printed.
     fn sh(script: &str) -> String {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        crate::shell::run_for_test(script)
     }
 
     fn sqlite(path: &std::path::Path, sql: &str) {

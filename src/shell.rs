@@ -51,6 +51,18 @@ pub fn is_var_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// Runs a script with this machine's `sh` and returns what it printed (for
+/// the unit tests of the scripts Gantry builds).
+#[cfg(test)]
+pub fn run_for_test(script: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("sh runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
