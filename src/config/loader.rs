@@ -165,10 +165,15 @@ impl Loader<'_> {
                 let h = h.get_ref();
                 let url = self.template(&h.url, "deploy.health.url")?;
                 templates.push(("deploy.health.url".into(), h.url.clone(), url.clone()));
-                if !h.url.get_ref().starts_with("http://") {
+                let u = h.url.get_ref();
+                if !u.starts_with("http://") && !u.starts_with("https://") {
                     return Err(self
-                        .error(h.url.span(), "deploy.health.url", "the health check URL must start with `http://`")
-                        .with_hint("checks run from this machine; put TLS in front of the app, not in the check"));
+                        .error(
+                            h.url.span(),
+                            "deploy.health.url",
+                            "the health check URL must start with `http://` or `https://`",
+                        )
+                        .with_hint("e.g. `https://{domain}/health`"));
                 }
                 let status = match &h.status {
                     Some(s) if (100..=599).contains(s.get_ref()) => *s.get_ref() as u16,
@@ -212,6 +217,18 @@ impl Loader<'_> {
                             return Err(self
                                 .error(o.span(), "deploy.health.on", format!("`{}` is not where a check can run", o.get_ref()))
                                 .with_hint("`local` (from this machine, the default) or `host` (on the host, with curl or python3)"))
+                        }
+                    },
+                    ca: match &h.ca {
+                        None => None,
+                        Some(ca) => {
+                            let path = dir.join(ca.get_ref());
+                            if !path.is_file() {
+                                return Err(self
+                                    .error(ca.span(), "deploy.health.ca", format!("`{}` is not a file", path.display()))
+                                    .with_hint("a PEM file of the certificate authorities to trust, relative to gantry.toml"));
+                            }
+                            Some(path)
                         }
                     },
                 })

@@ -238,6 +238,9 @@ pub struct Health {
     pub interval: Duration,
     /// Make the request on the host itself rather than from this machine.
     pub on_host: bool,
+    /// A PEM file of certificate authorities to trust (a private CA) for
+    /// checks made from this machine, instead of the bundled web roots.
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

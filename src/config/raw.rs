@@ -133,6 +133,7 @@ pub struct RawHealth {
     pub retries: Option<S<i64>>,
     pub interval: Option<S<String>>,
     pub on: Option<S<String>>,
+    pub ca: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

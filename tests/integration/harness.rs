@@ -24,9 +24,18 @@ pub struct TestBuilder {
     django: bool,
     usual: bool,
     postgres: bool,
+    /// Commands the hosts' PATH leaves out.
+    without: Vec<String>,
 }
 
 impl TestBuilder {
+    /// The hosts' sessions get a PATH without these commands (a host
+    /// without `curl`, say).
+    pub fn hosts_without(mut self, commands: &[&str]) -> TestBuilder {
+        self.without = commands.iter().map(|c| c.to_string()).collect();
+        self
+    }
+
     /// Starts `n` sshd hosts.
     pub fn hosts(mut self, n: usize) -> TestBuilder {
         self.hosts = n;
@@ -78,8 +87,9 @@ impl TestBuilder {
         }
         if self.hosts + self.isolated > 0 {
             test.make_client_key();
+            let path = (!self.without.is_empty()).then(|| host_bin(&dir, &self.without));
             for i in 0..self.hosts {
-                let host = Sshd::start(&dir, i, None);
+                let host = Sshd::start(&dir, i, None, path.as_deref());
                 test.hosts.push(host);
             }
             // Namespaces, links and subnets are named after the test, so
@@ -93,7 +103,7 @@ impl TestBuilder {
             for n in 0..self.isolated {
                 let i = self.hosts + n;
                 let netns = Netns::create(base + n);
-                let host = Sshd::start(&dir, i, Some(netns));
+                let host = Sshd::start(&dir, i, Some(netns), path.as_deref());
                 test.hosts.push(host);
             }
             test.write_ssh_config();
@@ -178,6 +188,7 @@ impl Test {
             django: false,
             usual: false,
             postgres: false,
+            without: Vec::new(),
         }
     }
 
@@ -460,7 +471,7 @@ pub struct Sshd {
 }
 
 impl Sshd {
-    fn start(test_dir: &Path, index: usize, netns: Option<Netns>) -> Sshd {
+    fn start(test_dir: &Path, index: usize, netns: Option<Netns>, path: Option<&Path>) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: the tests need real sshd hosts. Run `scripts/test` (it installs openssh-server), or `apt-get install openssh-server`."
@@ -480,9 +491,10 @@ impl Sshd {
                 "Port {port}\nListenAddress {ip}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
                  AuthorizedKeysFile {t}/client_key.pub\nPermitRootLogin prohibit-password\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
-                 MaxSessions 100\nMaxStartups 200\nUseDNS no\nSetEnv HOME={d}/home\n",
+                 MaxSessions 100\nMaxStartups 200\nUseDNS no\nSetEnv HOME={d}/home{path}\n",
                 d = dir.display(),
-                t = test_dir.display()
+                t = test_dir.display(),
+                path = path.map(|p| format!(" PATH={}", p.display())).unwrap_or_default(),
             );
             std::fs::write(dir.join("sshd_config"), config).unwrap();
             let mut command = match &netns {
@@ -647,6 +659,27 @@ fn run(cmd: &mut Command) {
 
 pub fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+/// A folder of links to every command of this machine but `without`, for
+/// a host PATH that lacks them.
+fn host_bin(dir: &Path, without: &[String]) -> PathBuf {
+    let bin = dir.join("hostbin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for folder in ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
+        let Ok(entries) = std::fs::read_dir(folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let link = bin.join(&name);
+            if without.iter().any(|w| name == w.as_str()) || link.exists() {
+                continue;
+            }
+            let _ = std::os::unix::fs::symlink(entry.path(), link);
+        }
+    }
+    bin
 }
 
 /// The test fixtures that are not examples.

@@ -8,6 +8,7 @@ mod config_errors;
 mod deploy;
 mod faults;
 mod hosts;
+mod https;
 mod locking;
 mod migrations;
 mod network;

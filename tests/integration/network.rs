@@ -109,3 +109,40 @@ fn health_check_on_the_host_reaches_an_app_only_the_host_can_see() {
     assert!(t.current("staging", 0).unwrap().ends_with(&sha[..8]));
     t.gantry(&["verify", "staging"]).success();
 }
+
+#[test]
+fn health_check_on_a_host_without_curl_uses_python() {
+    let mut t = Test::new("health_check_on_a_host_without_curl_uses_python")
+        .hosts(1)
+        .hosts_without(&["curl"])
+        .start();
+    let config = t.config(&[("staging", &[0])]).replace(
+        "interval = \"250ms\" }",
+        "interval = \"250ms\", on = \"host\" }",
+    );
+    t.write_config(&config);
+    let sha = t.commit("Check from a host without curl", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    t.gantry(&[
+        "exec",
+        "staging",
+        "--",
+        "sh",
+        "-c",
+        "command -v curl || echo no-curl",
+    ])
+    .success()
+    .stdout_has("no-curl");
+    assert!(t.current("staging", 0).unwrap().ends_with(&sha[..8]));
+    // The fallback tells a wrong answer from a right one.
+    let wrong = config
+        .replace("body = \"{commit}\"", "body = \"not-what-it-says\"")
+        .replace("retries = 40", "retries = 1");
+    assert_ne!(wrong, config);
+    t.write_config(&wrong);
+    t.commit("Expect another body", &[]);
+    t.gantry(&["deploy", "staging"])
+        .code(1)
+        .stderr_has("but the body does not contain `not-what-it-says`");
+    assert!(t.current("staging", 0).unwrap().ends_with(&sha[..8]));
+}

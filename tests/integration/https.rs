@@ -1,0 +1,231 @@
+//! Health checks against a site behind HTTPS: a real nginx on loopback
+//! ports with certificates from a throw-away CA made with openssl, in front
+//! of the example app. A valid certificate passes with `health.ca`; without
+//! it, and with a certificate for another name or an expired one, the check
+//! fails saying why; an `http://` URL that redirects to `https://` is
+//! followed.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::{free_port, wait_until, Test};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, and three server certificates it signs: for 127.0.0.1, for
+/// another name, and one that expired in 2020.
+fn certificates(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=Gantry Test CA",
+        ],
+    );
+    for (name, san) in [
+        ("good", "IP:127.0.0.1"),
+        ("wrong", "DNS:other.example"),
+        ("expired", "IP:127.0.0.1"),
+    ] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!("subjectAltName={san}\n"),
+        )
+        .unwrap();
+        if name == "expired" {
+            // `openssl ca` can sign with dates in the past.
+            std::fs::write(dir.join("index.txt"), "").unwrap();
+            std::fs::write(dir.join("serial"), "1000\n").unwrap();
+            std::fs::write(
+                dir.join("ca.cnf"),
+                "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nserial = serial\nnew_certs_dir = .\ndefault_md = sha256\npolicy = any\ncopy_extensions = none\n[any]\ncommonName = supplied\n",
+            )
+            .unwrap();
+            openssl(
+                dir,
+                &[
+                    "ca",
+                    "-batch",
+                    "-config",
+                    "ca.cnf",
+                    "-cert",
+                    "ca.pem",
+                    "-keyfile",
+                    "ca.key",
+                    "-in",
+                    "expired.csr",
+                    "-out",
+                    "expired.pem",
+                    "-startdate",
+                    "20200101000000Z",
+                    "-enddate",
+                    "20200102000000Z",
+                    "-extfile",
+                    "expired.ext",
+                ],
+            );
+        } else {
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{name}.csr"),
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    &format!("{name}.pem"),
+                    "-days",
+                    "30",
+                    "-extfile",
+                    &format!("{name}.ext"),
+                ],
+            );
+        }
+    }
+}
+
+/// nginx with a TLS server per certificate and a plain one that redirects
+/// to the good one, all proxying to the app.
+struct Nginx {
+    prefix: String,
+}
+
+impl Nginx {
+    fn start(t: &Test, app_port: u16, ports: &[(u16, &str)], plain: u16, good: u16) -> Nginx {
+        let prefix = format!("{}/", t.dir.join("nginx").display());
+        let certs = t.dir.join("certs");
+        std::fs::create_dir_all(t.dir.join("nginx/tmp")).unwrap();
+        let mut servers = String::new();
+        for (port, name) in ports {
+            servers.push_str(&format!(
+                "server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {c}/{name}.pem; ssl_certificate_key {c}/{name}.key; location / {{ proxy_pass http://127.0.0.1:{app_port}; }} }}\n",
+                c = certs.display()
+            ));
+        }
+        servers.push_str(&format!(
+            "server {{ listen 127.0.0.1:{plain}; return 301 https://127.0.0.1:{good}$request_uri; }}\n"
+        ));
+        let conf = format!(
+            "user root;\npid {prefix}nginx.pid;\nerror_log {prefix}error.log;\nevents {{}}\nhttp {{\n access_log off;\n client_body_temp_path {prefix}tmp;\n proxy_temp_path {prefix}tmp;\n{servers}}}\n"
+        );
+        std::fs::write(t.dir.join("nginx/nginx.conf"), conf).unwrap();
+        let started = Command::new("nginx")
+            .args(["-p", &prefix, "-c", "nginx.conf"])
+            .output()
+            .unwrap();
+        assert!(
+            started.status.success(),
+            "{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        wait_until(20, "nginx to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", plain)).is_ok()
+        });
+        Nginx { prefix }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("nginx")
+            .args(["-p", &self.prefix, "-c", "nginx.conf", "-s", "stop"])
+            .status();
+    }
+}
+
+#[test]
+fn https_health_checks_trust_a_private_ca_and_say_why_a_certificate_fails() {
+    let mut t = Test::new("https_health_checks_trust_a_private_ca_and_say_why_a_certificate_fails")
+        .hosts(1)
+        .start();
+    certificates(&t.dir.join("certs"));
+    std::fs::copy(t.dir.join("certs/ca.pem"), t.repo.join("ca.pem")).unwrap();
+    let app_port = t.app_port("staging", 0);
+    let (good, wrong, expired, plain) = (free_port(), free_port(), free_port(), free_port());
+    let _nginx = Nginx::start(
+        &t,
+        app_port,
+        &[(good, "good"), (wrong, "wrong"), (expired, "expired")],
+        plain,
+        good,
+    );
+    let base = t.config(&[("staging", &[0])]);
+    let with = |url: &str, ca: bool| {
+        base.replace(
+            "url = \"http://{host}:{app_port}/health\"",
+            &format!(
+                "url = \"{url}\"{}",
+                if ca { ", ca = \"ca.pem\"" } else { "" }
+            ),
+        )
+    };
+    let https = |port: u16| format!("https://127.0.0.1:{port}/health");
+
+    // A deploy whose check speaks HTTPS to the private CA's certificate.
+    let config = with(&https(good), true);
+    assert_ne!(config, base);
+    t.write_config(&config);
+    let sha = t.commit("Check over HTTPS", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    assert!(t.current("staging", 0).unwrap().ends_with(&sha[..8]));
+
+    // A failing check gives up after three attempts.
+    let verify = |t: &Test, config: String| {
+        t.write_config(&config.replace("retries = 40", "retries = 2"));
+        t.gantry(&["verify", "staging", "--health-only"])
+    };
+    verify(&t, with(&https(good), false))
+        .code(6)
+        .stderr_has("TLS: the site's certificate is not signed by an authority this machine trusts (for a private CA, set `deploy.health.ca`)");
+    verify(&t, with(&https(wrong), true))
+        .code(6)
+        .stderr_has("TLS: the site's certificate is not valid for `127.0.0.1`");
+    verify(&t, with(&https(expired), true))
+        .code(6)
+        .stderr_has("TLS: the site's certificate has expired");
+    // http:// that redirects to https:// on the same site is followed.
+    verify(&t, with(&format!("http://127.0.0.1:{plain}/health"), true)).success();
+}
