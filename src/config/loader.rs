@@ -341,11 +341,21 @@ impl Loader<'_> {
                 vars.insert("env".into(), env_name.clone());
                 let (host, user, port) = match &target {
                     Target::Local => ("localhost".to_string(), local_user(), String::new()),
-                    Target::Ssh { user, host, port } => (
-                        host.clone(),
-                        user.clone().unwrap_or_else(local_user),
-                        port.map(|p| p.to_string()).unwrap_or_default(),
-                    ),
+                    Target::Ssh { user, host, port } => {
+                        // What OpenSSH itself will use: the ssh_config's
+                        // `User` and `HostName` for this host.
+                        let view = ssh_view(host, *port, ssh.config.as_deref());
+                        (
+                            view.as_ref()
+                                .map_or_else(|| host.clone(), |v| v.hostname.clone()),
+                            user.clone()
+                                .or_else(|| view.as_ref().map(|v| v.user.clone()))
+                                .unwrap_or_else(local_user),
+                            port.map(|p| p.to_string())
+                                .or_else(|| view.as_ref().map(|v| v.port.clone()))
+                                .unwrap_or_default(),
+                        )
+                    }
                 };
                 vars.insert("host".into(), host);
                 vars.insert("user".into(), user);

@@ -363,6 +363,52 @@ pub fn parse(file: &Path, source: &str) -> Result<Config, ConfigError> {
     Loader { file, source }.load(raw)
 }
 
+/// How OpenSSH sees a host (`ssh -G`): the user, host name and port it
+/// will connect with, after the ssh_config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshView {
+    pub user: String,
+    pub hostname: String,
+    pub port: String,
+}
+
+/// Asks `ssh -G` (which reads the config and connects nowhere); `None`
+/// when ssh is missing or says nothing.
+pub fn ssh_view(host: &str, port: Option<u16>, config: Option<&Path>) -> Option<SshView> {
+    let mut cmd = std::process::Command::new("ssh");
+    cmd.arg("-G");
+    if let Some(config) = config {
+        cmd.arg("-F").arg(config);
+    }
+    if let Some(port) = port {
+        cmd.arg("-p").arg(port.to_string());
+    }
+    let out = cmd
+        .arg("--")
+        .arg(host)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    parse_ssh_view(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_ssh_view(text: &str) -> Option<SshView> {
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')))
+            .map(str::to_string)
+    };
+    Some(SshView {
+        user: value("user")?,
+        hostname: value("hostname")?,
+        port: value("port").unwrap_or_else(|| "22".into()),
+    })
+}
+
 /// The user running Gantry, as ssh would log in by default.
 pub fn local_user() -> String {
     std::env::var("USER")
@@ -373,6 +419,28 @@ pub fn local_user() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_config_user_and_hostname_come_from_ssh_g() {
+        let dir = std::env::temp_dir().join(format!("gantry-sshg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("ssh_config");
+        std::fs::write(
+            &config,
+            "Host web1\n  HostName 192.0.2.10\n  User deployer\n  Port 2222\n",
+        )
+        .unwrap();
+        let view = ssh_view("web1", None, Some(&config)).expect("ssh -G answers");
+        assert_eq!(
+            view,
+            SshView {
+                user: "deployer".into(),
+                hostname: "192.0.2.10".into(),
+                port: "2222".into()
+            }
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn secrets_from_files_are_read_and_masked() {

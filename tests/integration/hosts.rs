@@ -244,3 +244,35 @@ fn exec_check_and_status_report_every_host() {
     let entries: serde_json::Value = serde_json::from_str(&log.stdout).unwrap();
     assert_eq!(entries.as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn user_comes_from_the_ssh_config_not_the_local_user() {
+    let mut t = Test::new("user_comes_from_the_ssh_config_not_the_local_user")
+        .hosts(1)
+        .start();
+    let mut ssh_config = std::fs::read_to_string(t.dir.join("ssh_config")).unwrap();
+    ssh_config.push_str("  User root\n");
+    std::fs::write(t.dir.join("ssh_config"), ssh_config).unwrap();
+    let address = t.address(0);
+    let bare = address.trim_start_matches("root@");
+    let config = t
+        .config(&[("staging", &[0])])
+        .replace(&address, bare)
+        .replace("/sites/{env}/{hostid}", "/sites/{env}/{user}");
+    assert!(config.contains(&format!("\"{bare}\"")), "{config}");
+    t.write_config(&config);
+    t.commit("Hosts without a user", &[]);
+    let out = t
+        .command(&["deploy", "staging"])
+        .env("USER", "someone-else")
+        .env("LOGNAME", "someone-else")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.dir.join("sites/staging/root/current").exists());
+    assert!(!t.dir.join("sites/staging/someone-else").exists());
+}
