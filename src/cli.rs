@@ -14,7 +14,7 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("GANTRY_COMM
 #[command(name = "gantry", version = VERSION, after_help = ExitStatus::HELP)]
 pub struct Cli {
     /// The config file (default: `gantry.toml` here or in a folder above).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", env = "GANTRY_CONFIG")]
     pub config: Option<PathBuf>,
     /// Print only results and errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
@@ -27,7 +27,13 @@ pub struct Cli {
     pub json: bool,
     /// When another deploy holds the lock, wait this long for it
     /// (`30s`, `5m`) instead of failing.
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_lock_wait)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        value_parser = parse_lock_wait,
+        env = "GANTRY_LOCK_WAIT"
+    )]
     pub lock_wait: Option<std::time::Duration>,
     #[command(subcommand)]
     pub command: Command,

@@ -101,3 +101,31 @@ fn a_folder_that_is_not_a_repository_is_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is not in a git repository"), "{stderr}");
 }
+
+#[test]
+fn gantry_config_names_the_file_from_anywhere() {
+    let mut t = Test::new("gantry_config_names_the_file_from_anywhere")
+        .hosts(1)
+        .start();
+    t.configure(&[("staging", &[0])]);
+    let elsewhere = t.dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let run = |config: Option<&std::path::Path>| {
+        let mut cmd = t.command(&["plan", "staging"]);
+        cmd.current_dir(&elsewhere);
+        if let Some(c) = config {
+            cmd.env("GANTRY_CONFIG", c);
+        }
+        cmd.output().unwrap()
+    };
+    let without = run(None);
+    assert_eq!(without.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("no `gantry.toml`"));
+    let with = run(Some(&t.repo.join("gantry.toml")));
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    assert!(String::from_utf8_lossy(&with.stdout).contains("Plan: deploy"));
+}
