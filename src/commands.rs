@@ -64,6 +64,33 @@ pub fn report(summary: &Summary, verb: &str, printer: &Printer) {
     printer.summary("What is live now:", &lines);
 }
 
+/// A deploy, promote or rollback as one JSON document (`--json`).
+pub fn report_json(summary: &Summary, action: &str, tags: &[String], printer: &Printer) {
+    if !printer.json_mode() {
+        return;
+    }
+    printer.json(&summary_json(summary, action, tags));
+}
+
+/// What `report_json` prints, for the release's document too.
+pub fn summary_json(summary: &Summary, action: &str, tags: &[String]) -> serde_json::Value {
+    serde_json::json!({
+        "action": action,
+        "env": summary.env,
+        "commit": summary.commit,
+        "release": summary.release,
+        "seconds": summary.seconds,
+        "rehearsal": summary.rehearsal.record(),
+        "tags": tags,
+        "hosts": summary.per_host.iter().map(|(host, before, prepared)| serde_json::json!({
+            "host": host,
+            "serving": summary.release,
+            "previous": before,
+            "prepared_seconds": prepared,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Result<(), Error> {
     let envs = match only {
         Some(name) => vec![config.environment(name)?],
@@ -71,6 +98,7 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
     };
     printer.headline(&format!("`{}` is valid", config.file.display()));
     let mut problems: Vec<HostProblem> = Vec::new();
+    let mut hosts_json = Vec::new();
     for env in envs {
         let sites = match site::connect(config, env, printer).await {
             Ok(s) => s,
@@ -105,13 +133,19 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
         .await;
         for (site, result) in sites.iter().zip(results) {
             match result {
-                Ok(_) => printer.result(&format!(
-                    "{} {}: ok ({})",
-                    env.name,
-                    site.name(),
-                    site.layout.path
-                )),
-                Err(p) => problems.push(p),
+                Ok(_) => {
+                    hosts_json.push(serde_json::json!({"env": env.name, "host": site.name(), "path": site.layout.path, "ok": true}));
+                    printer.result(&format!(
+                        "{} {}: ok ({})",
+                        env.name,
+                        site.name(),
+                        site.layout.path
+                    ))
+                }
+                Err(p) => {
+                    hosts_json.push(serde_json::json!({"env": env.name, "host": site.name(), "path": site.layout.path, "ok": false, "problem": p.to_string()}));
+                    problems.push(p)
+                }
             }
         }
         let wiring = check_database(config, env, &sites[env.migrate_host], printer).await;
@@ -127,6 +161,14 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
     }
     printer.finish_hosts();
     if problems.is_empty() {
+        if printer.json_mode() {
+            printer.json(&serde_json::json!({
+                "action": "check",
+                "config": config.file.display().to_string(),
+                "valid": true,
+                "hosts": hosts_json,
+            }));
+        }
         Ok(())
     } else {
         Err(Error::Hosts {
@@ -283,27 +325,42 @@ pub async fn exec(
             .unwrap_or_default();
         let script = release::command_script(config, &vars, &s.layout.current(), &line, &db_env);
         let line = &line;
-        async move { s.step(printer, "exec", Some(line), &script, None).await }
+        async move {
+            // Each line is shown as it comes, stdout and stderr apart;
+            // with --json they are kept for the document.
+            let show = |stream: crate::host::Stream, text: &str| {
+                printer.host_output(s.name(), stream, text)
+            };
+            let lines: Option<crate::host::Lines<'_>> = (!printer.json_mode()).then_some(&show);
+            s.step_with(printer, "exec", Some(line), &script, None, lines)
+                .await
+        }
     })
     .await;
     printer.finish_hosts();
     let mut problems = Vec::new();
+    let mut hosts_json = Vec::new();
     for (s, result) in sites.iter().zip(results) {
         match result {
-            Ok(out) => {
-                let mut text = String::new();
-                for l in out.stdout.lines().chain(out.stderr.lines()) {
-                    text.push_str(&format!("[{}] {l}\n", s.name()));
-                }
-                if !text.is_empty() {
-                    printer.result(text.trim_end());
-                }
-            }
+            Ok(out) => hosts_json.push(serde_json::json!({
+                "host": s.name(),
+                "code": out.code,
+                "stdout": out.stdout,
+                "stderr": out.stderr,
+            })),
             Err(p) => problems.push(p),
         }
     }
     site::close(sites).await;
     if problems.is_empty() {
+        if printer.json_mode() {
+            printer.json(&serde_json::json!({
+                "action": "exec",
+                "env": env.name,
+                "command": line,
+                "hosts": hosts_json,
+            }));
+        }
         Ok(())
     } else {
         Err(Error::Hosts {

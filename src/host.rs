@@ -83,11 +83,19 @@ impl KeyProblem {
 }
 
 /// Where the lines of a running command go as they are printed.
-pub type Lines<'a> = &'a (dyn Fn(&str) + Send + Sync);
+pub type Lines<'a> = &'a (dyn Fn(Stream, &str) + Send + Sync);
+
+/// Which of a command's outputs a line came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Out,
+    Err,
+}
 
 /// Reads a pipe to its end, passing each line on as it arrives.
 async fn drain<R: tokio::io::AsyncRead + Unpin>(
     pipe: Option<R>,
+    stream: Stream,
     lines: Option<Lines<'_>>,
 ) -> std::io::Result<String> {
     use tokio::io::AsyncBufReadExt;
@@ -103,7 +111,10 @@ async fn drain<R: tokio::io::AsyncRead + Unpin>(
             break;
         }
         if let Some(sink) = lines {
-            sink(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']));
+            sink(
+                stream,
+                String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']),
+            );
         }
         all.extend_from_slice(&line);
     }
@@ -209,8 +220,8 @@ async fn run_local(
     }
     let spawn_error = |e: std::io::Error| HostError::Spawn(e.to_string());
     let (stdout, stderr) = tokio::try_join!(
-        drain(child.stdout.take(), lines),
-        drain(child.stderr.take(), lines)
+        drain(child.stdout.take(), Stream::Out, lines),
+        drain(child.stderr.take(), Stream::Err, lines)
     )
     .map_err(spawn_error)?;
     let status = child.wait().await.map_err(spawn_error)?;
@@ -250,8 +261,8 @@ async fn run_ssh(
         _ => None,
     };
     let (stdout, stderr) = tokio::try_join!(
-        drain(child.stdout().take(), lines),
-        drain(child.stderr().take(), lines)
+        drain(child.stdout().take(), Stream::Out, lines),
+        drain(child.stderr().take(), Stream::Err, lines)
     )
     .map_err(|e| HostError::Lost(e.to_string()))?;
     let status = child.wait().await.map_err(|e| lost(&e))?;

@@ -70,8 +70,18 @@ pub fn run(cli: Cli) -> ExitStatus {
     match result {
         Ok(()) => ExitStatus::Success,
         Err(e) => {
+            let status = e.exit_status();
             printer.error(&e.to_string());
-            e.exit_status()
+            if printer.json_mode() {
+                // With --json, stdout holds one document even for an error.
+                printer.json(&serde_json::json!({
+                    "error": {
+                        "message": e.to_string(),
+                        "exit_code": status as u8,
+                    }
+                }));
+            }
+            status
         }
     }
 }
@@ -162,11 +172,22 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
             };
             let done = pipeline::deploy_env(&config, env, &commit, &options, printer).await?;
             commands::report(&done.summary, "Deployed", printer);
+            commands::report_json(&done.summary, "deploy", &done.tags, printer);
             Ok(())
         }
-        Command::Verify { env, health_only } => verify::verify(&config, env, !health_only, printer)
-            .await
-            .map(|_| ()),
+        Command::Verify { env, health_only } => {
+            let commit = verify::verify(&config, env, !health_only, printer).await?;
+            if printer.json_mode() {
+                printer.json(&serde_json::json!({
+                    "action": "verify",
+                    "env": env,
+                    "commit": commit,
+                    "outcome": "passed",
+                    "checks": if *health_only || config.verify.is_none() { "health checks" } else { "health checks and functional tests" },
+                }));
+            }
+            Ok(())
+        }
         Command::Promote {
             from,
             to,
@@ -175,6 +196,7 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
         } => {
             let done = pipeline::promote(&config, from, to, *force, !no_rehearse, printer).await?;
             commands::report(&done.summary, "Promoted", printer);
+            commands::report_json(&done.summary, "promote", &done.tags, printer);
             Ok(())
         }
         Command::Release { push, to } => {
@@ -187,16 +209,27 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
         Command::Rollback { env } => {
             let summary = deploy::rollback(&config, env, printer).await?;
             commands::report(&summary, "Rolled back", printer);
-            pipeline::after_rollback(&config, env, &summary, printer);
+            let tags = pipeline::after_rollback(&config, env, &summary, printer);
+            commands::report_json(&summary, "rollback", &tags, printer);
             Ok(())
         }
         Command::Rehearse { env, rev } => {
             let repo = git::Repo::at(&config.dir);
             let commit = repo.resolve(rev)?;
             repo.ensure_on_remote(&commit, &config.app.remote)?;
-            rehearse::rehearse(&config, env, &commit, printer)
-                .await
-                .map(|_| ())
+            let report = rehearse::rehearse(&config, env, &commit, printer).await?;
+            if printer.json_mode() {
+                printer.json(&serde_json::json!({
+                    "action": "rehearse",
+                    "env": report.env,
+                    "commit": report.commit.sha,
+                    "host": report.host,
+                    "pending": report.pending,
+                    "outcome": "passed",
+                    "seconds": report.seconds,
+                }));
+            }
+            Ok(())
         }
         Command::Backups { env } => backups::list(&config, env, printer).await,
         Command::Restore { env, backup, yes } => {

@@ -62,8 +62,12 @@ impl Printer {
         self.verbosity
     }
 
-    /// A result line on stdout.
+    /// A result line on stdout; none with `--json`, where stdout holds one
+    /// document.
     pub fn result(&self, text: &str) {
+        if self.json {
+            return;
+        }
         let text = crate::secrets::mask(&printable(text));
         self.suspend(|| println!("{text}"));
     }
@@ -139,6 +143,16 @@ impl Printer {
             block.push_str(&format!("[{host}]   {}\n", printable(line)));
         }
         self.line(block.trim_end());
+    }
+
+    /// A line a command printed on a host, as `exec` streams it: its
+    /// stdout to stdout, its stderr to stderr, each prefixed by the host.
+    pub fn host_output(&self, host: &str, stream: crate::host::Stream, text: &str) {
+        let line = crate::secrets::mask(&printable(&format!("[{host}] {text}")));
+        self.suspend(|| match stream {
+            crate::host::Stream::Out => println!("{line}"),
+            crate::host::Stream::Err => eprintln!("{line}"),
+        });
     }
 
     /// Ends every host's spinner, leaving its last message on screen.

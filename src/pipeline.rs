@@ -95,9 +95,15 @@ pub async fn deploy_env(
 /// After a rollback: the environment's moving tag goes back to the commit
 /// it serves again, and the ledger records the rollback against it. A
 /// failure here only warns: the hosts are already rolled back.
-pub fn after_rollback(config: &Config, env_name: &str, summary: &Summary, printer: &Printer) {
+/// Returns the tags it moved.
+pub fn after_rollback(
+    config: &Config,
+    env_name: &str,
+    summary: &Summary,
+    printer: &Printer,
+) -> Vec<String> {
     let Ok(env) = config.environment(env_name) else {
-        return;
+        return Vec::new();
     };
     let repo = Repo::at(&config.dir);
     let remote = &config.app.remote;
@@ -108,7 +114,7 @@ pub fn after_rollback(config: &Config, env_name: &str, summary: &Summary, printe
                 "the rollback succeeded, but its commit {} is not in this repository, so the tags were not moved: {e}",
                 summary.commit
             ));
-            return;
+            return Vec::new();
         }
     };
     let message = format!(
@@ -118,16 +124,22 @@ pub fn after_rollback(config: &Config, env_name: &str, summary: &Summary, printe
         crate::lock::who(),
         crate::time::Utc::now().iso()
     );
-    match ledger::move_back(&repo, remote, &commit, &env.tags, &message) {
-        Ok(Some(tag)) => printer.headline(&format!(
-            "Moved {tag} back to {} and pushed it to `{remote}`",
-            commit.short()
-        )),
-        Ok(None) => {}
-        Err(e) => printer.warn(&format!(
-            "the rollback succeeded, but moving the tag failed: {e}"
-        )),
-    }
+    let moved = match ledger::move_back(&repo, remote, &commit, &env.tags, &message) {
+        Ok(Some(tag)) => {
+            printer.headline(&format!(
+                "Moved {tag} back to {} and pushed it to `{remote}`",
+                commit.short()
+            ));
+            vec![tag]
+        }
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            printer.warn(&format!(
+                "the rollback succeeded, but moving the tag failed: {e}"
+            ));
+            Vec::new()
+        }
+    };
     let mut event = Event::new("rollback", &env.name, "ok");
     event.release = Some(summary.release.clone());
     event.hosts = summary.per_host.iter().map(|h| h.0.clone()).collect();
@@ -136,6 +148,7 @@ pub fn after_rollback(config: &Config, env_name: &str, summary: &Summary, printe
             "the rollback succeeded, but recording it in the git remote failed: {e}"
         ));
     }
+    moved
 }
 
 /// Checks `env`'s gate for `commit`. Returns whether it was forced, and a
@@ -280,6 +293,7 @@ pub async fn release(
             cause: Box::new(cause),
         }
     };
+    let mut deployed = Vec::new();
     for (i, env) in chain.iter().enumerate() {
         let last = i + 1 == chain.len();
         // Each deploy rehearses its pending migrations on a copy of the
@@ -292,6 +306,7 @@ pub async fn release(
         match deploy_env(config, &env.name, &commit, &options, printer).await {
             Ok(d) => {
                 crate::commands::report(&d.summary, "Deployed", printer);
+                deployed.push(crate::commands::summary_json(&d.summary, "deploy", &d.tags));
                 if let deploy::Rehearsal::Passed(seconds) = d.summary.rehearsal {
                     tree.push(format!(
                         "✓ {}: migrations rehearsed on a copy of its data ({})",
@@ -356,6 +371,15 @@ pub async fn release(
         }
     }
     printer.summary("Released:", &tree);
+    if printer.json_mode() {
+        printer.json(&serde_json::json!({
+            "action": "release",
+            "commit": commit.sha,
+            "subject": commit.subject,
+            "environments": deployed,
+            "steps": tree,
+        }));
+    }
     Ok(())
 }
 

@@ -188,10 +188,19 @@ pub async fn setup(
     let mut problems = Vec::new();
     let mut text = String::new();
     let (mut changed, mut unchanged) = (0, 0);
+    let mut hosts_json = Vec::new();
     for (spec, result) in env.hosts.iter().zip(results) {
         text.push_str(&format!("{}\n", spec.name));
         match result {
             Ok(items) => {
+                hosts_json.push(serde_json::json!({
+                    "host": spec.name,
+                    "items": items.iter().map(|i| serde_json::json!({
+                        "what": i.what,
+                        "state": i.state,
+                        "detail": i.detail,
+                    })).collect::<Vec<_>>(),
+                }));
                 for item in items {
                     let mark = match item.state.as_str() {
                         "unchanged" => "=",
@@ -230,6 +239,16 @@ pub async fn setup(
     });
     printer.result(&text);
     if problems.is_empty() {
+        if printer.json_mode() {
+            printer.json(&serde_json::json!({
+                "action": "setup",
+                "env": env.name,
+                "dry_run": options.dry_run,
+                "changed": changed,
+                "unchanged": unchanged,
+                "hosts": hosts_json,
+            }));
+        }
         Ok(())
     } else {
         Err(Error::Hosts {

@@ -85,11 +85,26 @@ impl Site {
         script: &str,
         stdin: Option<&[u8]>,
     ) -> Result<Output, HostProblem> {
-        printer.host(self.name(), step);
         // With `-v`, every line the command prints is shown as it comes.
-        let show = |line: &str| printer.detail(self.name(), line);
+        let show = |_: crate::host::Stream, line: &str| printer.detail(self.name(), line);
         let lines: Option<crate::host::Lines<'_>> =
             (printer.verbosity() == crate::output::Verbosity::Verbose).then_some(&show);
+        self.step_with(printer, step, shown, script, stdin, lines)
+            .await
+    }
+
+    /// Runs one step, handing each line it prints to `lines` as it comes
+    /// (`exec` streams them).
+    pub async fn step_with(
+        &self,
+        printer: &Printer,
+        step: &str,
+        shown: Option<&str>,
+        script: &str,
+        stdin: Option<&[u8]>,
+        lines: Option<crate::host::Lines<'_>>,
+    ) -> Result<Output, HostProblem> {
+        printer.host(self.name(), step);
         // Marked, so that `status` can name a step still running on the
         // host after Gantry was killed.
         let marker = format!(

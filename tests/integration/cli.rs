@@ -129,3 +129,132 @@ fn gantry_config_names_the_file_from_anywhere() {
     );
     assert!(String::from_utf8_lossy(&with.stdout).contains("Plan: deploy"));
 }
+
+/// Runs `gantry ARGS --json`: stdout must be exactly one JSON document.
+fn json(t: &Test, args: &[&str], code: i32) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let run = t.gantry(&all);
+    run.code(code);
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+        panic!(
+            "`gantry {}` printed no single JSON document ({e}):\n{}",
+            all.join(" "),
+            run.stdout
+        )
+    })
+}
+
+#[test]
+fn every_command_honours_json_errors_included() {
+    let mut t = Test::new("every_command_honours_json_errors_included")
+        .hosts(1)
+        .start();
+    let first = t.configure(&[("staging", &[0])]);
+    let host = t.address(0);
+    let site = t.site("staging", 0).display().to_string();
+
+    let check = json(&t, &["check"], 0);
+    assert_eq!(
+        check,
+        serde_json::json!({
+            "action": "check",
+            "config": t.repo.join("gantry.toml").display().to_string(),
+            "valid": true,
+            "hosts": [{"env": "staging", "host": host, "path": site, "ok": true}],
+        })
+    );
+    let setup = json(&t, &["setup", "staging"], 0);
+    assert_eq!(setup["action"], "setup");
+    assert_eq!(setup["hosts"][0]["host"], host.as_str());
+
+    let deploy = json(&t, &["deploy", "staging"], 0);
+    assert_eq!(deploy["action"], "deploy");
+    assert_eq!(deploy["commit"], first.as_str());
+    assert_eq!(deploy["rehearsal"], "passed");
+    assert_eq!(deploy["hosts"][0]["serving"], deploy["release"]);
+    assert_eq!(deploy["hosts"][0]["previous"], serde_json::Value::Null);
+
+    let verify = json(&t, &["verify", "staging", "--health-only"], 0);
+    assert_eq!(
+        verify,
+        serde_json::json!({"action": "verify", "env": "staging", "commit": first, "outcome": "passed", "checks": "health checks"})
+    );
+    let exec = json(
+        &t,
+        &[
+            "exec",
+            "staging",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2",
+        ],
+        0,
+    );
+    assert_eq!(
+        exec,
+        serde_json::json!({
+            "action": "exec",
+            "env": "staging",
+            "command": "sh -c 'echo out; echo err >&2'",
+            "hosts": [{"host": host, "code": 0, "stdout": "out\n", "stderr": "err\n"}],
+        })
+    );
+    let rehearse = json(&t, &["rehearse", "staging"], 0);
+    assert_eq!(rehearse["pending"], false);
+
+    let second = t.commit("Second", &[("NOTES", "two\n")]);
+    let release = json(&t, &["release"], 0);
+    assert_eq!(release["action"], "release");
+    assert_eq!(release["commit"], second.as_str());
+    assert_eq!(release["environments"][0]["env"], "staging");
+    let rollback = json(&t, &["rollback", "staging"], 0);
+    assert_eq!(rollback["action"], "rollback");
+    assert_eq!(rollback["commit"], first.as_str());
+
+    for args in [
+        &["status"][..],
+        &["log", "staging"],
+        &["plan", "staging"],
+        &["backups", "staging"],
+    ] {
+        json(&t, args, 0);
+    }
+    // Errors are a document too, with the exit code unchanged.
+    let error = json(&t, &["deploy", "production"], 2);
+    assert_eq!(error["error"]["exit_code"], 2);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("there is no environment `production`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn exec_streams_stdout_and_stderr_apart() {
+    let mut t = Test::new("exec_streams_stdout_and_stderr_apart")
+        .hosts(1)
+        .start();
+    t.configure(&[("staging", &[0])]);
+    t.gantry(&["deploy", "staging"]).success();
+    let run = t.gantry(&[
+        "exec",
+        "staging",
+        "--",
+        "sh",
+        "-c",
+        "echo to-out; echo to-err >&2",
+    ]);
+    run.success();
+    let host = t.address(0);
+    assert_eq!(run.stdout, format!("[{host}] to-out\n"));
+    assert!(
+        run.stderr.contains(&format!("[{host}] to-err\n")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("to-out"), "{}", run.stderr);
+}
