@@ -143,6 +143,9 @@ pub enum Command {
     Status {
         /// Only this environment.
         env: Option<String>,
+        /// Times in UTC rather than this machine's time zone.
+        #[arg(long)]
+        utc: bool,
     },
     /// The history of deploys, rollbacks and locks of an environment.
     Log {
@@ -150,6 +153,9 @@ pub enum Command {
         /// How many entries to show, newest last.
         #[arg(short = 'n', long, default_value_t = 20)]
         limit: usize,
+        /// Times in UTC rather than this machine's time zone.
+        #[arg(long)]
+        utc: bool,
     },
     /// Hold deploys to an environment until `gantry unlock`.
     Lock {

@@ -110,6 +110,14 @@ fn watch_signals(printer: std::sync::Arc<Printer>) {
     });
 }
 
+fn shown(utc: bool) -> time::Shown {
+    if utc {
+        time::Shown::Utc
+    } else {
+        time::Shown::Local
+    }
+}
+
 async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
     match &cli.command {
         Command::Init { force, preset } => return init::init(*force, preset.as_deref(), printer),
@@ -235,8 +243,12 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
         Command::Restore { env, backup, yes } => {
             backups::restore(&config, env, backup, *yes, printer).await
         }
-        Command::Status { env } => status::status(&config, env.as_deref(), printer).await,
-        Command::Log { env, limit } => status::log(&config, env, *limit, printer).await,
+        Command::Status { env, utc } => {
+            status::status(&config, env.as_deref(), shown(*utc), printer).await
+        }
+        Command::Log { env, limit, utc } => {
+            status::log(&config, env, *limit, shown(*utc), printer).await
+        }
         Command::Lock { env, reason } => {
             commands::lock(&config, env, reason.clone(), printer).await
         }

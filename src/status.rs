@@ -39,7 +39,12 @@ impl EnvStatus<'_> {
     }
 }
 
-pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> Result<(), Error> {
+pub async fn status(
+    config: &Config,
+    only: Option<&str>,
+    shown: crate::time::Shown,
+    printer: &Printer,
+) -> Result<(), Error> {
     let envs = match only {
         Some(name) => vec![config.environment(name)?],
         None => config.environments.iter().collect(),
@@ -195,7 +200,11 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
                 } else {
                     "deployed"
                 };
-                line.push_str(&format!("  {how} {} by {}", d.time, d.by));
+                line.push_str(&format!(
+                    "  {how} {} by {}",
+                    crate::time::show(&d.time, shown),
+                    d.by
+                ));
                 if d.forced {
                     line.push_str(" (forced past the gate)");
                 }
@@ -224,7 +233,9 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
                         if let Some(last) = &s.last {
                             l.push_str(&format!(
                                 "  last: {} {} {}",
-                                last.action, last.outcome, last.time
+                                last.action,
+                                last.outcome,
+                                crate::time::show(&last.time, shown)
                             ));
                         }
                         l
@@ -244,6 +255,8 @@ pub async fn status(config: &Config, only: Option<&str>, printer: &Printer) -> R
                     lock: Some(lock), ..
                 }) = state
                 {
+                    let mut lock = lock.clone();
+                    lock.since = crate::time::show(&lock.since, shown);
                     text.push_str(&format!("    locked: {}\n", lock.describe()));
                 }
             }
@@ -264,6 +277,7 @@ pub async fn log(
     config: &Config,
     env_name: &str,
     limit: usize,
+    shown: crate::time::Shown,
     printer: &Printer,
 ) -> Result<(), Error> {
     let env = config.environment(env_name)?;
@@ -299,7 +313,7 @@ pub async fn log(
         for r in records {
             text.push_str(&format!(
                 "{}  {}  {} {}  {}  {}  by {}",
-                r.time,
+                crate::time::show(&r.time, shown),
                 r.host,
                 r.action,
                 r.outcome,

@@ -122,3 +122,45 @@ mod tests {
         assert_eq!(human(Duration::from_secs(125)), "2m05s");
     }
 }
+
+/// How `status` and `log` show a recorded time (ISO UTC in the records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// In this machine's time zone, with the zone's offset and name.
+    Local,
+    /// As recorded, in UTC (`--utc`).
+    Utc,
+}
+
+/// `iso` (`2026-11-26T04:15:10Z`) as `shown`: `2026-11-26 05:15:10 +01:00
+/// CET` in local time. Text that is not a timestamp is left as it is.
+pub fn show(iso: &str, shown: Shown) -> String {
+    let Ok(ts) = iso.parse::<jiff::Timestamp>() else {
+        return iso.to_string();
+    };
+    let zone = match shown {
+        Shown::Utc => jiff::tz::TimeZone::UTC,
+        Shown::Local => jiff::tz::TimeZone::system(),
+    };
+    ts.to_zoned_datetime(zone)
+        .strftime("%Y-%m-%d %H:%M:%S %:z %Z")
+        .to_string()
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::*;
+
+    #[test]
+    fn recorded_times_show_in_utc_or_with_the_local_zone() {
+        assert_eq!(
+            show("2026-11-26T04:15:10Z", Shown::Utc),
+            "2026-11-26 04:15:10 +00:00 UTC"
+        );
+        // A zone is named and its offset applied, whatever this machine's is.
+        let local = show("2026-11-26T04:15:10Z", Shown::Local);
+        assert!(local.starts_with("2026-11-2"), "{local}");
+        assert_eq!(local.split(' ').count(), 4, "{local}");
+        assert_eq!(show("not a time", Shown::Local), "not a time");
+    }
+}

@@ -258,3 +258,27 @@ fn exec_streams_stdout_and_stderr_apart() {
     );
     assert!(!run.stderr.contains("to-out"), "{}", run.stderr);
 }
+
+#[test]
+fn status_and_log_show_local_time_with_its_zone_or_utc() {
+    let mut t = Test::new("status_and_log_show_local_time_with_its_zone_or_utc")
+        .hosts(1)
+        .start();
+    t.configure(&[("staging", &[0])]);
+    t.gantry(&["deploy", "staging"]).success();
+    let run = |args: &[&str]| {
+        let out = t.command(args).env("TZ", "Europe/Paris").output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // November in Paris is CET, one hour ahead of UTC.
+    for args in [&["log", "staging"][..], &["status", "staging"]] {
+        let local = run(args);
+        assert!(local.contains(" +01:00 CET"), "{args:?}: {local}");
+        let mut utc_args = args.to_vec();
+        utc_args.push("--utc");
+        let utc = run(&utc_args);
+        assert!(utc.contains(" +00:00 UTC"), "{args:?}: {utc}");
+        assert!(!utc.contains("CET"), "{utc}");
+    }
+}
