@@ -189,6 +189,9 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff): `gantry man > gantry.1`, or
+    /// `gantry man | man -l -`.
+    Man,
 }
 
 /// `--lock-wait`: a duration of at most a day.

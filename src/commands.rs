@@ -32,6 +32,20 @@ pub fn completions(shell: clap_complete::Shell, printer: &Printer) {
     printer.result(String::from_utf8_lossy(&out).trim_end());
 }
 
+/// The man page, drawn from the same definitions as `--help`.
+pub fn man(printer: &Printer) -> Result<(), Error> {
+    use clap::CommandFactory;
+    let command = crate::cli::Cli::command()
+        .after_help(crate::exit::ExitStatus::HELP)
+        .name("gantry");
+    let mut out = Vec::new();
+    clap_mangen::Man::new(command)
+        .render(&mut out)
+        .map_err(|e| Error::io("stdout", e))?;
+    printer.result(String::from_utf8_lossy(&out).trim_end());
+    Ok(())
+}
+
 pub fn report(summary: &Summary, verb: &str, printer: &Printer) {
     printer.finish_hosts();
     printer.headline(&format!(

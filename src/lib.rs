@@ -125,6 +125,7 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
             commands::completions(*shell, printer);
             return Ok(());
         }
+        Command::Man => return commands::man(printer),
         Command::Demo {
             stop: true, dir, ..
         } => return demo::stop(dir.clone(), printer),
@@ -150,7 +151,10 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
         printer.hide_steps();
     }
     match &cli.command {
-        Command::Init { .. } | Command::Demo { .. } | Command::Completions { .. } => {
+        Command::Init { .. }
+        | Command::Demo { .. }
+        | Command::Completions { .. }
+        | Command::Man => {
             unreachable!("handled above")
         }
         Command::Setup {

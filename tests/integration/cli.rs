@@ -282,3 +282,26 @@ fn status_and_log_show_local_time_with_its_zone_or_utc() {
         assert!(!utc.contains("CET"), "{utc}");
     }
 }
+
+#[test]
+fn man_page_documents_every_command_and_the_exit_codes() {
+    let t = Test::new("man_page_documents_every_command_and_the_exit_codes").start();
+    let run = t.gantry(&["man"]);
+    run.success();
+    assert!(run.stdout.starts_with(".ie"), "roff: {}", &run.stdout[..80]);
+    assert!(run.stdout.contains(".TH gantry 1"));
+    assert!(run
+        .stdout
+        .contains("9  failed, and some hosts could not be put back"));
+    for command in [
+        "init", "setup", "check", "plan", "deploy", "verify", "promote", "release", "rehearse",
+        "rollback", "status", "log", "exec", "man",
+    ] {
+        assert!(
+            run.stdout.contains(&format!("gantry\\-{command}(1)"))
+                || run.stdout.contains(&format!("\\fB{command}\\fR"))
+                || run.stdout.contains(&format!("\n{command}\n")),
+            "`{command}` is in the man page"
+        );
+    }
+}
