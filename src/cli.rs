@@ -192,6 +192,10 @@ pub enum Command {
     /// Print the man page (roff): `gantry man > gantry.1`, or
     /// `gantry man | man -l -`.
     Man,
+    /// Print the JSON Schema of `gantry.toml`, for editors:
+    /// `gantry schema > gantry.schema.json`, then `#:schema
+    /// ./gantry.schema.json` at the top of `gantry.toml`.
+    Schema,
 }
 
 /// `--lock-wait`: a duration of at most a day.

@@ -9,6 +9,9 @@ use crate::config::FILE_NAME;
 use crate::error::Error;
 use crate::output::Printer;
 
+/// The JSON Schema of `gantry.toml` (`gantry schema`).
+pub const SCHEMA: &str = include_str!("../docs/gantry.schema.json");
+
 /// The commented generic example.
 pub const EXAMPLE: &str = include_str!("../examples/gantry.example.toml");
 
@@ -66,6 +69,9 @@ pub fn init(force: bool, preset: Option<&str>, printer: &Printer) -> Result<(), 
         "Wrote `{}` for {what}: set the hosts and domains, then run `gantry check`",
         target.display()
     ));
+    printer.headline(
+        "For completion and checks in your editor: `gantry schema > gantry.schema.json`, then `#:schema ./gantry.schema.json` as the file's first line",
+    );
     Ok(())
 }
 

@@ -126,6 +126,10 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
             return Ok(());
         }
         Command::Man => return commands::man(printer),
+        Command::Schema => {
+            printer.result(init::SCHEMA.trim_end());
+            return Ok(());
+        }
         Command::Demo {
             stop: true, dir, ..
         } => return demo::stop(dir.clone(), printer),
@@ -154,7 +158,8 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
         Command::Init { .. }
         | Command::Demo { .. }
         | Command::Completions { .. }
-        | Command::Man => {
+        | Command::Man
+        | Command::Schema => {
             unreachable!("handled above")
         }
         Command::Setup {

@@ -14,4 +14,5 @@ mod migrations;
 mod network;
 mod pipeline;
 mod real_apps;
+mod schema;
 mod setup;
