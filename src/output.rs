@@ -28,6 +28,11 @@ pub struct Printer {
     bars: Mutex<HashMap<String, ProgressBar>>,
     /// Per-host step lines; read-only commands turn them off.
     steps: AtomicBool,
+    /// Under GitHub Actions (`GITHUB_ACTIONS=true`): each host's lines are
+    /// kept and printed in a collapsible group when the hosts are done,
+    /// and errors also become error annotations.
+    github: bool,
+    grouped: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl Printer {
@@ -43,7 +48,23 @@ impl Printer {
             multi,
             bars: Mutex::new(HashMap::new()),
             steps: AtomicBool::new(true),
+            github: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") && !tty,
+            grouped: Mutex::default(),
         }
+    }
+
+    /// Keeps a host's line for its group; false when not grouping.
+    fn group(&self, host: &str, line: &str) -> bool {
+        if !self.github {
+            return false;
+        }
+        self.grouped
+            .lock()
+            .expect("printer lock")
+            .entry(host.to_string())
+            .or_default()
+            .push(crate::secrets::mask(&printable(line)));
+        true
     }
 
     /// Shows per-host steps only with `-v`: for commands whose result is
@@ -128,7 +149,7 @@ impl Printer {
                 bar
             });
             bar.set_message(crate::secrets::mask(&printable(text)));
-        } else {
+        } else if !self.group(host, text) {
             eprintln!("[{host}] {}", crate::secrets::mask(&printable(text)));
         }
     }
@@ -139,6 +160,12 @@ impl Printer {
             return;
         }
         let mut block = String::new();
+        if self.github {
+            for line in text.trim_end().lines() {
+                self.group(host, &format!("  {line}"));
+            }
+            return;
+        }
         for line in text.trim_end().lines() {
             block.push_str(&format!("[{host}]   {}\n", printable(line)));
         }
@@ -161,6 +188,14 @@ impl Printer {
         for (_, bar) in bars.drain() {
             bar.finish();
         }
+        let groups = std::mem::take(&mut *self.grouped.lock().expect("printer lock"));
+        for (host, lines) in groups {
+            eprintln!("::group::{host}");
+            for line in lines {
+                eprintln!("{line}");
+            }
+            eprintln!("::endgroup::");
+        }
     }
 
     pub fn warn(&self, text: &str) {
@@ -174,6 +209,14 @@ impl Printer {
         self.finish_hosts();
         let label = self.paint("error:", "1;31");
         self.line(&format!("{label} {}", printable(text)));
+        if self.github {
+            // One annotation, its lines escaped as the runner wants them.
+            let escaped = crate::secrets::mask(&printable(text))
+                .replace('%', "%25")
+                .replace('\r', "%0D")
+                .replace('\n', "%0A");
+            self.line(&format!("::error title=gantry::{escaped}"));
+        }
     }
 
     fn line(&self, text: &str) {

@@ -305,3 +305,45 @@ fn man_page_documents_every_command_and_the_exit_codes() {
         );
     }
 }
+
+#[test]
+fn under_github_actions_hosts_are_grouped_and_errors_annotated() {
+    let mut t = Test::new("under_github_actions_hosts_are_grouped_and_errors_annotated")
+        .hosts(2)
+        .start();
+    t.configure(&[("staging", &[0, 1])]);
+    let site = t.site("staging", 1);
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("fail-build"), "on purpose").unwrap();
+    let out = t
+        .command(&["deploy", "staging"])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for i in 0..2 {
+        let host = t.address(i);
+        let start = stderr
+            .find(&format!("::group::{host}\n"))
+            .unwrap_or_else(|| panic!("a group for {host}: {stderr}"));
+        let group = &stderr[start..];
+        let end = group.find("::endgroup::").expect("the group ends");
+        assert!(group[..end].contains("upload"), "{stderr}");
+        assert!(
+            !group[..end].contains("[root@"),
+            "lines in a group need no prefix"
+        );
+    }
+    let annotation = stderr
+        .lines()
+        .find(|l| l.starts_with("::error title=gantry::"))
+        .unwrap_or_else(|| panic!("an error annotation: {stderr}"));
+    assert!(
+        annotation.contains("deploy to `staging` failed on 1 host%0A"),
+        "{annotation}"
+    );
+    // Outside GitHub Actions, nothing of this.
+    let plain = t.gantry(&["deploy", "staging"]);
+    assert!(!plain.stderr.contains("::group::") && !plain.stderr.contains("::error"));
+}
