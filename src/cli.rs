@@ -89,6 +89,9 @@ pub enum Command {
         /// data first; the record says so.
         #[arg(long)]
         no_rehearse: bool,
+        /// Deploy even when every host already serves the commit.
+        #[arg(long)]
+        redeploy: bool,
     },
     /// Run the health checks and the functional tests against an
     /// environment, and record the result against the commit it runs.

@@ -48,6 +48,9 @@ pub fn man(printer: &Printer) -> Result<(), Error> {
 
 pub fn report(summary: &Summary, verb: &str, printer: &Printer) {
     printer.finish_hosts();
+    if summary.noop {
+        return;
+    }
     printer.headline(&format!(
         "{verb} {} to {}: release {} on {} host{} in {}",
         &summary.commit[..summary.commit.len().min(8)],
@@ -95,6 +98,7 @@ pub fn summary_json(summary: &Summary, action: &str, tags: &[String]) -> serde_j
         "release": summary.release,
         "seconds": summary.seconds,
         "rehearsal": summary.rehearsal.record(),
+        "noop": summary.noop,
         "tags": tags,
         "hosts": summary.per_host.iter().map(|(host, before, prepared)| serde_json::json!({
             "host": host,

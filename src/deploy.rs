@@ -34,6 +34,8 @@ pub struct Summary {
     pub seconds: f64,
     /// What became of the rehearsal of this deploy's migrations.
     pub rehearsal: Rehearsal,
+    /// Every host already served the commit: nothing was done.
+    pub noop: bool,
     /// Per host: its name, what it served before, and how long preparing
     /// the release took there.
     pub per_host: Vec<(String, Option<String>, Option<f64>)>,
@@ -70,6 +72,8 @@ pub struct Options {
     pub forced: bool,
     /// Rehearse pending migrations on a copy first (`--no-rehearse` clears it; recorded).
     pub rehearse: bool,
+    /// Deploy even when every host already serves the commit.
+    pub redeploy: bool,
 }
 
 /// Deploys `commit` to `env_name`.
@@ -95,6 +99,36 @@ pub async fn deploy(
     ));
     let info = LockInfo::new(&options.command, None, false);
     let sites = site::connect_locked(config, env, &info, printer).await?;
+    // A deploy of what every host already serves does nothing.
+    if !options.redeploy
+        && sites
+            .iter()
+            .all(|s| s.serving_commit.as_deref() == Some(commit.sha.as_str()))
+    {
+        let per_host = sites
+            .iter()
+            .map(|s| (s.name().to_string(), s.serving.clone(), None))
+            .collect();
+        let serving = sites[0].serving.clone().unwrap_or_default();
+        site::unlock(&sites, &info, printer).await;
+        site::close(sites).await;
+        printer.finish_hosts();
+        printer.headline(&format!(
+            "`{}` already serves {} on every host; nothing to do (`--redeploy` deploys it again)",
+            env.name,
+            commit.short()
+        ));
+        return Ok(Summary {
+            env: env.name.clone(),
+            release: serving,
+            commit: commit.sha.clone(),
+            hosts: env.hosts.len(),
+            seconds: started.elapsed().as_secs_f64(),
+            rehearsal: Rehearsal::NotNeeded,
+            noop: true,
+            per_host,
+        });
+    }
     let run = Run {
         config,
         env,
@@ -134,6 +168,7 @@ pub async fn deploy(
         hosts: env.hosts.len(),
         seconds: started.elapsed().as_secs_f64(),
         rehearsal,
+        noop: false,
         per_host,
     })
 }
@@ -181,6 +216,7 @@ pub async fn rollback(
         hosts: env.hosts.len(),
         seconds: started.elapsed().as_secs_f64(),
         rehearsal: Rehearsal::NotNeeded,
+        noop: false,
         per_host,
     })
 }

@@ -180,12 +180,14 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
             rev,
             force,
             no_rehearse,
+            redeploy,
         } => {
             let commit = git::Repo::at(&config.dir).resolve(rev)?;
             let options = pipeline::DeployOptions {
                 command: format!("gantry deploy {env} {rev}"),
                 force: *force,
                 rehearse: !no_rehearse,
+                redeploy: *redeploy,
             };
             let done = pipeline::deploy_env(&config, env, &commit, &options, printer).await?;
             commands::report(&done.summary, "Deployed", printer);

@@ -27,6 +27,8 @@ pub struct DeployOptions {
     pub force: bool,
     /// Rehearse pending migrations first (cleared by `--no-rehearse`).
     pub rehearse: bool,
+    /// Deploy even when every host already serves the commit.
+    pub redeploy: bool,
 }
 
 /// Deploys `commit` to `env_name` through its gate (the deploy rehearses
@@ -48,8 +50,17 @@ pub async fn deploy_env(
         command: options.command.clone(),
         forced,
         rehearse: options.rehearse,
+        redeploy: options.redeploy,
     };
     let summary = deploy::deploy(config, env_name, commit, &deploy_options, printer).await?;
+    if summary.noop {
+        // Nothing changed: no tag moves, nothing new for the ledger.
+        return Ok(Deployed {
+            summary,
+            tags: Vec::new(),
+            forced,
+        });
+    }
 
     let hosts: Vec<String> = env.hosts.iter().map(|h| h.name.clone()).collect();
     let message = format!(
@@ -231,6 +242,7 @@ pub async fn promote(
         command: format!("gantry promote {from} {to}"),
         force,
         rehearse,
+        redeploy: false,
     };
     deploy_env(config, to, &commit, &options, printer).await
 }
@@ -302,6 +314,7 @@ pub async fn release(
             command: "gantry release".into(),
             force: false,
             rehearse: true,
+            redeploy: false,
         };
         match deploy_env(config, &env.name, &commit, &options, printer).await {
             Ok(d) => {

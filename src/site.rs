@@ -48,6 +48,8 @@ pub struct Site {
     pub conn: Connection,
     /// What `current` pointed at when the lock was taken.
     pub serving: Option<String>,
+    /// The commit of that release (its `REVISION`).
+    pub serving_commit: Option<String>,
 }
 
 impl Site {
@@ -258,6 +260,7 @@ pub async fn connect(
                 layout: Layout::new(&spec.path),
                 conn,
                 serving: None,
+                serving_commit: None,
             }),
             Err(e) => problems.push(HostProblem {
                 host: spec.name.clone(),
@@ -356,9 +359,9 @@ async fn take_locks(
     let json = serde_json::to_string(info).expect("lock info serializes");
     async fn take(site: &Site, json: &str, printer: &Printer) -> Result<Output, HostProblem> {
         let script = format!(
-            "{}\nt=$(readlink {} 2>/dev/null) && echo \"current ${{t##*/}}\"\ntrue",
+            "{}\nt=$(readlink {c} 2>/dev/null) && echo \"current ${{t##*/}}\"\n[ -f {c}/REVISION ] && echo \"revision $(cat {c}/REVISION)\"\ntrue",
             release::lock_script(&site.layout, json),
-            crate::shell::quote(&site.layout.current())
+            c = crate::shell::quote(&site.layout.current())
         );
         site.step(printer, "lock", None, &script, None).await
     }
@@ -396,6 +399,11 @@ async fn take_locks(
                     .stdout
                     .lines()
                     .find_map(|l| l.strip_prefix("current "))
+                    .map(str::to_string);
+                sites[i].serving_commit = out
+                    .stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix("revision "))
                     .map(str::to_string);
             }
             Err(p) => problems.push(p),

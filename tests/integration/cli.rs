@@ -72,11 +72,11 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     let tty = on_a_terminal(&t, "deploy staging", false);
     assert!(tty.contains(blue_arrow), "{tty:?}");
     assert!(tty.contains("Deployed"), "{tty:?}");
-    let plain = on_a_terminal(&t, "deploy staging", true);
+    let plain = on_a_terminal(&t, "deploy staging --redeploy", true);
     assert!(!plain.contains("\x1b[1;"), "{plain:?}");
     assert!(plain.contains("==> Deployed"), "{plain:?}");
     // Not a terminal: plain, greppable lines with a host prefix.
-    let piped = t.gantry(&["deploy", "staging"]);
+    let piped = t.gantry(&["deploy", "staging", "--redeploy"]);
     piped.success().stderr_has("[local] upload");
     assert!(!piped.stderr.contains('\x1b'), "{}", piped.stderr);
 }

@@ -339,3 +339,33 @@ fn failed_activation_after_a_migration_gives_the_old_release_its_database_back()
         "the database is byte for byte what it was"
     );
 }
+
+#[test]
+fn deploying_what_every_host_serves_does_nothing_unless_redeploy() {
+    let mut t = Test::new("deploying_what_every_host_serves_does_nothing_unless_redeploy")
+        .hosts(2)
+        .start();
+    let sha = t.configure(&[("staging", &[0, 1])]);
+    t.gantry(&["deploy", "staging"]).success();
+    let releases: Vec<_> = (0..2).map(|i| t.releases("staging", i)).collect();
+    let history = t.history("staging", 0).len();
+
+    t.gantry(&["deploy", "staging"])
+        .success()
+        .stderr_has(&format!(
+        "`staging` already serves {} on every host; nothing to do (`--redeploy` deploys it again)",
+        &sha[..8]
+    ));
+    for i in 0..2 {
+        assert_eq!(t.releases("staging", i), releases[i], "no release was made");
+        assert!(!t.site("staging", i).join(".gantry/lock").exists());
+    }
+    assert_eq!(t.history("staging", 0).len(), history, "nothing to record");
+
+    t.gantry(&["deploy", "staging", "--redeploy"]).success();
+    assert_eq!(t.releases("staging", 0).len(), releases[0].len() + 1);
+    assert_eq!(
+        t.get("staging", 1, "/health").unwrap().1.trim(),
+        format!("ok {sha}")
+    );
+}
