@@ -356,8 +356,8 @@ fn deploying_what_every_host_serves_does_nothing_unless_redeploy() {
         "`staging` already serves {} on every host; nothing to do (`--redeploy` deploys it again)",
         &sha[..8]
     ));
-    for i in 0..2 {
-        assert_eq!(t.releases("staging", i), releases[i], "no release was made");
+    for (i, before) in releases.iter().enumerate() {
+        assert_eq!(&t.releases("staging", i), before, "no release was made");
         assert!(!t.site("staging", i).join(".gantry/lock").exists());
     }
     assert_eq!(t.history("staging", 0).len(), history, "nothing to record");
