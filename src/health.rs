@@ -320,6 +320,13 @@ mod tests {
         s.write_all(answer.as_bytes()).await.unwrap();
     }
 
+    /// A test that stops connecting fails within seconds, never hangs.
+    async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(20), f)
+            .await
+            .expect("the check and its server finished within 20s")
+    }
+
     fn health(body: Option<&str>, retries: u32) -> Health {
         Health {
             url: Template::literal("unused"),
@@ -342,7 +349,8 @@ mod tests {
             serve_once(&listener, "HTTP/1.0 200 OK\r\n\r\ncommit abc").await;
         };
         let h = health(Some("abc"), 3);
-        let (result, ()) = tokio::join!(check(&h, &url, Some("abc")), server);
+        let (result, ()) =
+            bounded(async { tokio::join!(check(&h, &url, Some("abc")), server) }).await;
         assert_eq!(result, Ok(()));
     }
 
@@ -355,7 +363,8 @@ mod tests {
             serve_once(&listener, "HTTP/1.0 200 OK\r\n\r\nother").await;
         };
         let h = health(Some("abc"), 1);
-        let (result, ()) = tokio::join!(check(&h, &url, Some("abc")), server);
+        let (result, ()) =
+            bounded(async { tokio::join!(check(&h, &url, Some("abc")), server) }).await;
         let failed = result.unwrap_err();
         assert_eq!(failed.attempts, 2);
         assert_eq!(
