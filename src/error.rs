@@ -4,9 +4,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::commit::Commit;
 use crate::config::ConfigError;
 use crate::exit::ExitStatus;
-use crate::git::Commit;
 use crate::lock::LockInfo;
 
 /// What failed on one host.
@@ -138,7 +138,7 @@ pub enum Error {
         last_verified: Option<Box<(Commit, String)>>,
     },
     /// A migration failed on a copy of an environment's data.
-    RehearsalFailed(Box<crate::rehearse::Report>),
+    RehearsalFailed(Box<crate::commit::Report>),
     /// The app does not open the database Gantry protects (or copied).
     WrongDatabase(Box<WrongDatabase>),
     /// The migrations ran in a rehearsal, but not on the copy.
@@ -199,12 +199,12 @@ impl Error {
 fn key_help(problems: &[HostProblem]) -> Option<&'static str> {
     if problems
         .iter()
-        .any(|p| p.detail.starts_with(crate::site::CHANGED_KEY))
+        .any(|p| p.detail.starts_with(crate::host::CHANGED_KEY))
     {
         Some("a changed key is what a machine in the middle looks like (or a server that was reinstalled): ask the server's owner for its new fingerprint (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its console); only if it matches, remove the old key with `ssh-keygen -R HOST` (`-R '[HOST]:PORT'` for another port) and connect once with `ssh` to record the new one")
     } else if problems
         .iter()
-        .any(|p| p.detail.starts_with(crate::site::UNKNOWN_KEY))
+        .any(|p| p.detail.starts_with(crate::host::UNKNOWN_KEY))
     {
         Some("Gantry never accepts an unknown key, whatever your ssh_config says: get the server's fingerprint from its owner (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its console), connect once with `ssh HOST` and compare before answering yes (or add a checked line to `ssh.known_hosts`)")
     } else {

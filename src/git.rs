@@ -7,18 +7,7 @@ use std::process::Command;
 
 use crate::error::Error;
 
-/// A resolved commit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Commit {
-    pub sha: String,
-    pub subject: String,
-}
-
-impl Commit {
-    pub fn short(&self) -> &str {
-        &self.sha[..self.sha.len().min(8)]
-    }
-}
+pub use crate::commit::Commit;
 
 /// The repository that holds the config file.
 pub struct Repo {

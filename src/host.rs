@@ -56,6 +56,10 @@ impl std::fmt::Display for HostError {
     }
 }
 
+/// How a host-key problem starts its detail, for the advice that goes with it.
+pub const UNKNOWN_KEY: &str = "the host's key is not in known_hosts";
+pub const CHANGED_KEY: &str = "the host's key has CHANGED since it was recorded in known_hosts";
+
 /// Why OpenSSH refused a host's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyProblem {
@@ -85,12 +89,7 @@ impl KeyProblem {
 /// Where the lines of a running command go as they are printed.
 pub type Lines<'a> = &'a (dyn Fn(Stream, &str) + Send + Sync);
 
-/// Which of a command's outputs a line came on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Out,
-    Err,
-}
+pub use crate::output::Stream;
 
 /// Reads a pipe to its end, passing each line on as it arrives.
 async fn drain<R: tokio::io::AsyncRead + Unpin>(

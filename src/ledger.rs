@@ -137,7 +137,7 @@ pub fn tag(
             let mut names = Vec::new();
             let mut refspecs = Vec::new();
             if let Some(pattern) = history {
-                let base = strftime(pattern, &now).map_err(Error::Usage)?;
+                let base = crate::time::strftime(pattern, &now).map_err(Error::Usage)?;
                 let taken = remote_tags(repo, remote)?;
                 let mut name = base.clone();
                 let mut n = 2;
@@ -272,52 +272,6 @@ fn remote_tags(repo: &Repo, remote: &str) -> Result<Vec<String>, Error> {
         .collect())
 }
 
-/// The strftime subset tag patterns use: `%F %Y %m %d %H %M %S %T %%`.
-pub fn strftime(pattern: &str, t: &Utc) -> Result<String, String> {
-    let mut out = String::new();
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('F') => out.push_str(&format!("{:04}-{:02}-{:02}", t.year, t.month, t.day)),
-            Some('Y') => out.push_str(&format!("{:04}", t.year)),
-            Some('m') => out.push_str(&format!("{:02}", t.month)),
-            Some('d') => out.push_str(&format!("{:02}", t.day)),
-            Some('H') => out.push_str(&format!("{:02}", t.hour)),
-            Some('M') => out.push_str(&format!("{:02}", t.minute)),
-            Some('S') => out.push_str(&format!("{:02}", t.second)),
-            Some('T') => out.push_str(&format!("{:02}{:02}{:02}", t.hour, t.minute, t.second)),
-            Some('%') => out.push('%'),
-            Some(other) => {
-                return Err(format!(
-                    "`%{other}` is not supported in tag names (use %F %Y %m %d %H %M %S %T)"
-                ))
-            }
-            None => return Err("a tag pattern cannot end with `%`".into()),
-        }
-    }
-    Ok(out)
-}
-
-/// Git's rules for a ref name, for the parts a tag pattern can break.
-pub fn valid_tag_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('-')
-        && !name.starts_with('/')
-        && !name.ends_with('/')
-        && !name.ends_with(".lock")
-        && !name.ends_with('.')
-        && !name.contains("..")
-        && !name.contains("//")
-        && !name.contains("@{")
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | '+'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,18 +280,18 @@ mod tests {
     fn formats_tag_patterns() {
         let t = Utc::from_unix(1_795_666_510);
         assert_eq!(
-            strftime("DEPLOYED-%F/%H%M", &t).unwrap(),
+            crate::time::strftime("DEPLOYED-%F/%H%M", &t).unwrap(),
             "DEPLOYED-2026-11-26/0415"
         );
         assert_eq!(
-            strftime("r%Y%m%d-%T-100%%", &t).unwrap(),
+            crate::time::strftime("r%Y%m%d-%T-100%%", &t).unwrap(),
             "r20261126-041510-100%"
         );
-        assert!(strftime("x-%Q", &t).is_err());
-        assert!(valid_tag_name("DEPLOYED-2026-11-26/0415"));
-        assert!(!valid_tag_name("bad name"));
-        assert!(!valid_tag_name("a..b"));
-        assert!(!valid_tag_name("-x"));
+        assert!(crate::time::strftime("x-%Q", &t).is_err());
+        assert!(crate::config::valid_tag_name("DEPLOYED-2026-11-26/0415"));
+        assert!(!crate::config::valid_tag_name("bad name"));
+        assert!(!crate::config::valid_tag_name("a..b"));
+        assert!(!crate::config::valid_tag_name("-x"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod activation;
 pub mod backups;
 pub mod cli;
 pub mod commands;
+pub mod commit;
 pub mod config;
 pub mod database;
 pub mod demo;

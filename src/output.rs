@@ -13,6 +13,13 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// Which of a command's outputs a line came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Out,
+    Err,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verbosity {
     Quiet,
@@ -174,11 +181,11 @@ impl Printer {
 
     /// A line a command printed on a host, as `exec` streams it: its
     /// stdout to stdout, its stderr to stderr, each prefixed by the host.
-    pub fn host_output(&self, host: &str, stream: crate::host::Stream, text: &str) {
+    pub fn host_output(&self, host: &str, stream: Stream, text: &str) {
         let line = crate::secrets::mask(&printable(&format!("[{host}] {text}")));
         self.suspend(|| match stream {
-            crate::host::Stream::Out => println!("{line}"),
-            crate::host::Stream::Err => eprintln!("{line}"),
+            Stream::Out => println!("{line}"),
+            Stream::Err => eprintln!("{line}"),
         });
     }
 

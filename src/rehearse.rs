@@ -28,23 +28,7 @@ use crate::release::{self, Layout};
 use crate::site::{self, Site};
 use crate::steps::Steps;
 
-/// What a rehearsal found.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub env: String,
-    pub commit: Commit,
-    pub host: String,
-    /// Whether there were migrations to run.
-    pub pending: bool,
-    pub seconds: f64,
-    /// The migration that failed, when one did.
-    pub migration: Option<String>,
-    /// The end of the migration's output.
-    pub output: String,
-    pub violation: Option<Violation>,
-    /// The rows that violate it, one line per group or row.
-    pub rows: Vec<String>,
-}
+pub use crate::commit::Report;
 
 /// Where the rehearsal's release comes from.
 pub enum Source<'a> {

@@ -9,9 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use minijinja::{Environment as Jinja, UndefinedBehavior};
-
-use crate::config::{Config, Environment, HostSpec, SecretSource, Service};
+use crate::config::{render, Config, Environment, HostSpec, SecretSource, Service};
 use crate::error::{Error, HostProblem};
 use crate::lock::LockInfo;
 use crate::output::Printer;
@@ -22,30 +20,6 @@ use crate::site::{self, each, Site};
 /// The marker a generated secret's line carries up to the host, where the
 /// existing value is kept or a new one made.
 const GENERATE: &str = "@@GANTRY_GENERATE@@";
-
-/// Renders a template with strict undefined variables.
-pub fn render(template: &str, context: &BTreeMap<String, String>) -> Result<String, String> {
-    let mut jinja = Jinja::new();
-    jinja.set_undefined_behavior(UndefinedBehavior::Strict);
-    let values =
-        minijinja::Value::from_pairs(context.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    jinja
-        .render_str(template, values)
-        .map(|mut text| {
-            // Files end with a newline, as the template does.
-            if template.ends_with('\n') && !text.ends_with('\n') {
-                text.push('\n');
-            }
-            text
-        })
-        .map_err(|e| {
-            let mut text = e.to_string();
-            if let Some(line) = e.line() {
-                text.push_str(&format!(" (template line {line})"));
-            }
-            text
-        })
-}
 
 /// The variables a template sees on a host: the host's own, the layout's,
 /// and the defaults of the built-in templates (each overridable in
@@ -79,19 +53,6 @@ pub fn context(config: &Config, host: &HostSpec, layout: &Layout) -> BTreeMap<St
     ];
     for (k, v) in defaults {
         c.entry(k.to_string()).or_insert(v);
-    }
-    c
-}
-
-/// A context with every name a host will have, for checking templates
-/// when the config is loaded.
-pub fn context_for_check(host: &HostSpec) -> BTreeMap<String, String> {
-    let mut c: BTreeMap<String, String> = host.vars.clone();
-    for k in [
-        "path", "release", "shared", "current", "commit", "workdir", "env_file", "gunicorn",
-        "socket", "upstream", "wsgi", "listen", "domain", "static",
-    ] {
-        c.entry(k.to_string()).or_insert_with(|| format!("/{k}"));
     }
     c
 }

@@ -123,6 +123,36 @@ mod tests {
     }
 }
 
+/// The strftime subset tag patterns use: `%F %Y %m %d %H %M %S %T %%`.
+pub fn strftime(pattern: &str, t: &Utc) -> Result<String, String> {
+    let mut out = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('F') => out.push_str(&format!("{:04}-{:02}-{:02}", t.year, t.month, t.day)),
+            Some('Y') => out.push_str(&format!("{:04}", t.year)),
+            Some('m') => out.push_str(&format!("{:02}", t.month)),
+            Some('d') => out.push_str(&format!("{:02}", t.day)),
+            Some('H') => out.push_str(&format!("{:02}", t.hour)),
+            Some('M') => out.push_str(&format!("{:02}", t.minute)),
+            Some('S') => out.push_str(&format!("{:02}", t.second)),
+            Some('T') => out.push_str(&format!("{:02}{:02}{:02}", t.hour, t.minute, t.second)),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                return Err(format!(
+                    "`%{other}` is not supported in tag names (use %F %Y %m %d %H %M %S %T)"
+                ))
+            }
+            None => return Err("a tag pattern cannot end with `%`".into()),
+        }
+    }
+    Ok(out)
+}
+
 /// How `status` and `log` show a recorded time (ISO UTC in the records).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shown {

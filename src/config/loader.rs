@@ -666,9 +666,9 @@ impl Loader<'_> {
             };
             // The template must render with what a host will have.
             if let Some(host) = hosts.first() {
-                let mut context = crate::setup::context_for_check(host);
+                let mut context = super::context_for_check(host);
                 context.insert("unit".into(), "unit".into());
-                if let Err(e) = crate::setup::render(&template, &context) {
+                if let Err(e) = super::render(&template, &context) {
                     let span = r.template.as_ref().map_or(value.span(), |t| t.span());
                     return Err(self.error(
                         span,
@@ -889,10 +889,9 @@ impl Loader<'_> {
                 Some(v) if v.get_ref().is_empty() => Ok(None),
                 Some(v) => {
                     let text = v.get_ref();
-                    let expanded =
-                        crate::ledger::strftime(text, &crate::time::Utc::from_unix(0))
-                            .map_err(|e| self.error(v.span(), &format!("{key}.{field}"), e))?;
-                    if !crate::ledger::valid_tag_name(&expanded) {
+                    let expanded = crate::time::strftime(text, &crate::time::Utc::from_unix(0))
+                        .map_err(|e| self.error(v.span(), &format!("{key}.{field}"), e))?;
+                    if !super::valid_tag_name(&expanded) {
                         return Err(self.error(
                             v.span(),
                             &format!("{key}.{field}"),

@@ -5,6 +5,7 @@
 mod diagnostic;
 mod loader;
 mod raw;
+mod service;
 mod target;
 mod template;
 
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use diagnostic::ConfigError;
+pub use service::{context_for_check, render};
 pub use target::parse_target;
 pub use template::{Template, Vars};
 
@@ -303,6 +305,22 @@ impl Config {
                 })
             })
     }
+}
+
+/// Git's rules for a ref name, for the parts a tag pattern can break.
+pub fn valid_tag_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && !name.starts_with('/')
+        && !name.ends_with('/')
+        && !name.ends_with(".lock")
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && !name.contains("//")
+        && !name.contains("@{")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | '+'))
 }
 
 /// Finds `gantry.toml` in `start` or the nearest folder above it.
