@@ -75,6 +75,9 @@ pub fn report(summary: &Summary, verb: &str, printer: &Printer) {
                     crate::time::human(std::time::Duration::from_secs_f64(*secs))
                 ));
             }
+            if let Some(bytes) = summary.uploaded.get(host) {
+                line.push_str(&format!(", {} sent", crate::time::bytes(*bytes)));
+            }
             line
         })
         .collect();
@@ -105,6 +108,7 @@ pub fn summary_json(summary: &Summary, action: &str, tags: &[String]) -> serde_j
             "serving": summary.release,
             "previous": before,
             "prepared_seconds": prepared,
+            "uploaded_bytes": summary.uploaded.get(host),
         })).collect::<Vec<_>>(),
     })
 }

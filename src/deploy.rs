@@ -36,6 +36,9 @@ pub struct Summary {
     pub rehearsal: Rehearsal,
     /// Every host already served the commit: nothing was done.
     pub noop: bool,
+    /// Bytes of source sent to each host (only what changed, when the host
+    /// kept the last upload's source).
+    pub uploaded: std::collections::BTreeMap<String, u64>,
     /// Per host: its name, what it served before, and how long preparing
     /// the release took there.
     pub per_host: Vec<(String, Option<String>, Option<f64>)>,
@@ -126,14 +129,27 @@ pub async fn deploy(
             seconds: started.elapsed().as_secs_f64(),
             rehearsal: Rehearsal::NotNeeded,
             noop: true,
+            uploaded: Default::default(),
             per_host,
         });
+    }
+    // A host that keeps the source of an earlier upload gets only what
+    // changed since.
+    let mut deltas = std::collections::BTreeMap::new();
+    for base in sites.iter().filter_map(|s| s.source_commit.clone()) {
+        if deltas.contains_key(&base) {
+            continue;
+        }
+        if let Ok(Some(delta)) = repo.delta(&base, commit) {
+            deltas.insert(base, delta);
+        }
     }
     let run = Run {
         config,
         env,
         printer,
         sites: &sites,
+        deltas,
         created: Mutex::default(),
         forced: options.forced,
         rehearse: options.rehearse,
@@ -142,10 +158,12 @@ pub async fn deploy(
         constraint: Mutex::default(),
         stuck: Mutex::default(),
         prepared: Mutex::default(),
+        uploaded: Mutex::default(),
         migrated: Mutex::default(),
     };
     let result = run.deploy(commit, &release, &archive).await;
     let rehearsal = *run.rehearsal.lock().expect("rehearsal lock");
+    let uploaded = run.uploaded.lock().expect("uploaded lock").clone();
     let prepared = run.prepared.lock().expect("timings lock").clone();
     let per_host = sites
         .iter()
@@ -169,6 +187,7 @@ pub async fn deploy(
         seconds: started.elapsed().as_secs_f64(),
         rehearsal,
         noop: false,
+        uploaded,
         per_host,
     })
 }
@@ -190,6 +209,7 @@ pub async fn rollback(
         env,
         printer,
         sites: &sites,
+        deltas: Default::default(),
         created: Mutex::default(),
         forced: false,
         rehearse: false,
@@ -198,6 +218,7 @@ pub async fn rollback(
         constraint: Mutex::default(),
         stuck: Mutex::default(),
         prepared: Mutex::default(),
+        uploaded: Mutex::default(),
         migrated: Mutex::default(),
     };
     let result = run.rollback().await;
@@ -217,6 +238,7 @@ pub async fn rollback(
         seconds: started.elapsed().as_secs_f64(),
         rehearsal: Rehearsal::NotNeeded,
         noop: false,
+        uploaded: Default::default(),
         per_host,
     })
 }
@@ -247,6 +269,10 @@ struct Run<'a> {
     stuck: Mutex<Vec<(String, String)>>,
     /// Seconds each host took to prepare the release.
     prepared: Mutex<std::collections::BTreeMap<String, f64>>,
+    /// Bytes of source sent to each host.
+    uploaded: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Deltas from each base commit the hosts keep the source of.
+    deltas: std::collections::BTreeMap<String, crate::git::Delta>,
     /// The database this deploy migrated, and how to put it back.
     migrated: Mutex<Option<Migrated>>,
 }
@@ -652,27 +678,75 @@ impl<'a> Run<'a> {
         let started = Instant::now();
         let steps = self.steps(site, release, &commit.sha);
         for step in steps.prepare() {
-            let stdin = step.upload.then_some(archive);
+            if step.upload {
+                let sent = self.upload(site, release, &step, archive).await?;
+                self.created
+                    .lock()
+                    .expect("created lock")
+                    .insert(site.name().to_string());
+                self.uploaded
+                    .lock()
+                    .expect("uploaded lock")
+                    .insert(site.name().to_string(), sent);
+                continue;
+            }
             site.step(
                 self.printer,
                 &step.name,
                 step.shown.as_deref(),
                 &step.script,
-                stdin,
+                None,
             )
             .await?;
-            if step.upload {
-                self.created
-                    .lock()
-                    .expect("created lock")
-                    .insert(site.name().to_string());
-            }
         }
         self.prepared
             .lock()
             .expect("timings lock")
             .insert(site.name().to_string(), started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Uploads the release: only what changed when the host keeps the
+    /// source of an earlier upload, else (or if that fails) the whole
+    /// archive. Returns the bytes sent.
+    async fn upload(
+        &self,
+        site: &Site,
+        release: &str,
+        full: &crate::release::Planned,
+        archive: &[u8],
+    ) -> Result<u64, HostProblem> {
+        let delta = site
+            .source_commit
+            .as_ref()
+            .and_then(|base| self.deltas.get(base));
+        if let Some(delta) = delta {
+            let script = release::upload_delta_script(
+                &site.layout,
+                release,
+                &delta.base,
+                &delta.deleted,
+                !delta.archive.is_empty(),
+            );
+            let stdin = (!delta.archive.is_empty()).then_some(delta.archive.as_slice());
+            let name = format!(
+                "upload {} changed, {} deleted",
+                delta.changed,
+                delta.deleted.len()
+            );
+            match site.step(self.printer, &name, None, &script, stdin).await {
+                Ok(_) => return Ok(delta.archive.len() as u64),
+                Err(p) if p.unreachable => return Err(p),
+                Err(p) => self.printer.warn(&format!(
+                    "{}: the delta upload failed ({}); sending the whole archive",
+                    site.name(),
+                    p.detail.lines().last().unwrap_or("")
+                )),
+            }
+        }
+        site.step(self.printer, &full.name, None, &full.script, Some(archive))
+            .await?;
+        Ok(archive.len() as u64)
     }
 
     /// Switches hosts to `release` in batches, restarting and checking each.

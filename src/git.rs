@@ -9,6 +9,17 @@ use crate::error::Error;
 
 pub use crate::commit::Commit;
 
+/// The files that changed between a host's last upload and a commit.
+#[derive(Debug, Clone)]
+pub struct Delta {
+    /// The commit the host already has the source of.
+    pub base: String,
+    /// A gzipped tar of the added and modified files (empty when none).
+    pub archive: Vec<u8>,
+    pub changed: usize,
+    pub deleted: Vec<String>,
+}
+
 /// The repository that holds the config file.
 pub struct Repo {
     dir: PathBuf,
@@ -138,6 +149,76 @@ impl Repo {
             commit: commit.clone(),
             remote: remote.to_string(),
         })
+    }
+
+    /// What changed from `base` to `commit` (without Gantry's config), as a
+    /// gzipped tar of the added and modified files and a list of deleted
+    /// ones; `None` when `base` is not in this repository or too much
+    /// changed for a delta to pay.
+    pub fn delta(&self, base: &str, commit: &Commit) -> Result<Option<Delta>, Error> {
+        if self
+            .git(&["cat-file", "-e", &format!("{base}^{{commit}}")])
+            .is_err()
+        {
+            return Ok(None);
+        }
+        let exclude = format!(":(exclude){}", crate::config::FILE_NAME);
+        let listing = self.git(&[
+            "diff",
+            "--name-status",
+            "--no-renames",
+            "-z",
+            base,
+            &commit.sha,
+            "--",
+            ".",
+            &exclude,
+        ])?;
+        let mut fields = listing.split('\0').filter(|f| !f.is_empty());
+        let (mut changed, mut deleted) = (Vec::new(), Vec::new());
+        while let (Some(status), Some(path)) = (fields.next(), fields.next()) {
+            if status.starts_with('D') {
+                deleted.push(path.to_string());
+            } else {
+                changed.push(path.to_string());
+            }
+        }
+        if changed.len() > 2000 {
+            return Ok(None);
+        }
+        let archive = if changed.is_empty() {
+            Vec::new()
+        } else {
+            let mut args = vec![
+                "archive".to_string(),
+                "--format=tar.gz".into(),
+                commit.sha.clone(),
+                "--".into(),
+            ];
+            args.extend(changed.iter().map(|p| format!(":(literal){p}")));
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(&self.dir)
+                .args(&args)
+                .output()
+                .map_err(|e| Error::Git {
+                    command: "git archive".into(),
+                    message: e.to_string(),
+                })?;
+            if !out.status.success() {
+                return Err(Error::Git {
+                    command: format!("git archive --format=tar.gz {} -- …", commit.sha),
+                    message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
+            }
+            out.stdout
+        };
+        Ok(Some(Delta {
+            base: base.to_string(),
+            archive,
+            changed: changed.len(),
+            deleted,
+        }))
     }
 
     /// The commit's tree as a tar stream, without Gantry's own config

@@ -257,7 +257,11 @@ async fn run(
                 .map_err(fail)?;
         }
         Source::Archive(archive) => {
-            for step in steps.prepare() {
+            for step in steps
+                .prepare()
+                .into_iter()
+                .filter(|s| s.name != crate::steps::KEEP_SOURCE)
+            {
                 let stdin = step.upload.then_some(archive);
                 site.run(printer, &step, stdin).await.map_err(fail)?;
             }

@@ -128,6 +128,57 @@ mkdir {dir} && tar -x -f - -C {dir}",
     )
 }
 
+/// Makes a new release from the pristine source of the host's last upload
+/// (`.gantry/source/`, never built in) and a delta: the deleted files are
+/// removed and the changed ones unpacked from the gzipped tar on stdin.
+/// Fails (and the deploy falls back to a full upload) when the source is
+/// not the delta's base.
+pub fn upload_delta_script(
+    layout: &Layout,
+    release: &str,
+    base: &str,
+    deleted: &[String],
+    has_archive: bool,
+) -> String {
+    let dir = quote(&layout.release(release));
+    let source = quote(&source_dir(layout));
+    let mut script = format!(
+        "if [ -f {dir}/REVISION ]; then echo 'release {name} already exists here; deploy again in a second' >&2; exit 1; fi\n\
+         [ \"$(cat {source}/COMMIT 2>/dev/null)\" = {base} ] || {{ echo 'the source of the last upload is not here' >&2; exit 1; }}\n\
+         rm -rf {dir} && cp -a {source}/tree {dir} || exit 1\n",
+        name = release.replace('\'', ""),
+        base = quote(base),
+    );
+    for path in deleted {
+        script.push_str(&format!(
+            "rm -f {}\n",
+            quote(&format!("{}/{path}", layout.release(release)))
+        ));
+    }
+    if has_archive {
+        script.push_str(&format!("tar -x -z -f - -C {dir}\n"));
+    }
+    script
+}
+
+/// Where a host keeps the pristine source of its last upload.
+pub fn source_dir(layout: &Layout) -> String {
+    format!("{}/source", layout.gantry())
+}
+
+/// Keeps a pristine copy of the release just uploaded (before any build
+/// runs in it), the base of the next upload's delta.
+pub fn keep_source_script(layout: &Layout, release: &str, commit: &str) -> String {
+    let source = source_dir(layout);
+    let tmp = quote(&format!("{source}.tmp"));
+    format!(
+        "rm -rf {tmp} && mkdir -p {tmp} && cp -a {dir} {tmp}/tree && printf '%s\\n' {commit} > {tmp}/COMMIT && rm -rf {source} && mv {tmp} {source}",
+        dir = quote(&layout.release(release)),
+        commit = quote(commit),
+        source = quote(&source),
+    )
+}
+
 /// Links the shared files and folders into the release. A path missing
 /// from `shared/` is seeded from the release's copy when it has one.
 pub fn link_shared_script(layout: &Layout, release: &str, shared: &[SharedPath]) -> String {

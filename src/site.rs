@@ -50,6 +50,9 @@ pub struct Site {
     pub serving: Option<String>,
     /// The commit of that release (its `REVISION`).
     pub serving_commit: Option<String>,
+    /// The commit whose pristine source the host keeps (the base of a
+    /// delta upload).
+    pub source_commit: Option<String>,
 }
 
 impl Site {
@@ -261,6 +264,7 @@ pub async fn connect(
                 conn,
                 serving: None,
                 serving_commit: None,
+                source_commit: None,
             }),
             Err(e) => problems.push(HostProblem {
                 host: spec.name.clone(),
@@ -359,9 +363,10 @@ async fn take_locks(
     let json = serde_json::to_string(info).expect("lock info serializes");
     async fn take(site: &Site, json: &str, printer: &Printer) -> Result<Output, HostProblem> {
         let script = format!(
-            "{}\nt=$(readlink {c} 2>/dev/null) && echo \"current ${{t##*/}}\"\n[ -f {c}/REVISION ] && echo \"revision $(cat {c}/REVISION)\"\ntrue",
+            "{}\nt=$(readlink {c} 2>/dev/null) && echo \"current ${{t##*/}}\"\n[ -f {c}/REVISION ] && echo \"revision $(cat {c}/REVISION)\"\n[ -f {s}/COMMIT ] && echo \"source $(cat {s}/COMMIT)\"\ntrue",
             release::lock_script(&site.layout, json),
-            c = crate::shell::quote(&site.layout.current())
+            c = crate::shell::quote(&site.layout.current()),
+            s = crate::shell::quote(&release::source_dir(&site.layout)),
         );
         site.step(printer, "lock", None, &script, None).await
     }
@@ -404,6 +409,11 @@ async fn take_locks(
                     .stdout
                     .lines()
                     .find_map(|l| l.strip_prefix("revision "))
+                    .map(str::to_string);
+                sites[i].source_commit = out
+                    .stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix("source "))
                     .map(str::to_string);
             }
             Err(p) => problems.push(p),

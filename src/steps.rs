@@ -7,6 +7,10 @@ use crate::config::{Config, Database, Environment, HostSpec, Template};
 use crate::database::{Db, Kind};
 use crate::release::{self, Layout, Planned};
 
+/// The step that keeps a pristine copy of the upload, the base of the next
+/// deploy's delta (not run in a rehearsal's scratch area).
+pub const KEEP_SOURCE: &str = "keep the source";
+
 /// The steps of one release on one host, with its variables: what `plan`
 /// prints and `deploy` runs.
 pub struct Steps<'a> {
@@ -54,12 +58,20 @@ impl<'a> Steps<'a> {
     /// The prepare phase: upload, link shared, build, mark complete.
     pub fn prepare(&self) -> Vec<Planned> {
         let (config, layout, release) = (self.config, self.layout, self.release);
-        let mut steps = vec![Planned {
-            name: "upload".into(),
-            shown: None,
-            script: release::upload_script(layout, release),
-            upload: true,
-        }];
+        let mut steps = vec![
+            Planned {
+                name: "upload".into(),
+                shown: None,
+                script: release::upload_script(layout, release),
+                upload: true,
+            },
+            Planned {
+                name: KEEP_SOURCE.into(),
+                shown: None,
+                script: release::keep_source_script(layout, release, self.commit),
+                upload: false,
+            },
+        ];
         if !config.deploy.shared.is_empty() {
             steps.push(Planned {
                 name: "link shared".into(),

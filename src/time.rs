@@ -153,6 +153,16 @@ pub fn strftime(pattern: &str, t: &Utc) -> Result<String, String> {
     Ok(out)
 }
 
+/// A size for people: `512 B`, `3.4 KB`, `50.0 MB`.
+pub fn bytes(n: u64) -> String {
+    match n {
+        n if n < 1000 => format!("{n} B"),
+        n if n < 1_000_000 => format!("{:.1} KB", n as f64 / 1e3),
+        n if n < 1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n => format!("{:.1} GB", n as f64 / 1e9),
+    }
+}
+
 /// How `status` and `log` show a recorded time (ISO UTC in the records).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shown {

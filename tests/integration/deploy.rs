@@ -369,3 +369,104 @@ fn deploying_what_every_host_serves_does_nothing_unless_redeploy() {
         format!("ok {sha}")
     );
 }
+
+/// `bytes` of noise that does not compress.
+fn noise(bytes: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..bytes)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_redeploy_sends_only_what_changed() {
+    let mut t = Test::new("a_redeploy_sends_only_what_changed")
+        .hosts(2)
+        .start();
+    t.configure(&[("staging", &[0, 1])]);
+    std::fs::write(t.repo.join("big.bin"), noise(8_000_000, 7)).unwrap();
+    std::fs::write(t.repo.join("gone.txt"), "to be deleted\n").unwrap();
+    t.commit("Big and soon gone", &[]);
+    let sent = |t: &Test| -> Vec<u64> {
+        let run = t.gantry(&["deploy", "staging", "--json"]);
+        run.success();
+        let value: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        value["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["uploaded_bytes"].as_u64().unwrap())
+            .collect()
+    };
+    let first = sent(&t);
+    assert!(
+        first.iter().all(|&b| b > 8_000_000),
+        "the first upload is whole: {first:?}"
+    );
+
+    // One file changes (60 KB that do not compress), one is deleted.
+    let changed = noise(60_000, 11);
+    std::fs::write(t.repo.join("NOTES.bin"), &changed).unwrap();
+    std::fs::remove_file(t.repo.join("gone.txt")).unwrap();
+    let sha = t.commit("One file changes", &[]);
+    let compressed = {
+        let out = std::process::Command::new("gzip")
+            .arg("-c")
+            .arg(t.repo.join("NOTES.bin"))
+            .output()
+            .unwrap();
+        out.stdout.len() as u64
+    };
+    let second = sent(&t);
+    for (i, bytes) in second.iter().enumerate() {
+        assert!(
+            *bytes <= 2 * compressed,
+            "host {i} got {bytes} bytes for a change of {compressed} compressed bytes"
+        );
+        let current = t.site("staging", i).join("current");
+        assert_eq!(std::fs::read(current.join("NOTES.bin")).unwrap(), changed);
+        assert_eq!(
+            std::fs::metadata(current.join("big.bin")).unwrap().len(),
+            8_000_000
+        );
+        assert!(
+            !current.join("gone.txt").exists(),
+            "the deleted file is gone"
+        );
+        assert_eq!(
+            t.get("staging", i, "/health").unwrap().1.trim(),
+            format!("ok {sha}")
+        );
+    }
+    // The release made from the delta is the commit, file for file.
+    let listing = |dir: &std::path::Path| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("find . -type f ! -name REVISION ! -path './data*' ! -path '*/__pycache__/*' -exec sha256sum {} + | sort")
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let fresh = t.dir.join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let archive = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "git -C {} archive HEAD -- . ':(exclude)gantry.toml' | tar -x -C {}",
+            t.repo.display(),
+            fresh.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(archive.success());
+    assert_eq!(
+        listing(&t.site("staging", 0).join(".gantry/source/tree")),
+        listing(&fresh)
+    );
+}

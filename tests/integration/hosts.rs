@@ -195,6 +195,7 @@ fn plan_prints_the_commands_and_changes_nothing() {
         [
             "lock",
             "upload",
+            "keep the source",
             "link shared",
             "build 1/2",
             "build 2/2",

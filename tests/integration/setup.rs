@@ -493,6 +493,7 @@ fn json_output_of_status_log_and_plan_matches_its_snapshot() {
         serde_json::json!([
             {"name": "lock", "stdin": null},
             {"name": "upload", "stdin": "git archive"},
+            {"name": "keep the source", "stdin": null},
             {"name": "link shared", "stdin": null},
             {"name": "build 1/1", "stdin": null},
             {"name": "finish release", "stdin": null},
