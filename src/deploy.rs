@@ -690,14 +690,21 @@ impl<'a> Run<'a> {
                     .insert(site.name().to_string(), sent);
                 continue;
             }
-            site.step(
-                self.printer,
-                &step.name,
-                step.shown.as_deref(),
-                &step.script,
-                None,
-            )
-            .await?;
+            let out = site
+                .step(
+                    self.printer,
+                    &step.name,
+                    step.shown.as_deref(),
+                    &step.script,
+                    None,
+                )
+                .await?;
+            if out.stdout.contains(crate::steps::REUSED_MARK) {
+                self.printer.host(
+                    site.name(),
+                    &format!("{} skipped: inputs unchanged, outputs reused", step.name),
+                );
+            }
         }
         self.prepared
             .lock()

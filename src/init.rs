@@ -435,7 +435,19 @@ mod tests {
         let found = detect(&dir).unwrap();
         let text = django_config(&dir, &found, &read_settings(&dir, &found));
         let config = crate::config::parse(&dir.join("gantry.toml"), &text).unwrap();
-        let install = config.deploy.build[1].source().to_string();
+        let venv = &config.deploy.build[0];
+        let cache = venv
+            .cache
+            .as_ref()
+            .expect("the virtualenv is a cached step");
+        assert_eq!(cache.outputs, ["src/.venv"]);
+        assert_eq!(cache.inputs, ["src/requirements.txt", "requirements.txt"]);
+        let install = venv
+            .run
+            .source()
+            .strip_prefix("python3 -m venv .venv && ")
+            .expect("the step makes the virtualenv, then installs")
+            .to_string();
         let run = || {
             let out = std::process::Command::new("sh")
                 .args(["-c", &install])

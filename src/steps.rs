@@ -7,6 +7,10 @@ use crate::config::{Config, Database, Environment, HostSpec, Template};
 use crate::database::{Db, Kind};
 use crate::release::{self, Layout, Planned};
 
+/// What a cached build step prints when its inputs did not change and it
+/// reused the serving release's outputs.
+pub const REUSED_MARK: &str = "gantry: inputs unchanged, outputs reused";
+
 /// The step that keeps a pristine copy of the upload, the base of the next
 /// deploy's delta (not run in a rehearsal's scratch area).
 pub const KEEP_SOURCE: &str = "keep the source";
@@ -82,7 +86,12 @@ impl<'a> Steps<'a> {
         }
         let total = config.deploy.build.len();
         for (i, build) in config.deploy.build.iter().enumerate() {
-            steps.push(self.command(&format!("build {}/{total}", i + 1), build, false));
+            let name = format!("build {}/{total}", i + 1);
+            let step = self.command(&name, &build.run, false);
+            steps.push(match &build.cache {
+                None => step,
+                Some(cache) => self.cached(step, i, cache),
+            });
         }
         steps.push(Planned {
             name: "finish release".into(),
@@ -91,6 +100,65 @@ impl<'a> Steps<'a> {
             upload: false,
         });
         steps
+    }
+
+    /// A build step that is skipped when its inputs (and key) are what they
+    /// were in the release `current` serves: its outputs are copied from
+    /// there (a real copy, never shared with the serving release), with
+    /// that release's path replaced by the new one in the scripts of their
+    /// `bin/` folders (a virtualenv's entry points name it). Prints
+    /// `REUSED_MARK` when it skipped the step.
+    fn cached(&self, step: Planned, index: usize, cache: &crate::config::BuildCache) -> Planned {
+        use crate::shell::quote;
+        let vars = self.vars();
+        let new = self.layout.release(self.release);
+        let key_command = cache.key.as_ref().map_or(String::new(), |k| {
+            format!(
+                "(\n{}\n) 2>&1\n",
+                release::command_script(
+                    self.config,
+                    &vars,
+                    &new,
+                    &k.render_shell(&vars),
+                    &self.db_env
+                )
+            )
+        });
+        let mut inputs = String::new();
+        for input in &cache.inputs {
+            inputs.push_str(&format!(
+                "printf '%s\\n' {f}; if [ -f \"$new\"/{f} ]; then cat \"$new\"/{f}; else echo missing; fi\n",
+                f = quote(input)
+            ));
+        }
+        let all_there = cache
+            .outputs
+            .iter()
+            .map(|o| format!("[ -e \"$prev\"/{} ]", quote(o)))
+            .collect::<Vec<_>>()
+            .join(" && ");
+        let mut copy = String::new();
+        for output in &cache.outputs {
+            let o = quote(output);
+            copy.push_str(&format!(
+                "  rm -rf \"$new\"/{o} && mkdir -p \"$(dirname \"$new\"/{o})\" && cp -a \"$prev\"/{o} \"$new\"/{o} || exit 1\n\
+                 \x20 for b in \"$new\"/{o}/bin \"$new\"/{o}/pyvenv.cfg; do [ -e \"$b\" ] && grep -rlI -F -- \"$prev/\" \"$b\" 2>/dev/null; done | while IFS= read -r f; do sed -i \"s|$prev/|$new/|g\" \"$f\"; done\n"
+            ));
+        }
+        let script = format!(
+            "new={new}\nprev=$(readlink -f {current} 2>/dev/null || true)\nmark=\"$new\"/.gantry-build/{index}.key\n\
+             key=$({{ printf '%s\\n' {run}\n{key_command}{inputs}}} | sha256sum | cut -d' ' -f1)\n\
+             mkdir -p \"$new\"/.gantry-build\n\
+             if [ -n \"$prev\" ] && [ \"$prev\" != \"$new\" ] && [ \"$(cat \"$prev\"/.gantry-build/{index}.key 2>/dev/null)\" = \"$key\" ] && {all_there}; then\n\
+             {copy}\x20 printf '%s\\n' \"$key\" > \"$mark\"\n  echo {mark}\n  exit 0\nfi\n\
+             (\n{step}\n) || exit $?\nprintf '%s\\n' \"$key\" > \"$mark\"",
+            new = quote(&new),
+            current = quote(&self.layout.current()),
+            run = quote(step.shown.as_deref().unwrap_or("")),
+            step = step.script,
+            mark = quote(REUSED_MARK),
+        );
+        Planned { script, ..step }
     }
 
     /// The migrate phase on the migrate host: the pending check, the

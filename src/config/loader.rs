@@ -95,7 +95,11 @@ impl Loader<'_> {
         };
         let deploy_span = deploy_raw.span();
         let mut d = deploy_raw.into_inner();
-        let preset = self.preset(app_raw.as_ref().and_then(|a| a.preset.as_ref()), &raw.vars)?;
+        let preset = self.preset(
+            app_raw.as_ref().and_then(|a| a.preset.as_ref()),
+            &raw.vars,
+            app.root.as_deref(),
+        )?;
         if let Some(p) = &preset {
             app.django = Some(Template::parse(&p.python).expect("the preset's python parses"));
             if d.migrate.is_none() {
@@ -137,9 +141,41 @@ impl Loader<'_> {
         let mut templates: Vec<(String, S<String>, Template)> = Vec::new();
         let mut build = Vec::new();
         for step in &d.build {
-            let t = self.template(step, "deploy.build")?;
-            templates.push(("deploy.build".into(), step.clone(), t.clone()));
-            build.push(t);
+            let span = step.span();
+            let spanned = |text: &str| S::new(span.clone(), text.to_string());
+            let (run, cache) = match step.get_ref() {
+                raw::RawBuild::Command(run) => (spanned(run), None),
+                raw::RawBuild::Cached(c) => {
+                    let paths = |list: &[String], key: &str| -> Result<Vec<String>, ConfigError> {
+                        list.iter()
+                            .map(|p| self.relative_path(&spanned(p), key))
+                            .collect()
+                    };
+                    let outputs = paths(&c.outputs, "deploy.build.outputs")?;
+                    if outputs.is_empty() {
+                        return Err(self
+                            .error(span.clone(), "deploy.build", "a step with `inputs` needs `outputs`: what it makes, to copy when the inputs did not change")
+                            .with_hint("e.g. `{ run = \"…pip install…\", inputs = [\"requirements.txt\"], outputs = [\".venv\"] }`"));
+                    }
+                    let key = match &c.key {
+                        Some(k) => {
+                            let t = self.template(&spanned(k), "deploy.build.key")?;
+                            templates.push(("deploy.build.key".into(), spanned(k), t.clone()));
+                            Some(t)
+                        }
+                        None => None,
+                    };
+                    let cache = BuildCache {
+                        inputs: paths(&c.inputs, "deploy.build.inputs")?,
+                        outputs,
+                        key,
+                    };
+                    (spanned(&c.run), Some(cache))
+                }
+            };
+            let t = self.template(&run, "deploy.build")?;
+            templates.push(("deploy.build".into(), run.clone(), t.clone()));
+            build.push(BuildStep { run: t, cache });
         }
         let mut optional =
             |value: &Option<S<String>>, key: &str| -> Result<Option<Template>, ConfigError> {
@@ -706,6 +742,7 @@ impl Loader<'_> {
         &self,
         name: Option<&S<String>>,
         vars: &raw::RawVars,
+        root: Option<&str>,
     ) -> Result<Option<Preset>, ConfigError> {
         let Some(name) = name else { return Ok(None) };
         if name.get_ref() != "django" {
@@ -724,15 +761,33 @@ impl Loader<'_> {
         } else {
             ".venv/bin/python"
         };
+        let command = |text: &str| S::new(span.clone(), raw::RawBuild::Command(text.to_string()));
         let mut build = Vec::new();
         if !vars.contains_key("python") {
-            build.push(s("python3 -m venv .venv"));
-            // requirements.txt beside manage.py, or at the repository's root.
-            build.push(s(
-                "if [ -f requirements.txt ]; then r=requirements.txt; else r=\"$GANTRY_RELEASE/requirements.txt\"; fi; .venv/bin/pip install -q -r \"$r\"",
+            // requirements.txt beside manage.py, or at the repository's
+            // root; the virtualenv is reused while they and Python are the
+            // same.
+            let in_root = |p: &str| match root {
+                Some(r) => format!("{r}/{p}"),
+                None => p.to_string(),
+            };
+            let mut inputs = vec![in_root("requirements.txt")];
+            if root.is_some() {
+                inputs.push("requirements.txt".into());
+            }
+            build.push(S::new(
+                span.clone(),
+                raw::RawBuild::Cached(raw::RawCachedBuild {
+                    run: "python3 -m venv .venv && if [ -f requirements.txt ]; then r=requirements.txt; else r=\"$GANTRY_RELEASE/requirements.txt\"; fi; .venv/bin/pip install -q -r \"$r\"".into(),
+                    inputs,
+                    outputs: vec![in_root(".venv")],
+                    key: Some("python3 --version".into()),
+                }),
             ));
         }
-        build.push(s(&format!("{python} manage.py collectstatic --noinput")));
+        build.push(command(&format!(
+            "{python} manage.py collectstatic --noinput"
+        )));
         Ok(Some(Preset {
             python: python.to_string(),
             build,
@@ -1186,7 +1241,7 @@ const HEALTH_INTERVAL: (Duration, Duration) = (Duration::ZERO, Duration::from_se
 struct Preset {
     /// What runs `manage.py`.
     python: String,
-    build: Vec<S<String>>,
+    build: Vec<S<raw::RawBuild>>,
     migrate: S<String>,
     check: S<String>,
 }

@@ -175,11 +175,30 @@ pub struct Ssh {
 pub struct Deploy {
     pub keep_releases: usize,
     pub shared: Vec<SharedPath>,
-    pub build: Vec<Template>,
+    pub build: Vec<BuildStep>,
     pub migrate: Option<Template>,
     pub restart: Option<Template>,
     pub env: Vec<(String, Template)>,
     pub health: Option<Health>,
+}
+
+/// A build step, and what it depends on and produces when it says so.
+#[derive(Debug, Clone)]
+pub struct BuildStep {
+    pub run: Template,
+    pub cache: Option<BuildCache>,
+}
+
+/// A build step that is skipped, its outputs copied from the release that
+/// serves, when its inputs (and key) are what they were there.
+#[derive(Debug, Clone)]
+pub struct BuildCache {
+    /// Files, relative to the release's root, whose bytes the step depends on.
+    pub inputs: Vec<String>,
+    /// Files or folders, relative to the release's root, that it makes.
+    pub outputs: Vec<String>,
+    /// A command whose output is part of the key (`python3 --version`).
+    pub key: Option<Template>,
 }
 
 /// The environment's database: backed up before migrations, restored when

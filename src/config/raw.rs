@@ -115,12 +115,33 @@ pub struct RawDeploy {
     #[serde(default)]
     pub shared: Vec<S<String>>,
     #[serde(default)]
-    pub build: Vec<S<String>>,
+    pub build: Vec<S<RawBuild>>,
     pub migrate: Option<S<String>>,
     pub restart: Option<S<String>>,
     #[serde(default)]
     pub env: RawVars,
     pub health: Option<S<RawHealth>>,
+}
+
+/// A build step: a command, or a table that says what the command depends
+/// on and produces, so it can be skipped when its inputs did not change.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawBuild {
+    Command(String),
+    Cached(RawCachedBuild),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCachedBuild {
+    pub run: String,
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// A command whose output is part of the key (`python3 --version`).
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

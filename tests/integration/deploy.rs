@@ -470,3 +470,86 @@ fn a_redeploy_sends_only_what_changed() {
         listing(&fresh)
     );
 }
+
+/// A build step that records each run and makes `out/` with a script that
+/// names the release it was built in, as a virtualenv's entry points do.
+const COUNTED_BUILD: &str = r#"set -eu
+echo run >> "$GANTRY_PATH/../builds"
+mkdir -p out/bin
+cp requirements.txt out/
+printf '#!%s/out/bin/python\n' "$GANTRY_RELEASE" > out/bin/tool
+"#;
+
+#[test]
+fn a_build_step_whose_inputs_did_not_change_is_skipped_and_its_outputs_reused() {
+    let mut t =
+        Test::new("a_build_step_whose_inputs_did_not_change_is_skipped_and_its_outputs_reused")
+            .hosts(1)
+            .start();
+    let config = t.config(&[("staging", &[0])]).replace(
+        "build = [\"sh build.sh\", \"sh ci/hooks.sh\"]",
+        "build = [{ run = \"sh ci/counted.sh\", inputs = [\"requirements.txt\"], outputs = [\"out\"], key = \"python3 --version\" }, \"sh build.sh\"]",
+    );
+    assert!(config.contains("ci/counted.sh"), "{config}");
+    t.write_config(&config);
+    t.commit(
+        "A counted build",
+        &[
+            ("ci/counted.sh", COUNTED_BUILD),
+            ("requirements.txt", "django\n"),
+        ],
+    );
+    let builds = |t: &Test| {
+        std::fs::read_to_string(t.dir.join("sites/staging/builds"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    t.gantry(&["deploy", "staging"]).success();
+    assert_eq!(builds(&t), 1);
+
+    // Another file changes: the step is skipped, its outputs copied.
+    let sha = t.commit("Unrelated", &[("NOTES", "notes\n")]);
+    t.gantry(&["deploy", "staging"])
+        .success()
+        .stderr_has("build 1/2 skipped: inputs unchanged, outputs reused");
+    assert_eq!(builds(&t), 1, "the step did not run again");
+    let current = std::fs::canonicalize(t.site("staging", 0).join("current")).unwrap();
+    assert!(current.ends_with(format!("releases/{}", t.current("staging", 0).unwrap())));
+    assert!(current.to_string_lossy().ends_with(&sha[..8]));
+    assert_eq!(
+        std::fs::read_to_string(current.join("out/requirements.txt")).unwrap(),
+        "django\n"
+    );
+    // A copy, never the serving release's own files; its scripts name
+    // the new release.
+    assert_eq!(
+        std::fs::read_to_string(current.join("out/bin/tool")).unwrap(),
+        format!("#!{}/out/bin/python\n", current.display())
+    );
+    let previous = &t.releases("staging", 0)[0];
+    let old_tool = t
+        .site("staging", 0)
+        .join("releases")
+        .join(previous)
+        .join("out/bin/tool");
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(
+        std::fs::metadata(&old_tool).unwrap().ino(),
+        std::fs::metadata(current.join("out/bin/tool"))
+            .unwrap()
+            .ino()
+    );
+
+    // Its input changes: it runs.
+    t.commit(
+        "New requirements",
+        &[("requirements.txt", "django\ngunicorn\n")],
+    );
+    t.gantry(&["deploy", "staging"]).success();
+    assert_eq!(builds(&t), 2);
+    let current = std::fs::canonicalize(t.site("staging", 0).join("current")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(current.join("out/requirements.txt")).unwrap(),
+        "django\ngunicorn\n"
+    );
+}
