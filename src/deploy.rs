@@ -884,15 +884,7 @@ impl<'a> Run<'a> {
                 return (
                     previous,
                     true,
-                    Err(site.problem(
-                        "health check",
-                        None,
-                        None,
-                        &format!(
-                            "GET {} did not pass after {} attempts: {}",
-                            f.url, f.attempts, f.last
-                        ),
-                    )),
+                    Err(site.problem("health check", None, None, &f.to_string())),
                 );
             }
         }
@@ -953,15 +945,7 @@ impl<'a> Run<'a> {
             p.host(site.name(), &format!("health check {url}"));
             let body = check.body.as_ref().map(|b| b.render(&vars));
             if let Err(f) = health::check_from(check, &url, body.as_deref(), site, !always).await {
-                return Err(site.problem(
-                    "health check",
-                    None,
-                    None,
-                    &format!(
-                        "GET {} did not pass after {} attempts: {}",
-                        f.url, f.attempts, f.last
-                    ),
-                ));
+                return Err(site.problem("health check", None, None, &f.to_string()));
             }
         }
         Ok(())
@@ -1028,10 +1012,7 @@ impl<'a> Run<'a> {
                                     "putting back: health check",
                                     None,
                                     None,
-                                    &format!(
-                                        "GET {} did not pass after {} attempts: {}",
-                                        f.url, f.attempts, f.last
-                                    ),
+                                    &f.to_string(),
                                 )
                             })
                     }

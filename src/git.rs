@@ -196,22 +196,7 @@ impl Repo {
                 "--".into(),
             ];
             args.extend(changed.iter().map(|p| format!(":(literal){p}")));
-            let out = Command::new("git")
-                .arg("-C")
-                .arg(&self.dir)
-                .args(&args)
-                .output()
-                .map_err(|e| Error::Git {
-                    command: "git archive".into(),
-                    message: e.to_string(),
-                })?;
-            if !out.status.success() {
-                return Err(Error::Git {
-                    command: format!("git archive --format=tar.gz {} -- …", commit.sha),
-                    message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                });
-            }
-            out.stdout
+            self.archive_with(&args)?
         };
         Ok(Some(Delta {
             base: base.to_string(),
@@ -225,18 +210,31 @@ impl Repo {
     /// (the hosts never need it).
     pub fn archive(&self, commit: &Commit) -> Result<Vec<u8>, Error> {
         let exclude = format!(":(exclude){}", crate::config::FILE_NAME);
+        self.archive_with(&[
+            "archive".into(),
+            "--format=tar".into(),
+            commit.sha.clone(),
+            "--".into(),
+            ".".into(),
+            exclude,
+        ])
+    }
+
+    /// Runs `git ARGS` (an archive) and returns what it printed.
+    fn archive_with(&self, args: &[String]) -> Result<Vec<u8>, Error> {
+        let shown = || args.iter().take(3).cloned().collect::<Vec<_>>().join(" ");
         let out = Command::new("git")
             .arg("-C")
             .arg(&self.dir)
-            .args(["archive", "--format=tar", &commit.sha, "--", ".", &exclude])
+            .args(args)
             .output()
             .map_err(|e| Error::Git {
-                command: "git archive".into(),
+                command: format!("git {}", shown()),
                 message: e.to_string(),
             })?;
         if !out.status.success() {
             return Err(Error::Git {
-                command: format!("git archive --format=tar {}", commit.sha),
+                command: format!("git {}", shown()),
                 message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             });
         }

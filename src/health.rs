@@ -14,6 +14,16 @@ pub struct Failed {
     pub last: String,
 }
 
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "GET {} did not pass after {} attempts: {}",
+            self.url, self.attempts, self.last
+        )
+    }
+}
+
 /// Where a check's request is made from.
 #[derive(Clone, Copy)]
 pub enum From<'a> {
