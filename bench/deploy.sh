@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark: wall time of `gantry deploy` to N real sshd hosts on loopback
-# ports, with the example app (archive upload, build, migrate, switch,
-# restart, HTTP health check, prune) — the recipe the peer tools were
-# measured with in ../shared/TESTING.md (Fabric 3: 1.43 s at N=1, 3.07 s at
-# N=10, 11.26 s at N=50). Run as root; prints the median of RUNS deploys.
+# ports, with the example app (upload, build, migrate, switch, restart,
+# HTTP health check, prune), with OpenSSH's default settings. Run as root;
+# prints the median of RUNS deploys. Gantry alone: no peer is run here, so
+# its numbers are no comparison (see README.md).
 #
 #   bench/deploy.sh [N] [RUNS]
 set -euo pipefail
@@ -59,7 +59,6 @@ Host *
   IdentitiesOnly yes
   UserKnownHostsFile $dir/known_hosts
   StrictHostKeyChecking yes
-  KexAlgorithms curve25519-sha256
   LogLevel ERROR
 CONF
 git init -q --bare "$dir/origin.git"

@@ -89,34 +89,24 @@ impl Activation<'_> {
         s
     }
 
-    /// Starts the activation detached, so it finishes even if this
-    /// connection or the controller goes away.
+    /// Starts the activation detached (its own session, so it finishes
+    /// even if this connection or the controller goes away), waits for it
+    /// in the same channel, then prints its verdict and the end of its log.
     /// The program is written to a private file first (it may hold the
     /// database's URL), never passed on a command line.
-    pub fn start_script(&self) -> String {
+    pub fn run_script(&self) -> String {
         format!(
             "d={d}\nmkdir -p \"$d\" && rm -f \"$d/verdict\" \"$d/verdict.tmp\" \"$d/phase\" \"$d/pid\" || exit 1\n\
              (umask 077 && cat > \"$d/program\") <<'GANTRY_ACTIVATION_END'\n{program}\nGANTRY_ACTIVATION_END\n\
              if command -v setsid >/dev/null 2>&1; then s=setsid; else s=; fi\n\
              $s nohup sh \"$d/program\" > \"$d/log\" 2>&1 < /dev/null &\n\
-             i=0; while [ ! -s \"$d/pid\" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.05; done\necho started",
+             wait $! 2>/dev/null\n\
+             cat \"$d/verdict\" 2>/dev/null || echo 'failed|activation|1|unknown|the activation process ended without a verdict'\n\
+             echo '--- log'\ntail -n 30 \"$d/log\" 2>/dev/null\ntrue",
             d = quote(&dir(self.layout)),
             program = self.program(),
         )
     }
-}
-
-/// Waits for the activation's verdict, then prints it and the end of its
-/// log. An activation whose process is gone without a verdict (the host
-/// rebooted) is reported as `vanished`.
-pub fn wait_script(layout: &Layout) -> String {
-    format!(
-        "d={d}\nwhile [ ! -f \"$d/verdict\" ]; do\n\
-         \x20 p=$(cat \"$d/pid\" 2>/dev/null)\n\
-         \x20 if [ -z \"$p\" ] || ! kill -0 \"$p\" 2>/dev/null; then sleep 0.2; [ -f \"$d/verdict\" ] || {{ echo 'failed|activation|1|unknown|the activation process is gone'; exit 0; }}; fi\n\
-         \x20 sleep 0.1\ndone\ncat \"$d/verdict\"\necho '--- log'\ntail -n 30 \"$d/log\" 2>/dev/null\ntrue",
-        d = quote(&dir(layout)),
-    )
 }
 
 /// An activation's outcome on one host.
@@ -149,7 +139,7 @@ pub enum HostState {
     Unknown,
 }
 
-/// Reads what `wait_script` printed.
+/// Reads what `run_script` printed.
 pub fn parse(out: &str) -> Verdict {
     let (head, log) = out.split_once("--- log").unwrap_or((out, ""));
     let line = head.trim();
@@ -249,8 +239,7 @@ mod tests {
             restart: Some(format!("cd {} && {restart}", quote(&layout.path))),
             check: None,
         };
-        assert_eq!(sh(&a.start_script()).trim(), "started");
-        let verdict = parse(&sh(&wait_script(&layout)));
+        let verdict = parse(&sh(&a.run_script()));
         assert_eq!(
             verdict,
             Verdict::Failed {
@@ -267,8 +256,7 @@ mod tests {
             restart: Some("true".into()),
             ..a
         };
-        sh(&ok.start_script());
-        assert_eq!(parse(&sh(&wait_script(&layout))), Verdict::Ok);
+        assert_eq!(parse(&sh(&ok.run_script())), Verdict::Ok);
         assert_eq!(current(&dir), "releases/new");
         assert_eq!(
             std::fs::read_to_string(dir.join(".gantry/activated")).unwrap(),

@@ -46,6 +46,51 @@ pub fn man(printer: &Printer) -> Result<(), Error> {
     Ok(())
 }
 
+/// From this many hosts on, the closing summary groups hosts by outcome
+/// instead of a line each.
+const GROUP_FROM: usize = 10;
+
+/// The closing summary for many hosts: one line per group of hosts that
+/// went from the same release, then the spread of times and bytes.
+fn grouped(summary: &Summary) -> Vec<String> {
+    let mut groups: std::collections::BTreeMap<Option<&str>, Vec<&str>> = Default::default();
+    for (host, before, _) in &summary.per_host {
+        groups.entry(before.as_deref()).or_default().push(host);
+    }
+    let mut lines = Vec::new();
+    for (before, hosts) in groups {
+        let from = before.map_or("their first release".to_string(), |b| format!("was {b}"));
+        let shown: Vec<&str> = hosts.iter().take(3).copied().collect();
+        let more = if hosts.len() > shown.len() {
+            format!(", and {} more", hosts.len() - shown.len())
+        } else {
+            String::new()
+        };
+        lines.push(format!(
+            "{} hosts: serving {} ({from}): {}{more}",
+            hosts.len(),
+            summary.release,
+            shown.join(", ")
+        ));
+    }
+    let mut times: Vec<f64> = summary.per_host.iter().filter_map(|(_, _, p)| *p).collect();
+    times.sort_by(f64::total_cmp);
+    if let (Some(first), Some(last)) = (times.first(), times.last()) {
+        let human = |s: f64| crate::time::human(std::time::Duration::from_secs_f64(s));
+        lines.push(format!(
+            "prepared in {} to {} (median {})",
+            human(*first),
+            human(*last),
+            human(times[times.len() / 2])
+        ));
+    }
+    let sent: u64 = summary.uploaded.values().sum();
+    if sent > 0 {
+        lines.push(format!("{} sent in all", crate::time::bytes(sent)));
+    }
+    lines
+}
+
 pub fn report(summary: &Summary, verb: &str, printer: &Printer) {
     printer.finish_hosts();
     if summary.noop {
@@ -60,6 +105,10 @@ pub fn report(summary: &Summary, verb: &str, printer: &Printer) {
         if summary.hosts == 1 { "" } else { "s" },
         crate::time::human(std::time::Duration::from_secs_f64(summary.seconds)),
     ));
+    if summary.per_host.len() > GROUP_FROM {
+        printer.summary("What is live now:", &grouped(summary));
+        return;
+    }
     let lines: Vec<String> = summary
         .per_host
         .iter()
@@ -389,5 +438,44 @@ pub async fn exec(
             what: format!("`{line}`"),
             problems,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_hosts_are_summed_up_by_group() {
+        let per_host = (0..100)
+            .map(|i| {
+                let before = if i < 97 { Some("r1".to_string()) } else { None };
+                (
+                    format!("web{i:03}"),
+                    before,
+                    Some(1.0 + f64::from(i) / 100.0),
+                )
+            })
+            .collect();
+        let summary = Summary {
+            env: "live".into(),
+            release: "r2".into(),
+            commit: "abc".into(),
+            hosts: 100,
+            seconds: 9.0,
+            rehearsal: crate::deploy::Rehearsal::NotNeeded,
+            noop: false,
+            uploaded: (0..100).map(|i| (format!("web{i:03}"), 1000)).collect(),
+            per_host,
+        };
+        assert_eq!(
+            grouped(&summary),
+            [
+                "3 hosts: serving r2 (their first release): web097, web098, web099",
+                "97 hosts: serving r2 (was r1): web000, web001, web002, and 94 more",
+                "prepared in 1.0s to 2.0s (median 1.5s)",
+                "100.0 KB sent in all",
+            ]
+        );
     }
 }

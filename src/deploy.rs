@@ -820,31 +820,19 @@ impl<'a> Run<'a> {
             restart: restart.as_ref().map(|r| r.script.clone()),
             check,
         };
-        if let Err(e) = site
-            .step(p, "switch current", None, &activation.start_script(), None)
+        let step = if restart.is_some() {
+            "switch, restart"
+        } else {
+            "switch"
+        };
+        let out = match site
+            .step(p, step, None, &activation.run_script(), None)
             .await
         {
-            // Refused before it started, or the connection broke while
-            // starting it: then the host may be switching.
-            return (previous, e.unreachable, Err(e));
-        }
-        let waited = site
-            .step_always(
-                p,
-                if restart.is_some() {
-                    "restart"
-                } else {
-                    "activate"
-                },
-                None,
-                &activation::wait_script(&site.layout),
-                None,
-            )
-            .await;
-        let out = match waited {
             Ok(out) => out,
-            // The host finishes by itself; from here it is unknown where.
-            Err(e) => return (previous, true, Err(e)),
+            // Refused before it started (not switched), or the connection
+            // broke: the host finishes by itself, where is unknown here.
+            Err(e) => return (previous, e.unreachable, Err(e)),
         };
         match activation::parse(&out.stdout) {
             Verdict::Ok => {}
@@ -987,16 +975,8 @@ impl<'a> Run<'a> {
                 restart: restart.map(|r| r.script),
                 check,
             };
-            site.step_always(p, "switch back", None, &activation.start_script(), None)
-                .await?;
             let out = site
-                .step_always(
-                    p,
-                    "restart the old release",
-                    None,
-                    &activation::wait_script(&site.layout),
-                    None,
-                )
+                .step_always(p, "switch back", None, &activation.run_script(), None)
                 .await?;
             match activation::parse(&out.stdout) {
                 Verdict::Ok => match health.filter(|h| !h.on_host) {
