@@ -422,12 +422,6 @@ impl<'a> Run<'a> {
         let steps = self.steps(site, release, &commit.sha);
         let plan = steps.migrate_plan(&self.env.database, migrate);
         let host = |e: HostProblem| Stop::Host(e, Vec::new());
-        let before = match &plan.fingerprint {
-            Some(step) => Some(Fingerprint::parse(
-                &site.run(p, step, None).await.map_err(host)?.stdout,
-            )),
-            None => None,
-        };
         if let (Some(db), Some(ask)) = (&plan.db, &plan.ask) {
             let out = site.run(p, ask, None).await.map_err(host)?;
             if let crate::wiring::Answer::Differs(app) =
@@ -445,19 +439,34 @@ impl<'a> Run<'a> {
                 return Err(Stop::Refused(problem, error));
             }
         }
-        let pending = match &plan.check {
-            None => true,
+        // The check says whether migrations are pending, and (SQLite)
+        // whether the database existed before it ran: a check may create
+        // an empty file, which is not worth a backup.
+        let (pending, missing_before) = match &plan.check {
+            None => (true, false),
             Some(check) => match site.run(p, check, None).await {
-                Ok(_) => false,
+                Ok(out) => (false, out.stdout.contains(crate::steps::NO_DATABASE_MARK)),
                 Err(problem) if problem.unreachable => return Err(host(problem)),
-                Err(_) => true,
+                Err(problem) => (
+                    true,
+                    problem.output.contains(crate::steps::NO_DATABASE_MARK),
+                ),
             },
         };
         if !pending {
-            // Nothing to run, so nothing to back up or rehearse.
+            // Nothing to run, so nothing to fingerprint, back up or rehearse.
             p.host(site.name(), "no pending migrations");
             return Ok(());
         }
+        let before = match &plan.fingerprint {
+            Some(step) => {
+                let mut f =
+                    Fingerprint::parse(&site.run(p, step, None).await.map_err(host)?.stdout);
+                f.missing |= missing_before;
+                Some(f)
+            }
+            None => None,
+        };
         if plan.db.is_some() {
             if self.rehearse {
                 let rehearsed = crate::rehearse::rehearse_on(
@@ -679,7 +688,9 @@ impl<'a> Run<'a> {
         let steps = self.steps(site, release, &commit.sha);
         for step in steps.prepare() {
             if step.upload {
-                let sent = self.upload(site, release, &step, archive).await?;
+                let sent = self
+                    .upload(site, release, &commit.sha, &step, archive)
+                    .await?;
                 self.created
                     .lock()
                     .expect("created lock")
@@ -720,6 +731,7 @@ impl<'a> Run<'a> {
         &self,
         site: &Site,
         release: &str,
+        commit: &str,
         full: &crate::release::Planned,
         archive: &[u8],
     ) -> Result<u64, HostProblem> {
@@ -728,12 +740,16 @@ impl<'a> Run<'a> {
             .as_ref()
             .and_then(|base| self.deltas.get(base));
         if let Some(delta) = delta {
-            let script = release::upload_delta_script(
-                &site.layout,
-                release,
-                &delta.base,
-                &delta.deleted,
-                !delta.archive.is_empty(),
+            let script = format!(
+                "{}\n{}",
+                release::upload_delta_script(
+                    &site.layout,
+                    release,
+                    &delta.base,
+                    &delta.deleted,
+                    !delta.archive.is_empty(),
+                ),
+                release::keep_source_script(&site.layout, release, commit)
             );
             let stdin = (!delta.archive.is_empty()).then_some(delta.archive.as_slice());
             let name = format!(

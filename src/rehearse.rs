@@ -257,11 +257,8 @@ async fn run(
                 .map_err(fail)?;
         }
         Source::Archive(archive) => {
-            for step in steps
-                .prepare()
-                .into_iter()
-                .filter(|s| s.name != crate::steps::KEEP_SOURCE)
-            {
+            steps.keep_source = false;
+            for step in steps.prepare() {
                 let stdin = step.upload.then_some(archive);
                 site.run(printer, &step, stdin).await.map_err(fail)?;
             }

@@ -7,13 +7,13 @@ use crate::config::{Config, Database, Environment, HostSpec, Template};
 use crate::database::{Db, Kind};
 use crate::release::{self, Layout, Planned};
 
+/// What the pending check prints when the SQLite database did not exist
+/// before it ran.
+pub const NO_DATABASE_MARK: &str = "gantry: no database yet";
+
 /// What a cached build step prints when its inputs did not change and it
 /// reused the serving release's outputs.
 pub const REUSED_MARK: &str = "gantry: inputs unchanged, outputs reused";
-
-/// The step that keeps a pristine copy of the upload, the base of the next
-/// deploy's delta (not run in a rehearsal's scratch area).
-pub const KEEP_SOURCE: &str = "keep the source";
 
 /// The steps of one release on one host, with its variables: what `plan`
 /// prints and `deploy` runs.
@@ -25,6 +25,9 @@ pub struct Steps<'a> {
     pub commit: &'a str,
     /// Where the app's commands find the database (`DB_PATH=…`).
     pub db_env: Vec<(String, String)>,
+    /// The upload keeps a pristine copy of the source, the base of the next
+    /// deploy's delta (not in a rehearsal's scratch area).
+    pub keep_source: bool,
 }
 
 impl<'a> Steps<'a> {
@@ -47,6 +50,7 @@ impl<'a> Steps<'a> {
             release,
             commit,
             db_env,
+            keep_source: true,
         }
     }
 
@@ -62,20 +66,17 @@ impl<'a> Steps<'a> {
     /// The prepare phase: upload, link shared, build, mark complete.
     pub fn prepare(&self) -> Vec<Planned> {
         let (config, layout, release) = (self.config, self.layout, self.release);
-        let mut steps = vec![
-            Planned {
-                name: "upload".into(),
-                shown: None,
-                script: release::upload_script(layout, release),
-                upload: true,
-            },
-            Planned {
-                name: KEEP_SOURCE.into(),
-                shown: None,
-                script: release::keep_source_script(layout, release, self.commit),
-                upload: false,
-            },
-        ];
+        let mut script = release::upload_script(layout, release);
+        if self.keep_source {
+            script.push('\n');
+            script.push_str(&release::keep_source_script(layout, release, self.commit));
+        }
+        let mut steps = vec![Planned {
+            name: "upload".into(),
+            shown: None,
+            script,
+            upload: true,
+        }];
         if !config.deploy.shared.is_empty() {
             steps.push(Planned {
                 name: "link shared".into(),
@@ -170,10 +171,25 @@ impl<'a> Steps<'a> {
             &vars,
             &release::env_file_prelude(self.config, &vars),
         );
-        let check = database
-            .check
-            .as_ref()
-            .map(|c| self.command("check pending migrations", c, false));
+        let check = database.check.as_ref().map(|c| {
+            let mut step = self.command("check pending migrations", c, false);
+            // Whether a SQLite database existed before the check ran (it
+            // may create an empty one).
+            if let Some(Db {
+                engine: Kind::Sqlite,
+                location,
+                ..
+            }) = &db
+            {
+                step.script = format!(
+                    "[ -e {} ] || echo {}\n{}",
+                    crate::shell::quote(location),
+                    crate::shell::quote(NO_DATABASE_MARK),
+                    step.script
+                );
+            }
+            step
+        });
         let backup = db.as_ref().map(|db| {
             let ext = match db.engine {
                 Kind::Sqlite => "sqlite3",
@@ -311,7 +327,7 @@ pub struct MigratePlan {
 
 impl MigratePlan {
     pub fn steps(&self) -> Vec<Planned> {
-        let mut steps: Vec<Planned> = [&self.fingerprint, &self.ask, &self.check, &self.rehearse]
+        let mut steps: Vec<Planned> = [&self.ask, &self.check, &self.fingerprint, &self.rehearse]
             .into_iter()
             .flatten()
             .cloned()

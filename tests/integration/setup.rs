@@ -493,12 +493,11 @@ fn json_output_of_status_log_and_plan_matches_its_snapshot() {
         serde_json::json!([
             {"name": "lock", "stdin": null},
             {"name": "upload", "stdin": "git archive"},
-            {"name": "keep the source", "stdin": null},
             {"name": "link shared", "stdin": null},
             {"name": "build 1/1", "stdin": null},
             {"name": "finish release", "stdin": null},
-            {"name": "fingerprint the database", "stdin": null},
             {"name": "check pending migrations", "stdin": null},
+            {"name": "fingerprint the database", "stdin": null},
             {"name": "rehearse on a copy", "stdin": null},
             {"name": "back up the database", "stdin": null},
             {"name": "migrate", "stdin": null},
