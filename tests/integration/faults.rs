@@ -127,7 +127,7 @@ fn fault(t: &mut Test, hosts: &[usize], sig: &str, phase: Phase) {
     for s in &sites {
         let _ = std::fs::remove_file(s.join("shared/data/unhealthy"));
     }
-    let stderr = stderr.lock().unwrap().clone();
+    let stderr = stderr.finish();
     let context = format!("{sig} at {phase:?} on {} hosts\n{stderr}", hosts.len());
     if sig == "KILL" {
         assert_eq!(code, None, "{context}");
@@ -256,7 +256,7 @@ fn network_cut_after_the_switch_keeps_the_migrated_database_for_the_cut_host() {
     t.hosts[1].netns.as_ref().unwrap().cut();
     std::fs::remove_file(cut.join("hold-restart")).unwrap();
     let code = deploy.wait().unwrap().code();
-    let stderr = stderr.lock().unwrap().clone();
+    let stderr = stderr.finish();
     std::fs::remove_file(t.site("staging", 0).join("shared/data/unhealthy")).unwrap();
 
     assert_eq!(code, Some(9), "{stderr}");

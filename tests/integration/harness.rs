@@ -565,10 +565,10 @@ fn wait_for_banner(ip: &str, port: u16, child: &mut Child) -> bool {
 }
 
 /// Collects a child's output as it arrives, for tests that wait on it.
-pub fn collect(pipe: impl Read + Send + 'static) -> std::sync::Arc<std::sync::Mutex<String>> {
+pub fn collect(pipe: impl Read + Send + 'static) -> Collected {
     let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let sink = text.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut pipe = pipe;
         let mut buf = [0u8; 4096];
         while let Ok(n) = pipe.read(&mut buf) {
@@ -580,7 +580,35 @@ pub fn collect(pipe: impl Read + Send + 'static) -> std::sync::Arc<std::sync::Mu
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    text
+    Collected {
+        text,
+        reader: std::sync::Mutex::new(Some(reader)),
+    }
+}
+
+/// What a pipe printed so far (`lock()`), and all of it once it closed
+/// (`finish()`).
+pub struct Collected {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::ops::Deref for Collected {
+    type Target = std::sync::Mutex<String>;
+    fn deref(&self) -> &Self::Target {
+        &self.text
+    }
+}
+
+impl Collected {
+    /// Waits until the pipe closed (the process exited), then returns all
+    /// it printed.
+    pub fn finish(&self) -> String {
+        if let Some(reader) = self.reader.lock().unwrap().take() {
+            reader.join().unwrap();
+        }
+        self.text.lock().unwrap().clone()
+    }
 }
 
 /// A port nothing listens on, below the kernel's ephemeral range

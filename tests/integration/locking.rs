@@ -143,7 +143,7 @@ fn interrupt_during_build_releases_the_lock_and_changes_nothing() {
     // step may start.
     std::fs::remove_file(site.join("hold")).unwrap();
     let code = deploy.wait().unwrap().code();
-    let stderr = stderr.lock().unwrap().clone();
+    let stderr = stderr.finish();
     assert_eq!(code, Some(8), "{stderr}");
     assert!(
         stderr.contains("deploy to `staging` was interrupted (Ctrl-C or SIGTERM)"),
