@@ -15,11 +15,14 @@ fn version_names_the_commit_it_was_built_from() {
     let t = Test::new("version_names_the_commit_it_was_built_from").start();
     let run = t.gantry(&["--version"]);
     run.success();
-    assert!(
-        run.stdout
-            .starts_with(concat!("gantry ", env!("CARGO_PKG_VERSION"), " (")),
-        "{}",
-        run.stdout
+    // The commit this source tree is at: the one the binary was built from.
+    let head = crate::harness::git(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        &["rev-parse", "--short=12", "HEAD"],
+    );
+    assert_eq!(
+        run.stdout,
+        format!("gantry {} ({})\n", env!("CARGO_PKG_VERSION"), head.trim())
     );
 }
 
