@@ -99,17 +99,21 @@ fn normalize(t: &Test, text: &str) -> String {
     out
 }
 
-#[test]
-fn usual_django_rehearsals_leave_the_shared_database_byte_identical() {
-    let mut t = Test::new("usual_django_rehearsals_leave_the_shared_database_byte_identical")
-        .hosts(2)
-        .django_usual()
-        .start();
+/// The usual fixture on two hosts, its database kept in `shared/`, after
+/// its first `gantry release`.
+fn released(name: &str) -> (Test, crate::harness::Run) {
+    let mut t = Test::new(name).hosts(2).django_usual().start();
     let config = usual_config(&mut t, KEPT_IN_SHARED, SQLITE_IN_SHARED);
     t.write_config(&config);
     t.commit("Add config", &[]);
-    t.gantry(&["release"])
-        .success()
+    let run = t.gantry(&["release"]);
+    (t, run)
+}
+
+#[test]
+fn usual_django_rehearsals_leave_the_shared_database_byte_identical() {
+    let (mut t, run) = released("usual_django_rehearsals_leave_the_shared_database_byte_identical");
+    run.success()
         .stderr_has("✓ live: migrations rehearsed on a copy of its data");
     assert_eq!(builds(&t), (1, 1), "each host built its release once");
     add_item(&mut t, "live", 1, "milk");
@@ -176,14 +180,9 @@ fn usual_django_rehearsals_leave_the_shared_database_byte_identical() {
 
 #[test]
 fn usual_django_database_mismatch_is_caught_by_check_and_before_migrating() {
-    let mut t = Test::new("usual_django_database_mismatch_is_caught_by_check_and_before_migrating")
-        .hosts(2)
-        .django_usual()
-        .start();
-    let config = usual_config(&mut t, KEPT_IN_SHARED, SQLITE_IN_SHARED);
-    t.write_config(&config);
-    t.commit("Add config", &[]);
-    t.gantry(&["release"]).success();
+    let (mut t, run) =
+        released("usual_django_database_mismatch_is_caught_by_check_and_before_migrating");
+    run.success();
     t.gantry(&["check", "live"])
         .success()
         .stdout_has("the app uses");
