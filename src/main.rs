@@ -5,6 +5,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = gantry::cli::Cli::parse();
+    let cli = gantry::cli::args::Cli::parse();
     gantry::run(cli).into()
 }

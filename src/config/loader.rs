@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::raw::{self, RawConfig, RawHost, RawVars, S};
 use super::*;
-use crate::time::parse_duration;
+use crate::base::time::parse_duration;
 
 pub(super) struct Loader<'a> {
     pub(super) file: &'a Path,
@@ -572,7 +572,7 @@ impl Loader<'_> {
         let mut secrets = Vec::new();
         for (name, value) in secrets_raw {
             let key = format!("secrets.{name}");
-            if !crate::shell::is_var_name(name) {
+            if !crate::base::shell::is_var_name(name) {
                 return Err(self.error(
                     value.span(),
                     &key,
@@ -605,7 +605,7 @@ impl Loader<'_> {
                         "a secret must be at least 4 characters long and a single line",
                     ));
                 }
-                crate::secrets::register(v);
+                crate::base::secrets::register(v);
             }
             secrets.push(Secret {
                 name: name.clone(),
@@ -891,7 +891,7 @@ impl Loader<'_> {
             }
         };
         let env_var = match env_var {
-            Some(v) if !crate::shell::is_var_name(v.get_ref()) => {
+            Some(v) if !crate::base::shell::is_var_name(v.get_ref()) => {
                 return Err(self.error(
                     v.span(),
                     &key_of("env_var", own_var),
@@ -944,7 +944,7 @@ impl Loader<'_> {
                 Some(v) if v.get_ref().is_empty() => Ok(None),
                 Some(v) => {
                     let text = v.get_ref();
-                    let expanded = crate::time::strftime(text, &crate::time::Utc::from_unix(0))
+                    let expanded = crate::base::time::strftime(text, &crate::base::time::Utc::from_unix(0))
                         .map_err(|e| self.error(v.span(), &format!("{key}.{field}"), e))?;
                     if !super::valid_tag_name(&expanded) {
                         return Err(self.error(
@@ -1068,7 +1068,7 @@ impl Loader<'_> {
         raw.iter()
             .map(|(name, value)| {
                 let key = format!("{prefix}.{name}");
-                if !crate::shell::is_var_name(name) {
+                if !crate::base::shell::is_var_name(name) {
                     return Err(self.error(
                         value.span(),
                         &key,
@@ -1170,8 +1170,8 @@ impl Loader<'_> {
                 format!(
                     "`{}` is out of range: {key} is from {} to {}",
                     value.get_ref(),
-                    crate::time::human(min),
-                    crate::time::human(max)
+                    crate::base::time::human(min),
+                    crate::base::time::human(max)
                 ),
             ));
         }

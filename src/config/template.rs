@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use crate::shell;
+use crate::base::shell;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {

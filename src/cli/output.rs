@@ -1,0 +1,283 @@
+//! The one printer. Results (plans, status, logs, `--json`) go to stdout;
+//! progress and errors go to stderr. On a terminal each host gets a spinner
+//! with its current step and elapsed time; otherwise plain lines with a
+//! `[host]` prefix, easy to grep. `-q` keeps only results and errors, `-v`
+//! adds every command's output.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Which of a command's outputs a line came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Out,
+    Err,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+pub struct Printer {
+    verbosity: Verbosity,
+    json: bool,
+    color: bool,
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+    /// Per-host step lines; read-only commands turn them off.
+    steps: AtomicBool,
+    /// Under GitHub Actions (`GITHUB_ACTIONS=true`): each host's lines are
+    /// kept and printed in a collapsible group when the hosts are done,
+    /// and errors also become error annotations.
+    github: bool,
+    grouped: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+impl Printer {
+    pub fn new(verbosity: Verbosity, json: bool) -> Printer {
+        let tty = std::io::stderr().is_terminal();
+        let color = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let multi = (tty && verbosity != Verbosity::Quiet && !json)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Printer {
+            verbosity,
+            json,
+            color,
+            multi,
+            bars: Mutex::new(HashMap::new()),
+            steps: AtomicBool::new(true),
+            github: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") && !tty,
+            grouped: Mutex::default(),
+        }
+    }
+
+    /// Keeps a host's line for its group; false when not grouping.
+    fn group(&self, host: &str, line: &str) -> bool {
+        if !self.github {
+            return false;
+        }
+        self.grouped
+            .lock()
+            .expect("printer lock")
+            .entry(host.to_string())
+            .or_default()
+            .push(crate::base::secrets::mask(&printable(line)));
+        true
+    }
+
+    /// Shows per-host steps only with `-v`: for commands whose result is
+    /// the point (status, log, exec), not their progress.
+    pub fn hide_steps(&self) {
+        if self.verbosity < Verbosity::Verbose {
+            self.steps.store(false, Ordering::Relaxed);
+        }
+    }
+
+    pub fn json_mode(&self) -> bool {
+        self.json
+    }
+
+    pub fn verbosity(&self) -> Verbosity {
+        self.verbosity
+    }
+
+    /// A result line on stdout; none with `--json`, where stdout holds one
+    /// document.
+    pub fn result(&self, text: &str) {
+        if self.json {
+            return;
+        }
+        let text = crate::base::secrets::mask(&printable(text));
+        self.suspend(|| println!("{text}"));
+    }
+
+    /// A JSON document on stdout.
+    pub fn json(&self, value: &serde_json::Value) {
+        let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+        println!("{}", crate::base::secrets::mask(&text));
+    }
+
+    /// A headline on stderr: `==> Deploying 1a2b3c4d to staging`.
+    pub fn headline(&self, text: &str) {
+        if self.verbosity >= Verbosity::Normal && !self.json {
+            let arrow = self.paint("==>", "1;34");
+            self.line(&format!("{arrow} {}", printable(text)));
+        }
+    }
+
+    /// Lines of a summary on stderr, under a headline.
+    pub fn summary(&self, title: &str, lines: &[String]) {
+        if self.verbosity >= Verbosity::Normal && !self.json {
+            self.headline(title);
+            self.line(
+                &lines
+                    .iter()
+                    .map(|l| format!("    {}", printable(l)))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
+    }
+
+    /// Asks a question on the terminal and reads the answer.
+    pub fn ask(&self, question: &str) -> String {
+        self.suspend(|| eprint!("{question}"));
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        answer
+    }
+
+    /// A host's step has started or ended.
+    pub fn host(&self, host: &str, text: &str) {
+        if self.verbosity < Verbosity::Normal || self.json || !self.steps.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(multi) = &self.multi {
+            let mut bars = self.bars.lock().expect("printer lock");
+            let bar = bars.entry(host.to_string()).or_insert_with(|| {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {prefix:.bold} {wide_msg} {elapsed:>4}",
+                    )
+                    .expect("valid template"),
+                );
+                bar.set_prefix(host.to_string());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar
+            });
+            bar.set_message(crate::base::secrets::mask(&printable(text)));
+        } else if !self.group(host, text) {
+            eprintln!("[{host}] {}", crate::base::secrets::mask(&printable(text)));
+        }
+    }
+
+    /// Output of a command, shown with `-v`.
+    pub fn detail(&self, host: &str, text: &str) {
+        if self.verbosity < Verbosity::Verbose || text.trim().is_empty() {
+            return;
+        }
+        let mut block = String::new();
+        if self.github {
+            for line in text.trim_end().lines() {
+                self.group(host, &format!("  {line}"));
+            }
+            return;
+        }
+        for line in text.trim_end().lines() {
+            block.push_str(&format!("[{host}]   {}\n", printable(line)));
+        }
+        self.line(block.trim_end());
+    }
+
+    /// A line a command printed on a host, as `exec` streams it: its
+    /// stdout to stdout, its stderr to stderr, each prefixed by the host.
+    pub fn host_output(&self, host: &str, stream: Stream, text: &str) {
+        let line = crate::base::secrets::mask(&printable(&format!("[{host}] {text}")));
+        self.suspend(|| match stream {
+            Stream::Out => println!("{line}"),
+            Stream::Err => eprintln!("{line}"),
+        });
+    }
+
+    /// Ends every host's spinner, leaving its last message on screen.
+    pub fn finish_hosts(&self) {
+        let mut bars = self.bars.lock().expect("printer lock");
+        for (_, bar) in bars.drain() {
+            bar.finish();
+        }
+        let groups = std::mem::take(&mut *self.grouped.lock().expect("printer lock"));
+        for (host, lines) in groups {
+            eprintln!("::group::{host}");
+            for line in lines {
+                eprintln!("{line}");
+            }
+            eprintln!("::endgroup::");
+        }
+    }
+
+    pub fn warn(&self, text: &str) {
+        if self.verbosity >= Verbosity::Normal {
+            let label = self.paint("warning:", "1;33");
+            self.line(&format!("{label} {}", printable(text)));
+        }
+    }
+
+    pub fn error(&self, text: &str) {
+        self.finish_hosts();
+        let label = self.paint("error:", "1;31");
+        self.line(&format!("{label} {}", printable(text)));
+        if self.github {
+            // One annotation, its lines escaped as the runner wants them.
+            let escaped = crate::base::secrets::mask(&printable(text))
+                .replace('%', "%25")
+                .replace('\r', "%0D")
+                .replace('\n', "%0A");
+            self.line(&format!("::error title=gantry::{escaped}"));
+        }
+    }
+
+    fn line(&self, text: &str) {
+        let text = crate::base::secrets::mask(text);
+        // With spinners on screen, a line is printed above them, never
+        // over them.
+        self.suspend(|| eprintln!("{text}"));
+    }
+
+    fn suspend(&self, f: impl FnOnce()) {
+        match &self.multi {
+            Some(multi) => multi.suspend(f),
+            None => f(),
+        }
+    }
+
+    fn paint(&self, text: &str, code: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// Text as it may reach a terminal: control characters (escape sequences
+/// in a lock reason, a host's output) are shown as `\x1b`, never obeyed;
+/// line breaks and tabs stay.
+pub fn printable(text: &str) -> String {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                format!("\\x{:02x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn escape_sequences_are_shown_not_obeyed() {
+        assert_eq!(
+            super::printable("deploy \u{1b}[2J\u{1b}]0;owned\u{7}\nnext\tline"),
+            "deploy \\x1b[2J\\x1b]0;owned\\x07\nnext\tline"
+        );
+        assert_eq!(super::printable("plain"), "plain");
+    }
+}

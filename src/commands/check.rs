@@ -1,0 +1,155 @@
+//! `gantry check`: can every host be reached, does it have what a deploy
+//! needs, and (with the Django preset) does the app open the database in
+//! `[database]`.
+
+
+use crate::config::Config;
+use crate::error::{Error, HostProblem};
+use crate::cli::output::Printer;
+use crate::remote::release;
+use crate::remote::site::{self, each};
+
+
+pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Result<(), Error> {
+    let envs = match only {
+        Some(name) => vec![config.environment(name)?],
+        None => config.environments.iter().collect(),
+    };
+    printer.headline(&format!("`{}` is valid", config.file.display()));
+    let mut problems: Vec<HostProblem> = Vec::new();
+    let mut hosts_json = Vec::new();
+    for env in envs {
+        let sites = match site::connect(config, env, printer).await {
+            Ok(s) => s,
+            Err(Error::Unreachable { problems: p, .. }) => {
+                problems.extend(p);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        // The migrate host also needs what backs up and copies the database.
+        let migrate_host = &env.hosts[env.migrate_host].name;
+        let db_tools: &[&str] = match env.database.engine {
+            crate::config::Engine::None => &[],
+            crate::config::Engine::Sqlite { .. } => &["python3"],
+            crate::config::Engine::Postgres { .. } => &["pg_dump", "pg_restore", "psql"],
+        };
+        let results = each(&sites, 32, |site| async move {
+            let extra = if site.name() == migrate_host {
+                db_tools
+            } else {
+                &[]
+            };
+            site.step(
+                printer,
+                "check",
+                None,
+                &release::check_script(&site.layout, extra),
+                None,
+            )
+            .await
+        })
+        .await;
+        for (site, result) in sites.iter().zip(results) {
+            match result {
+                Ok(_) => {
+                    hosts_json.push(serde_json::json!({"env": env.name, "host": site.name(), "path": site.layout.path, "ok": true}));
+                    printer.result(&format!(
+                        "{} {}: ok ({})",
+                        env.name,
+                        site.name(),
+                        site.layout.path
+                    ))
+                }
+                Err(p) => {
+                    hosts_json.push(serde_json::json!({"env": env.name, "host": site.name(), "path": site.layout.path, "ok": false, "problem": p.to_string()}));
+                    problems.push(p)
+                }
+            }
+        }
+        let wiring = check_database(config, env, &sites[env.migrate_host], printer).await;
+        site::close(sites).await;
+        match wiring {
+            Ok(()) => {}
+            Err(Error::Hosts { problems: p, .. }) => problems.extend(p),
+            Err(e) => {
+                printer.finish_hosts();
+                return Err(e);
+            }
+        }
+    }
+    printer.finish_hosts();
+    if problems.is_empty() {
+        if printer.json_mode() {
+            printer.json(&serde_json::json!({
+                "action": "check",
+                "config": config.file.display().to_string(),
+                "valid": true,
+                "hosts": hosts_json,
+            }));
+        }
+        Ok(())
+    } else {
+        Err(Error::Hosts {
+            what: "check".into(),
+            problems,
+        })
+    }
+}
+
+/// With the Django preset: asks the release `current` points at on the
+/// migrate host which database it opens, and compares it with
+/// `[database]`. Without a release yet there is nothing to ask.
+async fn check_database(
+    config: &Config,
+    env: &crate::config::Environment,
+    site: &site::Site,
+    printer: &Printer,
+) -> Result<(), Error> {
+    let vars = release::run_vars(&site.spec, &site.layout, None, None);
+    let Some(db) = crate::data::database::Db::new(&env.database, &vars, "") else {
+        return Ok(());
+    };
+    let dir = site.layout.current();
+    let db_env = db.app_env(&db.location);
+    let Some(step) = crate::data::steps::ask_database(config, &vars, &dir, &db, &db_env, &db.location)
+    else {
+        return Ok(());
+    };
+    let out = site
+        .run(printer, &step, None)
+        .await
+        .map_err(|p| Error::Hosts {
+            what: "check".into(),
+            problems: vec![p],
+        })?;
+    if out.stdout.contains("GANTRY-NO-RELEASE") {
+        printer.result(&format!(
+            "{} {}: no release yet; the app is asked which database it uses at the first deploy",
+            env.name,
+            site.name()
+        ));
+        return Ok(());
+    }
+    match crate::data::wiring::compare(&db, &db.location, &out.stdout) {
+        crate::data::wiring::Answer::Differs(app) => Err(Error::WrongDatabase(Box::new(
+            crate::error::WrongDatabase {
+                env: env.name.clone(),
+                host: site.name().to_string(),
+                expected: db.shown(),
+                env_var: db.env_var.clone(),
+                app: app.describe(),
+                rehearsal: false,
+            },
+        ))),
+        _ => {
+            printer.result(&format!(
+                "{} {}: the app uses {}",
+                env.name,
+                site.name(),
+                db.shown()
+            ));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! `gantry init`: writes a `gantry.toml` for the app in this repository.
+//! A Django app is recognised by its `manage.py` (its folder becomes
+//! `app.root`, its settings module and WSGI module are read from it);
+//! anything else gets the commented generic example.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::FILE_NAME;
+use crate::error::Error;
+use crate::cli::output::Printer;
+
+/// The JSON Schema of `gantry.toml` (`gantry schema`).
+pub const SCHEMA: &str = include_str!("../../docs/gantry.schema.json");
+
+/// The commented generic example.
+pub const EXAMPLE: &str = include_str!("../../examples/gantry.example.toml");
+
+/// What was found about a Django app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Django {
+    /// The folder holding `manage.py`, relative to the repo; empty for the root.
+    pub root: String,
+    /// `superlists.settings`
+    pub settings: String,
+    pub requirements: bool,
+}
+
+pub fn init(force: bool, preset: Option<&str>, printer: &Printer) -> Result<(), Error> {
+    let here = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+    let repo = repo_root(&here).unwrap_or(here);
+    let target = repo.join(FILE_NAME);
+    if target.exists() && !force {
+        return Err(Error::Usage(format!(
+            "`{}` already exists; pass `--force` to overwrite it",
+            target.display()
+        )));
+    }
+    let found = detect(&repo);
+    let (text, what) = match (found, preset) {
+        (Some(d), _) => {
+            let what = format!(
+                "a Django app ({}settings `{}`)",
+                if d.root.is_empty() {
+                    String::new()
+                } else {
+                    format!("in `{}/`, ", d.root)
+                },
+                d.settings
+            );
+            let db = ask_local(&repo, &d).unwrap_or_else(|| read_settings(&repo, &d));
+            (django_config(&repo, &d, &db), what)
+        }
+        (None, Some("django")) => {
+            let d = Django {
+                root: String::new(),
+                settings: format!("{}.settings", repo_name(&repo)),
+                requirements: true,
+            };
+            let db = read_settings(&repo, &d);
+            (
+                django_config(&repo, &d, &db),
+                "a Django app (no manage.py found: check `app.root`)".to_string(),
+            )
+        }
+        (None, _) => (EXAMPLE.to_string(), "the generic example".to_string()),
+    };
+    std::fs::write(&target, text).map_err(|e| Error::io(&target, e))?;
+    printer.headline(&format!(
+        "Wrote `{}` for {what}: set the hosts and domains, then run `gantry check`",
+        target.display()
+    ));
+    printer.headline(
+        "For completion and checks in your editor: `gantry schema > gantry.schema.json`, then `#:schema ./gantry.schema.json` as the file's first line",
+    );
+    Ok(())
+}
+
+fn repo_root(dir: &Path) -> Option<PathBuf> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--show-toplevel"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+fn repo_name(repo: &Path) -> String {
+    repo.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "app".into())
+}
+
+/// Looks for `manage.py` up to three folders deep.
+pub fn detect(repo: &Path) -> Option<Django> {
+    let manage = find_manage(repo, 0)?;
+    let dir = manage.parent()?;
+    let root = dir.strip_prefix(repo).ok()?.to_string_lossy().into_owned();
+    let text = std::fs::read_to_string(&manage).ok()?;
+    let settings = text
+        .split("DJANGO_SETTINGS_MODULE")
+        .nth(1)
+        .and_then(|rest| rest.split(['"', '\'']).nth(2))
+        .filter(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_alphanumeric() || c == '.' || c == '_')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{}.settings", repo_name(repo)));
+    Some(Django {
+        requirements: dir.join("requirements.txt").exists()
+            || repo.join("requirements.txt").exists(),
+        root,
+        settings,
+    })
+}
+
+fn find_manage(dir: &Path, depth: usize) -> Option<PathBuf> {
+    let candidate = dir.join("manage.py");
+    if candidate.is_file() {
+        return Some(candidate);
+    }
+    if depth >= 3 {
+        return None;
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            !name.starts_with('.')
+                && !matches!(
+                    name.as_str(),
+                    "venv" | "node_modules" | "__pycache__" | "static" | "media"
+                )
+        })
+        .collect();
+    entries.sort();
+    entries.into_iter().find_map(|d| find_manage(&d, depth + 1))
+}
+
+/// The `[database]` and `deploy.shared` that `init` writes, from what the
+/// app says (or its settings show) about its default database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseGuess {
+    /// The lines under `[database]`.
+    pub table: String,
+    /// Entries of `deploy.shared`, relative to the release's root.
+    pub shared: Vec<String>,
+    /// Where the guess came from, as a comment.
+    pub source: String,
+}
+
+/// Asks the app in this repository which database it uses, with the
+/// Python next to it (its `.venv`, else `python3`); `None` when it cannot
+/// answer here (Django not installed, settings that need the server's
+/// environment).
+fn ask_local(repo: &Path, d: &Django) -> Option<DatabaseGuess> {
+    let dir = repo.join(&d.root);
+    let python = [dir.join(".venv/bin/python"), repo.join(".venv/bin/python")]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let mut child = std::process::Command::new(python)
+        .args(["manage.py", "shell", "-c", crate::data::wiring::DJANGO_ASK])
+        .current_dir(&dir)
+        .env_remove("DB_PATH")
+        .env_remove("DATABASE_URL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut out).ok()?;
+    let app: crate::data::wiring::AppDatabase = out
+        .lines()
+        .find_map(|l| l.strip_prefix("GANTRY-DB "))
+        .and_then(|j| serde_json::from_str(j).ok())?;
+    guess_from_app(repo, &app)
+}
+
+/// `[database]` from the app's answer: a SQLite file inside the repository
+/// is kept in `deploy.shared` at the same place; PostgreSQL gets its URL
+/// (without a password).
+pub fn guess_from_app(repo: &Path, app: &crate::data::wiring::AppDatabase) -> Option<DatabaseGuess> {
+    let source = "# Filled in from what the app says: `manage.py shell`, DATABASES[\"default\"]."
+        .to_string();
+    if app.engine.contains("sqlite") {
+        let file = app.file.as_deref().unwrap_or(&app.name);
+        let repo = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_path_buf());
+        let rel = Path::new(file)
+            .strip_prefix(&repo)
+            .ok()?
+            .to_string_lossy()
+            .into_owned();
+        return Some(DatabaseGuess {
+            table: format!("engine = \"sqlite\"\npath = \"{{shared}}/{rel}\""),
+            shared: vec![rel],
+            source,
+        });
+    }
+    if app.engine.contains("postg") {
+        let user = if app.user.is_empty() {
+            String::new()
+        } else {
+            format!("{}@", app.user)
+        };
+        let host = if app.host.is_empty() {
+            "localhost"
+        } else {
+            &app.host
+        };
+        let port = if app.port.is_empty() {
+            "5432"
+        } else {
+            &app.port
+        };
+        return Some(DatabaseGuess {
+            table: format!(
+                "engine = \"postgres\"\nurl = \"postgresql://{user}{host}:{port}/{}\"   # the password: PGPASSWORD under [secrets]",
+                app.name
+            ),
+            shared: Vec::new(),
+            source,
+        });
+    }
+    None
+}
+
+/// `[database]` from the settings file's text, when the app cannot be
+/// asked here: `DB_PATH` means a SQLite file Gantry places, `DATABASE_URL`
+/// PostgreSQL, anything else Django's default `BASE_DIR / "db.sqlite3"`
+/// next to `manage.py`, kept in `deploy.shared`.
+pub fn read_settings(repo: &Path, d: &Django) -> DatabaseGuess {
+    let settings = repo
+        .join(&d.root)
+        .join(format!("{}.py", d.settings.replace('.', "/")));
+    let text = std::fs::read_to_string(settings).unwrap_or_default();
+    let source =
+        "# Read from the settings file (the app could not be asked here): check it.".to_string();
+    if text.contains("DB_PATH") {
+        return DatabaseGuess {
+            table: "engine = \"sqlite\"\npath = \"{shared}/db.sqlite3\"   # given to the app as DB_PATH".into(),
+            shared: Vec::new(),
+            source,
+        };
+    }
+    if text.contains("DATABASE_URL") {
+        return DatabaseGuess {
+            table: "engine = \"postgres\"\nurl = \"postgresql://app@localhost:5432/{app}\"   # the settings must read DATABASE_URL".into(),
+            shared: Vec::new(),
+            source,
+        };
+    }
+    let rel = if d.root.is_empty() {
+        "db.sqlite3".to_string()
+    } else {
+        format!("{}/db.sqlite3", d.root)
+    };
+    DatabaseGuess {
+        table: format!("engine = \"sqlite\"\npath = \"{{shared}}/{rel}\""),
+        shared: vec![rel],
+        source,
+    }
+}
+
+fn django_config(repo: &Path, d: &Django, db: &DatabaseGuess) -> String {
+    let project = d.settings.split('.').next().unwrap_or("app").to_string();
+    let name = if project.is_empty() {
+        repo_name(repo)
+    } else {
+        project.clone()
+    };
+    let root_line = if d.root.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "root = \"{}\"            # the app's folder; commands run there\n",
+            d.root
+        )
+    };
+    let manage = if d.root.is_empty() {
+        "manage.py".to_string()
+    } else {
+        format!("{}/manage.py", d.root)
+    };
+    let settings = &d.settings;
+    let shared = db
+        .shared
+        .iter()
+        .map(String::as_str)
+        .chain(["media/"])
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (db_source, db_table) = (&db.source, &db.table);
+    let requirements = if d.requirements {
+        ""
+    } else {
+        "# No requirements.txt was found: the preset's build installs from it.\n"
+    };
+    format!(
+        r#"# gantry.toml for the Django app `{name}`, written by `gantry init`.
+# Set the hosts and domains below, then: `gantry check`, `gantry setup staging`,
+# `gantry release`. Reference: the README's "Configuration reference".
+{requirements}
+[app]
+name = "{name}"
+preset = "django"   # build: .venv + requirements.txt + collectstatic; migrate; pending check
+{root_line}
+[vars]
+wsgi = "{project}.wsgi"   # gunicorn serves {{wsgi}}:application
+
+[deploy]
+path = "/home/{{user}}/sites/{{domain}}"
+keep_releases = 5
+# Kept across releases; paths are relative to the release's root, not
+# `app.root`.
+shared = [{shared}]
+restart = "sudo systemctl restart gunicorn-{{domain}}"
+health = {{ url = "http://{{domain}}/", status = 200, timeout = "5s", retries = 20, interval = "500ms" }}
+
+# Backed up before migrations, restored if they fail, rehearsed on a copy
+# before each deploy. Every deploy asks the app which database it opens
+# and stops if it is not this one.
+{db_source}
+[database]
+{db_table}
+
+# Written to the shared .env (mode 0600) by `gantry setup`; every command and
+# the gunicorn service read it.
+[env]
+DJANGO_SETTINGS_MODULE = "{settings}"
+DJANGO_ALLOWED_HOST = "{{domain}}"
+DJANGO_DEBUG_FALSE = "y"
+
+[secrets]
+DJANGO_SECRET_KEY = {{ generate = true }}   # made once on each server, kept
+
+[setup]
+sudo = true
+systemd = {{ name = "gunicorn-{{domain}}" }}   # gunicorn on a unix socket
+nginx = {{ name = "{{domain}}" }}              # static files, and the rest proxied
+
+# The functional tests, run from this machine against staging.
+[verify]
+command = "python {manage} test functional_tests"
+env = {{ STAGING_SERVER = "{{domain}}" }}
+
+[environments.staging]
+hosts = ["deploy@staging.example.com"]
+vars = {{ domain = "staging.example.com" }}
+
+[environments.live]
+hosts = ["deploy@example.com"]
+vars = {{ domain = "example.com" }}
+requires = "staging"   # only commits verified on staging go live
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_django_app_in_a_subfolder() {
+        let dir = std::env::temp_dir().join(format!("gantry-init-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("src/.venv")).unwrap();
+        std::fs::write(
+            dir.join("src/manage.py"),
+            "os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"superlists.settings\")\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("requirements.txt"), "django\n").unwrap();
+        assert_eq!(
+            detect(&dir),
+            Some(Django {
+                root: "src".into(),
+                settings: "superlists.settings".into(),
+                requirements: true
+            })
+        );
+        let found = detect(&dir).unwrap();
+        let db = read_settings(&dir, &found);
+        assert_eq!(db.shared, ["src/db.sqlite3"]);
+        let text = django_config(&dir, &found, &db);
+        let config = crate::config::parse(&dir.join("gantry.toml"), &text)
+            .expect("the written config loads");
+        assert_eq!(config.app.root.as_deref(), Some("src"));
+        assert_eq!(config.deploy.shared[0].path, "src/db.sqlite3");
+        let crate::config::Engine::Sqlite { path } = &config.environments[1].database.engine else {
+            panic!("a SQLite database");
+        };
+        assert_eq!(path.source(), "{shared}/src/db.sqlite3");
+        assert_eq!(config.environments[1].requires.as_deref(), Some("staging"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_preset_installs_requirements_from_the_app_folder_or_the_root() {
+        let dir = std::env::temp_dir().join(format!("gantry-reqs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("src/.venv/bin")).unwrap();
+        std::fs::write(dir.join("src/manage.py"), "").unwrap();
+        std::fs::write(dir.join("requirements.txt"), "django\n").unwrap();
+        let pip = dir.join("src/.venv/bin/pip");
+        std::fs::write(&pip, "#!/bin/sh\necho \"pip $*\"\n").unwrap();
+        std::fs::set_permissions(&pip, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let found = detect(&dir).unwrap();
+        let text = django_config(&dir, &found, &read_settings(&dir, &found));
+        let config = crate::config::parse(&dir.join("gantry.toml"), &text).unwrap();
+        let venv = &config.deploy.build[0];
+        let cache = venv
+            .cache
+            .as_ref()
+            .expect("the virtualenv is a cached step");
+        assert_eq!(cache.outputs, ["src/.venv"]);
+        assert_eq!(cache.inputs, ["src/requirements.txt", "requirements.txt"]);
+        let install = venv
+            .run
+            .source()
+            .strip_prefix("python3 -m venv .venv && ")
+            .expect("the step makes the virtualenv, then installs")
+            .to_string();
+        let run = || {
+            let out = std::process::Command::new("sh")
+                .args(["-c", &install])
+                .current_dir(dir.join("src"))
+                .env("GANTRY_RELEASE", &dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{install}");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        assert_eq!(
+            run(),
+            format!("pip install -q -r {}/requirements.txt", dir.display())
+        );
+        std::fs::write(dir.join("src/requirements.txt"), "django\n").unwrap();
+        assert_eq!(run(), "pip install -q -r requirements.txt");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

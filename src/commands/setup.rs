@@ -1,0 +1,412 @@
+//! `gantry setup ENV`: makes a fresh server ready, idempotently. On every
+//! host: the release layout; the shared `.env` built from `[env]` and
+//! `[secrets]` (mode 0600, generated secrets made once and kept, never
+//! overwritten without `--force`); and the systemd unit and nginx site
+//! rendered from templates (built-in for the Django preset, or the user's
+//! own, with strict undefined variables), installed with `sudo` where
+//! configured, then reloaded. A second run reports every item unchanged;
+//! `--dry-run` shows what it would change.
+
+use std::collections::BTreeMap;
+
+use crate::config::{render, Config, Environment, HostSpec, SecretSource, Service};
+use crate::error::{Error, HostProblem};
+use crate::model::lock::LockInfo;
+use crate::cli::output::Printer;
+use crate::remote::release::{self, Layout};
+use crate::base::shell::quote;
+use crate::remote::site::{self, each, Site};
+
+/// The marker a generated secret's line carries up to the host, where the
+/// existing value is kept or a new one made.
+const GENERATE: &str = "@@GANTRY_GENERATE@@";
+
+/// The variables a template sees on a host: the host's own, the layout's,
+/// and the defaults of the built-in templates (each overridable in
+/// `[vars]`).
+pub fn context(config: &Config, host: &HostSpec, layout: &Layout) -> BTreeMap<String, String> {
+    let mut c: BTreeMap<String, String> = release::run_vars(host, layout, None, None);
+    let current = layout.current();
+    let shared = layout.shared();
+    let workdir = match &config.app.root {
+        Some(root) => format!("{current}/{root}"),
+        None => current.clone(),
+    };
+    let gunicorn = c
+        .get("python")
+        .and_then(|p| {
+            p.strip_suffix("/python")
+                .map(|bin| format!("{bin}/gunicorn"))
+        })
+        .unwrap_or_else(|| format!("{workdir}/.venv/bin/gunicorn"));
+    let socket = format!("{shared}/gunicorn.sock");
+    let defaults = [
+        ("workdir", workdir.clone()),
+        ("env_file", format!("{shared}/{}", config.setup.env_file)),
+        ("gunicorn", gunicorn),
+        ("socket", socket.clone()),
+        ("upstream", format!("unix:{socket}")),
+        ("wsgi", format!("{}.wsgi", config.app.name)),
+        ("listen", "80".into()),
+        ("domain", c.get("host").cloned().unwrap_or_default()),
+        ("static", format!("{workdir}/static")),
+    ];
+    for (k, v) in defaults {
+        c.entry(k.to_string()).or_insert(v);
+    }
+    c
+}
+
+/// How one item of one host came out.
+#[derive(Debug, Clone)]
+struct Item {
+    what: String,
+    /// `unchanged`, `created`, `updated`, `differs`, `would create`, …
+    state: String,
+    /// Lines of a diff for `--dry-run` and `differs`.
+    detail: Vec<String>,
+}
+
+impl Item {
+    fn changed(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "created" | "updated" | "would create" | "would update"
+        )
+    }
+}
+
+pub struct Options {
+    pub force: bool,
+    pub dry_run: bool,
+}
+
+pub async fn setup(
+    config: &Config,
+    env_name: &str,
+    options: &Options,
+    printer: &Printer,
+) -> Result<(), Error> {
+    let env = config.environment(env_name)?;
+    // Secrets from this machine must be there before any host is touched.
+    let missing: Vec<String> = config
+        .setup
+        .secrets
+        .iter()
+        .filter(|s| s.value.is_none() && s.source != SecretSource::Generate)
+        .map(|s| match &s.source {
+            SecretSource::Env(var) => format!("{}: set the environment variable `{var}`", s.name),
+            SecretSource::File(path) => format!("{}: create the file `{}`", s.name, path.display()),
+            SecretSource::Generate => unreachable!("filtered"),
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Usage(format!(
+            "secrets are missing on this machine; nothing was changed:\n  {}",
+            missing.join("\n  ")
+        )));
+    }
+    printer.headline(&format!(
+        "{} {} ({} host{})",
+        if options.dry_run {
+            "Checking what setup would change on"
+        } else {
+            "Setting up"
+        },
+        env.name,
+        env.hosts.len(),
+        if env.hosts.len() == 1 { "" } else { "s" }
+    ));
+    let mut sites = site::connect(config, env, printer).await?;
+    // The layout is looked at before the lock, which creates it.
+    let layouts = each(&sites, 32, |s| async move {
+        let script = format!(
+            "p={}\nif [ -d \"$p/releases\" ] && [ -d \"$p/shared\" ] && [ -d \"$p/.gantry\" ]; then echo present; else echo missing; fi",
+            quote(&s.layout.path)
+        );
+        s.step(printer, "layout", None, &script, None)
+            .await
+            .map(|o| o.stdout.trim() == "present")
+    })
+    .await;
+    let info = LockInfo::new(&format!("gantry setup {env_name}"), None, false);
+    if !options.dry_run {
+        sites = site::lock(sites, &env.name, &info, printer).await?;
+    }
+    let indexes: Vec<usize> = (0..sites.len()).collect();
+    let (sites_ref, layouts_ref) = (&sites, &layouts);
+    let results = each(&indexes, env.parallel, |&i| async move {
+        let present = layouts_ref[i].clone()?;
+        host(config, env, &sites_ref[i], present, options, printer).await
+    })
+    .await;
+    if !options.dry_run {
+        site::unlock(&sites, &info, printer).await;
+    }
+    site::close(sites).await;
+    printer.finish_hosts();
+
+    let mut problems = Vec::new();
+    let mut text = String::new();
+    let (mut changed, mut unchanged) = (0, 0);
+    let mut hosts_json = Vec::new();
+    for (spec, result) in env.hosts.iter().zip(results) {
+        text.push_str(&format!("{}\n", spec.name));
+        match result {
+            Ok(items) => {
+                hosts_json.push(serde_json::json!({
+                    "host": spec.name,
+                    "items": items.iter().map(|i| serde_json::json!({
+                        "what": i.what,
+                        "state": i.state,
+                        "detail": i.detail,
+                    })).collect::<Vec<_>>(),
+                }));
+                for item in items {
+                    let mark = match item.state.as_str() {
+                        "unchanged" => "=",
+                        "created" | "would create" => "+",
+                        "differs" => "!",
+                        _ => "~",
+                    };
+                    if item.changed() {
+                        changed += 1;
+                    } else if item.state == "unchanged" {
+                        unchanged += 1;
+                    }
+                    text.push_str(&format!("  {mark} {}: {}\n", item.what, item.state));
+                    for line in &item.detail {
+                        text.push_str(&format!("      {line}\n"));
+                    }
+                }
+            }
+            Err(p) => {
+                text.push_str(&format!("  ✗ {}\n", p.step));
+                problems.push(p);
+            }
+        }
+    }
+    text.push_str(&match (options.dry_run, changed) {
+        (true, 0) => format!("nothing to change ({unchanged} items unchanged)"),
+        (true, n) => format!(
+            "{n} item{} would change; nothing was changed",
+            if n == 1 { "" } else { "s" }
+        ),
+        (false, 0) => format!("everything was already set up: {unchanged} items unchanged"),
+        (false, n) => format!(
+            "{n} item{} changed, {unchanged} unchanged",
+            if n == 1 { "" } else { "s" }
+        ),
+    });
+    printer.result(&text);
+    if problems.is_empty() {
+        if printer.json_mode() {
+            printer.json(&serde_json::json!({
+                "action": "setup",
+                "env": env.name,
+                "dry_run": options.dry_run,
+                "changed": changed,
+                "unchanged": unchanged,
+                "hosts": hosts_json,
+            }));
+        }
+        Ok(())
+    } else {
+        Err(Error::Hosts {
+            what: format!("setup of `{env_name}`"),
+            problems,
+        })
+    }
+}
+
+async fn host(
+    config: &Config,
+    env: &Environment,
+    site: &Site,
+    layout_present: bool,
+    options: &Options,
+    printer: &Printer,
+) -> Result<Vec<Item>, HostProblem> {
+    let layout = &site.layout;
+    let mut items = Vec::new();
+    let dry = if options.dry_run { "1" } else { "0" };
+
+    // The release layout: taking the lock made it, when it was missing.
+    let state = match (layout_present, options.dry_run) {
+        (true, _) => "unchanged",
+        (false, true) => "would create",
+        (false, false) => "created",
+    };
+    items.push(Item {
+        what: format!("layout {}", layout.path),
+        state: state.to_string(),
+        detail: Vec::new(),
+    });
+
+    // The env file, with the secrets on stdin, never on a command line.
+    if config.setup.has_env_file() {
+        let vars = release::run_vars(&site.spec, layout, None, None);
+        let mut text = String::new();
+        for (name, value) in &config.setup.env {
+            text.push_str(&format!("{name}={}\n", quote(&value.render(&vars))));
+        }
+        // The app reads its database from the same variable the migrate
+        // command sees.
+        if let Some(db) = crate::data::database::Db::new(&env.database, &vars, "") {
+            for (name, value) in db.app_env(&db.location) {
+                text.push_str(&format!("{name}={}\n", quote(&value)));
+            }
+        }
+        for secret in &config.setup.secrets {
+            match &secret.value {
+                Some(v) => text.push_str(&format!("{}={}\n", secret.name, quote(v))),
+                None => text.push_str(&format!("{}={GENERATE}\n", secret.name)),
+            }
+        }
+        let file = format!("{}/{}", layout.shared(), config.setup.env_file);
+        let force = if options.force { "1" } else { "0" };
+        let out = site
+            .step(
+                printer,
+                "env file",
+                None,
+                &env_file_script(&file, dry, force),
+                Some(text.as_bytes()),
+            )
+            .await?;
+        let mut lines = out.stdout.lines();
+        let state = lines.next().unwrap_or("").to_string();
+        let mut detail: Vec<String> = lines.map(str::to_string).collect();
+        if state == "differs" {
+            detail.push(
+                "not overwritten: `gantry setup --force` replaces it (generated secrets are kept)"
+                    .into(),
+            );
+        }
+        items.push(Item {
+            what: format!("{file} (mode 0600)"),
+            state,
+            detail,
+        });
+    }
+
+    // The systemd unit and the nginx site.
+    let context = context(config, &site.spec, layout);
+    for service in &config.setup.services {
+        items.push(install(config, env, site, service, &context, options, printer).await?);
+    }
+    Ok(items)
+}
+
+async fn install(
+    config: &Config,
+    env: &Environment,
+    site: &Site,
+    service: &Service,
+    context: &BTreeMap<String, String>,
+    options: &Options,
+    printer: &Printer,
+) -> Result<Item, HostProblem> {
+    let name = service.name.render(context);
+    let mut context = context.clone();
+    context.insert("unit".into(), name.clone());
+    let text = render(&service.template, &context).map_err(|e| {
+        site.problem(
+            service.kind.label(),
+            None,
+            None,
+            &format!("the template `{}` does not render: {e}", service.origin),
+        )
+    })?;
+    let dir = service.dir.render(&context);
+    let target = format!("{dir}/{}", service.kind.file_name(&name));
+    let sudo = if config.setup.sudo { "sudo -n " } else { "" };
+    let dry = if options.dry_run { "1" } else { "0" };
+    let script = format!(
+        "set -e\nt={target}\ntmp=$(mktemp)\ncat > \"$tmp\"\n\
+         if [ -f \"$t\" ] && cmp -s \"$tmp\" \"$t\"; then rm -f \"$tmp\"; echo unchanged; exit 0; fi\n\
+         if [ {dry} = 1 ]; then if [ -f \"$t\" ]; then echo 'would update'; diff -u \"$t\" \"$tmp\" | tail -n +3 || true; else echo 'would create'; fi; rm -f \"$tmp\"; exit 0; fi\n\
+         state=created; [ -f \"$t\" ] && state=updated\n\
+         {sudo}mkdir -p {dir}\n{sudo}install -m 0644 \"$tmp\" \"$t\"\nrm -f \"$tmp\"\necho $state",
+        target = quote(&target),
+        dir = quote(&dir),
+    );
+    let label = service.kind.label();
+    let out = site
+        .step(printer, label, None, &script, Some(text.as_bytes()))
+        .await?;
+    let mut lines = out.stdout.lines();
+    let state = lines.next().unwrap_or("").to_string();
+    let detail: Vec<String> = lines.map(str::to_string).collect();
+    let item = Item {
+        what: format!("{label} {target} (template: {})", service.origin),
+        state,
+        detail,
+    };
+    if matches!(item.state.as_str(), "created" | "updated") {
+        if let Some(reload) = &service.reload {
+            let command = reload.render_shell(&context);
+            let script = format!(
+                "export GANTRY_UNIT={}\nexport GANTRY_ENV={}\n{sudo}sh -c {}",
+                quote(&service.kind.file_name(&name)),
+                quote(&env.name),
+                quote(&command)
+            );
+            site.step(
+                printer,
+                &format!("reload {label}"),
+                Some(&command),
+                &script,
+                None,
+            )
+            .await?;
+        }
+    }
+    Ok(item)
+}
+
+/// Merges the wanted env file (stdin) with the one on the host: generated
+/// secrets keep the value they have, or get a new random one; then the file
+/// is created, left alone, or (with force) replaced. Prints the state, then
+/// the names of the keys that differ (never their values).
+fn env_file_script(file: &str, dry: &str, force: &str) -> String {
+    format!(
+        r#"set -e
+umask 077
+f={file}
+[ {dry} = 1 ] || mkdir -p "$(dirname "$f")"
+if [ -d "$(dirname "$f")" ]; then new=$(mktemp "$f.XXXXXX"); else new=$(mktemp); fi
+trap 'rm -f "$new"' EXIT
+while IFS= read -r line; do
+  case "$line" in
+    *={GENERATE})
+      key=${{line%%=*}}
+      old=$(grep -m 1 "^$key=" "$f" 2>/dev/null || true)
+      if [ -n "$old" ]; then printf '%s\n' "$old"
+      else printf '%s=%s\n' "$key" "$(head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n' | cut -c1-64)"; fi ;;
+    *) printf '%s\n' "$line" ;;
+  esac
+done > "$new"
+if [ -f "$f" ] && cmp -s "$new" "$f"; then echo unchanged; exit 0; fi
+keys() {{ sed 's/=.*//' "$1" | sort; }}
+changes() {{
+  [ -f "$f" ] || return 0
+  for k in $(keys "$new"); do
+    a=$(grep -m 1 "^$k=" "$f" || true); b=$(grep -m 1 "^$k=" "$new")
+    if [ -z "$a" ]; then echo "+ $k"; elif [ "$a" != "$b" ]; then echo "~ $k (value changed)"; fi
+  done
+  for k in $(keys "$f"); do grep -q "^$k=" "$new" || echo "- $k"; done
+}}
+if [ {dry} = 1 ]; then
+  if [ -f "$f" ]; then echo 'would update'; changes; else echo 'would create'; fi
+  exit 0
+fi
+if [ -f "$f" ] && [ {force} != 1 ]; then echo differs; changes; exit 0; fi
+state=created; [ -f "$f" ] && state=updated
+chmod 600 "$new"
+mv -f "$new" "$f"
+trap - EXIT
+echo $state"#,
+        file = quote(file),
+    )
+}

@@ -1,0 +1,339 @@
+//! `gantry status` and `gantry log`: what is live where, read from the
+//! hosts and the ledger in the git remote; and the history of each host.
+
+use serde_json::json;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::ledger::git::Repo;
+use crate::model::history;
+use crate::cli::output::Printer;
+use crate::remote::release;
+use crate::base::shell;
+use crate::remote::site::{self, each};
+
+/// One environment as `status` shows it.
+struct EnvStatus<'a> {
+    env: &'a crate::config::Environment,
+    hosts: Vec<(String, Result<release::SiteStatus, String>)>,
+    /// The commit every reachable host runs, when they agree.
+    commit: Option<String>,
+    events: Vec<crate::ledger::Event>,
+    /// This environment's tags on that commit, as the remote has them now.
+    tags: Vec<String>,
+}
+
+impl EnvStatus<'_> {
+    fn verification(&self) -> Option<&crate::ledger::Event> {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e.event == "verify" && e.env == self.env.name)
+    }
+
+    fn deployed(&self) -> Option<&crate::ledger::Event> {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| (e.event == "deploy" || e.event == "rollback") && e.env == self.env.name)
+    }
+}
+
+pub async fn status(
+    config: &Config,
+    only: Option<&str>,
+    shown: crate::base::time::Shown,
+    printer: &Printer,
+) -> Result<(), Error> {
+    let envs = match only {
+        Some(name) => vec![config.environment(name)?],
+        None => config.environments.iter().collect(),
+    };
+    let repo = Repo::at(&config.dir);
+    if let Err(e) = crate::ledger::sync(&repo, &config.app.remote) {
+        printer.warn(&format!(
+            "could not fetch the ledger from `{}`: {e}",
+            config.app.remote
+        ));
+    }
+    let remote_tags = match crate::ledger::remote_tags_by_commit(&repo, &config.app.remote) {
+        Ok(t) => t,
+        Err(e) => {
+            printer.warn(&format!(
+                "could not read the tags of `{}`: {e}",
+                config.app.remote
+            ));
+            Default::default()
+        }
+    };
+    let mut problems = Vec::new();
+    let mut report = Vec::new();
+    for env in envs {
+        let mut hosts = Vec::new();
+        match site::connect(config, env, printer).await {
+            Ok(sites) => {
+                let results = each(&sites, 32, |site| async move {
+                    site.step(
+                        printer,
+                        "status",
+                        None,
+                        &release::status_script(&site.layout),
+                        None,
+                    )
+                    .await
+                })
+                .await;
+                for (site, result) in sites.iter().zip(results) {
+                    match result {
+                        Ok(out) => hosts.push((
+                            site.name().to_string(),
+                            Ok(release::parse_status(&out.stdout)),
+                        )),
+                        Err(p) => {
+                            hosts.push((site.name().to_string(), Err(p.detail.clone())));
+                            problems.push(p);
+                        }
+                    }
+                }
+                site::close(sites).await;
+            }
+            Err(Error::Unreachable { problems: p, .. }) => {
+                for problem in p {
+                    hosts.push((problem.host.clone(), Err(problem.detail.clone())));
+                    problems.push(problem);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        let commits: Vec<Option<&String>> = hosts
+            .iter()
+            .filter_map(|(_, s)| s.as_ref().ok())
+            .map(|s| s.commit.as_ref())
+            .collect();
+        let commit = match commits.first() {
+            Some(Some(first)) if commits.iter().all(|c| *c == Some(*first)) => {
+                Some((*first).clone())
+            }
+            _ => None,
+        };
+        let events = commit
+            .as_deref()
+            .map(|c| crate::ledger::events(&repo, c))
+            .unwrap_or_default();
+        let tags = commit
+            .as_deref()
+            .and_then(|c| remote_tags.get(c))
+            .map(|names| {
+                names
+                    .iter()
+                    .filter(|n| crate::ledger::belongs(&env.tags, n))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        report.push(EnvStatus {
+            env,
+            hosts,
+            commit,
+            events,
+            tags,
+        });
+    }
+    printer.finish_hosts();
+    // How far each environment is behind the one it requires.
+    let behind = |s: &EnvStatus| -> Option<(String, usize)> {
+        let required = s.env.requires.as_deref()?;
+        let upstream = report.iter().find(|r| r.env.name == required)?;
+        let n = repo.count_between(s.commit.as_deref()?, upstream.commit.as_deref()?)?;
+        Some((required.to_string(), n))
+    };
+    let subject = |sha: &str| repo.resolve(sha).map(|c| c.subject).unwrap_or_default();
+    if printer.json_mode() {
+        let value = json!({
+            "environments": report.iter().map(|r| json!({
+                "name": r.env.name,
+                "commit": r.commit,
+                "subject": r.commit.as_deref().map(subject),
+                "verified": r.verification().is_some_and(|v| v.outcome == "passed"),
+                "verification": r.verification(),
+                "tags": r.tags,
+                "deployed": r.deployed(),
+                "behind": behind(r).map(|(env, commits)| json!({"env": env, "commits": commits})),
+                "hosts": r.hosts.iter().map(|(name, state)| match state {
+                    Ok(s) => json!({
+                        "host": name,
+                        "reachable": true,
+                        "release": s.release,
+                        "commit": s.commit,
+                        "locked": s.lock.as_ref().map(|l| json!({"by": format!("{}@{}", l.user, l.machine), "since": l.since, "command": l.command, "stale": l.is_stale()})),
+                        "last": s.last,
+                        "activated": s.activated,
+                        "mismatch": s.mismatch(),
+                        "running": s.running,
+                    }),
+                    Err(e) => json!({"host": name, "reachable": false, "error": e}),
+                }).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        });
+        printer.json(&value);
+    } else {
+        let mut text = String::new();
+        for r in &report {
+            let mut line = r.env.name.clone();
+            match &r.commit {
+                Some(c) => line.push_str(&format!("  {} ({})", &c[..c.len().min(8)], subject(c))),
+                None if r
+                    .hosts
+                    .iter()
+                    .all(|(_, s)| matches!(s, Ok(s) if s.commit.is_none())) =>
+                {
+                    line.push_str("  nothing deployed")
+                }
+                None => line.push_str("  hosts differ"),
+            }
+            if !r.tags.is_empty() {
+                line.push_str(&format!("  {}", r.tags.join(" ")));
+            }
+            if let Some(d) = r.deployed() {
+                let how = if d.event == "rollback" {
+                    "rolled back to"
+                } else {
+                    "deployed"
+                };
+                line.push_str(&format!(
+                    "  {how} {} by {}",
+                    crate::base::time::show(&d.time, shown),
+                    d.by
+                ));
+                if d.forced {
+                    line.push_str(" (forced past the gate)");
+                }
+            }
+            if r.commit.is_some() {
+                line.push_str(match r.verification() {
+                    Some(v) if v.outcome == "passed" => "  verified",
+                    Some(_) => "  verification failed",
+                    None => "  not verified",
+                });
+            }
+            if let Some((upstream, n)) = behind(r) {
+                line.push_str(&match n {
+                    0 => format!("  up to date with {upstream}"),
+                    1 => format!("  1 commit behind {upstream}"),
+                    n => format!("  {n} commits behind {upstream}"),
+                });
+            }
+            text.push_str(&format!("{line}\n"));
+            for (name, state) in &r.hosts {
+                let host_line = match state {
+                    Err(e) => format!("unreachable: {}", e.lines().next().unwrap_or("")),
+                    Ok(s) if s.missing || s.release.is_none() => "nothing deployed".to_string(),
+                    Ok(s) => {
+                        let mut l = s.release.clone().unwrap_or_default();
+                        if let Some(last) = &s.last {
+                            l.push_str(&format!(
+                                "  last: {} {} {}",
+                                last.action,
+                                last.outcome,
+                                crate::base::time::show(&last.time, shown)
+                            ));
+                        }
+                        l
+                    }
+                };
+                text.push_str(&format!("  {name}  {host_line}\n"));
+                for step in state.iter().flat_map(|s| &s.running) {
+                    text.push_str(&format!("    still running (pid, step): {step}\n"));
+                }
+                if let Some(mismatch) = state.as_ref().ok().and_then(|s| s.mismatch()) {
+                    text.push_str(&format!(
+                        "    mismatch: {mismatch}; settle it with `gantry deploy {}` (after `gantry unlock {}` if a stale lock is left)\n",
+                        r.env.name, r.env.name
+                    ));
+                }
+                if let Ok(release::SiteStatus {
+                    lock: Some(lock), ..
+                }) = state
+                {
+                    let mut lock = lock.clone();
+                    lock.since = crate::base::time::show(&lock.since, shown);
+                    text.push_str(&format!("    locked: {}\n", lock.describe()));
+                }
+            }
+        }
+        printer.result(text.trim_end());
+    }
+    if problems.iter().any(|p| p.unreachable) {
+        Err(Error::Hosts {
+            what: "status".into(),
+            problems,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+pub async fn log(
+    config: &Config,
+    env_name: &str,
+    limit: usize,
+    shown: crate::base::time::Shown,
+    printer: &Printer,
+) -> Result<(), Error> {
+    let env = config.environment(env_name)?;
+    let sites = site::connect(config, env, printer).await?;
+    let results = each(&sites, 32, |site| async move {
+        let script = format!(
+            "cat {} 2>/dev/null; true",
+            shell::quote(&site.layout.history())
+        );
+        site.step(printer, "read history", None, &script, None)
+            .await
+    })
+    .await;
+    site::close(sites).await;
+    printer.finish_hosts();
+    let mut records = Vec::new();
+    let mut problems = Vec::new();
+    for result in results {
+        match result {
+            Ok(out) => records.extend(history::parse(&out.stdout)),
+            Err(p) => problems.push(p),
+        }
+    }
+    records.sort_by(|a, b| a.time.cmp(&b.time).then(a.host.cmp(&b.host)));
+    let start = records.len().saturating_sub(limit);
+    let records = &records[start..];
+    if printer.json_mode() {
+        printer.json(&serde_json::to_value(records).expect("records serialize"));
+    } else if records.is_empty() {
+        printer.result(&format!("no history for `{env_name}` yet"));
+    } else {
+        let mut text = String::new();
+        for r in records {
+            text.push_str(&format!(
+                "{}  {}  {} {}  {}  {}  by {}",
+                crate::base::time::show(&r.time, shown),
+                r.host,
+                r.action,
+                r.outcome,
+                r.commit.as_deref().map_or("-", |c| &c[..c.len().min(8)]),
+                r.release.as_deref().unwrap_or("-"),
+                r.by
+            ));
+            if let Some(m) = &r.message {
+                text.push_str(&format!("  ({m})"));
+            }
+            text.push('\n');
+        }
+        printer.result(text.trim_end());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Hosts {
+            what: "reading history".into(),
+            problems,
+        })
+    }
+}

@@ -1,0 +1,185 @@
+//! `gantry backups ENV` and `gantry restore ENV BACKUP`: the database
+//! backups Gantry takes before migrations, kept on the migrate host under
+//! `.gantry/backups/` (mode 0600, the newest `keep_backups`).
+
+use std::io::IsTerminal;
+
+use serde_json::json;
+
+use crate::config::{Config, Environment};
+use crate::data::database::Db;
+use crate::error::Error;
+use crate::model::history::Record;
+use crate::model::lock::LockInfo;
+use crate::cli::output::Printer;
+use crate::remote::release;
+use crate::base::shell::quote;
+use crate::remote::site::{self, Site};
+use crate::data::steps::Steps;
+
+/// Connects to the migrate host only.
+async fn migrate_host(
+    config: &Config,
+    env: &Environment,
+    printer: &Printer,
+) -> Result<Vec<Site>, Error> {
+    let scope = Environment {
+        hosts: vec![env.hosts[env.migrate_host].clone()],
+        migrate_host: 0,
+        ..env.clone()
+    };
+    site::connect(config, &scope, printer).await
+}
+
+pub async fn list(config: &Config, env_name: &str, printer: &Printer) -> Result<(), Error> {
+    let env = config.environment(env_name)?;
+    let sites = migrate_host(config, env, printer).await?;
+    let site = &sites[0];
+    let script = format!(
+        "cd {} 2>/dev/null || exit 0\nfor f in *; do [ -f \"$f\" ] && printf '%s\\t%s\\t%s\\n' \"$f\" \"$(stat -c %s \"$f\")\" \"$(date -u -r \"$f\" +%Y-%m-%dT%H:%M:%SZ)\"; done; true",
+        quote(&site.layout.backups())
+    );
+    let result = site
+        .step(printer, "list backups", None, &script, None)
+        .await;
+    let host = site.name().to_string();
+    site::close(sites).await;
+    printer.finish_hosts();
+    let out = result.map_err(|p| Error::Hosts {
+        what: "listing backups".into(),
+        problems: vec![p],
+    })?;
+    let backups: Vec<(String, String, String)> = out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some((
+                f.next()?.to_string(),
+                f.next()?.to_string(),
+                f.next()?.to_string(),
+            ))
+        })
+        .collect();
+    if printer.json_mode() {
+        printer.json(&json!({
+            "env": env.name,
+            "host": host,
+            "backups": backups.iter().map(|(n, s, t)| json!({"name": n, "bytes": s.parse::<u64>().ok(), "time": t})).collect::<Vec<_>>(),
+        }));
+    } else if backups.is_empty() {
+        printer.result(&format!("no backups of `{env_name}`'s database on {host}"));
+    } else {
+        let mut text = format!("backups of `{env_name}`'s database on {host}, oldest first:\n");
+        for (name, size, time) in &backups {
+            text.push_str(&format!("  {name}  {size} bytes  {time}\n"));
+        }
+        printer.result(text.trim_end());
+    }
+    Ok(())
+}
+
+pub async fn restore(
+    config: &Config,
+    env_name: &str,
+    backup: &str,
+    yes: bool,
+    printer: &Printer,
+) -> Result<(), Error> {
+    let env = config.environment(env_name)?;
+    if backup.contains('/') || backup.starts_with('.') || backup.is_empty() {
+        return Err(Error::Usage(format!(
+            "`{backup}` is not a backup name; `gantry backups {env_name}` lists them"
+        )));
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::Usage(format!(
+                "restoring replaces `{env_name}`'s database with the backup `{backup}`; pass `--yes` to confirm"
+            )));
+        }
+        let answer = printer.ask(&format!(
+            "Replace `{env_name}`'s database with the backup `{backup}`? Everything written since is lost. [y/N] "
+        ));
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Err(Error::Usage("not restored".into()));
+        }
+    }
+    let sites = migrate_host(config, env, printer).await?;
+    let info = LockInfo::new(&format!("gantry restore {env_name} {backup}"), None, false);
+    let sites = site::lock(sites, &env.name, &info, printer).await?;
+    let site = &sites[0];
+    let serving = site.serving.clone().unwrap_or_default();
+    let vars = release::run_vars(&site.spec, &site.layout, Some(&serving), None);
+    let result = match Db::new(
+        &env.database,
+        &vars,
+        &release::env_file_prelude(config, &vars),
+    ) {
+        None => Err(Error::Usage(format!(
+            "`{env_name}` has no database configured"
+        ))),
+        Some(db) => {
+            let path = format!("{}/{backup}", site.layout.backups());
+            match site
+                .step(
+                    printer,
+                    "restore the database",
+                    None,
+                    &db.restore_script(&path),
+                    None,
+                )
+                .await
+            {
+                Err(p) => Err(Error::Hosts {
+                    what: "restore".into(),
+                    problems: vec![p],
+                }),
+                Ok(_) => {
+                    // A SQLite app holds the replaced file open: restart it.
+                    if let (crate::data::database::Kind::Sqlite, Some(restart), false) =
+                        (db.engine, &config.deploy.restart, serving.is_empty())
+                    {
+                        let steps = Steps::new(config, env, &site.spec, &site.layout, &serving, "");
+                        let step = steps.command("restart", restart, true);
+                        if let Err(p) = site
+                            .step(
+                                printer,
+                                "restart",
+                                step.shown.as_deref(),
+                                &step.script,
+                                None,
+                            )
+                            .await
+                        {
+                            printer.warn(&format!("restored, but the restart failed: {p}"));
+                        } else if let Some(check) = &config.deploy.health {
+                            // Back only when the app answers again.
+                            let vars = steps.vars();
+                            let url = check.url.render(&vars);
+                            printer.host(site.name(), &format!("health check {url}"));
+                            if let Err(f) =
+                                crate::remote::health::check_from(check, &url, None, site, false).await
+                            {
+                                printer.warn(&format!(
+                                    "restored, but the app does not answer: GET {} after {} attempts: {}",
+                                    f.url, f.attempts, f.last
+                                ));
+                            }
+                        }
+                    }
+                    let mut record = Record::new("restore", &env.name, site.name(), "ok");
+                    record.message = Some(format!("restored the database from {backup}"));
+                    site.record(printer, &record).await;
+                    Ok(())
+                }
+            }
+        }
+    };
+    site::unlock(&sites, &info, printer).await;
+    site::close(sites).await;
+    printer.finish_hosts();
+    result?;
+    printer.headline(&format!("Restored `{env_name}`'s database from {backup}"));
+    Ok(())
+}

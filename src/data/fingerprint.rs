@@ -1,0 +1,256 @@
+//! A database's identity, read on the migrate host before and after
+//! anything that may change it: SQLite's file (inode, size, sha256) and
+//! PostgreSQL's cheap equivalent (per-table row counts), plus, for both,
+//! the schema and the applied migrations. Comparing two fingerprints says
+//! exactly what changed: a rehearsal that touched the real database, a
+//! copy the app never used, a migration that migrated something else.
+
+use std::collections::BTreeMap;
+
+use crate::data::database::{Db, Kind};
+use crate::base::shell::quote;
+
+/// What identifies one database at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// There was no database (SQLite: no file).
+    pub missing: bool,
+    /// SQLite: the file's inode, size and sha256 (with its `-wal`).
+    pub inode: Option<u64>,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    /// A hash of the tables, columns, indexes and constraints.
+    pub schema: String,
+    /// How many migrations the app's migration table lists (Django's,
+    /// Rails', Alembic's, knex's, Flyway's), and a hash of them (`-`
+    /// without such a table).
+    pub migrations: (u64, String),
+    /// PostgreSQL: rows per table.
+    pub rows: BTreeMap<String, u64>,
+}
+
+/// Reads a SQLite file's identity without writing to it (read-only URI).
+const SQLITE_FINGERPRINT: &str = r#"import hashlib, os, sqlite3, sys, urllib.parse
+p = sys.argv[1]
+if not os.path.exists(p):
+    print("missing")
+    sys.exit(0)
+h = hashlib.sha256()
+for part in (p, p + "-wal"):
+    if os.path.exists(part):
+        with open(part, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+st = os.stat(p)
+print("inode", st.st_ino)
+print("size", st.st_size)
+print("sha256", h.hexdigest())
+c = sqlite3.connect("file:" + urllib.parse.quote(os.path.abspath(p)) + "?mode=ro", uri=True)
+MIGRATION_TABLES = ["django_migrations", "schema_migrations", "alembic_version", "knex_migrations", "flyway_schema_history"]
+def digest(rows):
+    return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+print("schema", digest(c.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name").fetchall()))
+tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+known = [t for t in MIGRATION_TABLES if t in tables]
+rows = [r for t in known for r in c.execute('SELECT * FROM "%s" ORDER BY 1' % t).fetchall()]
+print("migrations", len(rows), digest(rows) if known else "-")
+"#;
+
+/// PostgreSQL: schema, migrations and row counts, one line each.
+const POSTGRES_FINGERPRINT: &str = "\
+SELECT 'schema ' || md5(\
+ coalesce((SELECT string_agg(table_name || '.' || column_name || ':' || data_type || ':' || is_nullable, ',' ORDER BY table_name, column_name) FROM information_schema.columns WHERE table_schema = 'public'), '') || '|' || \
+ coalesce((SELECT string_agg(conname || ':' || pg_get_constraintdef(oid), ',' ORDER BY conname) FROM pg_constraint WHERE connamespace = 'public'::regnamespace), '') || '|' || \
+ coalesce((SELECT string_agg(indexdef, ',' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'public'), ''))
+UNION ALL SELECT CASE WHEN to_regclass('public.django_migrations') IS NULL THEN 'migrations 0 -' ELSE 'migrations ' || \
+ (xpath('/row/c/text()', query_to_xml('SELECT count(*)::text || '' '' || left(md5(coalesce(string_agg(app || ''.'' || name, '','' ORDER BY id), '''')), 16) AS c FROM public.django_migrations', false, true, '')))[1]::text END
+UNION ALL SELECT 'rows ' || table_name || ' ' || \
+ (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text \
+ FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'";
+
+/// The script that prints the fingerprint of the database at `location`
+/// (a file, or a URL) of `db`'s engine.
+pub fn script(db: &Db, location: &str) -> String {
+    match db.engine {
+        Kind::Sqlite => format!(
+            "python3 -c {} {}",
+            quote(SQLITE_FINGERPRINT),
+            quote(location)
+        ),
+        Kind::Postgres => format!(
+            "{}psql -X -A -t -v ON_ERROR_STOP=1 {} -c {}",
+            db.prelude(),
+            quote(&crate::data::database::without_password(location)),
+            quote(POSTGRES_FINGERPRINT)
+        ),
+    }
+}
+
+impl Fingerprint {
+    /// Parses what `script` printed.
+    pub fn parse(out: &str) -> Fingerprint {
+        let mut f = Fingerprint::default();
+        for line in out.lines() {
+            let mut parts = line.split_whitespace();
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("missing"), _, _) => f.missing = true,
+                (Some("inode"), Some(n), _) => f.inode = n.parse().ok(),
+                (Some("size"), Some(n), _) => f.size = n.parse().ok(),
+                (Some("sha256"), Some(h), _) => f.sha256 = Some(h.to_string()),
+                (Some("schema"), Some(h), _) => f.schema = h.to_string(),
+                (Some("migrations"), Some(n), Some(h)) => {
+                    f.migrations = (n.parse().unwrap_or(0), h.to_string())
+                }
+                (Some("rows"), Some(table), Some(n)) => {
+                    f.rows.insert(table.to_string(), n.parse().unwrap_or(0));
+                }
+                _ => {}
+            }
+        }
+        f
+    }
+
+    /// What differs from `before`, in words; empty when nothing does.
+    /// Structural changes (the file replaced, the schema, the applied
+    /// migrations) come first; they are what a migration does.
+    pub fn changes(&self, before: &Fingerprint) -> Changes {
+        let mut c = Changes::default();
+        match (before.missing, self.missing) {
+            (true, false) => c.structural.push("the database was created".into()),
+            (false, true) => c.structural.push("the database was removed".into()),
+            _ => {}
+        }
+        if self.missing || before.missing {
+            return c;
+        }
+        if self.inode != before.inode {
+            c.structural.push(format!(
+                "the file was replaced (inode {} → {})",
+                show(before.inode),
+                show(self.inode)
+            ));
+        }
+        if self.schema != before.schema {
+            c.structural
+                .push("the schema changed (tables, columns, indexes or constraints)".into());
+        }
+        if self.migrations != before.migrations {
+            c.structural.push(format!(
+                "the applied migrations changed ({} → {})",
+                before.migrations.0, self.migrations.0
+            ));
+        }
+        if self.sha256 != before.sha256 {
+            c.content.push(format!(
+                "the file's contents changed (size {} → {}, sha256 {} → {})",
+                show(before.size),
+                show(self.size),
+                short(&before.sha256),
+                short(&self.sha256)
+            ));
+        }
+        let tables: std::collections::BTreeSet<&String> =
+            before.rows.keys().chain(self.rows.keys()).collect();
+        for t in tables {
+            let (a, b) = (before.rows.get(t), self.rows.get(t));
+            if a != b {
+                c.content.push(format!(
+                    "rows of {t}: {} → {}",
+                    a.map_or("none".into(), u64::to_string),
+                    b.map_or("none".into(), u64::to_string)
+                ));
+            }
+        }
+        c
+    }
+}
+
+/// How two fingerprints differ.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// What a migration changes: file identity, schema, migrations.
+    pub structural: Vec<String>,
+    /// Rows and bytes only: what the app itself does while it serves.
+    pub content: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.structural.is_empty() && self.content.is_empty()
+    }
+
+    /// Every change, structural first.
+    pub fn all(&self) -> Vec<String> {
+        self.structural
+            .iter()
+            .chain(&self.content)
+            .cloned()
+            .collect()
+    }
+}
+
+fn show(n: Option<u64>) -> String {
+    n.map_or("?".into(), |n| n.to_string())
+}
+
+fn short(h: &Option<String>) -> String {
+    h.as_deref()
+        .map_or("?".into(), |h| h[..h.len().min(12)].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a script and returns what it printed.
+    fn sh(script: &str) -> String {
+        crate::base::shell::run_for_test(script)
+    }
+
+    fn sqlite(path: &std::path::Path, sql: &str) {
+        sh(&format!(
+            "python3 -c {} {} {}",
+            quote("import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()"),
+            quote(path.to_str().unwrap()),
+            quote(sql)
+        ));
+    }
+
+    #[test]
+    fn a_sqlite_fingerprint_tells_rows_from_migrations() {
+        let dir = std::env::temp_dir().join(format!("gantry-fp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("db.sqlite3");
+        let db = Db::sqlite(file.to_str().unwrap());
+        let read = || Fingerprint::parse(&sh(&script(&db, file.to_str().unwrap())));
+
+        let missing = read();
+        assert!(missing.missing);
+        sqlite(&file, "CREATE TABLE django_migrations (id INTEGER PRIMARY KEY, app TEXT, name TEXT); CREATE TABLE item (id INTEGER PRIMARY KEY, text TEXT);");
+        let created = read();
+        assert_eq!(
+            created.changes(&missing).structural,
+            ["the database was created"]
+        );
+        assert_eq!(read(), created, "reading changes nothing");
+
+        sqlite(&file, "INSERT INTO item (text) VALUES ('milk');");
+        let rows = read();
+        let c = rows.changes(&created);
+        assert!(c.structural.is_empty(), "{c:?}");
+        assert_eq!(c.content.len(), 1, "{c:?}");
+
+        sqlite(&file, "INSERT INTO django_migrations (app, name) VALUES ('lists', '0002'); CREATE UNIQUE INDEX u ON item (text);");
+        let migrated = read();
+        let c = migrated.changes(&rows);
+        assert_eq!(
+            c.structural,
+            [
+                "the schema changed (tables, columns, indexes or constraints)",
+                "the applied migrations changed (0 → 1)"
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,13 @@
+//! The environment's database and what is built beside it: backups and
+//! restores (`database`, `backups`), fingerprints of the real database
+//! (`fingerprint`), asking the app which database it opens (`wiring`), the
+//! build and migrate steps (`steps`) and rehearsals on a copy
+//! (`rehearse`). Imports the layers below (`remote` and down); never
+//! `pipeline` or `commands`.
+
+pub mod backups;
+pub mod database;
+pub mod fingerprint;
+pub mod rehearse;
+pub mod steps;
+pub mod wiring;

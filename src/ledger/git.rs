@@ -1,0 +1,243 @@
+//! The local git repository: which commit to deploy, whether the remote has
+//! it, and the `git archive` stream that is uploaded to the hosts (so
+//! servers need no git credentials).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::Error;
+
+pub use crate::model::commit::Commit;
+
+/// The files that changed between a host's last upload and a commit.
+#[derive(Debug, Clone)]
+pub struct Delta {
+    /// The commit the host already has the source of.
+    pub base: String,
+    /// A gzipped tar of the added and modified files (empty when none).
+    pub archive: Vec<u8>,
+    pub changed: usize,
+    pub deleted: Vec<String>,
+}
+
+/// The repository that holds the config file.
+pub struct Repo {
+    dir: PathBuf,
+}
+
+impl Repo {
+    pub fn at(dir: &Path) -> Repo {
+        Repo {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn git(&self, args: &[&str]) -> Result<String, Error> {
+        self.run(args, false)
+    }
+
+    /// Runs a git command that makes commits (notes, annotated tags): when
+    /// the user has no git identity, Gantry signs as itself.
+    pub fn git_as_gantry(&self, args: &[&str]) -> Result<String, Error> {
+        self.run(args, true)
+    }
+
+    fn run(&self, args: &[&str], need_identity: bool) -> Result<String, Error> {
+        let mut cmd = Command::new("git");
+        cmd.arg("-C").arg(&self.dir);
+        if need_identity && self.git_plain(&["config", "user.email"]).is_none() {
+            cmd.args([
+                "-c",
+                "user.name=Gantry",
+                "-c",
+                "user.email=gantry@localhost",
+            ]);
+        }
+        let out = cmd.args(args).output().map_err(|e| Error::Git {
+            command: format!("git {}", args.join(" ")),
+            message: format!("cannot run git: {e}"),
+        })?;
+        if !out.status.success() {
+            return Err(Error::Git {
+                command: format!("git {}", args.join(" ")),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+
+    fn git_plain(&self, args: &[&str]) -> Option<String> {
+        Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Fails when tracked files have uncommitted changes.
+    pub fn ensure_clean(&self) -> Result<(), Error> {
+        let status = self.git(&["status", "--porcelain", "--untracked-files=no"])?;
+        if status.trim().is_empty() {
+            return Ok(());
+        }
+        Err(Error::Usage(format!(
+            "the work tree has uncommitted changes:\n{}\n  = help: commit or stash them first: a release deploys exactly what is committed",
+            status.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+        )))
+    }
+
+    /// Pushes HEAD's branch to the remote.
+    pub fn push_head(&self, remote: &str) -> Result<(), Error> {
+        self.git(&["push", "-q", remote, "HEAD"]).map(|_| ())
+    }
+
+    /// How many commits `to` has that `from` lacks.
+    pub fn count_between(&self, from: &str, to: &str) -> Option<usize> {
+        self.git_plain(&["rev-list", "--count", &format!("{from}..{to}")])
+            .and_then(|n| n.parse().ok())
+    }
+
+    /// Resolves a revision (default `HEAD`) to a commit.
+    pub fn resolve(&self, rev: &str) -> Result<Commit, Error> {
+        if rev.starts_with('-') {
+            return Err(Error::Usage(format!("`{rev}` is not a revision")));
+        }
+        if self.git_plain(&["rev-parse", "--git-dir"]).is_none() {
+            return Err(Error::Usage(format!(
+                "`{}` is not in a git repository; Gantry deploys commits\n  = help: keep `gantry.toml` at the root of the app's repository",
+                self.dir.display()
+            )));
+        }
+        let spec = format!("{rev}^{{commit}}");
+        let sha = self
+            .git(&["rev-parse", "--verify", "--quiet", &spec])
+            .map_err(|_| {
+                Error::Usage(format!("`{rev}` is not a commit in {}", self.dir.display()))
+            })?;
+        let subject = self.git(&["log", "-1", "--format=%s", &sha])?;
+        Ok(Commit { sha, subject })
+    }
+
+    /// Fails unless `remote` has a branch or tag that contains the commit.
+    /// Asks the remote itself (`git ls-remote`), not the possibly stale
+    /// remote-tracking branches.
+    pub fn ensure_on_remote(&self, commit: &Commit, remote: &str) -> Result<(), Error> {
+        let listing = self.git(&["ls-remote", "--heads", "--tags", remote])?;
+        for line in listing.lines() {
+            let Some((sha, _)) = line.split_once('\t') else {
+                continue;
+            };
+            if sha == commit.sha {
+                return Ok(());
+            }
+            let known = Command::new("git")
+                .arg("-C")
+                .arg(&self.dir)
+                .args(["merge-base", "--is-ancestor", &commit.sha, sha])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if known {
+                return Ok(());
+            }
+        }
+        Err(Error::NotOnRemote {
+            commit: commit.clone(),
+            remote: remote.to_string(),
+        })
+    }
+
+    /// What changed from `base` to `commit` (without Gantry's config), as a
+    /// gzipped tar of the added and modified files and a list of deleted
+    /// ones; `None` when `base` is not in this repository or too much
+    /// changed for a delta to pay.
+    pub fn delta(&self, base: &str, commit: &Commit) -> Result<Option<Delta>, Error> {
+        if self
+            .git(&["cat-file", "-e", &format!("{base}^{{commit}}")])
+            .is_err()
+        {
+            return Ok(None);
+        }
+        let exclude = format!(":(exclude){}", crate::config::FILE_NAME);
+        let listing = self.git(&[
+            "diff",
+            "--name-status",
+            "--no-renames",
+            "-z",
+            base,
+            &commit.sha,
+            "--",
+            ".",
+            &exclude,
+        ])?;
+        let mut fields = listing.split('\0').filter(|f| !f.is_empty());
+        let (mut changed, mut deleted) = (Vec::new(), Vec::new());
+        while let (Some(status), Some(path)) = (fields.next(), fields.next()) {
+            if status.starts_with('D') {
+                deleted.push(path.to_string());
+            } else {
+                changed.push(path.to_string());
+            }
+        }
+        if changed.len() > 2000 {
+            return Ok(None);
+        }
+        let archive = if changed.is_empty() {
+            Vec::new()
+        } else {
+            let mut args = vec![
+                "archive".to_string(),
+                "--format=tar.gz".into(),
+                commit.sha.clone(),
+                "--".into(),
+            ];
+            args.extend(changed.iter().map(|p| format!(":(literal){p}")));
+            self.archive_with(&args)?
+        };
+        Ok(Some(Delta {
+            base: base.to_string(),
+            archive,
+            changed: changed.len(),
+            deleted,
+        }))
+    }
+
+    /// The commit's tree as a tar stream, without Gantry's own config
+    /// (the hosts never need it).
+    pub fn archive(&self, commit: &Commit) -> Result<Vec<u8>, Error> {
+        let exclude = format!(":(exclude){}", crate::config::FILE_NAME);
+        self.archive_with(&[
+            "archive".into(),
+            "--format=tar".into(),
+            commit.sha.clone(),
+            "--".into(),
+            ".".into(),
+            exclude,
+        ])
+    }
+
+    /// Runs `git ARGS` (an archive) and returns what it printed.
+    fn archive_with(&self, args: &[String]) -> Result<Vec<u8>, Error> {
+        let shown = || args.iter().take(3).cloned().collect::<Vec<_>>().join(" ");
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .map_err(|e| Error::Git {
+                command: format!("git {}", shown()),
+                message: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(Error::Git {
+                command: format!("git {}", shown()),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(out.stdout)
+    }
+}

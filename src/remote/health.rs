@@ -1,0 +1,385 @@
+//! Health checks: an HTTP(S) GET from this machine (through ureq and
+//! rustls, with Mozilla's roots or `health.ca` for a private CA) or from the
+//! host, retried until the app answers with the expected status (and body
+//! text), or the retries run out. Redirects are followed within the same
+//! site (`http://` to `https://` included), at most five.
+
+use crate::config::Health;
+
+/// The outcome of the last attempt, for the error report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub url: String,
+    pub attempts: u32,
+    pub last: String,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "GET {} did not pass after {} attempts: {}",
+            self.url, self.attempts, self.last
+        )
+    }
+}
+
+/// Where a check's request is made from.
+#[derive(Clone, Copy)]
+pub enum From<'a> {
+    /// This machine.
+    Here,
+    /// The host itself (`on = "host"`), for apps that only listen there.
+    Host(&'a crate::remote::site::Site),
+}
+
+/// Checks `url` until it answers `health.status` (with `body` in the
+/// answer, when given) or `health.retries` more attempts fail. From this
+/// machine, or from `site` when the check is configured `on = "host"`.
+/// `stop_on_interrupt` gives up as soon as the run is interrupted.
+pub async fn check_from(
+    health: &Health,
+    url: &str,
+    body: Option<&str>,
+    site: &crate::remote::site::Site,
+    stop_on_interrupt: bool,
+) -> Result<(), Failed> {
+    let from = if health.on_host {
+        From::Host(site)
+    } else {
+        From::Here
+    };
+    check_with(health, url, body, from, stop_on_interrupt).await
+}
+
+/// Checks from this machine.
+pub async fn check(health: &Health, url: &str, body: Option<&str>) -> Result<(), Failed> {
+    check_with(health, url, body, From::Here, false).await
+}
+
+async fn check_with(
+    health: &Health,
+    url: &str,
+    body: Option<&str>,
+    from: From<'_>,
+    stop_on_interrupt: bool,
+) -> Result<(), Failed> {
+    let want = body;
+    let mut last = String::new();
+    let attempts = health.retries + 1;
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            // An interrupted deploy stops checking the new release and
+            // puts it back; checks made while putting back go on.
+            if stop_on_interrupt && crate::remote::site::interrupted() {
+                last = "interrupted (Ctrl-C or SIGTERM)".into();
+                break;
+            }
+            tokio::time::sleep(health.interval).await;
+        }
+        let answer = async {
+            match from {
+                From::Here => get(url, health.timeout, health.ca.as_deref()).await,
+                From::Host(site) => get_on(site, url, health.timeout).await,
+            }
+        };
+        match tokio::time::timeout(health.timeout + std::time::Duration::from_secs(1), answer).await
+        {
+            Err(_) => last = format!("no answer within {}", crate::base::time::human(health.timeout)),
+            Ok(Err(e)) => last = e,
+            Ok(Ok((status, answer))) => {
+                if status != health.status {
+                    last = format!("status {status}, expected {}", health.status);
+                } else if let Some(want) = want {
+                    if answer.contains(want) {
+                        return Ok(());
+                    }
+                    last = format!("status {status}, but the body does not contain `{want}`");
+                } else {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Err(Failed {
+        url: url.to_string(),
+        attempts,
+        last,
+    })
+}
+
+/// One GET made on the host, with curl, or Python when curl is missing.
+/// Prints the body, then the status on a line of its own.
+async fn get_on(
+    site: &crate::remote::site::Site,
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<(u16, String), String> {
+    let secs = timeout.as_secs().max(1);
+    let script = format!(
+        "u={url}
+if command -v curl >/dev/null 2>&1; then curl -sS -m {secs} -w '\n%{{http_code}}' \"$u\"
+         elif command -v python3 >/dev/null 2>&1; then python3 -c {py} \"$u\" {secs}
+         else echo 'neither curl nor python3 is on the host' >&2; exit 2; fi",
+        url = crate::base::shell::quote(url),
+        py = crate::base::shell::quote(PY_GET),
+    );
+    let out = site
+        .conn
+        .run(&script, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !out.success() {
+        return Err(out
+            .stderr
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("the request failed")
+            .to_string());
+    }
+    let (answer, status) = out
+        .stdout
+        .rsplit_once('\n')
+        .unwrap_or(("", out.stdout.as_str()));
+    let status = status
+        .trim()
+        .parse::<u16>()
+        .map_err(|_| "the answer is not HTTP".to_string())?;
+    if status == 0 {
+        return Err("no answer".into());
+    }
+    Ok((status, answer.to_string()))
+}
+
+/// The Python fallback of `get_on`: body, then the status.
+pub const PY_GET: &str = r#"import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))
+    code, body = r.status, r.read()
+except urllib.error.HTTPError as e:
+    code, body = e.code, e.read()
+sys.stdout.write(body.decode(errors="replace") + "\n" + str(code))
+"#;
+
+/// How many redirects a check follows.
+const MAX_REDIRECTS: usize = 5;
+
+/// One GET from this machine: the status code and the body (at most 1 MiB),
+/// following redirects within the same host. `ca` is a PEM file of
+/// authorities to trust instead of the bundled web roots.
+pub async fn get(
+    url: &str,
+    timeout: std::time::Duration,
+    ca: Option<&std::path::Path>,
+) -> Result<(u16, String), String> {
+    let url = url.to_string();
+    let ca = ca.map(std::path::Path::to_path_buf);
+    tokio::task::spawn_blocking(move || get_blocking(&url, timeout, ca.as_deref()))
+        .await
+        .map_err(|e| format!("the check could not run: {e}"))?
+}
+
+fn agent(
+    timeout: std::time::Duration,
+    ca: Option<&std::path::Path>,
+) -> Result<ureq::Agent, String> {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let mut tls = TlsConfig::builder();
+    if let Some(path) = ca {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            return Err(format!("{} holds no PEM certificate", path.display()));
+        }
+        tls = tls.root_certs(RootCerts::Specific(std::sync::Arc::new(certs)));
+    }
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent("gantry")
+        .tls_config(tls.build())
+        .build();
+    Ok(ureq::Agent::new_with_config(config))
+}
+
+fn get_blocking(
+    url: &str,
+    timeout: std::time::Duration,
+    ca: Option<&std::path::Path>,
+) -> Result<(u16, String), String> {
+    let agent = agent(timeout, ca)?;
+    let first: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let site = first.host().unwrap_or("").to_string();
+    let mut current = url.to_string();
+    for _ in 0..=MAX_REDIRECTS {
+        let mut response = agent
+            .get(&current)
+            .call()
+            .map_err(|e| describe(&e, &current))?;
+        let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            if let Some(location) = response
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+            {
+                let next = resolve(&current, location)?;
+                let host = next
+                    .parse::<ureq::http::Uri>()
+                    .ok()
+                    .and_then(|u| u.host().map(str::to_string))
+                    .unwrap_or_default();
+                if host != site {
+                    return Err(format!(
+                        "status {status}: it redirects to another site ({next}); check that URL instead"
+                    ));
+                }
+                current = next;
+                continue;
+            }
+        }
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_string()
+            .unwrap_or_default();
+        return Ok((status, body));
+    }
+    Err(format!("more than {MAX_REDIRECTS} redirects"))
+}
+
+/// A redirect's `Location`, made absolute against `base`.
+fn resolve(base: &str, location: &str) -> Result<String, String> {
+    if location.contains("://") {
+        return Ok(location.to_string());
+    }
+    let uri: ureq::http::Uri = base.parse().map_err(|e| format!("{e}"))?;
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    if location.starts_with('/') {
+        Ok(format!("{scheme}://{authority}{location}"))
+    } else {
+        let path = uri.path();
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        Ok(format!("{scheme}://{authority}{dir}/{location}"))
+    }
+}
+
+/// A failed request in words; TLS failures say which check failed.
+fn describe(e: &ureq::Error, url: &str) -> String {
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    let host = url
+        .parse::<ureq::http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_string))
+        .unwrap_or_default();
+    let tls = if lower.contains("expired") {
+        Some("the site's certificate has expired".to_string())
+    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+        Some(format!("the site's certificate is not valid for `{host}`"))
+    } else if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+        Some("the site's certificate is not signed by an authority this machine trusts (for a private CA, set `deploy.health.ca`)".to_string())
+    } else {
+        None
+    };
+    match (tls, e) {
+        (Some(reason), _) => format!("TLS: {reason} ({text})"),
+        (None, ureq::Error::Io(io)) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!(
+                "cannot connect to {}: {io}",
+                url.split('/').nth(2).unwrap_or(url)
+            )
+        }
+        (None, ureq::Error::ConnectionFailed) | (None, ureq::Error::Io(_)) => {
+            format!(
+                "cannot connect to {}: {text}",
+                url.split('/').nth(2).unwrap_or(url)
+            )
+        }
+        (None, _) => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The wait between retries in these tests.
+    const TICK: Duration = Duration::from_millis(10);
+    use crate::config::Template;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    async fn serve_once(listener: &TcpListener, answer: &'static str) {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await.unwrap();
+        s.write_all(answer.as_bytes()).await.unwrap();
+    }
+
+    /// A test that stops connecting fails within seconds, never hangs.
+    async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(20), f)
+            .await
+            .expect("the check and its server finished within 20s")
+    }
+
+    fn health(body: Option<&str>, retries: u32) -> Health {
+        Health {
+            url: Template::literal("unused"),
+            status: 200,
+            body: body.map(Template::literal),
+            timeout: Duration::from_secs(2),
+            retries,
+            interval: TICK,
+            on_host: false,
+            ca: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_on_status_and_body_after_a_bad_answer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        let server = async {
+            serve_once(&listener, "HTTP/1.0 503 Busy\r\n\r\nwait").await;
+            serve_once(&listener, "HTTP/1.0 200 OK\r\n\r\ncommit abc").await;
+        };
+        let h = health(Some("abc"), 3);
+        let (result, ()) =
+            bounded(async { tokio::join!(check(&h, &url, Some("abc")), server) }).await;
+        assert_eq!(result, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn fails_with_the_last_reason() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let server = async {
+            serve_once(&listener, "HTTP/1.0 200 OK\r\n\r\nother").await;
+            serve_once(&listener, "HTTP/1.0 200 OK\r\n\r\nother").await;
+        };
+        let h = health(Some("abc"), 1);
+        let (result, ()) =
+            bounded(async { tokio::join!(check(&h, &url, Some("abc")), server) }).await;
+        let failed = result.unwrap_err();
+        assert_eq!(failed.attempts, 2);
+        assert_eq!(
+            failed.last,
+            "status 200, but the body does not contain `abc`"
+        );
+    }
+}

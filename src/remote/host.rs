@@ -1,0 +1,388 @@
+//! Where commands run: a host reached through the system's OpenSSH (one
+//! multiplexed master connection per host, every command a new channel on
+//! it, no process per command) or `local`, which runs the same scripts on
+//! this machine. Everything above this module sees one `Connection` type.
+
+use std::process::Stdio;
+use tokio::io::AsyncWriteExt;
+
+use crate::config::{HostSpec, Ssh, Target};
+use crate::base::shell;
+
+/// What a script printed and how it ended.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// `None` when the process was killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The last `n` lines of stdout and stderr together, for error reports.
+    pub fn tail(&self, n: usize) -> String {
+        let mut all: Vec<&str> = self.stdout.lines().collect();
+        all.extend(self.stderr.lines());
+        let start = all.len().saturating_sub(n);
+        all[start..].join("\n")
+    }
+}
+
+/// Why a host could not run a script at all.
+#[derive(Debug, Clone)]
+pub enum HostError {
+    /// The connection could not be made.
+    Connect {
+        message: String,
+        host_key: Option<KeyProblem>,
+    },
+    /// The connection broke while a command ran.
+    Lost(String),
+    /// A local process could not be started.
+    Spawn(String),
+}
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostError::Connect { message, .. } => write!(f, "cannot connect: {message}"),
+            HostError::Lost(m) => write!(f, "connection lost: {m}"),
+            HostError::Spawn(m) => write!(f, "cannot start a local shell: {m}"),
+        }
+    }
+}
+
+/// How a host-key problem starts its detail, for the advice that goes with it.
+pub const UNKNOWN_KEY: &str = "the host's key is not in known_hosts";
+pub const CHANGED_KEY: &str = "the host's key has CHANGED since it was recorded in known_hosts";
+
+/// Why OpenSSH refused a host's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyProblem {
+    /// known_hosts has no key for the host.
+    Unknown,
+    /// known_hosts has another key for the host.
+    Changed,
+}
+
+impl KeyProblem {
+    /// Reads OpenSSH's message.
+    pub fn from_message(message: &str) -> Option<KeyProblem> {
+        if message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            || message.contains("Host key for") && message.contains("has changed")
+        {
+            Some(KeyProblem::Changed)
+        } else if message.contains("Host key verification failed")
+            || (message.contains("host key is known") && message.contains("strict checking"))
+        {
+            Some(KeyProblem::Unknown)
+        } else {
+            None
+        }
+    }
+}
+
+/// Where the lines of a running command go as they are printed.
+pub type Lines<'a> = &'a (dyn Fn(Stream, &str) + Send + Sync);
+
+pub use crate::cli::output::Stream;
+
+/// Reads a pipe to its end, passing each line on as it arrives.
+async fn drain<R: tokio::io::AsyncRead + Unpin>(
+    pipe: Option<R>,
+    stream: Stream,
+    lines: Option<Lines<'_>>,
+) -> std::io::Result<String> {
+    use tokio::io::AsyncBufReadExt;
+    let Some(pipe) = pipe else {
+        return Ok(String::new());
+    };
+    let mut reader = tokio::io::BufReader::new(pipe);
+    let mut all = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).await? == 0 {
+            break;
+        }
+        if let Some(sink) = lines {
+            sink(
+                stream,
+                String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']),
+            );
+        }
+        all.extend_from_slice(&line);
+    }
+    Ok(String::from_utf8_lossy(&all).into_owned())
+}
+
+/// An open way to run scripts on one host.
+pub enum Connection {
+    Local,
+    Ssh(Box<openssh::Session>),
+}
+
+impl Connection {
+    /// Opens the master connection. An unknown or changed host key is
+    /// refused: OpenSSH runs with `StrictHostKeyChecking=yes` whatever the
+    /// user's ssh_config says.
+    pub async fn open(host: &HostSpec, ssh: &Ssh) -> Result<Connection, HostError> {
+        let (user, name, port) = match &host.target {
+            Target::Local => return Ok(Connection::Local),
+            Target::Ssh { user, host, port } => (user, host, port),
+        };
+        let mut builder = openssh::SessionBuilder::default();
+        builder
+            .known_hosts_check(openssh::KnownHosts::Strict)
+            .control_directory(control_dir().map_err(|message| HostError::Connect {
+                message,
+                host_key: None,
+            })?)
+            .connect_timeout(ssh.connect_timeout)
+            .server_alive_interval(ssh.keepalive);
+        if let Some(user) = user {
+            builder.user(user.clone());
+        }
+        if let Some(port) = port {
+            builder.port(*port);
+        }
+        if let Some(config) = &ssh.config {
+            builder.config_file(config);
+        }
+        if let Some(known) = &ssh.known_hosts {
+            builder.user_known_hosts_file(known);
+        }
+        match builder.connect_mux(name).await {
+            Ok(session) => Ok(Connection::Ssh(Box::new(session))),
+            Err(e) => {
+                let message = error_chain(&e);
+                let host_key = KeyProblem::from_message(&message);
+                Err(HostError::Connect { message, host_key })
+            }
+        }
+    }
+
+    /// Runs a POSIX `sh` script, optionally feeding it `stdin`.
+    pub async fn run(&self, script: &str, stdin: Option<&[u8]>) -> Result<Output, HostError> {
+        self.run_with(script, stdin, None).await
+    }
+
+    /// Runs a script, handing every line it prints to `lines` as it comes
+    /// (for `-v`), and also returning all of it.
+    pub async fn run_with(
+        &self,
+        script: &str,
+        stdin: Option<&[u8]>,
+        lines: Option<Lines<'_>>,
+    ) -> Result<Output, HostError> {
+        match self {
+            Connection::Local => run_local(script, stdin, lines).await,
+            Connection::Ssh(session) => run_ssh(session, script, stdin, lines).await,
+        }
+    }
+
+    /// Closes the master connection.
+    pub async fn close(self) {
+        if let Connection::Ssh(session) = self {
+            let _ = session.close().await;
+        }
+    }
+}
+
+async fn run_local(
+    script: &str,
+    stdin: Option<&[u8]>,
+    lines: Option<Lines<'_>>,
+) -> Result<Output, HostError> {
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| HostError::Spawn(e.to_string()))?;
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let data = data.to_vec();
+        tokio::spawn(async move {
+            let _ = pipe.write_all(&data).await;
+            let _ = pipe.shutdown().await;
+        });
+    }
+    let spawn_error = |e: std::io::Error| HostError::Spawn(e.to_string());
+    let (stdout, stderr) = tokio::try_join!(
+        drain(child.stdout.take(), Stream::Out, lines),
+        drain(child.stderr.take(), Stream::Err, lines)
+    )
+    .map_err(spawn_error)?;
+    let status = child.wait().await.map_err(spawn_error)?;
+    Ok(Output {
+        code: status.code(),
+        stdout,
+        stderr,
+    })
+}
+
+async fn run_ssh(
+    session: &openssh::Session,
+    script: &str,
+    stdin: Option<&[u8]>,
+    lines: Option<Lines<'_>>,
+) -> Result<Output, HostError> {
+    // The remote login shell only ever sees `sh -c '<quoted script>'`, so
+    // the script means the same whatever the user's shell is.
+    let mut cmd = session.raw_command(format!("sh -c {}", shell::quote(script)));
+    cmd.stdin(if stdin.is_some() {
+        openssh::Stdio::piped()
+    } else {
+        openssh::Stdio::null()
+    })
+    .stdout(openssh::Stdio::piped())
+    .stderr(openssh::Stdio::piped());
+    let mut child = cmd.spawn().await.map_err(|e| lost(&e))?;
+    let writer = match (stdin, child.stdin().take()) {
+        (Some(data), Some(mut pipe)) => {
+            let data = data.to_vec();
+            Some(tokio::spawn(async move {
+                let result = pipe.write_all(&data).await;
+                let _ = pipe.shutdown().await;
+                result
+            }))
+        }
+        _ => None,
+    };
+    let (stdout, stderr) = tokio::try_join!(
+        drain(child.stdout().take(), Stream::Out, lines),
+        drain(child.stderr().take(), Stream::Err, lines)
+    )
+    .map_err(|e| HostError::Lost(e.to_string()))?;
+    let status = child.wait().await.map_err(|e| lost(&e))?;
+    if let Some(w) = writer {
+        // A script that exits without reading all of stdin is reported
+        // by its own exit status; a write error alone is not a failure.
+        let _ = w.await;
+    }
+    Ok(Output {
+        code: status.code(),
+        stdout,
+        stderr,
+    })
+}
+
+fn lost(e: &openssh::Error) -> HostError {
+    HostError::Lost(error_chain(e))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.trim().is_empty() {
+            message.push_str(": ");
+            message.push_str(text.trim());
+        }
+        source = s.source();
+    }
+    message
+}
+
+/// This process's folder for control sockets, made once: a private
+/// `gantry-ssh-<uid>` (mode 0700, ours) under `$XDG_RUNTIME_DIR` or `/tmp`
+/// (short: unix socket paths are limited to 108 bytes), then a folder for
+/// this process in it, watched by a small process that closes the SSH
+/// masters left in it if Gantry is killed.
+fn control_dir() -> Result<std::path::PathBuf, String> {
+    static DIR: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(std::path::PathBuf::from)
+            .filter(|d| d.is_dir() && d.as_os_str().len() < 40)
+            .unwrap_or_else(|| std::path::PathBuf::from("/tmp"));
+        let uid = rustix::process::getuid().as_raw();
+        let shared = base.join(format!("gantry-ssh-{uid}"));
+        private_dir(&shared, uid)?;
+        let mine = shared.join(std::process::id().to_string());
+        let _ = std::fs::remove_dir_all(&mine);
+        private_dir(&mine, uid)?;
+        watch(&mine);
+        Ok(mine)
+    })
+    .clone()
+}
+
+/// Makes `dir` with mode 0700, or checks that the one there is a folder of
+/// `uid`'s with mode 0700: anything else could let another user sit
+/// between Gantry and its SSH masters.
+pub fn private_dir(dir: &std::path::Path, uid: u32) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(format!("cannot make {}: {e}", dir.display()));
+        }
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if !meta.is_dir() || meta.uid() != uid || mode != 0o700 {
+        return Err(format!(
+            "the control folder {} is not a folder of yours with mode 0700 (owner uid {}, mode {mode:o}); remove it, or set XDG_RUNTIME_DIR to a private folder",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    Ok(())
+}
+
+/// Starts a process that waits for this one to end, then closes every SSH
+/// master left in `dir` (Gantry killed outright) and removes the folder.
+fn watch(dir: &std::path::Path) {
+    let script = r#"trap '' INT TERM HUP
+while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
+for s in "$2"/.ssh-connection*/master; do
+  [ -S "$s" ] && ssh -O exit -S "$s" gantry >/dev/null 2>&1
+done
+rm -rf "$2""#;
+    let _ = std::process::Command::new("sh")
+        .args(["-c", script, "gantry-watch"])
+        .arg(std::process::id().to_string())
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_control_folder_that_is_not_private_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let uid = rustix::process::getuid().as_raw();
+        let dir = std::env::temp_dir().join(format!("gantry-ctl-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        private_dir(&dir, uid).unwrap();
+        private_dir(&dir, uid).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let refused = private_dir(&dir, uid).unwrap_err();
+        assert!(
+            refused.contains("is not a folder of yours with mode 0700"),
+            "{refused}"
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let refused = private_dir(&dir, uid + 1).unwrap_err();
+        assert!(refused.contains(&format!("owner uid {uid}")), "{refused}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

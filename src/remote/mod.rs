@@ -1,0 +1,12 @@
+//! Everything that happens on a host: the SSH connection (`host`), a site's
+//! folders and the scripts that build releases in them (`release`), running
+//! a step on every host of an environment with its lock (`site`), the
+//! host-side activation program (`activation`) and health checks
+//! (`health`). Imports `base`, `cli`, `config`, `model`, `error` and
+//! `ledger`; never `data`, `pipeline` or `commands`.
+
+pub mod activation;
+pub mod health;
+pub mod host;
+pub mod release;
+pub mod site;

@@ -1,0 +1,634 @@
+//! The layout on a host (Capistrano's, which users already know) and the
+//! shell scripts that change it. Every script is built here, from quoted
+//! paths, so `plan` can print exactly what `deploy` runs.
+//!
+//! ```text
+//! <path>/releases/<UTC time>-<short sha>/   one folder per deploy; REVISION marks it complete
+//! <path>/shared/                            survives releases
+//! <path>/current -> releases/<...>          switched atomically (symlink + rename)
+//! <path>/.gantry/lock/info                  who holds the deploy lock
+//! <path>/.gantry/history.jsonl              a JSON line per deploy, rollback, lock, unlock
+//! ```
+
+use crate::config::{Config, HostSpec, SharedPath, Vars};
+use crate::ledger::git::Commit;
+use crate::base::shell::quote;
+
+/// One step as it will run on a host: what `plan` prints, what `deploy` runs.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub name: String,
+    /// The user's command, for error reports.
+    pub shown: Option<String>,
+    pub script: String,
+    /// The step reads the release archive on stdin.
+    pub upload: bool,
+}
+
+/// Paths of one site on one host.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub path: String,
+    /// `releases`, or `.gantry/rehearsals` for a rehearsal's scratch release.
+    releases_dir: &'static str,
+    /// `shared`, or `.gantry/rehearsals/shared`: a rehearsal's scratch
+    /// release never links to the real shared files.
+    shared_dir: &'static str,
+}
+
+impl Layout {
+    pub fn new(path: &str) -> Layout {
+        Layout {
+            path: path.trim_end_matches('/').to_string(),
+            releases_dir: "releases",
+            shared_dir: "shared",
+        }
+    }
+    /// The same site, with releases made in the rehearsal scratch area.
+    pub fn rehearsal(path: &str) -> Layout {
+        Layout {
+            releases_dir: ".gantry/rehearsals",
+            shared_dir: ".gantry/rehearsals/shared",
+            ..Layout::new(path)
+        }
+    }
+    pub fn releases(&self) -> String {
+        format!("{}/{}", self.path, self.releases_dir)
+    }
+    pub fn release(&self, name: &str) -> String {
+        format!("{}/{name}", self.releases())
+    }
+    pub fn backups(&self) -> String {
+        format!("{}/.gantry/backups", self.path)
+    }
+    pub fn rehearsals(&self) -> String {
+        format!("{}/.gantry/rehearsals", self.path)
+    }
+    pub fn shared(&self) -> String {
+        format!("{}/{}", self.path, self.shared_dir)
+    }
+    pub fn current(&self) -> String {
+        format!("{}/current", self.path)
+    }
+    pub fn gantry(&self) -> String {
+        format!("{}/.gantry", self.path)
+    }
+    pub fn lock(&self) -> String {
+        format!("{}/.gantry/lock", self.path)
+    }
+    pub fn history(&self) -> String {
+        format!("{}/.gantry/history.jsonl", self.path)
+    }
+}
+
+/// The name of a new release: sorts in time order, says which commit.
+pub fn release_name(commit: &Commit) -> String {
+    format!("{}-{}", crate::base::time::Utc::now().compact(), commit.short())
+}
+
+/// Takes the lock: prints `acquired`, or `held` and the holder's record.
+pub fn lock_script(layout: &Layout, info_json: &str) -> String {
+    let lock = quote(&layout.lock());
+    format!(
+        "mkdir -p {gantry} {releases} {shared} || exit 1\n\
+         if mkdir {lock} 2>/dev/null; then\n  printf '%s\\n' {info} > {lock}/info || exit 1\n  echo acquired\n\
+         else\n  echo held\n  cat {lock}/info 2>/dev/null\nfi",
+        gantry = quote(&layout.gantry()),
+        releases = quote(&layout.releases()),
+        shared = quote(&layout.shared()),
+        info = quote(info_json),
+    )
+}
+
+/// Releases the lock, but only if `token` still holds it.
+pub fn unlock_script(layout: &Layout, token: &str) -> String {
+    let lock = quote(&layout.lock());
+    format!(
+        "if grep -qF {token} {lock}/info 2>/dev/null; then rm -rf {lock}; fi",
+        token = quote(token)
+    )
+}
+
+/// Removes the lock whoever holds it, printing the holder's record first.
+pub fn force_unlock_script(layout: &Layout) -> String {
+    let lock = quote(&layout.lock());
+    format!("if [ -d {lock} ]; then cat {lock}/info 2>/dev/null; echo; rm -rf {lock}; fi")
+}
+
+/// Unpacks the archive on stdin into a new release folder. A folder of
+/// that name without `REVISION` was left by an interrupted deploy and is
+/// replaced; a complete one is never touched.
+pub fn upload_script(layout: &Layout, release: &str) -> String {
+    let dir = quote(&layout.release(release));
+    format!(
+        "if [ -f {dir}/REVISION ]; then echo 'release {name} already exists here; deploy again in a second' >&2; exit 1; fi
+         rm -rf {dir}
+mkdir {dir} && tar -x -f - -C {dir}",
+        name = release.replace('\'', "")
+    )
+}
+
+/// Makes a new release from the pristine source of the host's last upload
+/// (`.gantry/source/`, never built in) and a delta: the deleted files are
+/// removed and the changed ones unpacked from the gzipped tar on stdin.
+/// Fails (and the deploy falls back to a full upload) when the source is
+/// not the delta's base.
+pub fn upload_delta_script(
+    layout: &Layout,
+    release: &str,
+    base: &str,
+    deleted: &[String],
+    has_archive: bool,
+) -> String {
+    let dir = quote(&layout.release(release));
+    let source = quote(&source_dir(layout));
+    let mut script = format!(
+        "if [ -f {dir}/REVISION ]; then echo 'release {name} already exists here; deploy again in a second' >&2; exit 1; fi\n\
+         [ \"$(cat {source}/COMMIT 2>/dev/null)\" = {base} ] || {{ echo 'the source of the last upload is not here' >&2; exit 1; }}\n\
+         rm -rf {dir} && cp -a {source}/tree {dir} || exit 1\n",
+        name = release.replace('\'', ""),
+        base = quote(base),
+    );
+    for path in deleted {
+        script.push_str(&format!(
+            "rm -f {}\n",
+            quote(&format!("{}/{path}", layout.release(release)))
+        ));
+    }
+    if has_archive {
+        script.push_str(&format!("tar -x -z -f - -C {dir}\n"));
+    }
+    script
+}
+
+/// Where a host keeps the pristine source of its last upload.
+pub fn source_dir(layout: &Layout) -> String {
+    format!("{}/source", layout.gantry())
+}
+
+/// Keeps a pristine copy of the release just uploaded (before any build
+/// runs in it), the base of the next upload's delta.
+pub fn keep_source_script(layout: &Layout, release: &str, commit: &str) -> String {
+    let source = source_dir(layout);
+    let tmp = quote(&format!("{source}.tmp"));
+    format!(
+        "rm -rf {tmp} && mkdir -p {tmp} && cp -a {dir} {tmp}/tree && printf '%s\\n' {commit} > {tmp}/COMMIT && rm -rf {source} && mv {tmp} {source}",
+        dir = quote(&layout.release(release)),
+        commit = quote(commit),
+        source = quote(&source),
+    )
+}
+
+/// Links the shared files and folders into the release. A path missing
+/// from `shared/` is seeded from the release's copy when it has one.
+pub fn link_shared_script(layout: &Layout, release: &str, shared: &[SharedPath]) -> String {
+    let mut script = String::from("set -e\n");
+    for item in shared {
+        let target = format!("{}/{}", layout.shared(), item.path);
+        let link = format!("{}/{}", layout.release(release), item.path);
+        let parent = |p: &str| p.rsplit_once('/').map_or(".", |(d, _)| d).to_string();
+        let (t, l) = (quote(&target), quote(&link));
+        script.push_str(&format!(
+            "mkdir -p {} {}\nif [ ! -e {t} ] && [ -e {l} ] && [ ! -L {l} ]; then mv {l} {t}; fi\n",
+            quote(&parent(&target)),
+            quote(&parent(&link)),
+        ));
+        if item.dir {
+            script.push_str(&format!("mkdir -p {t}\n"));
+        }
+        script.push_str(&format!("rm -rf {l}\nln -s {t} {l}\n"));
+    }
+    script
+}
+
+/// Fills a rehearsal's scratch `shared/` from the real one, with copies
+/// only: shared folders are created empty, shared files (and the env file)
+/// are copied, and the SQLite database (`database`) is left to the backup
+/// API. In the env file's copy, the database variable points at the copy,
+/// so an app that reads the file itself finds the copy too.
+pub fn isolate_shared_script(
+    real: &Layout,
+    scratch: &Layout,
+    shared: &[SharedPath],
+    env_file: &str,
+    db_var: Option<(&str, &str)>,
+    database: Option<&str>,
+) -> String {
+    let mut script = format!("set -e\nmkdir -p {}\n", quote(&scratch.shared()));
+    let parent = |p: &str| p.rsplit_once('/').map_or(".", |(d, _)| d).to_string();
+    let mut files: Vec<&str> = Vec::new();
+    for item in shared {
+        let to = format!("{}/{}", scratch.shared(), item.path);
+        if item.dir {
+            script.push_str(&format!("mkdir -p {}\n", quote(&to)));
+        } else {
+            files.push(&item.path);
+        }
+    }
+    if !files.contains(&env_file) {
+        files.push(env_file);
+    }
+    for path in files {
+        let from = format!("{}/{}", real.shared(), path);
+        let to = format!("{}/{}", scratch.shared(), path);
+        if Some(from.as_str()) == database {
+            continue;
+        }
+        let copy = match (path == env_file, db_var) {
+            (true, Some((var, location))) => format!(
+                "{{ grep -v -e {a} -e {b} {f} || true; printf '%s=%s\\n' {var} {value}; }} > {t}\nchmod 600 {t}",
+                a = quote(&format!("^{var}=")),
+                b = quote(&format!("^export {var}=")),
+                f = quote(&from),
+                t = quote(&to),
+                value = quote(&quote(location)),
+            ),
+            _ => format!("cp -p {} {}", quote(&from), quote(&to)),
+        };
+        script.push_str(&format!(
+            "if [ -f {f} ]; then mkdir -p {p}; {copy}; fi\n",
+            f = quote(&from),
+            p = quote(&parent(&to)),
+        ));
+    }
+    script
+}
+
+/// Copies a complete release for a rehearsal: hard links (nothing is
+/// written to the files in place; Python replaces its caches by rename),
+/// or a plain copy where links cannot be made.
+pub fn clone_release_script(from: &str, to: &str) -> String {
+    format!(
+        "rm -rf {to}\ncp -al {from} {to} 2>/dev/null || {{ rm -rf {to}; cp -a {from} {to}; }}",
+        from = quote(from),
+        to = quote(to)
+    )
+}
+
+/// The variables a command sees, as `export` lines, then `cd` into `dir`.
+/// `extra` comes last, so it wins: the database's location.
+pub fn command_script(
+    config: &Config,
+    vars: &Vars,
+    dir: &str,
+    command: &str,
+    extra: &[(String, String)],
+) -> String {
+    let mut script = String::new();
+    let builtin = [
+        ("GANTRY_ENV", "env"),
+        ("GANTRY_HOST", "host"),
+        ("GANTRY_PATH", "path"),
+        ("GANTRY_RELEASE", "release"),
+        ("GANTRY_SHARED", "shared"),
+        ("GANTRY_COMMIT", "commit"),
+    ];
+    for (name, var) in builtin {
+        if let Some(value) = vars.get(var) {
+            script.push_str(&format!("export {name}={}\n", quote(value)));
+        }
+    }
+    script.push_str(&env_file_prelude(config, vars));
+    for (name, template) in &config.deploy.env {
+        script.push_str(&format!(
+            "export {name}={}\n",
+            quote(&template.render(vars))
+        ));
+    }
+    for (name, value) in extra {
+        script.push_str(&format!("export {name}={}\n", quote(value)));
+    }
+    let dir = match &config.app.root {
+        Some(root) => format!("{dir}/{root}"),
+        None => dir.to_string(),
+    };
+    script.push_str(&format!("cd {} || exit 1\n{command}", quote(&dir)));
+    script
+}
+
+/// Shell lines that read the shared env file into the environment, when
+/// there is one: secrets reach commands this way, never on a command line.
+pub fn env_file_prelude(config: &Config, vars: &Vars) -> String {
+    match (config.setup.has_env_file(), vars.get("shared")) {
+        (true, Some(shared)) => {
+            let file = quote(&format!("{shared}/{}", config.setup.env_file));
+            format!("set -a\n[ -f {file} ] && . {file}\nset +a\n")
+        }
+        _ => String::new(),
+    }
+}
+
+/// Marks a release complete: the last step of preparing it.
+pub fn finish_script(layout: &Layout, release: &str, commit: &str) -> String {
+    format!(
+        "printf '%s\\n' {} > {}/REVISION",
+        quote(commit),
+        quote(&layout.release(release))
+    )
+}
+
+/// Points `current` at a release atomically: a new symlink under a
+/// temporary name, renamed over the old one. Prints the previous target.
+pub fn switch_script(layout: &Layout, release: &str) -> String {
+    let tmp = format!("{}/.current-{release}", layout.path);
+    format!(
+        "readlink {current} || true\nln -sfn {target} {tmp} && mv -T {tmp} {current}",
+        current = quote(&layout.current()),
+        target = quote(&format!("releases/{release}")),
+        tmp = quote(&tmp),
+    )
+}
+
+/// Puts `current` back where it was: at `previous`, or removed when the
+/// site had no release before.
+pub fn switch_back_script(layout: &Layout, previous: Option<&str>) -> String {
+    match previous {
+        Some(name) => switch_script(layout, name),
+        None => format!("rm -f {}", quote(&layout.current())),
+    }
+}
+
+/// Removes a release that never went live.
+pub fn discard_script(layout: &Layout, release: &str) -> String {
+    format!("rm -rf {}", quote(&layout.release(release)))
+}
+
+/// Appends a line to the host's history.
+pub fn history_script(layout: &Layout, line: &str) -> String {
+    format!(
+        "mkdir -p {} && printf '%s\\n' {} >> {}",
+        quote(&layout.gantry()),
+        quote(line),
+        quote(&layout.history())
+    )
+}
+
+/// Lists releases, one per line: `complete NAME SHA` or `partial NAME`,
+/// then `current NAME`.
+pub fn list_script(layout: &Layout) -> String {
+    format!(
+        "cd {releases} 2>/dev/null || exit 0\n\
+         for d in */; do\n  d=${{d%/}}\n  [ -d \"$d\" ] || continue\n\
+         if [ -f \"$d/REVISION\" ]; then echo \"complete $d $(cat \"$d/REVISION\")\"; else echo \"partial $d\"; fi\ndone\n\
+         t=$(readlink {current} 2>/dev/null) && echo \"current ${{t##*/}}\"\ntrue",
+        releases = quote(&layout.releases()),
+        current = quote(&layout.current()),
+    )
+}
+
+/// One release as `list_script` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub commit: Option<String>,
+}
+
+/// Parses `list_script` output: the releases in time order and the name
+/// `current` points at.
+pub fn parse_list(out: &str) -> (Vec<Listed>, Option<String>) {
+    let mut releases = Vec::new();
+    let mut current = None;
+    for line in out.lines() {
+        let mut parts = line.split(' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("complete"), Some(name), sha) => releases.push(Listed {
+                name: name.into(),
+                commit: sha.map(str::to_string),
+            }),
+            (Some("partial"), Some(name), _) => releases.push(Listed {
+                name: name.into(),
+                commit: None,
+            }),
+            (Some("current"), Some(name), _) => current = Some(name.to_string()),
+            _ => {}
+        }
+    }
+    releases.sort_by(|a, b| a.name.cmp(&b.name));
+    (releases, current)
+}
+
+/// The releases to delete: keep the newest `keep` complete ones, never
+/// `current` or `protect` (the release served before this deploy), and
+/// drop partial ones left by interrupted deploys.
+pub fn to_prune(
+    releases: &[Listed],
+    current: Option<&str>,
+    protect: Option<&str>,
+    keep: usize,
+) -> Vec<String> {
+    let complete: Vec<&Listed> = releases.iter().filter(|r| r.commit.is_some()).collect();
+    let cut = complete.len().saturating_sub(keep);
+    let mut out: Vec<String> = complete[..cut].iter().map(|r| r.name.clone()).collect();
+    out.extend(
+        releases
+            .iter()
+            .filter(|r| r.commit.is_none())
+            .map(|r| r.name.clone()),
+    );
+    out.retain(|n| Some(n.as_str()) != current && Some(n.as_str()) != protect);
+    out
+}
+
+/// The status of a site in one script: what `current` is, its commit, the
+/// lock, and the last history line.
+pub fn status_script(layout: &Layout) -> String {
+    format!(
+        "cd {path} 2>/dev/null || {{ echo missing; exit 0; }}\n\
+         t=$(readlink current 2>/dev/null) && echo \"current ${{t##*/}}\"\n\
+         [ -f current/REVISION ] && echo \"commit $(cat current/REVISION)\"\n\
+         [ -d .gantry/lock ] && echo \"lock $(cat .gantry/lock/info 2>/dev/null)\"\n\
+         [ -f .gantry/history.jsonl ] && echo \"last $(tail -n 1 .gantry/history.jsonl)\"\n\
+         [ -f .gantry/activated ] && echo \"activated $(cat .gantry/activated)\"\n\
+         if [ -d .gantry/activation ] && [ ! -f .gantry/activation/verdict ]; then echo \"activating $(cat .gantry/activation/phase 2>/dev/null)\"; fi\n\
+         pgrep -f -- {pattern} 2>/dev/null | while read -r p; do [ \"$p\" = $$ ] || [ \"$p\" = $PPID ] || [ \"$(cut -d' ' -f4 /proc/$p/stat 2>/dev/null)\" = $$ ] || echo \"running $p $(tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null | sed -n '1s/^.*: gantry-step [^ ]* //p' | cut -c1-60)\"; done\ntrue",
+        path = quote(&layout.path),
+        // A pattern that does not match itself.
+        pattern = quote(&format!(": gantry-ste[p] {}", regex_escape(&quote(&layout.path)))),
+    )
+}
+
+/// `text` as a literal in a `pgrep` (extended) regular expression.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if "\\.^$|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One site's state, as `status_script` reports it.
+#[derive(Debug, Default, Clone)]
+pub struct SiteStatus {
+    /// The release `current` points at.
+    pub release: Option<String>,
+    pub commit: Option<String>,
+    pub lock: Option<crate::model::lock::LockInfo>,
+    pub last: Option<crate::model::history::Record>,
+    /// The release the last activation that ran to the end restarted.
+    pub activated: Option<String>,
+    /// An activation is running (its phase), or died without a verdict.
+    pub activating: Option<String>,
+    /// Steps Gantry started that are still running: pid and step.
+    pub running: Vec<String>,
+    /// The site's folder does not exist.
+    pub missing: bool,
+}
+
+impl SiteStatus {
+    /// When `current` points at a release that no finished activation
+    /// restarted: the app may still be serving another one.
+    pub fn mismatch(&self) -> Option<String> {
+        let current = self.release.as_deref()?;
+        if let Some(phase) = &self.activating {
+            return Some(format!(
+                "an activation stopped at `{}`: `current` points at {current}, which may not be what the app serves",
+                if phase.is_empty() { "start" } else { phase }
+            ));
+        }
+        match self.activated.as_deref() {
+            Some(activated) if activated != current => Some(format!(
+                "`current` points at {current}, but the last restart was of {activated}"
+            )),
+            _ => None,
+        }
+    }
+}
+
+pub fn parse_status(out: &str) -> SiteStatus {
+    let mut state = SiteStatus::default();
+    for line in out.lines() {
+        let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match tag {
+            "missing" => state.missing = true,
+            "current" => state.release = Some(rest.to_string()),
+            "commit" => state.commit = Some(rest.to_string()),
+            "lock" => state.lock = serde_json::from_str(rest).ok(),
+            "last" => state.last = serde_json::from_str(rest).ok(),
+            "activated" => state.activated = Some(rest.to_string()),
+            "activating" => state.activating = Some(rest.to_string()),
+            "running" => state.running.push(rest.to_string()),
+            _ => {}
+        }
+    }
+    state
+}
+
+/// What a host needs: the tools the scripts use, and a writable site path.
+/// `extra` names more tools this host needs (the database's, on the
+/// migrate host).
+pub fn check_script(layout: &Layout, extra: &[&str]) -> String {
+    format!(
+        "missing=''\nfor t in sh tar mkdir ln mv readlink rm grep tail {extra}; do command -v $t >/dev/null 2>&1 || missing=\"$missing $t\"; done\n\
+         [ -z \"$missing\" ] || {{ echo \"missing tools:$missing\"; exit 1; }}\n\
+         mv --help 2>&1 | grep -q -- '-T' || {{ echo 'mv does not support -T (GNU coreutils needed for the atomic switch)'; exit 1; }}\n\
+         mkdir -p {path} 2>/dev/null || {{ echo 'cannot create {shown}'; exit 1; }}\n\
+         [ -w {path} ] || {{ echo 'cannot write to {shown}'; exit 1; }}\necho ok",
+        path = quote(&layout.path),
+        shown = layout.path.replace('\'', ""),
+        extra = extra.join(" "),
+    )
+}
+
+/// Variables available while a deploy runs, on top of the host's own.
+pub fn run_vars(
+    host: &HostSpec,
+    layout: &Layout,
+    release: Option<&str>,
+    commit: Option<&str>,
+) -> Vars {
+    let mut vars = host.vars.clone();
+    vars.insert("path".into(), layout.path.clone());
+    vars.insert("shared".into(), layout.shared());
+    vars.insert("current".into(), layout.current());
+    vars.insert(
+        "release".into(),
+        release.map_or_else(|| layout.current(), |r| layout.release(r)),
+    );
+    vars.insert("commit".into(), commit.unwrap_or("").to_string());
+    vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(name: &str, complete: bool) -> Listed {
+        Listed {
+            name: name.into(),
+            commit: complete.then(|| "abc".to_string()),
+        }
+    }
+
+    #[test]
+    fn prune_keeps_newest_current_and_previous() {
+        let releases = vec![
+            listed("1", true),
+            listed("2", true),
+            listed("3", false),
+            listed("4", true),
+            listed("5", true),
+        ];
+        assert_eq!(
+            to_prune(&releases, Some("5"), Some("4"), 2),
+            vec!["1", "2", "3"]
+        );
+        assert_eq!(to_prune(&releases, Some("5"), Some("1"), 2), vec!["2", "3"]);
+        assert_eq!(to_prune(&releases, Some("5"), None, 10), vec!["3"]);
+    }
+
+    fn sh(script: &str, stdin: &[u8]) -> bool {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // A script that refuses exits without reading: a broken pipe is fine.
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        child.wait().unwrap().success()
+    }
+
+    #[test]
+    fn upload_replaces_partial_releases_and_never_complete_ones() {
+        let dir = std::env::temp_dir().join(format!("gantry-upload-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let layout = Layout::new(dir.to_str().unwrap());
+        std::fs::create_dir_all(dir.join("releases/r1")).unwrap();
+        std::fs::write(dir.join("releases/r1/REVISION"), "abc\n").unwrap();
+        std::fs::write(dir.join("releases/r1/app.py"), "live").unwrap();
+        std::fs::create_dir_all(dir.join("releases/r2")).unwrap();
+        std::fs::write(dir.join("releases/r2/stale"), "half").unwrap();
+        let tar = std::process::Command::new("tar")
+            .args(["-c", "-f", "-", "-C", "/etc", "hostname"])
+            .output()
+            .unwrap()
+            .stdout;
+
+        assert!(!sh(&upload_script(&layout, "r1"), &tar));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("releases/r1/app.py")).unwrap(),
+            "live"
+        );
+        assert!(sh(&upload_script(&layout, "r2"), &tar));
+        assert!(!dir.join("releases/r2/stale").exists());
+        assert!(dir.join("releases/r2/hostname").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn list_output_parses() {
+        let (releases, current) =
+            parse_list("complete b sha2\npartial c\ncomplete a sha1\ncurrent b\n");
+        assert_eq!(
+            releases.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(current.as_deref(), Some("b"));
+        assert_eq!(releases[2].commit, None);
+    }
+}
