@@ -4,13 +4,13 @@
 // The layers, from the bottom up; each imports only those above it here.
 pub mod base;
 pub mod cli;
+pub mod commands;
 pub mod config;
-pub mod model;
+pub mod data;
 pub mod error;
 pub mod ledger;
-pub mod remote;
-pub mod data;
+pub mod model;
 pub mod pipeline;
-pub mod commands;
+pub mod remote;
 
 pub use commands::run;

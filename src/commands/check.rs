@@ -2,13 +2,11 @@
 //! needs, and (with the Django preset) does the app open the database in
 //! `[database]`.
 
-
+use crate::cli::output::Printer;
 use crate::config::Config;
 use crate::error::{Error, HostProblem};
-use crate::cli::output::Printer;
 use crate::remote::release;
 use crate::remote::site::{self, each};
-
 
 pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Result<(), Error> {
     let envs = match only {
@@ -112,7 +110,8 @@ async fn check_database(
     };
     let dir = site.layout.current();
     let db_env = db.app_env(&db.location);
-    let Some(step) = crate::data::steps::ask_database(config, &vars, &dir, &db, &db_env, &db.location)
+    let Some(step) =
+        crate::data::steps::ask_database(config, &vars, &dir, &db, &db_env, &db.location)
     else {
         return Ok(());
     };

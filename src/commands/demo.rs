@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cli::output::Printer;
 use crate::error::Error;
 use crate::ledger::git::Repo;
-use crate::cli::output::Printer;
 use crate::pipeline::promote::{self, ReleaseOptions};
 
 /// The example app, compiled in so the demo needs nothing but the binary.
@@ -112,10 +112,7 @@ pub async fn demo(options: &DemoOptions, printer: &Printer) -> Result<(), Error>
 pub fn stop(dir: Option<PathBuf>, printer: &Printer) -> Result<(), Error> {
     let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("gantry-demo"));
     if !dir.join(MARKER).exists() {
-        return Err(Error::Usage(format!(
-            "`{}` is not a Gantry demo folder",
-            dir.display()
-        )));
+        return Err(Error::NotADemo { dir });
     }
     let stopped = stop_apps(&dir);
     printer.headline(&format!(
@@ -129,10 +126,9 @@ pub fn stop(dir: Option<PathBuf>, printer: &Printer) -> Result<(), Error> {
 fn prepare_dir(dir: &Path) -> Result<(), Error> {
     if dir.exists() {
         if !dir.join(MARKER).exists() {
-            return Err(Error::Usage(format!(
-                "`{}` exists and is not a Gantry demo folder; pass `--dir` with a new folder",
-                dir.display()
-            )));
+            return Err(Error::DemoFolderTaken {
+                dir: dir.to_path_buf(),
+            });
         }
         stop_apps(dir);
         std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;

@@ -4,12 +4,16 @@
 use crate::cli::output::Printer;
 use crate::error::Error;
 
-
 /// Prints a completion script for `shell` on stdout.
 pub fn completions(shell: clap_complete::Shell, printer: &Printer) {
     use clap::CommandFactory;
     let mut out = Vec::new();
-    clap_complete::generate(shell, &mut crate::cli::args::Cli::command(), "gantry", &mut out);
+    clap_complete::generate(
+        shell,
+        &mut crate::cli::args::Cli::command(),
+        "gantry",
+        &mut out,
+    );
     printer.result(String::from_utf8_lossy(&out).trim_end());
 }
 

@@ -1,14 +1,12 @@
 //! `gantry exec`: one command on every host of an environment, in the
 //! current release, its output streamed.
 
-
+use crate::base::shell;
+use crate::cli::output::Printer;
 use crate::config::Config;
 use crate::error::Error;
-use crate::cli::output::Printer;
 use crate::remote::release;
-use crate::base::shell;
 use crate::remote::site::{self, each};
-
 
 pub async fn exec(
     config: &Config,
@@ -32,7 +30,8 @@ pub async fn exec(
             let show = |stream: crate::remote::host::Stream, text: &str| {
                 printer.host_output(s.name(), stream, text)
             };
-            let lines: Option<crate::remote::host::Lines<'_>> = (!printer.json_mode()).then_some(&show);
+            let lines: Option<crate::remote::host::Lines<'_>> =
+                (!printer.json_mode()).then_some(&show);
             s.step_with(printer, "exec", Some(line), &script, None, lines)
                 .await
         }

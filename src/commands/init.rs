@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cli::output::Printer;
 use crate::config::FILE_NAME;
 use crate::error::Error;
-use crate::cli::output::Printer;
 
 /// The JSON Schema of `gantry.toml` (`gantry schema`).
 pub const SCHEMA: &str = include_str!("../../docs/gantry.schema.json");
@@ -30,10 +30,7 @@ pub fn init(force: bool, preset: Option<&str>, printer: &Printer) -> Result<(), 
     let repo = repo_root(&here).unwrap_or(here);
     let target = repo.join(FILE_NAME);
     if target.exists() && !force {
-        return Err(Error::Usage(format!(
-            "`{}` already exists; pass `--force` to overwrite it",
-            target.display()
-        )));
+        return Err(Error::AlreadyExists { path: target });
     }
     let found = detect(&repo);
     let (text, what) = match (found, preset) {
@@ -205,7 +202,10 @@ fn ask_local(repo: &Path, d: &Django) -> Option<DatabaseGuess> {
 /// `[database]` from the app's answer: a SQLite file inside the repository
 /// is kept in `deploy.shared` at the same place; PostgreSQL gets its URL
 /// (without a password).
-pub fn guess_from_app(repo: &Path, app: &crate::data::wiring::AppDatabase) -> Option<DatabaseGuess> {
+pub fn guess_from_app(
+    repo: &Path,
+    app: &crate::data::wiring::AppDatabase,
+) -> Option<DatabaseGuess> {
     let source = "# Filled in from what the app says: `manage.py shell`, DATABASES[\"default\"]."
         .to_string();
     if app.engine.contains("sqlite") {

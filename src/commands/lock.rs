@@ -1,15 +1,13 @@
 //! `gantry lock` and `gantry unlock`: hold an environment on purpose, or
 //! clear a lock a killed deploy left.
 
-
+use crate::cli::output::Printer;
 use crate::config::Config;
 use crate::error::{Error, HostProblem};
 use crate::model::history::Record;
 use crate::model::lock::LockInfo;
-use crate::cli::output::Printer;
 use crate::remote::release;
 use crate::remote::site::{self, each};
-
 
 pub async fn lock(
     config: &Config,

@@ -24,7 +24,6 @@ use crate::ledger::git;
 use crate::pipeline::{deploy, plan, promote, summary, verify};
 use crate::remote::site;
 
-
 /// Runs one command and says how it ended.
 pub fn run(cli: Cli) -> ExitStatus {
     let verbosity = if cli.quiet {
@@ -246,9 +245,7 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
         Command::Log { env, limit, utc } => {
             status::log(&config, env, *limit, shown(*utc), printer).await
         }
-        Command::Lock { env, reason } => {
-            lock::lock(&config, env, reason.clone(), printer).await
-        }
+        Command::Lock { env, reason } => lock::lock(&config, env, reason.clone(), printer).await,
         Command::Unlock { env } => lock::unlock(&config, env, printer).await,
         Command::Exec { env, command } => exec::exec(&config, env, command, printer).await,
     }

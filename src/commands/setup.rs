@@ -9,12 +9,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::base::shell::quote;
+use crate::cli::output::Printer;
 use crate::config::{render, Config, Environment, HostSpec, SecretSource, Service};
 use crate::error::{Error, HostProblem};
 use crate::model::lock::LockInfo;
-use crate::cli::output::Printer;
 use crate::remote::release::{self, Layout};
-use crate::base::shell::quote;
 use crate::remote::site::{self, each, Site};
 
 /// The marker a generated secret's line carries up to the host, where the
@@ -101,10 +101,7 @@ pub async fn setup(
         })
         .collect();
     if !missing.is_empty() {
-        return Err(Error::Usage(format!(
-            "secrets are missing on this machine; nothing was changed:\n  {}",
-            missing.join("\n  ")
-        )));
+        return Err(Error::MissingSecrets { missing });
     }
     printer.headline(&format!(
         "{} {} ({} host{})",

@@ -3,13 +3,13 @@
 
 use serde_json::json;
 
+use crate::base::shell;
+use crate::cli::output::Printer;
 use crate::config::Config;
 use crate::error::Error;
 use crate::ledger::git::Repo;
 use crate::model::history;
-use crate::cli::output::Printer;
 use crate::remote::release;
-use crate::base::shell;
 use crate::remote::site::{self, each};
 
 /// One environment as `status` shows it.

@@ -944,8 +944,9 @@ impl Loader<'_> {
                 Some(v) if v.get_ref().is_empty() => Ok(None),
                 Some(v) => {
                     let text = v.get_ref();
-                    let expanded = crate::base::time::strftime(text, &crate::base::time::Utc::from_unix(0))
-                        .map_err(|e| self.error(v.span(), &format!("{key}.{field}"), e))?;
+                    let expanded =
+                        crate::base::time::strftime(text, &crate::base::time::Utc::from_unix(0))
+                            .map_err(|e| self.error(v.span(), &format!("{key}.{field}"), e))?;
                     if !super::valid_tag_name(&expanded) {
                         return Err(self.error(
                             v.span(),

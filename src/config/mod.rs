@@ -488,7 +488,10 @@ mod tests {
         let c = parse(&dir.join("gantry.toml"), src).unwrap();
         let token = c.setup.secrets.iter().find(|s| s.name == "TOKEN").unwrap();
         assert_eq!(token.value.as_deref(), Some("file-secret-5150"));
-        assert_eq!(crate::base::secrets::mask("x file-secret-5150 y"), "x ******** y");
+        assert_eq!(
+            crate::base::secrets::mask("x file-secret-5150 y"),
+            "x ******** y"
+        );
         let key = c.setup.secrets.iter().find(|s| s.name == "KEY").unwrap();
         assert_eq!(
             (key.source.clone(), key.value.clone()),

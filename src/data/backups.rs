@@ -6,16 +6,16 @@ use std::io::IsTerminal;
 
 use serde_json::json;
 
+use crate::base::shell::quote;
+use crate::cli::output::Printer;
 use crate::config::{Config, Environment};
 use crate::data::database::Db;
+use crate::data::steps::Steps;
 use crate::error::Error;
 use crate::model::history::Record;
 use crate::model::lock::LockInfo;
-use crate::cli::output::Printer;
 use crate::remote::release;
-use crate::base::shell::quote;
 use crate::remote::site::{self, Site};
-use crate::data::steps::Steps;
 
 /// Connects to the migrate host only.
 async fn migrate_host(
@@ -88,21 +88,23 @@ pub async fn restore(
 ) -> Result<(), Error> {
     let env = config.environment(env_name)?;
     if backup.contains('/') || backup.starts_with('.') || backup.is_empty() {
-        return Err(Error::Usage(format!(
-            "`{backup}` is not a backup name; `gantry backups {env_name}` lists them"
-        )));
+        return Err(Error::NotABackup {
+            env: env_name.to_string(),
+            backup: backup.to_string(),
+        });
     }
     if !yes {
         if !std::io::stdin().is_terminal() {
-            return Err(Error::Usage(format!(
-                "restoring replaces `{env_name}`'s database with the backup `{backup}`; pass `--yes` to confirm"
-            )));
+            return Err(Error::RestoreNotConfirmed {
+                env: env_name.to_string(),
+                backup: backup.to_string(),
+            });
         }
         let answer = printer.ask(&format!(
             "Replace `{env_name}`'s database with the backup `{backup}`? Everything written since is lost. [y/N] "
         ));
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Err(Error::Usage("not restored".into()));
+            return Err(Error::RestoreDeclined);
         }
     }
     let sites = migrate_host(config, env, printer).await?;
@@ -116,9 +118,9 @@ pub async fn restore(
         &vars,
         &release::env_file_prelude(config, &vars),
     ) {
-        None => Err(Error::Usage(format!(
-            "`{env_name}` has no database configured"
-        ))),
+        None => Err(Error::NoDatabase {
+            env: env_name.to_string(),
+        }),
         Some(db) => {
             let path = format!("{}/{backup}", site.layout.backups());
             match site
@@ -159,7 +161,8 @@ pub async fn restore(
                             let url = check.url.render(&vars);
                             printer.host(site.name(), &format!("health check {url}"));
                             if let Err(f) =
-                                crate::remote::health::check_from(check, &url, None, site, false).await
+                                crate::remote::health::check_from(check, &url, None, site, false)
+                                    .await
                             {
                                 printer.warn(&format!(
                                     "restored, but the app does not answer: GET {} after {} attempts: {}",

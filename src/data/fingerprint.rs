@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::data::database::{Db, Kind};
 use crate::base::shell::quote;
+use crate::data::database::{Db, Kind};
 
 /// What identifies one database at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -17,16 +17,16 @@
 
 use std::time::Instant;
 
+use crate::cli::output::Printer;
 use crate::config::{Config, Environment};
 use crate::data::database::{plain_identifier, Db, Kind, Violation};
-use crate::error::{Error, HostProblem};
 use crate::data::fingerprint::{self, Fingerprint};
+use crate::data::steps::Steps;
+use crate::error::{Error, HostProblem};
 use crate::ledger::git::{Commit, Repo};
 use crate::model::lock::LockInfo;
-use crate::cli::output::Printer;
 use crate::remote::release::{self, Layout};
 use crate::remote::site::{self, Site};
-use crate::data::steps::Steps;
 
 pub use crate::model::commit::Report;
 
@@ -49,14 +49,12 @@ pub async fn rehearse(
 ) -> Result<Report, Error> {
     let env = config.environment(env_name)?;
     if config.deploy.migrate.is_none() {
-        return Err(Error::Usage(
-            "there is nothing to rehearse: `deploy.migrate` is not set".into(),
-        ));
+        return Err(Error::NothingToRehearse);
     }
     if matches!(env.database.engine, crate::config::Engine::None) {
-        return Err(Error::Usage(format!(
-            "`{env_name}` has no database to rehearse on\n  = help: set `[database]` (or `[environments.{env_name}.database]`) with `engine = \"sqlite\"` or `\"postgres\"`"
-        )));
+        return Err(Error::NoDatabase {
+            env: env_name.to_string(),
+        });
     }
     let repo = Repo::at(&config.dir);
     let archive = repo.archive(commit)?;
@@ -139,7 +137,9 @@ pub async fn rehearse_on(
         &real_vars,
         &release::env_file_prelude(config, &real_vars),
     )
-    .ok_or_else(|| Error::Usage(format!("`{}` has no database to rehearse on", env.name)))?;
+    .ok_or_else(|| Error::NoDatabase {
+        env: env.name.clone(),
+    })?;
     let copy = db.copy_location(&real.shared(), &layout.shared(), &layout.rehearsals(), name);
     let fail = |p: HostProblem| Error::Hosts {
         what: format!("the rehearsal on a copy of `{}`'s database", env.name),
@@ -268,7 +268,9 @@ async fn run(
     // The app is asked which database it opens: it must be the copy.
     if let Some(step) = steps.ask_database(db, copy) {
         let out = site.run(printer, &step, None).await.map_err(fail)?;
-        if let crate::data::wiring::Answer::Differs(app) = crate::data::wiring::compare(db, copy, &out.stdout) {
+        if let crate::data::wiring::Answer::Differs(app) =
+            crate::data::wiring::compare(db, copy, &out.stdout)
+        {
             return Err(Error::WrongDatabase(Box::new(
                 crate::error::WrongDatabase {
                     env: env.name.clone(),
@@ -345,7 +347,8 @@ async fn run(
         Err(p) if p.unreachable || crate::remote::site::interrupted() => return Err(fail(p)),
         Err(p) => p,
     };
-    report.migration = crate::data::steps::failed_migration(&problem.output).or(Some("(unknown)".into()));
+    report.migration =
+        crate::data::steps::failed_migration(&problem.output).or(Some("(unknown)".into()));
     report.output = problem.detail.clone();
     report.violation = Violation::parse(&problem.output);
     if let Some(v) = &report.violation {

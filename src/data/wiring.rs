@@ -6,8 +6,8 @@
 //! stopped with the two locations side by side instead of migrating a
 //! database nobody backed up.
 
-use crate::data::database::{database_name, url_host_port, Db, Kind};
 use crate::base::shell::quote;
+use crate::data::database::{database_name, url_host_port, Db, Kind};
 
 /// Prints `GANTRY-DB {json}` with the default database's settings; the
 /// SQLite file is resolved through symlinks (a shared link) from the app's

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::error::Error;
+use crate::error::{Error, GitCause};
 
 pub use crate::model::commit::Commit;
 
@@ -55,12 +55,14 @@ impl Repo {
         }
         let out = cmd.args(args).output().map_err(|e| Error::Git {
             command: format!("git {}", args.join(" ")),
-            message: format!("cannot run git: {e}"),
+            cause: GitCause::Spawn(e),
         })?;
         if !out.status.success() {
             return Err(Error::Git {
                 command: format!("git {}", args.join(" ")),
-                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                cause: GitCause::Failed {
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                },
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
@@ -84,10 +86,9 @@ impl Repo {
         if status.trim().is_empty() {
             return Ok(());
         }
-        Err(Error::Usage(format!(
-            "the work tree has uncommitted changes:\n{}\n  = help: commit or stash them first: a release deploys exactly what is committed",
-            status.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
-        )))
+        Err(Error::DirtyTree {
+            changes: status.lines().map(str::to_string).collect(),
+        })
     }
 
     /// Pushes HEAD's branch to the remote.
@@ -104,19 +105,21 @@ impl Repo {
     /// Resolves a revision (default `HEAD`) to a commit.
     pub fn resolve(&self, rev: &str) -> Result<Commit, Error> {
         if rev.starts_with('-') {
-            return Err(Error::Usage(format!("`{rev}` is not a revision")));
+            return Err(Error::NotARevision {
+                rev: rev.to_string(),
+            });
         }
         if self.git_plain(&["rev-parse", "--git-dir"]).is_none() {
-            return Err(Error::Usage(format!(
-                "`{}` is not in a git repository; Gantry deploys commits\n  = help: keep `gantry.toml` at the root of the app's repository",
-                self.dir.display()
-            )));
+            return Err(Error::NotARepository {
+                dir: self.dir.clone(),
+            });
         }
         let spec = format!("{rev}^{{commit}}");
         let sha = self
             .git(&["rev-parse", "--verify", "--quiet", &spec])
-            .map_err(|_| {
-                Error::Usage(format!("`{rev}` is not a commit in {}", self.dir.display()))
+            .map_err(|_| Error::UnknownCommit {
+                rev: rev.to_string(),
+                dir: self.dir.clone(),
             })?;
         let subject = self.git(&["log", "-1", "--format=%s", &sha])?;
         Ok(Commit { sha, subject })
@@ -148,6 +151,7 @@ impl Repo {
         Err(Error::NotOnRemote {
             commit: commit.clone(),
             remote: remote.to_string(),
+            in_release: false,
         })
     }
 
@@ -230,12 +234,14 @@ impl Repo {
             .output()
             .map_err(|e| Error::Git {
                 command: format!("git {}", shown()),
-                message: e.to_string(),
+                cause: GitCause::Spawn(e),
             })?;
         if !out.status.success() {
             return Err(Error::Git {
                 command: format!("git {}", shown()),
-                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                cause: GitCause::Failed {
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                },
             });
         }
         Ok(out.stdout)

@@ -7,10 +7,10 @@ pub mod git;
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::time::Utc;
 use crate::config::Tags;
 use crate::error::Error;
 use crate::ledger::git::{Commit, Repo};
-use crate::base::time::Utc;
 
 /// The notes ref Gantry keeps its ledger in.
 pub const NOTES_REF: &str = "refs/notes/gantry";
@@ -139,7 +139,12 @@ pub fn tag(
             let mut names = Vec::new();
             let mut refspecs = Vec::new();
             if let Some(pattern) = history {
-                let base = crate::base::time::strftime(pattern, &now).map_err(Error::Usage)?;
+                let base = crate::base::time::strftime(pattern, &now).map_err(|reason| {
+                    Error::TagPattern {
+                        pattern: pattern.clone(),
+                        reason,
+                    }
+                })?;
                 let taken = remote_tags(repo, remote)?;
                 let mut name = base.clone();
                 let mut n = 2;

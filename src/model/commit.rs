@@ -30,7 +30,7 @@ pub struct Report {
     pub migration: Option<String>,
     /// The end of the migration's output.
     pub output: String,
-    pub violation: Option<crate::data::database::Violation>,
+    pub violation: Option<crate::model::violation::Violation>,
     /// The rows that violate it, one line per group or row.
     pub rows: Vec<String>,
 }

@@ -6,3 +6,4 @@
 pub mod commit;
 pub mod history;
 pub mod lock;
+pub mod violation;

@@ -10,19 +10,19 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::remote::activation::{self, Activation, HostState, Verdict};
+use crate::cli::output::Printer;
 use crate::config::{Config, Environment, Template};
 use crate::data::database::{Db, Kind};
-use crate::error::{Error, Failure, HostProblem};
 use crate::data::fingerprint::Fingerprint;
+use crate::data::steps::{failed_migration, Steps};
+use crate::error::{Error, Failure, HostProblem};
 use crate::ledger::git::{Commit, Repo};
-use crate::remote::health;
 use crate::model::history::Record;
 use crate::model::lock::LockInfo;
-use crate::cli::output::Printer;
+use crate::remote::activation::{self, Activation, HostState, Verdict};
+use crate::remote::health;
 use crate::remote::release;
 use crate::remote::site::{self, each, Site};
-use crate::data::steps::{failed_migration, Steps};
 
 /// What a successful deploy or rollback did.
 #[derive(Debug, Clone)]
@@ -403,6 +403,7 @@ impl<'a> Run<'a> {
             detail: "interrupted (Ctrl-C or SIGTERM)".into(),
             unreachable: false,
             output: String::new(),
+            key: None,
         }
     }
 
@@ -445,11 +446,16 @@ impl<'a> Run<'a> {
         let (pending, missing_before) = match &plan.check {
             None => (true, false),
             Some(check) => match site.run(p, check, None).await {
-                Ok(out) => (false, out.stdout.contains(crate::data::steps::NO_DATABASE_MARK)),
+                Ok(out) => (
+                    false,
+                    out.stdout.contains(crate::data::steps::NO_DATABASE_MARK),
+                ),
                 Err(problem) if problem.unreachable => return Err(host(problem)),
                 Err(problem) => (
                     true,
-                    problem.output.contains(crate::data::steps::NO_DATABASE_MARK),
+                    problem
+                        .output
+                        .contains(crate::data::steps::NO_DATABASE_MARK),
                 ),
             },
         };
@@ -528,9 +534,10 @@ impl<'a> Run<'a> {
                 // The database that was backed up must be the one that
                 // changed, when the check said migrations were pending.
                 if let (Some(_), Some(before)) = (&plan.check, &before) {
-                    let after = crate::data::rehearse::read_fingerprint(site, db, &db.location, true, p)
-                        .await
-                        .map_err(host)?;
+                    let after =
+                        crate::data::rehearse::read_fingerprint(site, db, &db.location, true, p)
+                            .await
+                            .map_err(host)?;
                     if after.changes(before).is_empty() {
                         let problem = site.problem(
                             "migrate",
@@ -868,6 +875,7 @@ impl<'a> Run<'a> {
                     output: detail.clone(),
                     detail,
                     unreachable: false,
+                    key: None,
                 };
                 let switched = match state {
                     HostState::Old | HostState::Back => false,
@@ -1023,6 +1031,7 @@ impl<'a> Run<'a> {
                     output: detail.clone(),
                     detail,
                     unreachable: false,
+                    key: None,
                 }),
             }
         })

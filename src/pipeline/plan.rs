@@ -3,11 +3,11 @@
 
 use serde_json::json;
 
+use crate::cli::output::Printer;
 use crate::config::Config;
 use crate::error::Error;
 use crate::ledger::git::Repo;
 use crate::model::lock::LockInfo;
-use crate::cli::output::Printer;
 use crate::remote::release::{self, Layout};
 
 pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Result<(), Error> {
@@ -27,7 +27,8 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
             script: release::lock_script(&layout, &info_json),
             upload: false,
         }];
-        let planned = crate::data::steps::Steps::new(config, env, spec, &layout, &release, &commit.sha);
+        let planned =
+            crate::data::steps::Steps::new(config, env, spec, &layout, &release, &commit.sha);
         steps.extend(planned.prepare());
         if i == env.migrate_host {
             if let Some(m) = &config.deploy.migrate {

@@ -3,14 +3,14 @@
 //! `release`, which runs the whole procedure: pushed? → first environment →
 //! verify → next environment(s) in the `requires` chain → verify → tags.
 
+use crate::cli::output::Printer;
 use crate::config::{Config, Environment};
-use crate::pipeline::deploy::{self, Summary};
 use crate::error::Error;
 use crate::ledger::git::{Commit, Repo};
 use crate::ledger::{self, Event};
-use crate::cli::output::Printer;
-use crate::remote::site;
+use crate::pipeline::deploy::{self, Summary};
 use crate::pipeline::verify;
+use crate::remote::site;
 
 /// A finished deploy and the tags it made.
 pub struct Deployed {
@@ -269,14 +269,15 @@ pub async fn release(
         printer.headline(&format!("Pushing {} to `{remote}`", commit.short()));
         repo.push_head(remote)?;
     }
-    repo.ensure_on_remote(&commit, remote).map_err(|e| match e {
-        Error::NotOnRemote { commit, remote } => Error::Usage(format!(
-            "commit {} ({}) is not on the remote `{remote}`\n  = help: push it (`git push {remote} HEAD`), or run `gantry release --push`",
-            commit.short(),
-            commit.subject
-        )),
-        other => other,
-    })?;
+    repo.ensure_on_remote(&commit, remote)
+        .map_err(|e| match e {
+            Error::NotOnRemote { commit, remote, .. } => Error::NotOnRemote {
+                commit,
+                remote,
+                in_release: true,
+            },
+            other => other,
+        })?;
     let chain = chain(config, options.to.as_deref())?;
     printer.headline(&format!(
         "Releasing {} ({}) through {}",
@@ -319,7 +320,9 @@ pub async fn release(
         match deploy_env(config, &env.name, &commit, &options, printer).await {
             Ok(d) => {
                 crate::pipeline::summary::report(&d.summary, "Deployed", printer);
-                deployed.push(crate::pipeline::summary::summary_json(&d.summary, "deploy", &d.tags));
+                deployed.push(crate::pipeline::summary::summary_json(
+                    &d.summary, "deploy", &d.tags,
+                ));
                 if let deploy::Rehearsal::Passed(seconds) = d.summary.rehearsal {
                     tree.push(format!(
                         "✓ {}: migrations rehearsed on a copy of its data ({})",
@@ -421,10 +424,9 @@ pub fn chain<'a>(config: &'a Config, to: Option<&str>) -> Result<Vec<&'a Environ
                 ([one], _) => *one,
                 ([], [only]) => *only,
                 _ => {
-                    return Err(Error::Usage(format!(
-                        "the config has several environments a release could end at ({}); say which with `--to ENV`\n  = help: or chain them with `requires = \"…\"`",
-                        ends.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
-                    )))
+                    return Err(Error::ReleaseEndUnclear {
+                        ends: ends.iter().map(|e| e.name.clone()).collect(),
+                    })
                 }
             }
         }

@@ -4,7 +4,6 @@
 use crate::cli::output::Printer;
 use crate::pipeline::deploy::Summary;
 
-
 /// From this many hosts on, the closing summary groups hosts by outcome
 /// instead of a line each.
 const GROUP_FROM: usize = 10;

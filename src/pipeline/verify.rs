@@ -7,13 +7,13 @@
 
 use std::process::Stdio;
 
+use crate::cli::output::Printer;
 use crate::config::{Config, Environment};
 use crate::error::Error;
 use crate::ledger::git::Repo;
-use crate::remote::health;
-use crate::model::history::Record;
 use crate::ledger::{self, Event};
-use crate::cli::output::Printer;
+use crate::model::history::Record;
+use crate::remote::health;
 use crate::remote::release::{self, SiteStatus};
 use crate::remote::site::{self, each, Site};
 

@@ -8,9 +8,9 @@
 //! the end is kept in `.gantry/activated`, which `status` compares with
 //! `current`.
 
+use crate::base::shell::quote;
 use crate::config::Health;
 use crate::remote::release::{self, Layout};
-use crate::base::shell::quote;
 
 /// What one activation runs on a host.
 pub struct Activation<'a> {

@@ -85,7 +85,12 @@ async fn check_with(
         };
         match tokio::time::timeout(health.timeout + std::time::Duration::from_secs(1), answer).await
         {
-            Err(_) => last = format!("no answer within {}", crate::base::time::human(health.timeout)),
+            Err(_) => {
+                last = format!(
+                    "no answer within {}",
+                    crate::base::time::human(health.timeout)
+                )
+            }
             Ok(Err(e)) => last = e,
             Ok(Ok((status, answer))) => {
                 if status != health.status {

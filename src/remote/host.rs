@@ -6,8 +6,8 @@
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 
-use crate::config::{HostSpec, Ssh, Target};
 use crate::base::shell;
+use crate::config::{HostSpec, Ssh, Target};
 
 /// What a script printed and how it ended.
 #[derive(Debug, Clone, Default)]
@@ -56,35 +56,7 @@ impl std::fmt::Display for HostError {
     }
 }
 
-/// How a host-key problem starts its detail, for the advice that goes with it.
-pub const UNKNOWN_KEY: &str = "the host's key is not in known_hosts";
-pub const CHANGED_KEY: &str = "the host's key has CHANGED since it was recorded in known_hosts";
-
-/// Why OpenSSH refused a host's key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyProblem {
-    /// known_hosts has no key for the host.
-    Unknown,
-    /// known_hosts has another key for the host.
-    Changed,
-}
-
-impl KeyProblem {
-    /// Reads OpenSSH's message.
-    pub fn from_message(message: &str) -> Option<KeyProblem> {
-        if message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-            || message.contains("Host key for") && message.contains("has changed")
-        {
-            Some(KeyProblem::Changed)
-        } else if message.contains("Host key verification failed")
-            || (message.contains("host key is known") && message.contains("strict checking"))
-        {
-            Some(KeyProblem::Unknown)
-        } else {
-            None
-        }
-    }
-}
+pub use crate::error::KeyProblem;
 
 /// Where the lines of a running command go as they are printed.
 pub type Lines<'a> = &'a (dyn Fn(Stream, &str) + Send + Sync);

@@ -10,9 +10,9 @@
 //! <path>/.gantry/history.jsonl              a JSON line per deploy, rollback, lock, unlock
 //! ```
 
+use crate::base::shell::quote;
 use crate::config::{Config, HostSpec, SharedPath, Vars};
 use crate::ledger::git::Commit;
-use crate::base::shell::quote;
 
 /// One step as it will run on a host: what `plan` prints, what `deploy` runs.
 #[derive(Debug, Clone)]
@@ -83,7 +83,11 @@ impl Layout {
 
 /// The name of a new release: sorts in time order, says which commit.
 pub fn release_name(commit: &Commit) -> String {
-    format!("{}-{}", crate::base::time::Utc::now().compact(), commit.short())
+    format!(
+        "{}-{}",
+        crate::base::time::Utc::now().compact(),
+        commit.short()
+    )
 }
 
 /// Takes the lock: prints `acquired`, or `held` and the holder's record.

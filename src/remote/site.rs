@@ -14,14 +14,12 @@ use crate::model::history::Record;
 use crate::remote::host::{Connection, HostError, KeyProblem, Output};
 
 /// How a host-key problem starts its detail, for the advice that goes with it.
-pub const UNKNOWN_KEY: &str = "the host's key is not in known_hosts";
-pub const CHANGED_KEY: &str = "the host's key has CHANGED since it was recorded in known_hosts";
 
 fn last_line(text: &str) -> &str {
     text.trim().lines().last().unwrap_or("").trim()
 }
-use crate::model::lock::LockInfo;
 use crate::cli::output::Printer;
+use crate::model::lock::LockInfo;
 use crate::remote::release::{self, Layout, Planned};
 
 /// Set by Ctrl-C or SIGTERM: no new step starts, and what ran is undone.
@@ -140,6 +138,7 @@ impl Site {
                         detail: out.tail(20),
                         unreachable: false,
                         output: format!("{}{}", out.stdout, out.stderr),
+                        key: None,
                     })
                 }
             }
@@ -151,6 +150,7 @@ impl Site {
                 detail: e.to_string(),
                 unreachable: true,
                 output: String::new(),
+                key: None,
             }),
         }
     }
@@ -204,6 +204,7 @@ impl Site {
             detail: detail.to_string(),
             unreachable: false,
             output: String::new(),
+            key: None,
         }
     }
 
@@ -273,20 +274,25 @@ pub async fn connect(
                 code: None,
                 detail: match &e {
                     HostError::Connect {
-                        host_key: Some(KeyProblem::Unknown),
+                        host_key: Some(key @ KeyProblem::Unknown),
                         message,
                     } => format!(
-                        "{UNKNOWN_KEY}, so the connection was refused: {}",
+                        "{}, so the connection was refused: {}",
+                        key.describe(),
                         last_line(message)
                     ),
                     HostError::Connect {
-                        host_key: Some(KeyProblem::Changed),
+                        host_key: Some(key @ KeyProblem::Changed),
                         ..
-                    } => format!("{CHANGED_KEY}; the connection was refused"),
+                    } => format!("{}; the connection was refused", key.describe()),
                     other => other.to_string(),
                 },
                 unreachable: true,
                 output: String::new(),
+                key: match &e {
+                    HostError::Connect { host_key, .. } => *host_key,
+                    _ => None,
+                },
             }),
         }
     }

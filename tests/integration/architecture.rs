@@ -182,7 +182,11 @@ fn every_layer_imports_only_the_layers_below_it() {
         graph["pipeline::deploy"]
     );
     let found = upward(&graph);
-    assert!(found.is_empty(), "imports up a layer:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "imports up a layer:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
@@ -199,16 +203,31 @@ fn the_modules_of_src_import_each_other_without_a_cycle() {
 #[test]
 fn an_upward_import_and_a_cycle_are_found_when_there_are_some() {
     let mut graph = BTreeMap::new();
-    graph.insert("base::a".to_string(), BTreeSet::from(["remote::b".to_string()]));
-    graph.insert("remote::b".to_string(), BTreeSet::from(["data::c".to_string()]));
-    graph.insert("data::c".to_string(), BTreeSet::from(["base::a".to_string()]));
-    graph.insert("commands::d".to_string(), BTreeSet::from(["base::a".to_string()]));
+    graph.insert(
+        "base::a".to_string(),
+        BTreeSet::from(["remote::b".to_string()]),
+    );
+    graph.insert(
+        "remote::b".to_string(),
+        BTreeSet::from(["data::c".to_string()]),
+    );
+    graph.insert(
+        "data::c".to_string(),
+        BTreeSet::from(["base::a".to_string()]),
+    );
+    graph.insert(
+        "commands::d".to_string(),
+        BTreeSet::from(["base::a".to_string()]),
+    );
     assert_eq!(
         cycle_through(&graph, "base::a").unwrap(),
         ["base::a", "remote::b", "data::c", "base::a"]
     );
     assert_eq!(cycle_through(&graph, "commands::d"), None);
-    assert_eq!(upward(&graph), ["base::a → remote::b", "remote::b → data::c"]);
+    assert_eq!(
+        upward(&graph),
+        ["base::a → remote::b", "remote::b → data::c"]
+    );
     let text = "use crate::remote::{host, site};\nuse crate::error::Error;\n#[cfg(test)]\nuse crate::commands::x;";
     assert_eq!(
         imports(text).into_iter().collect::<Vec<_>>(),
@@ -223,9 +242,15 @@ fn long_functions(text: &str) -> Vec<String> {
     for (i, line) in lines.iter().enumerate() {
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
-        let is_fn = ["fn ", "pub fn ", "async fn ", "pub async fn ", "pub(crate) fn "]
-            .iter()
-            .any(|p| trimmed.starts_with(p));
+        let is_fn = [
+            "fn ",
+            "pub fn ",
+            "async fn ",
+            "pub async fn ",
+            "pub(crate) fn ",
+        ]
+        .iter()
+        .any(|p| trimmed.starts_with(p));
         if !is_fn || trimmed.ends_with(';') {
             continue;
         }
@@ -261,5 +286,8 @@ fn no_file_and_no_function_is_too_long_to_read() {
     }
     assert!(found.is_empty(), "too long:\n{}", found.join("\n"));
     let long = format!("fn big() {{\n{}}}\n", "    x();\n".repeat(MAX_FN));
-    assert_eq!(long_functions(&long), [format!("big ({} lines)", MAX_FN + 2)]);
+    assert_eq!(
+        long_functions(&long),
+        [format!("big ({} lines)", MAX_FN + 2)]
+    );
 }
