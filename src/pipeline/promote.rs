@@ -153,7 +153,7 @@ pub fn after_rollback(
     };
     let mut event = Event::new("rollback", &env.name, "ok");
     event.release = Some(summary.release.clone());
-    event.hosts = summary.per_host.iter().map(|h| h.0.clone()).collect();
+    event.hosts = summary.per_host.iter().map(|h| h.host.clone()).collect();
     if let Err(e) = ledger::record(&repo, remote, &commit.sha, &event) {
         printer.warn(&format!(
             "the rollback succeeded, but recording it in the git remote failed: {e}"

@@ -2,7 +2,7 @@
 //! or hosts grouped by outcome from ten hosts on; and the same as JSON.
 
 use crate::cli::output::Printer;
-use crate::pipeline::deploy::Summary;
+use crate::pipeline::deploy::{HostSummary, Summary};
 
 /// From this many hosts on, the closing summary groups hosts by outcome
 /// instead of a line each.
@@ -12,8 +12,8 @@ const GROUP_FROM: usize = 10;
 /// went from the same release, then the spread of times and bytes.
 fn grouped(summary: &Summary) -> Vec<String> {
     let mut groups: std::collections::BTreeMap<Option<&str>, Vec<&str>> = Default::default();
-    for (host, before, _) in &summary.per_host {
-        groups.entry(before.as_deref()).or_default().push(host);
+    for h in &summary.per_host {
+        groups.entry(h.before.as_deref()).or_default().push(&h.host);
     }
     let mut lines = Vec::new();
     for (before, hosts) in groups {
@@ -31,7 +31,7 @@ fn grouped(summary: &Summary) -> Vec<String> {
             shown.join(", ")
         ));
     }
-    let mut times: Vec<f64> = summary.per_host.iter().filter_map(|(_, _, p)| *p).collect();
+    let mut times: Vec<f64> = summary.per_host.iter().filter_map(|h| h.prepared).collect();
     times.sort_by(f64::total_cmp);
     if let (Some(first), Some(last)) = (times.first(), times.last()) {
         let human = |s: f64| crate::base::time::human(std::time::Duration::from_secs_f64(s));
@@ -70,23 +70,29 @@ pub fn report(summary: &Summary, verb: &str, printer: &Printer) {
     let lines: Vec<String> = summary
         .per_host
         .iter()
-        .map(|(host, before, prepared)| {
-            let mut line = format!("{host}: serving {}", summary.release);
-            match before {
-                Some(b) => line.push_str(&format!(" (was {b})")),
-                None => line.push_str(" (its first release)"),
-            }
-            if let Some(secs) = prepared {
-                line.push_str(&format!(
-                    ", prepared in {}",
-                    crate::base::time::human(std::time::Duration::from_secs_f64(*secs))
-                ));
-            }
-            if let Some(bytes) = summary.uploaded.get(host) {
-                line.push_str(&format!(", {} sent", crate::base::time::bytes(*bytes)));
-            }
-            line
-        })
+        .map(
+            |HostSummary {
+                 host,
+                 before,
+                 prepared,
+             }| {
+                let mut line = format!("{host}: serving {}", summary.release);
+                match before {
+                    Some(b) => line.push_str(&format!(" (was {b})")),
+                    None => line.push_str(" (its first release)"),
+                }
+                if let Some(secs) = prepared {
+                    line.push_str(&format!(
+                        ", prepared in {}",
+                        crate::base::time::human(std::time::Duration::from_secs_f64(*secs))
+                    ));
+                }
+                if let Some(bytes) = summary.uploaded.get(host) {
+                    line.push_str(&format!(", {} sent", crate::base::time::bytes(*bytes)));
+                }
+                line
+            },
+        )
         .collect();
     printer.summary("What is live now:", &lines);
 }
@@ -110,7 +116,7 @@ pub fn summary_json(summary: &Summary, action: &str, tags: &[String]) -> serde_j
         "rehearsal": summary.rehearsal.record(),
         "noop": summary.noop,
         "tags": tags,
-        "hosts": summary.per_host.iter().map(|(host, before, prepared)| serde_json::json!({
+        "hosts": summary.per_host.iter().map(|HostSummary { host, before, prepared }| serde_json::json!({
             "host": host,
             "serving": summary.release,
             "previous": before,
@@ -129,11 +135,11 @@ mod tests {
         let per_host = (0..100)
             .map(|i| {
                 let before = if i < 97 { Some("r1".to_string()) } else { None };
-                (
-                    format!("web{i:03}"),
+                HostSummary {
+                    host: format!("web{i:03}"),
                     before,
-                    Some(1.0 + f64::from(i) / 100.0),
-                )
+                    prepared: Some(1.0 + f64::from(i) / 100.0),
+                }
             })
             .collect();
         let summary = Summary {

@@ -8,19 +8,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::future::join_all;
 use tokio::sync::Semaphore;
 
+use crate::cli::output::Printer;
 use crate::config::{Config, Environment, HostSpec};
 use crate::error::{Error, HeldLock, HostProblem};
 use crate::model::history::Record;
+use crate::model::lock::LockInfo;
 use crate::remote::host::{Connection, HostError, KeyProblem, Output};
-
-/// How a host-key problem starts its detail, for the advice that goes with it.
+use crate::remote::release::{self, Layout, Planned};
 
 fn last_line(text: &str) -> &str {
     text.trim().lines().last().unwrap_or("").trim()
 }
-use crate::cli::output::Printer;
-use crate::model::lock::LockInfo;
-use crate::remote::release::{self, Layout, Planned};
 
 /// Set by Ctrl-C or SIGTERM: no new step starts, and what ran is undone.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -355,6 +353,24 @@ pub async fn connect_locked(
 ) -> Result<Vec<Site>, Error> {
     let sites = connect(config, env, printer).await?;
     lock(sites, &env.name, info, printer).await
+}
+
+/// The frame every locking command runs in: connects to every host of
+/// `env`, takes their locks, runs `body` with the hosts, then releases the
+/// locks and closes the connections, on every path `body` returns by.
+pub async fn with_locked<T>(
+    config: &Config,
+    env: &Environment,
+    info: &LockInfo,
+    printer: &Printer,
+    body: impl AsyncFnOnce(&[Site]) -> T,
+) -> Result<T, Error> {
+    let sites = connect_locked(config, env, info, printer).await?;
+    let result = body(&sites).await;
+    unlock(&sites, info, printer).await;
+    close(sites).await;
+    printer.finish_hosts();
+    Ok(result)
 }
 
 /// Takes every site's lock in one fixed order: the host whose name sorts

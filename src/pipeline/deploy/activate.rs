@@ -1,0 +1,292 @@
+//! The activate phase: on each host, one host-side program switches
+//! `current`, restarts and checks, and puts the host back by itself on
+//! failure; then the check from here. All at once or in batches; a failure
+//! anywhere switches every switched host back.
+
+use crate::error::HostProblem;
+use crate::remote::activation::{self, Activation, HostState, Verdict};
+use crate::remote::health;
+use crate::remote::release::{self, Planned};
+use crate::remote::site::{each, Site};
+
+use super::{Run, Switched};
+
+/// What the activate phase did.
+pub(super) struct Activated {
+    /// Every host that was switched (and may need switching back).
+    pub switched: Vec<Switched>,
+    /// The problems that stopped it, if it stopped.
+    pub problems: Option<Vec<HostProblem>>,
+}
+
+impl Run<'_> {
+    /// Switches hosts to `release` in batches, restarting and checking each.
+    pub(super) async fn activate(&self, release: &str, commit: &str) -> Activated {
+        let indexes: Vec<usize> = (0..self.sites.len()).collect();
+        let size = if self.env.batch == 0 {
+            indexes.len()
+        } else {
+            self.env.batch
+        };
+        let mut switched = Vec::new();
+        for batch in indexes.chunks(size.max(1)) {
+            let results = each(batch, self.env.parallel.max(batch.len()), |&i| {
+                self.activate_one(i, release, commit)
+            })
+            .await;
+            let mut problems = Vec::new();
+            for (i, (previous, was_switched, result)) in batch.iter().zip(results) {
+                if was_switched {
+                    switched.push(Switched {
+                        index: *i,
+                        previous,
+                    });
+                }
+                if let Err(p) = result {
+                    problems.push(p);
+                }
+            }
+            if !problems.is_empty() {
+                return Activated {
+                    switched,
+                    problems: Some(problems),
+                };
+            }
+        }
+        Activated {
+            switched,
+            problems: None,
+        }
+    }
+
+    /// Activates `release` on host `i` through the host-side activation
+    /// (switch, restart, host-side health check, put back by the host on
+    /// failure), then makes the health check from here when it is not made
+    /// on the host. Returns where `current` pointed before, whether the
+    /// host may still be on `release` (so that a failure elsewhere puts it
+    /// back), and the outcome.
+    pub(super) async fn activate_one(
+        &self,
+        i: usize,
+        release: &str,
+        commit: &str,
+    ) -> (Option<String>, bool, Result<(), HostProblem>) {
+        let site = &self.sites[i];
+        let p = self.printer;
+        let previous = site.serving.clone();
+        let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
+        let health = self.config.deploy.health.as_ref();
+        let (restart, check) = self.activation_steps(site, release, commit);
+        let activation = Activation {
+            layout: &site.layout,
+            release,
+            put_back: Some(previous.as_deref()),
+            restart: restart.as_ref().map(|r| r.script.clone()),
+            check,
+        };
+        let step = if restart.is_some() {
+            "switch, restart"
+        } else {
+            "switch"
+        };
+        let out = match site
+            .step(p, step, None, &activation.run_script(), None)
+            .await
+        {
+            Ok(out) => out,
+            // Refused before it started (not switched), or the connection
+            // broke: the host finishes by itself, where is unknown here.
+            Err(e) => return (previous, e.unreachable, Err(e)),
+        };
+        match activation::parse(&out.stdout) {
+            Verdict::Ok => {}
+            Verdict::Failed {
+                step,
+                code,
+                state,
+                detail,
+            } => {
+                let problem = HostProblem {
+                    host: site.name().to_string(),
+                    command: (step == "restart")
+                        .then(|| restart.as_ref().and_then(|r| r.shown.clone()))
+                        .flatten(),
+                    step,
+                    code,
+                    output: detail.clone(),
+                    detail,
+                    unreachable: false,
+                    key: None,
+                };
+                let switched = match state {
+                    HostState::Old | HostState::Back => false,
+                    HostState::New | HostState::Unknown => true,
+                    HostState::Stuck => {
+                        self.stuck(site.name(), release);
+                        false
+                    }
+                };
+                return (previous, switched, Err(problem));
+            }
+        }
+        if let Some(check) = health.filter(|h| !h.on_host) {
+            let url = check.url.render(&vars);
+            p.host(site.name(), &format!("health check {url}"));
+            let body = check.body.as_ref().map(|b| b.render(&vars));
+            if let Err(f) = health::check_from(check, &url, body.as_deref(), site, true).await {
+                return (
+                    previous,
+                    true,
+                    Err(site.problem("health check", None, None, &f.to_string())),
+                );
+            }
+        }
+        (previous, true, Ok(()))
+    }
+
+    /// What an activation of `release` runs on `site`: the restart (a step,
+    /// for its command in reports) and the host-side health check.
+    fn activation_steps(
+        &self,
+        site: &Site,
+        release: &str,
+        commit: &str,
+    ) -> (Option<Planned>, Option<String>) {
+        let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
+        let steps = self.steps(site, release, commit);
+        let restart = self
+            .config
+            .deploy
+            .restart
+            .as_ref()
+            .map(|r| steps.command("restart", r, true));
+        let check = self
+            .config
+            .deploy
+            .health
+            .as_ref()
+            .filter(|h| h.on_host)
+            .map(|h| {
+                let body = h.body.as_ref().map(|b| b.render(&vars));
+                activation::host_check_script(h, &h.url.render(&vars), body.as_deref())
+            });
+        (restart, check)
+    }
+
+    /// Restarts `release` in `current` on `site` and checks it: after a
+    /// SQLite restore, so the serving release reopens the restored file.
+    pub(super) async fn restart_and_check(
+        &self,
+        site: &Site,
+        release: &str,
+        commit: &str,
+        always: bool,
+    ) -> Result<(), HostProblem> {
+        let p = self.printer;
+        let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
+        if let Some(restart) = &self.config.deploy.restart {
+            let steps = self.steps(site, release, commit);
+            let step = steps.command("restart", restart, true);
+            if always {
+                site.run_always(p, &step, None).await?;
+            } else {
+                site.run(p, &step, None).await?;
+            }
+        }
+        if let Some(check) = &self.config.deploy.health {
+            let url = check.url.render(&vars);
+            p.host(site.name(), &format!("health check {url}"));
+            let body = check.body.as_ref().map(|b| b.render(&vars));
+            if let Err(f) = health::check_from(check, &url, body.as_deref(), site, !always).await {
+                return Err(site.problem("health check", None, None, &f.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// A host that runs `release` and could not be put back.
+    pub(super) fn stuck(&self, host: &str, release: &str) {
+        self.account()
+            .stuck
+            .push((host.to_string(), release.to_string()));
+    }
+
+    /// Puts every switched host back where it was, through the host-side
+    /// activation (switch back, restart the old release), even after an
+    /// interrupt. Returns the problems met; the hosts they name could not
+    /// be put back, run the new release, and need a person.
+    pub(super) async fn switch_back(
+        &self,
+        switched: &[Switched],
+        release: &str,
+    ) -> Vec<HostProblem> {
+        let results = each(switched, 32, |s| async move {
+            let site = &self.sites[s.index];
+            let p = self.printer;
+            let Some(previous) = &s.previous else {
+                // No release was live here before: none is now.
+                let script = release::switch_back_script(&site.layout, None);
+                return site
+                    .step_always(p, "switch back", None, &script, None)
+                    .await
+                    .map(|_| ());
+            };
+            // The old release's commit is not known here: its check looks
+            // at the status (a `{commit}` in the body matches anything).
+            let vars = release::run_vars(&site.spec, &site.layout, Some(previous), Some(""));
+            let health = self.config.deploy.health.as_ref();
+            let (restart, check) = self.activation_steps(site, previous, "");
+            let activation = Activation {
+                layout: &site.layout,
+                release: previous,
+                put_back: None,
+                restart: restart.map(|r| r.script),
+                check,
+            };
+            let out = site
+                .step_always(p, "switch back", None, &activation.run_script(), None)
+                .await?;
+            match activation::parse(&out.stdout) {
+                Verdict::Ok => match health.filter(|h| !h.on_host) {
+                    None => Ok(()),
+                    Some(check) => {
+                        let url = check.url.render(&vars);
+                        p.host(site.name(), &format!("health check {url}"));
+                        let body = check.body.as_ref().map(|b| b.render(&vars));
+                        health::check_from(check, &url, body.as_deref(), site, false)
+                            .await
+                            .map_err(|f| {
+                                site.problem(
+                                    "putting back: health check",
+                                    None,
+                                    None,
+                                    &f.to_string(),
+                                )
+                            })
+                    }
+                },
+                Verdict::Failed {
+                    step, code, detail, ..
+                } => Err(HostProblem {
+                    host: site.name().to_string(),
+                    step: format!("putting back: {step}"),
+                    command: None,
+                    code,
+                    output: detail.clone(),
+                    detail,
+                    unreachable: false,
+                    key: None,
+                }),
+            }
+        })
+        .await;
+        let mut problems = Vec::new();
+        for result in results {
+            if let Err(problem) = result {
+                self.stuck(&problem.host, release);
+                problems.push(problem);
+            }
+        }
+        problems
+    }
+}

@@ -1,0 +1,140 @@
+//! The finish phase: the deploy recorded in every host's history and old
+//! releases pruned. Or, when a phase failed, `abandon`: the new release
+//! removed where this run made it, the failure recorded, and the error
+//! built with what every host serves now.
+
+use crate::error::{Error, Failure, HostProblem};
+use crate::ledger::git::Commit;
+use crate::model::history::Record;
+use crate::remote::release;
+use crate::remote::site::{self, each, Site};
+
+use super::{Rehearsal, Run};
+
+impl Run<'_> {
+    /// Records the deploy on every host and prunes old releases.
+    pub(super) async fn finish(&self, commit: &Commit, release: &str, rehearsal: Rehearsal) {
+        each(self.sites, 32, |site| async move {
+            let mut record = Record::new("deploy", &self.env.name, site.name(), "ok");
+            record.forced = self.forced;
+            record.rehearsal = rehearsal.record();
+            record.commit = Some(commit.sha.clone());
+            record.release = Some(release.to_string());
+            record.previous = site.serving.clone();
+            site.record(self.printer, &record).await;
+            self.prune(site, release).await;
+            self.printer
+                .host(site.name(), &format!("serving {release}"));
+        })
+        .await;
+    }
+
+    /// Removes the new release everywhere, records the failure, and builds
+    /// the error with what every host serves now.
+    pub(super) async fn abandon(
+        &self,
+        action: &str,
+        commit: &Commit,
+        release: &str,
+        problems: Vec<HostProblem>,
+        mut recovery: Vec<HostProblem>,
+    ) -> Error {
+        let problems_ref = &problems;
+        let created = self.created.lock().expect("created lock").clone();
+        let created = &created;
+        let discarded = each(self.sites, 32, |site| async move {
+            let problems = problems_ref;
+            let result = if created.contains(site.name()) {
+                site.step_always(
+                    self.printer,
+                    "discard release",
+                    None,
+                    &release::discard_script(&site.layout, release),
+                    None,
+                )
+                .await
+                .map(|_| ())
+            } else {
+                Ok(())
+            };
+            let mut record = Record::new(action, &self.env.name, site.name(), "failed");
+            record.commit = Some(commit.sha.clone());
+            record.release = Some(release.to_string());
+            record.previous = site.serving.clone();
+            record.message = Some(match problems.iter().find(|p| p.host == site.name()) {
+                Some(p) => format!("{} failed here; old release kept", p.step),
+                None => "failed on another host; old release kept".to_string(),
+            });
+            site.record(self.printer, &record).await;
+            result
+        })
+        .await;
+        recovery.extend(
+            discarded
+                .into_iter()
+                .filter_map(Result::err)
+                .filter(|p| p.unreachable),
+        );
+        let mut account = self.account();
+        Error::Failed(Box::new(Failure {
+            action: action.to_string(),
+            env: self.env.name.clone(),
+            problems,
+            serving: self.serving(),
+            recovery,
+            notes: std::mem::take(&mut account.notes),
+            constraint: account.constraint.take(),
+            interrupted: site::interrupted(),
+            stuck: account.stuck.clone(),
+        }))
+    }
+
+    pub(super) fn serving(&self) -> Vec<(String, String)> {
+        self.sites
+            .iter()
+            .map(|s| {
+                (
+                    s.name().to_string(),
+                    s.serving
+                        .clone()
+                        .unwrap_or_else(|| "nothing (no release was live)".to_string()),
+                )
+            })
+            .collect()
+    }
+
+    /// Deletes old releases on one host; a failure only warns.
+    async fn prune(&self, site: &Site, release: &str) {
+        let Ok(out) = site
+            .step_always(
+                self.printer,
+                "prune",
+                None,
+                &release::list_script(&site.layout),
+                None,
+            )
+            .await
+        else {
+            return;
+        };
+        let (releases, _) = release::parse_list(&out.stdout);
+        let doomed = release::to_prune(
+            &releases,
+            Some(release),
+            site.serving.as_deref(),
+            self.config.deploy.keep_releases,
+        );
+        if doomed.is_empty() {
+            return;
+        }
+        let paths: Vec<String> = doomed.iter().map(|d| site.layout.release(d)).collect();
+        let script = format!("rm -rf {}", crate::base::shell::join(&paths));
+        if let Err(p) = site
+            .step_always(self.printer, "prune", None, &script, None)
+            .await
+        {
+            self.printer
+                .warn(&format!("could not prune old releases: {p}"));
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! A deploy of one commit to one environment, in the phases of the design,
+//! each in its own file and returning what it did:
+//!
+//! - `prepare`: every host, in parallel: upload (only what changed when it
+//!   can), link shared, build; nothing serving changes.
+//! - `migrate`: once: ask the app which database it opens, rehearse on a
+//!   copy, back up, migrate, check the database that changed.
+//! - `activate`: switch `current`, restart, health check, all at once or
+//!   in batches; any failure switches every switched host back, then the
+//!   database.
+//! - `finish`: history and pruning; or, after a failure, `abandon`.
+//! - `rollback`: activation of the release before, on every host.
+//!
+//! Deploy and rollback run in one frame (`site::with_locked`): the lock is
+//! held from before prepare until after finish, and released on every path.
+
+mod activate;
+mod finish;
+mod migrate;
+mod prepare;
+mod rollback;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::cli::output::Printer;
+use crate::config::{Config, Environment};
+use crate::data::steps::Steps;
+use crate::error::{Error, HostProblem};
+use crate::ledger::git::{Commit, Delta, Repo};
+use crate::model::lock::LockInfo;
+use crate::remote::release;
+use crate::remote::site::{self, Site};
+
+use migrate::{Migrated, Migration, Stop};
+
+/// What a successful deploy or rollback did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub env: String,
+    pub release: String,
+    pub commit: String,
+    pub hosts: usize,
+    pub seconds: f64,
+    /// What became of the rehearsal of this deploy's migrations.
+    pub rehearsal: Rehearsal,
+    /// Every host already served the commit: nothing was done.
+    pub noop: bool,
+    /// Bytes of source sent to each host (only what changed, when the host
+    /// kept the last upload's source).
+    pub uploaded: BTreeMap<String, u64>,
+    /// Each host, what it served before, and how long preparing took there.
+    pub per_host: Vec<HostSummary>,
+}
+
+/// One host's line in a summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostSummary {
+    pub host: String,
+    /// The release it served before, if any.
+    pub before: Option<String>,
+    /// Seconds it took to prepare the release (not for a rollback or no-op).
+    pub prepared: Option<f64>,
+}
+
+/// The rehearsal of a deploy's migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Rehearsal {
+    /// No database, no migrate command, or nothing pending.
+    #[default]
+    NotNeeded,
+    /// Passed on a copy of the data, in this many seconds.
+    Passed(f64),
+    /// Skipped with `--no-rehearse` while migrations were pending.
+    Skipped,
+}
+
+impl Rehearsal {
+    /// How the history and the ledger record it.
+    pub fn record(self) -> Option<String> {
+        match self {
+            Rehearsal::NotNeeded => None,
+            Rehearsal::Passed(_) => Some("passed".into()),
+            Rehearsal::Skipped => Some("skipped".into()),
+        }
+    }
+}
+
+/// How a deploy runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Who asked, for the lock record.
+    pub command: String,
+    /// The deploy went past a gate (`--force`); recorded.
+    pub forced: bool,
+    /// Rehearse pending migrations on a copy first (`--no-rehearse` clears it; recorded).
+    pub rehearse: bool,
+    /// Deploy even when every host already serves the commit.
+    pub redeploy: bool,
+}
+
+/// Deploys `commit` to `env_name`.
+pub async fn deploy(
+    config: &Config,
+    env_name: &str,
+    commit: &Commit,
+    options: &Options,
+    printer: &Printer,
+) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let env = config.environment(env_name)?;
+    let repo = Repo::at(&config.dir);
+    let archive = repo.archive(commit)?;
+    let release = release::release_name(commit);
+    let hosts = env.hosts.len();
+    printer.headline(&format!(
+        "Deploying {} ({}) to {} ({hosts} host{})",
+        commit.short(),
+        commit.subject,
+        env.name,
+        if hosts == 1 { "" } else { "s" }
+    ));
+    let info = LockInfo::new(&options.command, None, false);
+    let body = async |sites: &[Site]| {
+        let summary = |release: String, rehearsal, noop, done: Prepared| Summary {
+            env: env.name.clone(),
+            release,
+            commit: commit.sha.clone(),
+            hosts,
+            seconds: started.elapsed().as_secs_f64(),
+            rehearsal,
+            noop,
+            per_host: per_host(sites, &done),
+            uploaded: done.uploaded,
+        };
+        // A deploy of what every host already serves does nothing.
+        let sha = Some(commit.sha.as_str());
+        if !options.redeploy && sites.iter().all(|s| s.serving_commit.as_deref() == sha) {
+            let serving = sites[0].serving.clone().unwrap_or_default();
+            return Ok::<_, Error>(summary(
+                serving,
+                Rehearsal::NotNeeded,
+                true,
+                Prepared::default(),
+            ));
+        }
+        let run = Run::new(config, env, printer, sites, options);
+        let run = Run {
+            deltas: deltas(&repo, sites, commit),
+            ..run
+        };
+        let (rehearsal, done) = run.deploy(commit, &release, &archive).await?;
+        Ok(summary(release.clone(), rehearsal, false, done))
+    };
+    let summary: Summary = site::with_locked(config, env, &info, printer, body).await??;
+    if summary.noop {
+        printer.headline(&format!(
+            "`{}` already serves {} on every host; nothing to do (`--redeploy` deploys it again)",
+            env.name,
+            commit.short()
+        ));
+    }
+    Ok(summary)
+}
+
+/// Switches every host of `env_name` back to the release before the one it
+/// serves.
+pub async fn rollback(
+    config: &Config,
+    env_name: &str,
+    printer: &Printer,
+) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let env = config.environment(env_name)?;
+    printer.headline(&format!("Rolling back {}", env.name));
+    let info = LockInfo::new(&format!("gantry rollback {}", env.name), None, false);
+    let options = Options {
+        command: info.command.clone(),
+        forced: false,
+        rehearse: false,
+        redeploy: true,
+    };
+    let body = async |sites: &[Site]| {
+        let run = Run::new(config, env, printer, sites, &options);
+        let (release, commit) = run.rollback().await?;
+        Ok::<_, Error>(Summary {
+            env: env.name.clone(),
+            release,
+            commit,
+            hosts: env.hosts.len(),
+            seconds: started.elapsed().as_secs_f64(),
+            rehearsal: Rehearsal::NotNeeded,
+            noop: false,
+            uploaded: BTreeMap::new(),
+            per_host: per_host(sites, &Prepared::default()),
+        })
+    };
+    site::with_locked(config, env, &info, printer, body).await?
+}
+
+/// What the prepare phase did on every host.
+#[derive(Debug, Default)]
+struct Prepared {
+    /// Seconds each host took.
+    seconds: BTreeMap<String, f64>,
+    /// Bytes of source sent to each host.
+    uploaded: BTreeMap<String, u64>,
+}
+
+fn per_host(sites: &[Site], done: &Prepared) -> Vec<HostSummary> {
+    sites
+        .iter()
+        .map(|s| HostSummary {
+            host: s.name().to_string(),
+            before: s.serving.clone(),
+            prepared: done.seconds.get(s.name()).copied(),
+        })
+        .collect()
+}
+
+/// The deltas from each base commit the hosts keep the source of, so a
+/// host gets only what changed since.
+fn deltas(repo: &Repo, sites: &[Site], commit: &Commit) -> BTreeMap<String, Delta> {
+    let mut deltas = BTreeMap::new();
+    for base in sites.iter().filter_map(|s| s.source_commit.clone()) {
+        if deltas.contains_key(&base) {
+            continue;
+        }
+        if let Ok(Some(delta)) = repo.delta(&base, commit) {
+            deltas.insert(base, delta);
+        }
+    }
+    deltas
+}
+
+/// A host that was switched in this run, and where it was before.
+struct Switched {
+    index: usize,
+    previous: Option<String>,
+}
+
+/// What a failing run has to say: collected across phases for the report.
+#[derive(Default)]
+struct Account {
+    /// What happened to the database.
+    notes: Vec<String>,
+    /// A constraint the data violates, with the rows that violate it.
+    constraint: Option<(String, Vec<String>)>,
+    /// Hosts that run the new release and could not be put back, with it.
+    stuck: Vec<(String, String)>,
+}
+
+/// One deploy or rollback of one environment, on hosts already locked.
+struct Run<'a> {
+    config: &'a Config,
+    env: &'a Environment,
+    printer: &'a Printer,
+    sites: &'a [Site],
+    forced: bool,
+    /// Rehearse pending migrations before running them.
+    rehearse: bool,
+    /// Deltas from each base commit the hosts keep the source of.
+    deltas: BTreeMap<String, Delta>,
+    /// Hosts on which this run created the new release folder: the only
+    /// ones where a failure may remove it.
+    created: Mutex<HashSet<String>>,
+    /// What a failure report says, filled in by every phase.
+    account: Mutex<Account>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        config: &'a Config,
+        env: &'a Environment,
+        printer: &'a Printer,
+        sites: &'a [Site],
+        options: &Options,
+    ) -> Run<'a> {
+        Run {
+            config,
+            env,
+            printer,
+            sites,
+            forced: options.forced,
+            rehearse: options.rehearse,
+            deltas: BTreeMap::new(),
+            created: Mutex::default(),
+            account: Mutex::default(),
+        }
+    }
+
+    /// The steps of `release` on `site`, with this run's config.
+    fn steps<'s>(&'s self, site: &'s Site, release: &'s str, commit: &'s str) -> Steps<'s> {
+        Steps::new(
+            self.config,
+            self.env,
+            &site.spec,
+            &site.layout,
+            release,
+            commit,
+        )
+    }
+
+    fn account(&self) -> std::sync::MutexGuard<'_, Account> {
+        self.account.lock().expect("account lock")
+    }
+
+    /// The phases in order; on a failure, what this run changed is put
+    /// back and the error says what every host serves now.
+    async fn deploy(
+        &self,
+        commit: &Commit,
+        release: &str,
+        archive: &[u8],
+    ) -> Result<(Rehearsal, Prepared), Error> {
+        let prepared = self.prepare(commit, release, archive).await;
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(problems) => {
+                return Err(self
+                    .abandon("deploy", commit, release, problems, vec![])
+                    .await)
+            }
+        };
+        let migration = match &self.config.deploy.migrate {
+            None => Migration::default(),
+            Some(migrate) => match self.migrate(commit, release, migrate).await {
+                Ok(migration) => migration,
+                Err(Stop::Host(p, recovery)) => {
+                    return Err(self
+                        .abandon("deploy", commit, release, vec![p], recovery)
+                        .await)
+                }
+                Err(Stop::Refused(p, error)) => {
+                    // The releases are removed and the failure recorded; the
+                    // reason is the refusal itself.
+                    let _ = self
+                        .abandon("deploy", commit, release, vec![p], vec![])
+                        .await;
+                    return Err(error);
+                }
+            },
+        };
+        let Migration {
+            rehearsal,
+            migrated,
+        } = migration;
+        // An interrupt during the migration: the database goes back.
+        if site::interrupted() {
+            let recovery = self.put_back(&[], release, migrated).await;
+            let problems = vec![self.interrupt_problem("migrate")];
+            return Err(self
+                .abandon("deploy", commit, release, problems, recovery)
+                .await);
+        }
+        let activated = self.activate(release, &commit.sha).await;
+        let problems = match activated.problems {
+            Some(problems) => problems,
+            None if site::interrupted() => vec![self.interrupt_problem("activate")],
+            None => {
+                self.finish(commit, release, rehearsal).await;
+                if !site::interrupted() {
+                    return Ok((rehearsal, prepared));
+                }
+                // Interrupted while finishing: what this run changed goes back.
+                vec![self.interrupt_problem("finish")]
+            }
+        };
+        let recovery = self.put_back(&activated.switched, release, migrated).await;
+        Err(self
+            .abandon("deploy", commit, release, problems, recovery)
+            .await)
+    }
+
+    /// The problem an interrupt makes of the phase it came in.
+    fn interrupt_problem(&self, phase: &str) -> HostProblem {
+        let site = &self.sites[self.env.migrate_host];
+        HostProblem {
+            host: site.name().to_string(),
+            step: phase.to_string(),
+            detail: "interrupted (Ctrl-C or SIGTERM)".into(),
+            ..HostProblem::default()
+        }
+    }
+
+    /// Puts back what this deploy changed: every switched host first; then
+    /// the database, but only when every host that ran the new release is
+    /// back (otherwise those hosts keep the migrated database they need,
+    /// and the note says so). Returns the problems that need a person.
+    async fn put_back(
+        &self,
+        switched: &[Switched],
+        release: &str,
+        migrated: Option<Migrated>,
+    ) -> Vec<HostProblem> {
+        let mut recovery = self.switch_back(switched, release).await;
+        let Some(m) = migrated else {
+            return recovery;
+        };
+        let stuck: Vec<String> = self
+            .account()
+            .stuck
+            .iter()
+            .map(|(h, _)| h.clone())
+            .collect();
+        if stuck.is_empty() {
+            let back = self.put_database_back(&m.db, m.backup.as_deref(), m.created, true);
+            recovery.extend(back.await);
+        } else {
+            let kept = m
+                .backup
+                .as_deref()
+                .map(|b| format!("; the backup taken before the migration is {b}"))
+                .unwrap_or_default();
+            self.note(format!(
+                "the database was kept migrated, because {} still run{} the new release on it{kept}",
+                stuck.join(", "),
+                if stuck.len() == 1 { "s" } else { "" }
+            ));
+        }
+        recovery
+    }
+
+    fn note(&self, text: String) {
+        self.account().notes.push(text);
+    }
+}

@@ -1,0 +1,121 @@
+//! A rollback: the release before the one each host serves, activated on
+//! every host at once through the same activation as a deploy; a failure
+//! puts every host back.
+
+use crate::error::{Error, Failure};
+use crate::model::history::Record;
+use crate::remote::release;
+use crate::remote::site::{self, each};
+
+use super::{Run, Switched};
+
+impl Run<'_> {
+    /// Activates the release before the current one on every host; on a
+    /// failure every host goes back. Returns the release and its commit.
+    pub(super) async fn rollback(&self) -> Result<(String, String), Error> {
+        // Find the release before the current one on every host.
+        let listed = each(self.sites, 32, |site| async move {
+            let out = site
+                .step(
+                    self.printer,
+                    "list releases",
+                    None,
+                    &release::list_script(&site.layout),
+                    None,
+                )
+                .await?;
+            let (releases, current) = release::parse_list(&out.stdout);
+            let complete: Vec<_> = releases
+                .into_iter()
+                .filter(|r| r.commit.is_some())
+                .collect();
+            let Some(current) = current else {
+                return Err(site.problem(
+                    "rollback",
+                    None,
+                    None,
+                    "no release is live here, so there is nothing to roll back",
+                ));
+            };
+            let position = complete.iter().position(|r| r.name == current);
+            match position {
+                Some(i) if i > 0 => Ok(complete[i - 1].clone()),
+                _ => Err(site.problem(
+                    "rollback",
+                    None,
+                    None,
+                    &format!("no release older than `{current}` is kept here"),
+                )),
+            }
+        })
+        .await;
+        let mut targets = Vec::new();
+        let mut problems = Vec::new();
+        for result in listed {
+            match result {
+                Ok(t) => targets.push(t),
+                Err(p) => problems.push(p),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Hosts {
+                what: format!("rollback of `{}` (nothing was changed)", self.env.name),
+                problems,
+            });
+        }
+        // Activate each host's target; on failure, put every host back.
+        let mut switched = Vec::new();
+        let indexes: Vec<usize> = (0..self.sites.len()).collect();
+        let targets_ref = &targets;
+        let results = each(
+            &indexes,
+            self.env.parallel.max(indexes.len()),
+            |&index| async move {
+                let target = &targets_ref[index];
+                let commit = target.commit.clone().unwrap_or_default();
+                let (previous, was_switched, result) =
+                    self.activate_one(index, &target.name, &commit).await;
+                (index, previous, was_switched, result)
+            },
+        )
+        .await;
+        for (index, previous, was_switched, result) in results {
+            if was_switched {
+                switched.push(Switched { index, previous });
+            }
+            if let Err(p) = result {
+                problems.push(p);
+            }
+        }
+        if !problems.is_empty() {
+            let recovery = self.switch_back(&switched, &targets[0].name).await;
+            for site in self.sites {
+                let mut record = Record::new("rollback", &self.env.name, site.name(), "failed");
+                record.previous = site.serving.clone();
+                site.record(self.printer, &record).await;
+            }
+            return Err(Error::Failed(Box::new(Failure {
+                action: "rollback".into(),
+                env: self.env.name.clone(),
+                problems,
+                serving: self.serving(),
+                recovery,
+                notes: Vec::new(),
+                constraint: None,
+                interrupted: site::interrupted(),
+                stuck: self.account().stuck.clone(),
+            })));
+        }
+        for (site, target) in self.sites.iter().zip(&targets) {
+            let mut record = Record::new("rollback", &self.env.name, site.name(), "ok");
+            record.commit = target.commit.clone();
+            record.release = Some(target.name.clone());
+            record.previous = site.serving.clone();
+            site.record(self.printer, &record).await;
+            self.printer
+                .host(site.name(), &format!("serving {}", target.name));
+        }
+        let first = &targets[0];
+        Ok((first.name.clone(), first.commit.clone().unwrap_or_default()))
+    }
+}
