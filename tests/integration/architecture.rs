@@ -242,15 +242,11 @@ fn long_functions(text: &str) -> Vec<String> {
     for (i, line) in lines.iter().enumerate() {
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
-        let is_fn = [
-            "fn ",
-            "pub fn ",
-            "async fn ",
-            "pub async fn ",
-            "pub(crate) fn ",
-        ]
-        .iter()
-        .any(|p| trimmed.starts_with(p));
+        let mut head = trimmed;
+        for word in ["pub(crate) ", "pub(super) ", "pub ", "const ", "async "] {
+            head = head.strip_prefix(word).unwrap_or(head);
+        }
+        let is_fn = head.starts_with("fn ");
         if !is_fn || trimmed.ends_with(';') {
             continue;
         }
@@ -285,9 +281,16 @@ fn no_file_and_no_function_is_too_long_to_read() {
         }
     }
     assert!(found.is_empty(), "too long:\n{}", found.join("\n"));
-    let long = format!("fn big() {{\n{}}}\n", "    x();\n".repeat(MAX_FN));
-    assert_eq!(
-        long_functions(&long),
-        [format!("big ({} lines)", MAX_FN + 2)]
-    );
+}
+
+#[test]
+fn a_long_function_is_found_when_there_is_one() {
+    let body = "    x();\n".repeat(MAX_FN);
+    let plain = format!("fn big() {{\n{body}}}\n");
+    let nested = format!("    pub(super) async fn big() {{\n{body}    }}\n");
+    let short = format!("fn small() {{\n{}}}\n", "    x();\n".repeat(MAX_FN - 2));
+    let expected = [format!("big ({} lines)", MAX_FN + 2)];
+    assert_eq!(long_functions(&plain), expected);
+    assert_eq!(long_functions(&nested), expected);
+    assert_eq!(long_functions(&short), Vec::<String>::new());
 }

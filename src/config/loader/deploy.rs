@@ -1,0 +1,226 @@
+//! `[deploy]` and `[verify]`: the steps, the health check and the
+//! functional tests, each template kept with its key for the placeholder
+//! check.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::super::raw::{self, S};
+use super::super::*;
+use super::{Defaults, Loader, Templates};
+
+/// `deploy.health.timeout`: 100ms to 10m per attempt.
+const HEALTH_TIMEOUT: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(600));
+/// `deploy.health.interval`: 0 to 10m between attempts.
+const HEALTH_INTERVAL: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(600));
+
+impl Loader<'_> {
+    pub(super) fn deploy(
+        &self,
+        d: &raw::RawDeploy,
+        dir: &Path,
+        templates: &mut Templates,
+    ) -> Result<(Deploy, Defaults), ConfigError> {
+        let keep_releases = match &d.keep_releases {
+            Some(k) => self.positive(k, "deploy.keep_releases", 2)? as usize,
+            None => 5,
+        };
+        let default_parallel = match &d.parallel {
+            Some(p) => self.positive(p, "deploy.parallel", 1)? as usize,
+            None => 10,
+        };
+        let default_batch = match &d.batch {
+            Some(b) => self.positive(b, "deploy.batch", 0)? as usize,
+            None => 0,
+        };
+        let mut shared = Vec::new();
+        for s in &d.shared {
+            let dir = s.get_ref().ends_with('/');
+            let path = self.relative_path(s, "deploy.shared")?;
+            shared.push(SharedPath { path, dir });
+        }
+        let mut build = Vec::new();
+        for step in &d.build {
+            let span = step.span();
+            let spanned = |text: &str| S::new(span.clone(), text.to_string());
+            let (run, cache) = match step.get_ref() {
+                raw::RawBuild::Command(run) => (spanned(run), None),
+                raw::RawBuild::Cached(c) => {
+                    let paths = |list: &[String], key: &str| -> Result<Vec<String>, ConfigError> {
+                        list.iter()
+                            .map(|p| self.relative_path(&spanned(p), key))
+                            .collect()
+                    };
+                    let outputs = paths(&c.outputs, "deploy.build.outputs")?;
+                    if outputs.is_empty() {
+                        return Err(self
+                            .error(span.clone(), "deploy.build", "a step with `inputs` needs `outputs`: what it makes, to copy when the inputs did not change")
+                            .with_hint("e.g. `{ run = \"…pip install…\", inputs = [\"requirements.txt\"], outputs = [\".venv\"] }`"));
+                    }
+                    let key = match &c.key {
+                        Some(k) => {
+                            let t = self.template(&spanned(k), "deploy.build.key")?;
+                            templates.push(("deploy.build.key".into(), spanned(k), t.clone()));
+                            Some(t)
+                        }
+                        None => None,
+                    };
+                    let cache = BuildCache {
+                        inputs: paths(&c.inputs, "deploy.build.inputs")?,
+                        outputs,
+                        key,
+                    };
+                    (spanned(&c.run), Some(cache))
+                }
+            };
+            let t = self.template(&run, "deploy.build")?;
+            templates.push(("deploy.build".into(), run.clone(), t.clone()));
+            build.push(BuildStep { run: t, cache });
+        }
+        let mut optional =
+            |value: &Option<S<String>>, key: &str| -> Result<Option<Template>, ConfigError> {
+                match value {
+                    Some(v) => {
+                        let t = self.template(v, key)?;
+                        templates.push((key.to_string(), v.clone(), t.clone()));
+                        Ok(Some(t))
+                    }
+                    None => Ok(None),
+                }
+            };
+        let migrate = optional(&d.migrate, "deploy.migrate")?;
+        let restart = optional(&d.restart, "deploy.restart")?;
+        let mut env = Vec::new();
+        for (name, key, value, t) in self.env_table(&d.env, "deploy.env")? {
+            templates.push((key, value, t.clone()));
+            env.push((name, t));
+        }
+        let health = match &d.health {
+            None => None,
+            Some(h) => Some(self.health(h.get_ref(), dir, templates)?),
+        };
+        let defaults = Defaults {
+            parallel: default_parallel,
+            batch: default_batch,
+        };
+        Ok((
+            Deploy {
+                keep_releases,
+                shared,
+                build,
+                migrate,
+                restart,
+                env,
+                health,
+            },
+            defaults,
+        ))
+    }
+
+    pub(super) fn health(
+        &self,
+        h: &raw::RawHealth,
+        dir: &Path,
+        templates: &mut Templates,
+    ) -> Result<Health, ConfigError> {
+        let url = self.template(&h.url, "deploy.health.url")?;
+        templates.push(("deploy.health.url".into(), h.url.clone(), url.clone()));
+        let u = h.url.get_ref();
+        if !u.starts_with("http://") && !u.starts_with("https://") {
+            return Err(self
+                .error(
+                    h.url.span(),
+                    "deploy.health.url",
+                    "the health check URL must start with `http://` or `https://`",
+                )
+                .with_hint("e.g. `https://{domain}/health`"));
+        }
+        let status = match &h.status {
+            Some(s) if (100..=599).contains(s.get_ref()) => *s.get_ref() as u16,
+            Some(s) => {
+                return Err(self.error(
+                    s.span(),
+                    "deploy.health.status",
+                    "an HTTP status is a number from 100 to 599",
+                ))
+            }
+            None => 200,
+        };
+        Ok(Health {
+                    url,
+                    status,
+                    body: match &h.body {
+                        Some(b) => {
+                            let t = self.template(b, "deploy.health.body")?;
+                            templates.push(("deploy.health.body".into(), b.clone(), t.clone()));
+                            Some(t)
+                        }
+                        None => None,
+                    },
+                    timeout: match &h.timeout {
+                        Some(t) => self.duration(t, "deploy.health.timeout", HEALTH_TIMEOUT)?,
+                        None => Duration::from_secs(5),
+                    },
+                    retries: match &h.retries {
+                        Some(r) => self.bounded(r, "deploy.health.retries", 0, 10_000)? as u32,
+                        None => 10,
+                    },
+                    interval: match &h.interval {
+                        Some(t) => self.duration(t, "deploy.health.interval", HEALTH_INTERVAL)?,
+                        None => Duration::from_millis(500),
+                    },
+                    on_host: match &h.on {
+                        None => false,
+                        Some(o) if o.get_ref() == "local" => false,
+                        Some(o) if o.get_ref() == "host" => true,
+                        Some(o) => {
+                            return Err(self
+                                .error(o.span(), "deploy.health.on", format!("`{}` is not where a check can run", o.get_ref()))
+                                .with_hint("`local` (from this machine, the default) or `host` (on the host, with curl or python3)"))
+                        }
+                    },
+                    ca: match &h.ca {
+                        None => None,
+                        Some(ca) => {
+                            let path = dir.join(ca.get_ref());
+                            if !path.is_file() {
+                                return Err(self
+                                    .error(ca.span(), "deploy.health.ca", format!("`{}` is not a file", path.display()))
+                                    .with_hint("a PEM file of the certificate authorities to trust, relative to gantry.toml"));
+                            }
+                            Some(path)
+                        }
+                    },
+                })
+    }
+
+    pub(super) fn verify(
+        &self,
+        raw: Option<raw::RawVerify>,
+        templates: &mut Templates,
+    ) -> Result<Option<Verify>, ConfigError> {
+        Ok(match raw {
+            None => None,
+            Some(v) => {
+                let Some(command) = v.command else {
+                    return Err(ConfigError::at(
+                        self.file.to_path_buf(),
+                        self.source,
+                        None,
+                        "verify.command",
+                        "missing key `command` in `[verify]`",
+                    )
+                    .with_hint("the functional tests to run, e.g. `command = \"python manage.py test functional_tests\"`"));
+                };
+                let t = self.template(&command, "verify.command")?;
+                templates.push(("verify.command".into(), command.clone(), t.clone()));
+                let mut env = Vec::new();
+                for (name, key, value, tv) in self.env_table(&v.env, "verify.env")? {
+                    templates.push((key, value, tv.clone()));
+                    env.push((name, tv));
+                }
+                Some(Verify { command: t, env })
+            }
+        })
+    }
+}
