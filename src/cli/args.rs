@@ -201,6 +201,22 @@ pub enum Command {
     Schema,
 }
 
+impl Command {
+    /// Commands that only read: their output is the answer, so the steps
+    /// they run are not listed.
+    pub fn hides_steps(&self) -> bool {
+        matches!(
+            self,
+            Command::Status { .. }
+                | Command::Log { .. }
+                | Command::Exec { .. }
+                | Command::Unlock { .. }
+                | Command::Check { .. }
+                | Command::Backups { .. }
+        )
+    }
+}
+
 /// `--lock-wait`: a duration of at most a day.
 fn parse_lock_wait(text: &str) -> Result<std::time::Duration, String> {
     match crate::base::time::parse_duration(text) {

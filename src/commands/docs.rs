@@ -5,7 +5,7 @@ use crate::cli::output::Printer;
 use crate::error::Error;
 
 /// Prints a completion script for `shell` on stdout.
-pub fn completions(shell: clap_complete::Shell, printer: &Printer) {
+pub fn completions(shell: clap_complete::Shell, printer: &Printer) -> Result<(), Error> {
     use clap::CommandFactory;
     let mut out = Vec::new();
     clap_complete::generate(
@@ -15,6 +15,7 @@ pub fn completions(shell: clap_complete::Shell, printer: &Printer) {
         &mut out,
     );
     printer.result(String::from_utf8_lossy(&out).trim_end());
+    Ok(())
 }
 
 /// The man page, drawn from the same definitions as `--help`.
@@ -28,5 +29,11 @@ pub fn man(printer: &Printer) -> Result<(), Error> {
         .render(&mut out)
         .map_err(|e| Error::io("stdout", e))?;
     printer.result(String::from_utf8_lossy(&out).trim_end());
+    Ok(())
+}
+
+/// The JSON Schema of `gantry.toml`.
+pub fn schema(printer: &Printer) -> Result<(), Error> {
+    printer.result(super::init::SCHEMA.trim_end());
     Ok(())
 }

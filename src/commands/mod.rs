@@ -9,6 +9,7 @@ pub mod exec;
 pub mod init;
 pub mod lock;
 pub mod setup;
+pub mod ship;
 pub mod status;
 
 use std::path::Path;
@@ -18,10 +19,9 @@ use crate::cli::args::{Cli, Command};
 use crate::cli::exit::ExitStatus;
 use crate::cli::output::{Printer, Verbosity};
 use crate::config::{self, Config};
-use crate::data::{backups, rehearse};
+use crate::data::backups;
 use crate::error::Error;
-use crate::ledger::git;
-use crate::pipeline::{deploy, plan, promote, summary, verify};
+use crate::pipeline::{plan, promote};
 use crate::remote::site;
 
 /// Runs one command and says how it ended.
@@ -103,49 +103,26 @@ fn shown(utc: bool) -> time::Shown {
     }
 }
 
+/// Every command, one arm each; the config is read by those that need it.
 async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
+    if cli.command.hides_steps() {
+        printer.hide_steps();
+    }
+    let config = || load_config(cli.config.as_deref());
     match &cli.command {
-        Command::Init { force, preset } => return init::init(*force, preset.as_deref(), printer),
-        Command::Completions { shell } => {
-            docs::completions(*shell, printer);
-            return Ok(());
-        }
-        Command::Man => return docs::man(printer),
-        Command::Schema => {
-            printer.result(init::SCHEMA.trim_end());
-            return Ok(());
-        }
+        Command::Init { force, preset } => init::init(*force, preset.as_deref(), printer),
+        Command::Completions { shell } => docs::completions(*shell, printer),
+        Command::Man => docs::man(printer),
+        Command::Schema => docs::schema(printer),
         Command::Demo {
             stop: true, dir, ..
-        } => return demo::stop(dir.clone(), printer),
+        } => demo::stop(dir.clone(), printer),
         Command::Demo { keep, dir, .. } => {
             let options = demo::DemoOptions {
                 dir: dir.clone(),
                 keep: *keep,
             };
-            return demo::demo(&options, printer).await;
-        }
-        _ => {}
-    }
-    let config = load_config(cli.config.as_deref())?;
-    if matches!(
-        cli.command,
-        Command::Status { .. }
-            | Command::Log { .. }
-            | Command::Exec { .. }
-            | Command::Unlock { .. }
-            | Command::Check { .. }
-            | Command::Backups { .. }
-    ) {
-        printer.hide_steps();
-    }
-    match &cli.command {
-        Command::Init { .. }
-        | Command::Demo { .. }
-        | Command::Completions { .. }
-        | Command::Man
-        | Command::Schema => {
-            unreachable!("handled above")
+            demo::demo(&options, printer).await
         }
         Command::Setup {
             env,
@@ -156,10 +133,10 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
                 force: *force,
                 dry_run: *dry_run,
             };
-            setup::setup(&config, env, &options, printer).await
+            setup::setup(&config()?, env, &options, printer).await
         }
-        Command::Check { env } => check::check(&config, env.as_deref(), printer).await,
-        Command::Plan { env, rev } => plan::plan(&config, env, rev, printer),
+        Command::Check { env } => check::check(&config()?, env.as_deref(), printer).await,
+        Command::Plan { env, rev } => plan::plan(&config()?, env, rev, printer),
         Command::Deploy {
             env,
             rev,
@@ -167,87 +144,45 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
             no_rehearse,
             redeploy,
         } => {
-            let commit = git::Repo::at(&config.dir).resolve(rev)?;
             let options = promote::DeployOptions {
                 command: format!("gantry deploy {env} {rev}"),
                 force: *force,
                 rehearse: !no_rehearse,
                 redeploy: *redeploy,
             };
-            let done = promote::deploy_env(&config, env, &commit, &options, printer).await?;
-            summary::report(&done.summary, "Deployed", printer);
-            summary::report_json(&done.summary, "deploy", &done.tags, printer);
-            Ok(())
+            ship::deploy(&config()?, env, rev, &options, printer).await
         }
         Command::Verify { env, health_only } => {
-            let commit = verify::verify(&config, env, !health_only, printer).await?;
-            if printer.json_mode() {
-                printer.json(&serde_json::json!({
-                    "action": "verify",
-                    "env": env,
-                    "commit": commit,
-                    "outcome": "passed",
-                    "checks": if *health_only || config.verify.is_none() { "health checks" } else { "health checks and functional tests" },
-                }));
-            }
-            Ok(())
+            ship::verify(&config()?, env, *health_only, printer).await
         }
         Command::Promote {
             from,
             to,
             force,
             no_rehearse,
-        } => {
-            let done = promote::promote(&config, from, to, *force, !no_rehearse, printer).await?;
-            summary::report(&done.summary, "Promoted", printer);
-            summary::report_json(&done.summary, "promote", &done.tags, printer);
-            Ok(())
-        }
+        } => ship::promote(&config()?, from, to, *force, !no_rehearse, printer).await,
         Command::Release { push, to } => {
             let options = promote::ReleaseOptions {
                 push: *push,
                 to: to.clone(),
             };
-            promote::release(&config, &options, printer).await
+            promote::release(&config()?, &options, printer).await
         }
-        Command::Rollback { env } => {
-            let summary = deploy::rollback(&config, env, printer).await?;
-            summary::report(&summary, "Rolled back", printer);
-            let tags = promote::after_rollback(&config, env, &summary, printer);
-            summary::report_json(&summary, "rollback", &tags, printer);
-            Ok(())
-        }
-        Command::Rehearse { env, rev } => {
-            let repo = git::Repo::at(&config.dir);
-            let commit = repo.resolve(rev)?;
-            repo.ensure_on_remote(&commit, &config.app.remote)?;
-            let report = rehearse::rehearse(&config, env, &commit, printer).await?;
-            if printer.json_mode() {
-                printer.json(&serde_json::json!({
-                    "action": "rehearse",
-                    "env": report.env,
-                    "commit": report.commit.sha,
-                    "host": report.host,
-                    "pending": report.pending,
-                    "outcome": "passed",
-                    "seconds": report.seconds,
-                }));
-            }
-            Ok(())
-        }
-        Command::Backups { env } => backups::list(&config, env, printer).await,
+        Command::Rollback { env } => ship::rollback(&config()?, env, printer).await,
+        Command::Rehearse { env, rev } => ship::rehearse(&config()?, env, rev, printer).await,
+        Command::Backups { env } => backups::list(&config()?, env, printer).await,
         Command::Restore { env, backup, yes } => {
-            backups::restore(&config, env, backup, *yes, printer).await
+            backups::restore(&config()?, env, backup, *yes, printer).await
         }
         Command::Status { env, utc } => {
-            status::status(&config, env.as_deref(), shown(*utc), printer).await
+            status::status(&config()?, env.as_deref(), shown(*utc), printer).await
         }
         Command::Log { env, limit, utc } => {
-            status::log(&config, env, *limit, shown(*utc), printer).await
+            status::log(&config()?, env, *limit, shown(*utc), printer).await
         }
-        Command::Lock { env, reason } => lock::lock(&config, env, reason.clone(), printer).await,
-        Command::Unlock { env } => lock::unlock(&config, env, printer).await,
-        Command::Exec { env, command } => exec::exec(&config, env, command, printer).await,
+        Command::Lock { env, reason } => lock::lock(&config()?, env, reason.clone(), printer).await,
+        Command::Unlock { env } => lock::unlock(&config()?, env, printer).await,
+        Command::Exec { env, command } => exec::exec(&config()?, env, command, printer).await,
     }
 }
 

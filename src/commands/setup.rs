@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
 use crate::base::shell::quote;
 use crate::cli::output::Printer;
 use crate::config::{render, Config, Environment, HostSpec, SecretSource, Service};
@@ -58,21 +60,89 @@ pub fn context(config: &Config, host: &HostSpec, layout: &Layout) -> BTreeMap<St
 }
 
 /// How one item of one host came out.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 struct Item {
     what: String,
-    /// `unchanged`, `created`, `updated`, `differs`, `would create`, …
-    state: String,
+    state: State,
     /// Lines of a diff for `--dry-run` and `differs`.
     detail: Vec<String>,
 }
 
-impl Item {
-    fn changed(&self) -> bool {
+/// What setup did to an item, or (`--dry-run`) would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+enum State {
+    #[serde(rename = "unchanged")]
+    Unchanged,
+    #[serde(rename = "created")]
+    Created,
+    #[serde(rename = "updated")]
+    Updated,
+    /// The host's copy differs and was kept (no `--force`).
+    #[serde(rename = "differs")]
+    Differs,
+    #[serde(rename = "would create")]
+    WouldCreate,
+    #[serde(rename = "would update")]
+    WouldUpdate,
+}
+
+impl State {
+    const ALL: [State; 6] = [
+        State::Unchanged,
+        State::Created,
+        State::Updated,
+        State::Differs,
+        State::WouldCreate,
+        State::WouldUpdate,
+    ];
+
+    fn word(self) -> &'static str {
+        match self {
+            State::Unchanged => "unchanged",
+            State::Created => "created",
+            State::Updated => "updated",
+            State::Differs => "differs",
+            State::WouldCreate => "would create",
+            State::WouldUpdate => "would update",
+        }
+    }
+
+    /// Reads the first line a host-side script printed.
+    fn parse(line: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.word() == line.trim())
+    }
+
+    fn changed(self) -> bool {
         matches!(
-            self.state.as_str(),
-            "created" | "updated" | "would create" | "would update"
+            self,
+            State::Created | State::Updated | State::WouldCreate | State::WouldUpdate
         )
+    }
+
+    /// The mark in front of the item in the report.
+    fn mark(self) -> &'static str {
+        match self {
+            State::Unchanged => "=",
+            State::Created | State::WouldCreate => "+",
+            State::Differs => "!",
+            State::Updated | State::WouldUpdate => "~",
+        }
+    }
+}
+
+/// The state a host-side script printed on its first line, and the lines
+/// after it.
+fn answer(site: &Site, step: &str, stdout: &str) -> Result<(State, Vec<String>), HostProblem> {
+    let mut lines = stdout.lines();
+    let first = lines.next().unwrap_or("");
+    match State::parse(first) {
+        Some(state) => Ok((state, lines.map(str::to_string).collect())),
+        None => Err(site.problem(
+            step,
+            None,
+            None,
+            &format!("unexpected answer from the host: `{first}`"),
+        )),
     }
 }
 
@@ -89,20 +159,7 @@ pub async fn setup(
 ) -> Result<(), Error> {
     let env = config.environment(env_name)?;
     // Secrets from this machine must be there before any host is touched.
-    let missing: Vec<String> = config
-        .setup
-        .secrets
-        .iter()
-        .filter(|s| s.value.is_none() && s.source != SecretSource::Generate)
-        .map(|s| match &s.source {
-            SecretSource::Env(var) => format!("{}: set the environment variable `{var}`", s.name),
-            SecretSource::File(path) => format!("{}: create the file `{}`", s.name, path.display()),
-            SecretSource::Generate => unreachable!("filtered"),
-        })
-        .collect();
-    if !missing.is_empty() {
-        return Err(Error::MissingSecrets { missing });
-    }
+    missing_secrets(config)?;
     printer.headline(&format!(
         "{} {} ({} host{})",
         if options.dry_run {
@@ -114,6 +171,68 @@ pub async fn setup(
         env.hosts.len(),
         if env.hosts.len() == 1 { "" } else { "s" }
     ));
+    let results = every_host(config, env, options, printer).await?;
+    let mut problems = Vec::new();
+    let mut report = Report::default();
+    for (spec, result) in env.hosts.iter().zip(results) {
+        match result {
+            Ok(items) => report.add(&spec.name, items),
+            Err(p) => {
+                report
+                    .text
+                    .push_str(&format!("{}\n  ✗ {}\n", spec.name, p.step));
+                problems.push(p);
+            }
+        }
+    }
+    printer.result(&report.close(options.dry_run));
+    if !problems.is_empty() {
+        return Err(Error::Hosts {
+            what: format!("setup of `{env_name}`"),
+            problems,
+        });
+    }
+    if printer.json_mode() {
+        printer.json(&serde_json::json!({
+            "action": "setup",
+            "env": env.name,
+            "dry_run": options.dry_run,
+            "changed": report.changed,
+            "unchanged": report.unchanged,
+            "hosts": report.hosts,
+        }));
+    }
+    Ok(())
+}
+
+/// The secrets `[secrets]` reads on this machine that are not there.
+fn missing_secrets(config: &Config) -> Result<(), Error> {
+    let missing: Vec<String> = config
+        .setup
+        .secrets
+        .iter()
+        .filter(|s| s.value.is_none() && s.source != SecretSource::Generate)
+        .map(|s| match &s.source {
+            SecretSource::Env(var) => format!("{}: set the environment variable `{var}`", s.name),
+            SecretSource::File(path) => format!("{}: create the file `{}`", s.name, path.display()),
+            SecretSource::Generate => unreachable!("filtered"),
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::MissingSecrets { missing })
+    }
+}
+
+/// Sets up every host of `env` (under its lock, unless a dry run), in the
+/// order of the config.
+async fn every_host(
+    config: &Config,
+    env: &Environment,
+    options: &Options,
+    printer: &Printer,
+) -> Result<Vec<Result<Vec<Item>, HostProblem>>, Error> {
     let mut sites = site::connect(config, env, printer).await?;
     // The layout is looked at before the lock, which creates it.
     let layouts = each(&sites, 32, |s| async move {
@@ -126,7 +245,7 @@ pub async fn setup(
             .map(|o| o.stdout.trim() == "present")
     })
     .await;
-    let info = LockInfo::new(&format!("gantry setup {env_name}"), None, false);
+    let info = LockInfo::new(&format!("gantry setup {}", env.name), None, false);
     if !options.dry_run {
         sites = site::lock(sites, &env.name, &info, printer).await?;
     }
@@ -142,77 +261,49 @@ pub async fn setup(
     }
     site::close(sites).await;
     printer.finish_hosts();
+    Ok(results)
+}
 
-    let mut problems = Vec::new();
-    let mut text = String::new();
-    let (mut changed, mut unchanged) = (0, 0);
-    let mut hosts_json = Vec::new();
-    for (spec, result) in env.hosts.iter().zip(results) {
-        text.push_str(&format!("{}\n", spec.name));
-        match result {
-            Ok(items) => {
-                hosts_json.push(serde_json::json!({
-                    "host": spec.name,
-                    "items": items.iter().map(|i| serde_json::json!({
-                        "what": i.what,
-                        "state": i.state,
-                        "detail": i.detail,
-                    })).collect::<Vec<_>>(),
-                }));
-                for item in items {
-                    let mark = match item.state.as_str() {
-                        "unchanged" => "=",
-                        "created" | "would create" => "+",
-                        "differs" => "!",
-                        _ => "~",
-                    };
-                    if item.changed() {
-                        changed += 1;
-                    } else if item.state == "unchanged" {
-                        unchanged += 1;
-                    }
-                    text.push_str(&format!("  {mark} {}: {}\n", item.what, item.state));
-                    for line in &item.detail {
-                        text.push_str(&format!("      {line}\n"));
-                    }
-                }
+/// The report of a setup: a line per item under each host, and counts.
+#[derive(Default)]
+struct Report {
+    text: String,
+    changed: usize,
+    unchanged: usize,
+    hosts: Vec<serde_json::Value>,
+}
+
+impl Report {
+    fn add(&mut self, host: &str, items: Vec<Item>) {
+        self.text.push_str(&format!("{host}\n"));
+        for item in &items {
+            if item.state.changed() {
+                self.changed += 1;
+            } else if item.state == State::Unchanged {
+                self.unchanged += 1;
             }
-            Err(p) => {
-                text.push_str(&format!("  ✗ {}\n", p.step));
-                problems.push(p);
+            let (mark, what, state) = (item.state.mark(), &item.what, item.state.word());
+            self.text.push_str(&format!("  {mark} {what}: {state}\n"));
+            for line in &item.detail {
+                self.text.push_str(&format!("      {line}\n"));
             }
         }
+        self.hosts
+            .push(serde_json::json!({ "host": host, "items": items }));
     }
-    text.push_str(&match (options.dry_run, changed) {
-        (true, 0) => format!("nothing to change ({unchanged} items unchanged)"),
-        (true, n) => format!(
-            "{n} item{} would change; nothing was changed",
-            if n == 1 { "" } else { "s" }
-        ),
-        (false, 0) => format!("everything was already set up: {unchanged} items unchanged"),
-        (false, n) => format!(
-            "{n} item{} changed, {unchanged} unchanged",
-            if n == 1 { "" } else { "s" }
-        ),
-    });
-    printer.result(&text);
-    if problems.is_empty() {
-        if printer.json_mode() {
-            printer.json(&serde_json::json!({
-                "action": "setup",
-                "env": env.name,
-                "dry_run": options.dry_run,
-                "changed": changed,
-                "unchanged": unchanged,
-                "hosts": hosts_json,
-            }));
-        }
-        Ok(())
-    } else {
-        Err(Error::Hosts {
-            what: format!("setup of `{env_name}`"),
-            problems,
-        })
+
+    /// The report's text, with its closing count.
+    fn close(&self, dry_run: bool) -> String {
+        let mut text = self.text.clone();
+        let (changed, unchanged) = (self.changed, self.unchanged);
+        let s = if changed == 1 { "" } else { "s" };
+        text.push_str(&match (dry_run, changed) {
+            (true, 0) => format!("nothing to change ({unchanged} items unchanged)"),
+            (true, n) => format!("{n} item{s} would change; nothing was changed"),
+            (false, 0) => format!("everything was already set up: {unchanged} items unchanged"),
+            (false, n) => format!("{n} item{s} changed, {unchanged} unchanged"),
+        });
+        text
     }
 }
 
@@ -230,13 +321,13 @@ async fn host(
 
     // The release layout: taking the lock made it, when it was missing.
     let state = match (layout_present, options.dry_run) {
-        (true, _) => "unchanged",
-        (false, true) => "would create",
-        (false, false) => "created",
+        (true, _) => State::Unchanged,
+        (false, true) => State::WouldCreate,
+        (false, false) => State::Created,
     };
     items.push(Item {
         what: format!("layout {}", layout.path),
-        state: state.to_string(),
+        state,
         detail: Vec::new(),
     });
 
@@ -271,10 +362,8 @@ async fn host(
                 Some(text.as_bytes()),
             )
             .await?;
-        let mut lines = out.stdout.lines();
-        let state = lines.next().unwrap_or("").to_string();
-        let mut detail: Vec<String> = lines.map(str::to_string).collect();
-        if state == "differs" {
+        let (state, mut detail) = answer(site, "env file", &out.stdout)?;
+        if state == State::Differs {
             detail.push(
                 "not overwritten: `gantry setup --force` replaces it (generated secrets are kept)"
                     .into(),
@@ -332,15 +421,13 @@ async fn install(
     let out = site
         .step(printer, label, None, &script, Some(text.as_bytes()))
         .await?;
-    let mut lines = out.stdout.lines();
-    let state = lines.next().unwrap_or("").to_string();
-    let detail: Vec<String> = lines.map(str::to_string).collect();
+    let (state, detail) = answer(site, label, &out.stdout)?;
     let item = Item {
         what: format!("{label} {target} (template: {})", service.origin),
         state,
         detail,
     };
-    if matches!(item.state.as_str(), "created" | "updated") {
+    if matches!(item.state, State::Created | State::Updated) {
         if let Some(reload) = &service.reload {
             let command = reload.render_shell(&context);
             let script = format!(

@@ -5,8 +5,11 @@ use serde_json::json;
 
 use crate::base::shell;
 use crate::cli::output::Printer;
-use crate::config::Config;
-use crate::error::Error;
+use std::collections::BTreeMap;
+
+use crate::base::time::{self, Shown};
+use crate::config::{Config, Environment};
+use crate::error::{Error, HostProblem};
 use crate::ledger::git::Repo;
 use crate::model::history;
 use crate::remote::release;
@@ -14,8 +17,8 @@ use crate::remote::site::{self, each};
 
 /// One environment as `status` shows it.
 struct EnvStatus<'a> {
-    env: &'a crate::config::Environment,
-    hosts: Vec<(String, Result<release::SiteStatus, String>)>,
+    env: &'a Environment,
+    hosts: Vec<HostState>,
     /// The commit every reachable host runs, when they agree.
     commit: Option<String>,
     events: Vec<crate::ledger::Event>,
@@ -23,7 +26,52 @@ struct EnvStatus<'a> {
     tags: Vec<String>,
 }
 
-impl EnvStatus<'_> {
+/// A host's name and what it said, or why it did not answer.
+type HostState = (String, Result<release::SiteStatus, String>);
+
+impl<'a> EnvStatus<'a> {
+    /// An environment's status from what its hosts said and the ledger.
+    fn new(
+        env: &'a Environment,
+        hosts: Vec<HostState>,
+        repo: &Repo,
+        remote_tags: &BTreeMap<String, Vec<String>>,
+    ) -> EnvStatus<'a> {
+        let commits: Vec<Option<&String>> = hosts
+            .iter()
+            .filter_map(|(_, s)| s.as_ref().ok())
+            .map(|s| s.commit.as_ref())
+            .collect();
+        let commit = match commits.first() {
+            Some(Some(first)) if commits.iter().all(|c| *c == Some(*first)) => {
+                Some((*first).clone())
+            }
+            _ => None,
+        };
+        let events = commit
+            .as_deref()
+            .map(|c| crate::ledger::events(repo, c))
+            .unwrap_or_default();
+        let tags = commit
+            .as_deref()
+            .and_then(|c| remote_tags.get(c))
+            .map(|names| {
+                names
+                    .iter()
+                    .filter(|n| crate::ledger::belongs(&env.tags, n))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        EnvStatus {
+            env,
+            hosts,
+            commit,
+            events,
+            tags,
+        }
+    }
+
     fn verification(&self) -> Option<&crate::ledger::Event> {
         self.events
             .iter()
@@ -42,7 +90,7 @@ impl EnvStatus<'_> {
 pub async fn status(
     config: &Config,
     only: Option<&str>,
-    shown: crate::base::time::Shown,
+    shown: Shown,
     printer: &Printer,
 ) -> Result<(), Error> {
     let envs = match only {
@@ -50,218 +98,26 @@ pub async fn status(
         None => config.environments.iter().collect(),
     };
     let repo = Repo::at(&config.dir);
-    if let Err(e) = crate::ledger::sync(&repo, &config.app.remote) {
-        printer.warn(&format!(
-            "could not fetch the ledger from `{}`: {e}",
-            config.app.remote
-        ));
+    let remote = &config.app.remote;
+    if let Err(e) = crate::ledger::sync(&repo, remote) {
+        printer.warn(&format!("could not fetch the ledger from `{remote}`: {e}"));
     }
-    let remote_tags = match crate::ledger::remote_tags_by_commit(&repo, &config.app.remote) {
-        Ok(t) => t,
-        Err(e) => {
-            printer.warn(&format!(
-                "could not read the tags of `{}`: {e}",
-                config.app.remote
-            ));
-            Default::default()
-        }
-    };
+    let remote_tags = crate::ledger::remote_tags_by_commit(&repo, remote).unwrap_or_else(|e| {
+        printer.warn(&format!("could not read the tags of `{remote}`: {e}"));
+        Default::default()
+    });
     let mut problems = Vec::new();
     let mut report = Vec::new();
     for env in envs {
-        let mut hosts = Vec::new();
-        match site::connect(config, env, printer).await {
-            Ok(sites) => {
-                let results = each(&sites, 32, |site| async move {
-                    site.step(
-                        printer,
-                        "status",
-                        None,
-                        &release::status_script(&site.layout),
-                        None,
-                    )
-                    .await
-                })
-                .await;
-                for (site, result) in sites.iter().zip(results) {
-                    match result {
-                        Ok(out) => hosts.push((
-                            site.name().to_string(),
-                            Ok(release::parse_status(&out.stdout)),
-                        )),
-                        Err(p) => {
-                            hosts.push((site.name().to_string(), Err(p.detail.clone())));
-                            problems.push(p);
-                        }
-                    }
-                }
-                site::close(sites).await;
-            }
-            Err(Error::Unreachable { problems: p, .. }) => {
-                for problem in p {
-                    hosts.push((problem.host.clone(), Err(problem.detail.clone())));
-                    problems.push(problem);
-                }
-            }
-            Err(e) => return Err(e),
-        }
-        let commits: Vec<Option<&String>> = hosts
-            .iter()
-            .filter_map(|(_, s)| s.as_ref().ok())
-            .map(|s| s.commit.as_ref())
-            .collect();
-        let commit = match commits.first() {
-            Some(Some(first)) if commits.iter().all(|c| *c == Some(*first)) => {
-                Some((*first).clone())
-            }
-            _ => None,
-        };
-        let events = commit
-            .as_deref()
-            .map(|c| crate::ledger::events(&repo, c))
-            .unwrap_or_default();
-        let tags = commit
-            .as_deref()
-            .and_then(|c| remote_tags.get(c))
-            .map(|names| {
-                names
-                    .iter()
-                    .filter(|n| crate::ledger::belongs(&env.tags, n))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        report.push(EnvStatus {
-            env,
-            hosts,
-            commit,
-            events,
-            tags,
-        });
+        let hosts = read_hosts(config, env, printer, &mut problems).await?;
+        report.push(EnvStatus::new(env, hosts, &repo, &remote_tags));
     }
     printer.finish_hosts();
-    // How far each environment is behind the one it requires.
-    let behind = |s: &EnvStatus| -> Option<(String, usize)> {
-        let required = s.env.requires.as_deref()?;
-        let upstream = report.iter().find(|r| r.env.name == required)?;
-        let n = repo.count_between(s.commit.as_deref()?, upstream.commit.as_deref()?)?;
-        Some((required.to_string(), n))
-    };
-    let subject = |sha: &str| repo.resolve(sha).map(|c| c.subject).unwrap_or_default();
+    let status = Status { report, repo };
     if printer.json_mode() {
-        let value = json!({
-            "environments": report.iter().map(|r| json!({
-                "name": r.env.name,
-                "commit": r.commit,
-                "subject": r.commit.as_deref().map(subject),
-                "verified": r.verification().is_some_and(|v| v.outcome == "passed"),
-                "verification": r.verification(),
-                "tags": r.tags,
-                "deployed": r.deployed(),
-                "behind": behind(r).map(|(env, commits)| json!({"env": env, "commits": commits})),
-                "hosts": r.hosts.iter().map(|(name, state)| match state {
-                    Ok(s) => json!({
-                        "host": name,
-                        "reachable": true,
-                        "release": s.release,
-                        "commit": s.commit,
-                        "locked": s.lock.as_ref().map(|l| json!({"by": format!("{}@{}", l.user, l.machine), "since": l.since, "command": l.command, "stale": l.is_stale()})),
-                        "last": s.last,
-                        "activated": s.activated,
-                        "mismatch": s.mismatch(),
-                        "running": s.running,
-                    }),
-                    Err(e) => json!({"host": name, "reachable": false, "error": e}),
-                }).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        });
-        printer.json(&value);
+        printer.json(&status.json());
     } else {
-        let mut text = String::new();
-        for r in &report {
-            let mut line = r.env.name.clone();
-            match &r.commit {
-                Some(c) => line.push_str(&format!("  {} ({})", &c[..c.len().min(8)], subject(c))),
-                None if r
-                    .hosts
-                    .iter()
-                    .all(|(_, s)| matches!(s, Ok(s) if s.commit.is_none())) =>
-                {
-                    line.push_str("  nothing deployed")
-                }
-                None => line.push_str("  hosts differ"),
-            }
-            if !r.tags.is_empty() {
-                line.push_str(&format!("  {}", r.tags.join(" ")));
-            }
-            if let Some(d) = r.deployed() {
-                let how = if d.event == "rollback" {
-                    "rolled back to"
-                } else {
-                    "deployed"
-                };
-                line.push_str(&format!(
-                    "  {how} {} by {}",
-                    crate::base::time::show(&d.time, shown),
-                    d.by
-                ));
-                if d.forced {
-                    line.push_str(" (forced past the gate)");
-                }
-            }
-            if r.commit.is_some() {
-                line.push_str(match r.verification() {
-                    Some(v) if v.outcome == "passed" => "  verified",
-                    Some(_) => "  verification failed",
-                    None => "  not verified",
-                });
-            }
-            if let Some((upstream, n)) = behind(r) {
-                line.push_str(&match n {
-                    0 => format!("  up to date with {upstream}"),
-                    1 => format!("  1 commit behind {upstream}"),
-                    n => format!("  {n} commits behind {upstream}"),
-                });
-            }
-            text.push_str(&format!("{line}\n"));
-            for (name, state) in &r.hosts {
-                let host_line = match state {
-                    Err(e) => format!("unreachable: {}", e.lines().next().unwrap_or("")),
-                    Ok(s) if s.missing || s.release.is_none() => "nothing deployed".to_string(),
-                    Ok(s) => {
-                        let mut l = s.release.clone().unwrap_or_default();
-                        if let Some(last) = &s.last {
-                            l.push_str(&format!(
-                                "  last: {} {} {}",
-                                last.action,
-                                last.outcome,
-                                crate::base::time::show(&last.time, shown)
-                            ));
-                        }
-                        l
-                    }
-                };
-                text.push_str(&format!("  {name}  {host_line}\n"));
-                for step in state.iter().flat_map(|s| &s.running) {
-                    text.push_str(&format!("    still running (pid, step): {step}\n"));
-                }
-                if let Some(mismatch) = state.as_ref().ok().and_then(|s| s.mismatch()) {
-                    text.push_str(&format!(
-                        "    mismatch: {mismatch}; settle it with `gantry deploy {}` (after `gantry unlock {}` if a stale lock is left)\n",
-                        r.env.name, r.env.name
-                    ));
-                }
-                if let Ok(release::SiteStatus {
-                    lock: Some(lock), ..
-                }) = state
-                {
-                    let mut lock = lock.clone();
-                    lock.since = crate::base::time::show(&lock.since, shown);
-                    text.push_str(&format!("    locked: {}\n", lock.describe()));
-                }
-            }
-        }
-        printer.result(text.trim_end());
+        printer.result(status.text(shown).trim_end());
     }
     if problems.iter().any(|p| p.unreachable) {
         Err(Error::Hosts {
@@ -270,6 +126,206 @@ pub async fn status(
         })
     } else {
         Ok(())
+    }
+}
+
+/// What each host of `env` says; the hosts that did not answer go into
+/// `problems` too.
+async fn read_hosts(
+    config: &Config,
+    env: &Environment,
+    printer: &Printer,
+    problems: &mut Vec<HostProblem>,
+) -> Result<Vec<HostState>, Error> {
+    let mut hosts = Vec::new();
+    let sites = match site::connect(config, env, printer).await {
+        Ok(sites) => sites,
+        Err(Error::Unreachable { problems: p, .. }) => {
+            for problem in p {
+                hosts.push((problem.host.clone(), Err(problem.detail.clone())));
+                problems.push(problem);
+            }
+            return Ok(hosts);
+        }
+        Err(e) => return Err(e),
+    };
+    let results = each(&sites, 32, |site| async move {
+        let script = release::status_script(&site.layout);
+        site.step(printer, "status", None, &script, None).await
+    })
+    .await;
+    for (site, result) in sites.iter().zip(results) {
+        match result {
+            Ok(out) => hosts.push((
+                site.name().to_string(),
+                Ok(release::parse_status(&out.stdout)),
+            )),
+            Err(p) => {
+                hosts.push((site.name().to_string(), Err(p.detail.clone())));
+                problems.push(p);
+            }
+        }
+    }
+    site::close(sites).await;
+    Ok(hosts)
+}
+
+/// Every environment's status, and the repository to name commits from.
+struct Status<'a> {
+    report: Vec<EnvStatus<'a>>,
+    repo: Repo,
+}
+
+impl Status<'_> {
+    /// How far an environment is behind the one it requires.
+    fn behind(&self, s: &EnvStatus) -> Option<(String, usize)> {
+        let required = s.env.requires.as_deref()?;
+        let upstream = self.report.iter().find(|r| r.env.name == required)?;
+        let n = self
+            .repo
+            .count_between(s.commit.as_deref()?, upstream.commit.as_deref()?)?;
+        Some((required.to_string(), n))
+    }
+
+    fn subject(&self, sha: &str) -> String {
+        self.repo
+            .resolve(sha)
+            .map(|c| c.subject)
+            .unwrap_or_default()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "environments": self.report.iter().map(|r| json!({
+                "name": r.env.name,
+                "commit": r.commit,
+                "subject": r.commit.as_deref().map(|c| self.subject(c)),
+                "verified": r.verification().is_some_and(|v| v.outcome == "passed"),
+                "verification": r.verification(),
+                "tags": r.tags,
+                "deployed": r.deployed(),
+                "behind": self.behind(r).map(|(env, commits)| json!({"env": env, "commits": commits})),
+                "hosts": r.hosts.iter().map(|(name, state)| host_json(name, state)).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    fn text(&self, shown: Shown) -> String {
+        let mut text = String::new();
+        for r in &self.report {
+            text.push_str(&format!("{}\n", self.env_line(r, shown)));
+            for (name, state) in &r.hosts {
+                host_lines(&mut text, &r.env.name, name, state, shown);
+            }
+        }
+        text
+    }
+
+    /// An environment's line: its commit, tags, last deploy, verification
+    /// and lag.
+    fn env_line(&self, r: &EnvStatus, shown: Shown) -> String {
+        let mut line = r.env.name.clone();
+        match &r.commit {
+            Some(c) => line.push_str(&format!("  {} ({})", &c[..c.len().min(8)], self.subject(c))),
+            None if r
+                .hosts
+                .iter()
+                .all(|(_, s)| matches!(s, Ok(s) if s.commit.is_none())) =>
+            {
+                line.push_str("  nothing deployed")
+            }
+            None => line.push_str("  hosts differ"),
+        }
+        if !r.tags.is_empty() {
+            line.push_str(&format!("  {}", r.tags.join(" ")));
+        }
+        if let Some(d) = r.deployed() {
+            let how = if d.event == "rollback" {
+                "rolled back to"
+            } else {
+                "deployed"
+            };
+            line.push_str(&format!(
+                "  {how} {} by {}",
+                time::show(&d.time, shown),
+                d.by
+            ));
+            if d.forced {
+                line.push_str(" (forced past the gate)");
+            }
+        }
+        if r.commit.is_some() {
+            line.push_str(match r.verification() {
+                Some(v) if v.outcome == "passed" => "  verified",
+                Some(_) => "  verification failed",
+                None => "  not verified",
+            });
+        }
+        if let Some((upstream, n)) = self.behind(r) {
+            line.push_str(&match n {
+                0 => format!("  up to date with {upstream}"),
+                1 => format!("  1 commit behind {upstream}"),
+                n => format!("  {n} commits behind {upstream}"),
+            });
+        }
+        line
+    }
+}
+
+fn host_json(name: &str, state: &Result<release::SiteStatus, String>) -> serde_json::Value {
+    match state {
+        Ok(s) => json!({
+            "host": name,
+            "reachable": true,
+            "release": s.release,
+            "commit": s.commit,
+            "locked": s.lock.as_ref().map(|l| json!({"by": format!("{}@{}", l.user, l.machine), "since": l.since, "command": l.command, "stale": l.is_stale()})),
+            "last": s.last,
+            "activated": s.activated,
+            "mismatch": s.mismatch(),
+            "running": s.running,
+        }),
+        Err(e) => json!({"host": name, "reachable": false, "error": e}),
+    }
+}
+
+/// A host's lines under its environment: what it serves, its last action,
+/// steps still running, a mismatch, its lock.
+fn host_lines(
+    text: &mut String,
+    env: &str,
+    name: &str,
+    state: &Result<release::SiteStatus, String>,
+    shown: Shown,
+) {
+    let host_line = match state {
+        Err(e) => format!("unreachable: {}", e.lines().next().unwrap_or("")),
+        Ok(s) if s.missing || s.release.is_none() => "nothing deployed".to_string(),
+        Ok(s) => {
+            let mut l = s.release.clone().unwrap_or_default();
+            if let Some(last) = &s.last {
+                let when = time::show(&last.time, shown);
+                l.push_str(&format!("  last: {} {} {when}", last.action, last.outcome));
+            }
+            l
+        }
+    };
+    text.push_str(&format!("  {name}  {host_line}\n"));
+    for step in state.iter().flat_map(|s| &s.running) {
+        text.push_str(&format!("    still running (pid, step): {step}\n"));
+    }
+    if let Some(mismatch) = state.as_ref().ok().and_then(|s| s.mismatch()) {
+        text.push_str(&format!(
+            "    mismatch: {mismatch}; settle it with `gantry deploy {env}` (after `gantry unlock {env}` if a stale lock is left)\n"
+        ));
+    }
+    if let Ok(release::SiteStatus {
+        lock: Some(lock), ..
+    }) = state
+    {
+        let mut lock = lock.clone();
+        lock.since = time::show(&lock.since, shown);
+        text.push_str(&format!("    locked: {}\n", lock.describe()));
     }
 }
 
