@@ -5,6 +5,7 @@
 use crate::cli::output::Printer;
 use crate::config::Config;
 use crate::error::{Error, HostProblem};
+use crate::remote::inspect;
 use crate::remote::release;
 use crate::remote::site::{self, each};
 
@@ -42,7 +43,7 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
                 printer,
                 "check",
                 None,
-                &release::check_script(&site.layout, extra),
+                &inspect::check_script(&site.layout, extra),
                 None,
             )
             .await

@@ -131,19 +131,20 @@ impl State {
 }
 
 /// The state a host-side script printed on its first line, and the lines
-/// after it.
-fn answer(site: &Site, step: &str, stdout: &str) -> Result<(State, Vec<String>), HostProblem> {
+/// after it; or the first line, when it is not a state.
+fn answer(stdout: &str) -> Result<(State, Vec<String>), String> {
     let mut lines = stdout.lines();
     let first = lines.next().unwrap_or("");
     match State::parse(first) {
         Some(state) => Ok((state, lines.map(str::to_string).collect())),
-        None => Err(site.problem(
-            step,
-            None,
-            None,
-            &format!("unexpected answer from the host: `{first}`"),
-        )),
+        None => Err(first.to_string()),
     }
+}
+
+/// A host-side script answered something setup does not know.
+fn unexpected(site: &Site, step: &str, line: &str) -> HostProblem {
+    let detail = format!("unexpected answer from the host: `{line}`");
+    site.problem(step, None, None, &detail)
 }
 
 pub struct Options {
@@ -362,7 +363,8 @@ async fn host(
                 Some(text.as_bytes()),
             )
             .await?;
-        let (state, mut detail) = answer(site, "env file", &out.stdout)?;
+        let (state, mut detail) =
+            answer(&out.stdout).map_err(|l| unexpected(site, "env file", &l))?;
         if state == State::Differs {
             detail.push(
                 "not overwritten: `gantry setup --force` replaces it (generated secrets are kept)"
@@ -421,7 +423,7 @@ async fn install(
     let out = site
         .step(printer, label, None, &script, Some(text.as_bytes()))
         .await?;
-    let (state, detail) = answer(site, label, &out.stdout)?;
+    let (state, detail) = answer(&out.stdout).map_err(|l| unexpected(site, label, &l))?;
     let item = Item {
         what: format!("{label} {target} (template: {})", service.origin),
         state,

@@ -12,7 +12,7 @@ use crate::config::{Config, Environment};
 use crate::error::{Error, HostProblem};
 use crate::ledger::git::Repo;
 use crate::model::history;
-use crate::remote::release;
+use crate::remote::inspect;
 use crate::remote::site::{self, each};
 
 /// One environment as `status` shows it.
@@ -27,7 +27,7 @@ struct EnvStatus<'a> {
 }
 
 /// A host's name and what it said, or why it did not answer.
-type HostState = (String, Result<release::SiteStatus, String>);
+type HostState = (String, Result<inspect::SiteStatus, String>);
 
 impl<'a> EnvStatus<'a> {
     /// An environment's status from what its hosts said and the ledger.
@@ -150,7 +150,7 @@ async fn read_hosts(
         Err(e) => return Err(e),
     };
     let results = each(&sites, 32, |site| async move {
-        let script = release::status_script(&site.layout);
+        let script = inspect::status_script(&site.layout);
         site.step(printer, "status", None, &script, None).await
     })
     .await;
@@ -158,7 +158,7 @@ async fn read_hosts(
         match result {
             Ok(out) => hosts.push((
                 site.name().to_string(),
-                Ok(release::parse_status(&out.stdout)),
+                Ok(inspect::parse_status(&out.stdout)),
             )),
             Err(p) => {
                 hosts.push((site.name().to_string(), Err(p.detail.clone())));
@@ -272,7 +272,7 @@ impl Status<'_> {
     }
 }
 
-fn host_json(name: &str, state: &Result<release::SiteStatus, String>) -> serde_json::Value {
+fn host_json(name: &str, state: &Result<inspect::SiteStatus, String>) -> serde_json::Value {
     match state {
         Ok(s) => json!({
             "host": name,
@@ -295,7 +295,7 @@ fn host_lines(
     text: &mut String,
     env: &str,
     name: &str,
-    state: &Result<release::SiteStatus, String>,
+    state: &Result<inspect::SiteStatus, String>,
     shown: Shown,
 ) {
     let host_line = match state {
@@ -319,7 +319,7 @@ fn host_lines(
             "    mismatch: {mismatch}; settle it with `gantry deploy {env}` (after `gantry unlock {env}` if a stale lock is left)\n"
         ));
     }
-    if let Ok(release::SiteStatus {
+    if let Ok(inspect::SiteStatus {
         lock: Some(lock), ..
     }) = state
     {

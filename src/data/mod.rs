@@ -9,5 +9,6 @@ pub mod backups;
 pub mod database;
 pub mod fingerprint;
 pub mod rehearse;
+pub mod rows;
 pub mod steps;
 pub mod wiring;

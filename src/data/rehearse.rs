@@ -19,15 +19,17 @@ use std::time::Instant;
 
 use crate::cli::output::Printer;
 use crate::config::{Config, Environment};
-use crate::data::database::{plain_identifier, Db, Kind, Violation};
+use crate::data::database::{hide_password, Db, Kind, Violation};
 use crate::data::fingerprint::{self, Fingerprint};
-use crate::data::steps::Steps;
-use crate::error::{Error, HostProblem};
+use crate::data::steps::{failed_migration, Steps};
+use crate::data::wiring::{self, Answer};
+use crate::error::{CopyNotUsed, Error, HostProblem, WrongDatabase};
 use crate::ledger::git::{Commit, Repo};
 use crate::model::lock::LockInfo;
 use crate::remote::release::{self, Layout};
-use crate::remote::site::{self, Site};
+use crate::remote::site::{self, interrupted, Site};
 
+pub use crate::data::rows::violating_rows;
 pub use crate::model::commit::Report;
 
 /// Where the rehearsal's release comes from.
@@ -161,10 +163,30 @@ pub async fn rehearse_on(
         .await
         .map_err(fail)?;
 
-    let result = run(
-        config, env, site, &layout, &db, &copy, name, commit, source, printer,
-    )
-    .await;
+    let scratch_copy = Scratch {
+        config,
+        env,
+        site,
+        layout: &layout,
+        db: &db,
+        copy: &copy,
+        printer,
+    };
+    let report = Report {
+        env: env.name.clone(),
+        commit: commit.clone(),
+        host: site.name().to_string(),
+        pending: true,
+        seconds: 0.0,
+        migration: None,
+        output: String::new(),
+        violation: None,
+        rows: Vec::new(),
+    };
+    let result = match scratch_copy.prepare(name, commit, source).await {
+        Ok(steps) => scratch_copy.migrate(&steps, report).await,
+        Err(e) => Err(e),
+    };
 
     // Always: no copy and no scratch release is left behind, and the real
     // database is what it was.
@@ -203,158 +225,173 @@ pub async fn rehearse_on(
     Ok(report)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    config: &Config,
-    env: &Environment,
-    site: &Site,
-    layout: &Layout,
-    db: &Db,
-    copy: &str,
-    name: &str,
-    commit: &Commit,
-    source: Source<'_>,
-    printer: &Printer,
-) -> Result<Report, Error> {
-    let fail = |p: HostProblem| Error::Hosts {
-        what: format!("the rehearsal on a copy of `{}`'s database", env.name),
-        problems: vec![p],
-    };
-    // The scratch shared folder first: copies only.
-    let isolate = release::isolate_shared_script(
-        &site.layout,
-        layout,
-        &config.deploy.shared,
-        &config.setup.env_file,
-        db.env_var.as_deref().map(|v| (v, copy)),
-        (db.engine == Kind::Sqlite).then_some(db.location.as_str()),
-    );
-    site.step(printer, "isolate shared files", None, &isolate, None)
-        .await
-        .map_err(fail)?;
-    site.step(
-        printer,
-        "copy the database",
-        None,
-        &db.copy_script(copy),
-        None,
-    )
-    .await
-    .map_err(fail)?;
+/// The copy of the database and of the release a rehearsal runs in.
+struct Scratch<'a> {
+    config: &'a Config,
+    env: &'a Environment,
+    site: &'a Site,
+    /// The scratch layout under `.gantry/rehearsals/`.
+    layout: &'a Layout,
+    db: &'a Db,
+    /// Where the copy of the database is.
+    copy: &'a str,
+    printer: &'a Printer,
+}
 
-    let mut steps = Steps::new(config, env, &site.spec, layout, name, &commit.sha);
-    // The app's commands see the copy, never the real database.
-    steps.db_env = db.app_env(copy);
-    match source {
-        Source::Prepared(release) => {
-            let script = format!(
-                "{}\n{}",
-                release::clone_release_script(&site.layout.release(release), &layout.release(name)),
-                release::link_shared_script(layout, name, &config.deploy.shared)
-            );
-            site.step(printer, "copy the prepared release", None, &script, None)
-                .await
-                .map_err(fail)?;
+impl Scratch<'_> {
+    fn fail(&self, p: HostProblem) -> Error {
+        Error::Hosts {
+            what: format!("the rehearsal on a copy of `{}`'s database", self.env.name),
+            problems: vec![p],
         }
-        Source::Archive(archive) => {
-            steps.keep_source = false;
-            for step in steps.prepare() {
-                let stdin = step.upload.then_some(archive);
-                site.run(printer, &step, stdin).await.map_err(fail)?;
+    }
+
+    /// Copies the shared files and the database, puts the release in the
+    /// scratch area (from the prepared release or the archive), and checks
+    /// that the app opens the copy. Returns the steps, seeing the copy.
+    async fn prepare<'s>(
+        &'s self,
+        name: &'s str,
+        commit: &'s Commit,
+        source: Source<'_>,
+    ) -> Result<Steps<'s>, Error> {
+        let (site, layout, db, printer) = (self.site, self.layout, self.db, self.printer);
+        let config = self.config;
+        // The scratch shared folder first: copies only.
+        let isolate = release::isolate_shared_script(
+            &site.layout,
+            layout,
+            &config.deploy.shared,
+            &config.setup.env_file,
+            db.env_var.as_deref().map(|v| (v, self.copy)),
+            (db.engine == Kind::Sqlite).then_some(db.location.as_str()),
+        );
+        site.step(printer, "isolate shared files", None, &isolate, None)
+            .await
+            .map_err(|p| self.fail(p))?;
+        let copy_script = db.copy_script(self.copy);
+        site.step(printer, "copy the database", None, &copy_script, None)
+            .await
+            .map_err(|p| self.fail(p))?;
+        let mut steps = Steps::new(config, self.env, &site.spec, layout, name, &commit.sha);
+        // The app's commands see the copy, never the real database.
+        steps.db_env = db.app_env(self.copy);
+        match source {
+            Source::Prepared(release) => {
+                let script = format!(
+                    "{}\n{}",
+                    release::clone_release_script(
+                        &site.layout.release(release),
+                        &layout.release(name)
+                    ),
+                    release::link_shared_script(layout, name, &config.deploy.shared)
+                );
+                site.step(printer, "copy the prepared release", None, &script, None)
+                    .await
+                    .map_err(|p| self.fail(p))?;
+            }
+            Source::Archive(archive) => {
+                steps.keep_source = false;
+                for step in steps.prepare() {
+                    let stdin = step.upload.then_some(archive);
+                    site.run(printer, &step, stdin)
+                        .await
+                        .map_err(|p| self.fail(p))?;
+                }
             }
         }
+        self.ask_the_app(&steps).await?;
+        Ok(steps)
     }
 
-    // The app is asked which database it opens: it must be the copy.
-    if let Some(step) = steps.ask_database(db, copy) {
-        let out = site.run(printer, &step, None).await.map_err(fail)?;
-        if let crate::data::wiring::Answer::Differs(app) =
-            crate::data::wiring::compare(db, copy, &out.stdout)
-        {
-            return Err(Error::WrongDatabase(Box::new(
-                crate::error::WrongDatabase {
-                    env: env.name.clone(),
-                    host: site.name().to_string(),
-                    expected: crate::data::database::hide_password(copy),
-                    env_var: db.env_var.clone(),
-                    app: app.describe(),
-                    rehearsal: true,
-                },
-            )));
+    /// The app is asked which database it opens: it must be the copy.
+    async fn ask_the_app(&self, steps: &Steps<'_>) -> Result<(), Error> {
+        let Some(step) = steps.ask_database(self.db, self.copy) else {
+            return Ok(());
+        };
+        let out = self
+            .site
+            .run(self.printer, &step, None)
+            .await
+            .map_err(|p| self.fail(p))?;
+        if let Answer::Differs(app) = wiring::compare(self.db, self.copy, &out.stdout) {
+            return Err(Error::WrongDatabase(Box::new(WrongDatabase {
+                env: self.env.name.clone(),
+                host: self.site.name().to_string(),
+                expected: hide_password(self.copy),
+                env_var: self.db.env_var.clone(),
+                app: app.describe(),
+                rehearsal: true,
+            })));
         }
+        Ok(())
     }
 
-    let mut report = Report {
-        env: env.name.clone(),
-        commit: commit.clone(),
-        host: site.name().to_string(),
-        pending: true,
-        seconds: 0.0,
-        migration: None,
-        output: String::new(),
-        violation: None,
-        rows: Vec::new(),
-    };
-    let copy_before = read_fingerprint(site, db, copy, false, printer)
-        .await
-        .map_err(fail)?;
-    let mut checked = false;
-    if let Some(check) = &env.database.check {
-        let step = steps.command("check pending migrations", check, false);
-        match site.run(printer, &step, None).await {
+    /// Checks for pending migrations and runs them on the copy; the copy
+    /// must show that they ran on it.
+    async fn migrate(&self, steps: &Steps<'_>, mut report: Report) -> Result<Report, Error> {
+        let (site, db, copy, printer, env) =
+            (self.site, self.db, self.copy, self.printer, self.env);
+        let copy_before = read_fingerprint(site, db, copy, false, printer)
+            .await
+            .map_err(|p| self.fail(p))?;
+        let mut checked = false;
+        if let Some(check) = &env.database.check {
+            let step = steps.command("check pending migrations", check, false);
+            match site.run(printer, &step, None).await {
+                Ok(_) => {
+                    report.pending = false;
+                    return Ok(report);
+                }
+                Err(p) if p.unreachable || interrupted() => return Err(self.fail(p)),
+                Err(_) => checked = true,
+            }
+        }
+        let Some(migrate) = &self.config.deploy.migrate else {
+            return Ok(report);
+        };
+        let step = steps.command("migrate the copy", migrate, false);
+        let started = Instant::now();
+        let result = site.run(printer, &step, None).await;
+        report.seconds = started.elapsed().as_secs_f64();
+        let problem = match result {
             Ok(_) => {
-                report.pending = false;
+                let copy_after = read_fingerprint(site, db, copy, false, printer)
+                    .await
+                    .map_err(|p| self.fail(p))?;
+                let unchanged = copy_after.changes(&copy_before).is_empty();
+                if checked && unchanged {
+                    return Err(Error::CopyNotUsed(Box::new(CopyNotUsed {
+                        env: env.name.clone(),
+                        host: site.name().to_string(),
+                        copy: hide_password(copy),
+                        env_var: db.env_var.clone(),
+                        check: env
+                            .database
+                            .check
+                            .as_ref()
+                            .map(|c| c.render(&steps.vars()))
+                            .unwrap_or_default(),
+                    })));
+                }
+                if !checked && unchanged {
+                    printer.warn(
+                        "the copy did not change: either no migration was pending, or the app did not use the copy (set `database.check` so Gantry can tell)",
+                    );
+                }
                 return Ok(report);
             }
-            Err(p) if p.unreachable || crate::remote::site::interrupted() => return Err(fail(p)),
-            Err(_) => checked = true,
+            Err(p) if p.unreachable || interrupted() => return Err(self.fail(p)),
+            Err(p) => p,
+        };
+        report.migration = failed_migration(&problem.output).or(Some("(unknown)".into()));
+        report.output = problem.detail.clone();
+        report.violation = Violation::parse(&problem.output);
+        if let Some(v) = &report.violation {
+            report.rows = violating_rows(site, db, copy, v, printer).await;
         }
+        Ok(report)
     }
-    let Some(migrate) = &config.deploy.migrate else {
-        return Ok(report);
-    };
-    let step = steps.command("migrate the copy", migrate, false);
-    let started = Instant::now();
-    let result = site.run(printer, &step, None).await;
-    report.seconds = started.elapsed().as_secs_f64();
-    let problem = match result {
-        Ok(_) => {
-            // Proof: the copy must show that the migrations ran on it.
-            let copy_after = read_fingerprint(site, db, copy, false, printer)
-                .await
-                .map_err(fail)?;
-            if checked && copy_after.changes(&copy_before).is_empty() {
-                return Err(Error::CopyNotUsed(Box::new(crate::error::CopyNotUsed {
-                    env: env.name.clone(),
-                    host: site.name().to_string(),
-                    copy: crate::data::database::hide_password(copy),
-                    env_var: db.env_var.clone(),
-                    check: env
-                        .database
-                        .check
-                        .as_ref()
-                        .map(|c| c.render(&steps.vars()))
-                        .unwrap_or_default(),
-                })));
-            }
-            if !checked && copy_after.changes(&copy_before).is_empty() {
-                printer.warn(
-                    "the copy did not change: either no migration was pending, or the app did not use the copy (set `database.check` so Gantry can tell)",
-                );
-            }
-            return Ok(report);
-        }
-        Err(p) if p.unreachable || crate::remote::site::interrupted() => return Err(fail(p)),
-        Err(p) => p,
-    };
-    report.migration =
-        crate::data::steps::failed_migration(&problem.output).or(Some("(unknown)".into()));
-    report.output = problem.detail.clone();
-    report.violation = Violation::parse(&problem.output);
-    if let Some(v) = &report.violation {
-        report.rows = violating_rows(site, db, copy, v, printer).await;
-    }
-    Ok(report)
 }
 
 /// Reads the fingerprint of the database at `location`; `always` reads it
@@ -374,130 +411,4 @@ pub async fn read_fingerprint(
         site.step(printer, name, None, &script, None).await
     };
     out.map(|o| Fingerprint::parse(&o.stdout))
-}
-
-/// Reads the rows that violate `v` from the database at `copy` (a
-/// rehearsal's copy, a backup or the restored database), one line each.
-pub async fn violating_rows(
-    site: &Site,
-    db: &Db,
-    copy: &str,
-    v: &Violation,
-    printer: &Printer,
-) -> Vec<String> {
-    let query = |sql: String| {
-        let script = db.query_script(copy, &sql);
-        async move {
-            site.step_always(printer, "read the violating rows", None, &script, None)
-                .await
-                .map(|o| o.stdout.lines().map(str::to_string).collect::<Vec<_>>())
-                .unwrap_or_default()
-        }
-    };
-    let id = match db.engine {
-        Kind::Sqlite => "rowid",
-        Kind::Postgres => "id",
-    };
-    match v {
-        Violation::Unique {
-            table,
-            index,
-            columns,
-        } => {
-            if columns.is_empty() || !columns.iter().all(|c| plain_identifier(c)) {
-                return Vec::new();
-            }
-            let table = match table {
-                Some(t) => Some(t.clone()),
-                None => {
-                    // PostgreSQL names the index, not the table: find the
-                    // table that has these columns and whose name the index
-                    // starts with.
-                    let list = columns
-                        .iter()
-                        .map(|c| format!("'{c}'"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let tables = query(format!(
-                        "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public' AND column_name IN ({list}) GROUP BY table_name HAVING count(DISTINCT column_name) = {}",
-                        columns.len()
-                    ))
-                    .await;
-                    let index = index.clone().unwrap_or_default();
-                    tables
-                        .iter()
-                        .filter(|t| index.starts_with(t.as_str()))
-                        .max_by_key(|t| t.len())
-                        .or(tables.first())
-                        .cloned()
-                }
-            };
-            let Some(table) = table.filter(|t| plain_identifier(t)) else {
-                return Vec::new();
-            };
-            let cols = columns
-                .iter()
-                .map(|c| format!("\"{c}\""))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let ids = match db.engine {
-                Kind::Sqlite => format!("group_concat({id}, ', ')"),
-                Kind::Postgres => format!("string_agg({id}::text, ', ' ORDER BY {id})"),
-            };
-            let rows = query(format!(
-                "SELECT {cols}, {ids}, count(*) FROM \"{table}\" GROUP BY {cols} HAVING count(*) > 1 ORDER BY {cols} LIMIT 50"
-            ))
-            .await;
-            rows.iter()
-                .map(|row| {
-                    let fields: Vec<&str> = row.split('\t').collect();
-                    let n = columns.len();
-                    let values = columns
-                        .iter()
-                        .zip(&fields)
-                        .map(|(c, v)| format!("{c}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    format!(
-                        "{table}: {values}: {} rows, ids {}",
-                        fields.get(n + 1).unwrap_or(&"?"),
-                        fields.get(n).unwrap_or(&"?")
-                    )
-                })
-                .collect()
-        }
-        Violation::NotNull { table, column } => {
-            if !plain_identifier(table) || !plain_identifier(column) {
-                return Vec::new();
-            }
-            let ids = query(format!(
-                "SELECT {id} FROM \"{table}\" WHERE \"{column}\" IS NULL ORDER BY {id} LIMIT 50"
-            ))
-            .await;
-            if ids.is_empty() {
-                Vec::new()
-            } else {
-                vec![format!(
-                    "{table}: {column} is NULL in the rows with ids {}",
-                    ids.join(", ")
-                )]
-            }
-        }
-        Violation::ForeignKey { .. } => match db.engine {
-            Kind::Sqlite => query("PRAGMA foreign_key_check".into())
-                .await
-                .iter()
-                .map(|row| {
-                    let f: Vec<&str> = row.split('\t').collect();
-                    format!(
-                        "{}: the row with id {} refers to a missing row of {}",
-                        f.first().unwrap_or(&"?"),
-                        f.get(1).unwrap_or(&"?"),
-                        f.get(2).unwrap_or(&"?")
-                    )
-                })
-                .collect(),
-            Kind::Postgres => Vec::new(),
-        },
-    }
 }

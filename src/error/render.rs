@@ -3,7 +3,10 @@
 
 use std::fmt::{self, Formatter, Result};
 
-use super::{Error, Failure, GitCause, HostProblem, KeyProblem};
+use super::{
+    CopyNotUsed, Error, Failure, GitCause, HeldLock, HostProblem, KeyProblem, WrongDatabase,
+};
+use crate::model::commit::{Commit, Report};
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut Formatter<'_>) -> Result {
@@ -96,92 +99,13 @@ impl Error {
                 )?;
                 problems.iter().try_for_each(|p| write!(f, "\n  {p}"))
             }
-            Error::Locked { env, held } => {
-                write!(f, "`{env}` is locked; nothing was changed")?;
-                for h in held {
-                    match &h.info {
-                        Some(info) => write!(f, "\n  {}: {}", h.host, info.describe())?,
-                        None => write!(f, "\n  {}: held, with no record of who holds it", h.host)?,
-                    }
-                }
-                Ok(())
-            }
+            Error::Locked { env, held } => locked(f, env, held),
             Error::Failed(failure) => failed(f, failure),
-            Error::VerifyFailed {
-                env,
-                commit,
-                reasons,
-            } => {
-                write!(
-                    f,
-                    "verification of `{env}` (commit {}) failed",
-                    &commit[..commit.len().min(8)]
-                )?;
-                reasons
-                    .iter()
-                    .try_for_each(|r| write!(f, "\n  {}", r.replace('\n', "\n    ")))
-            }
-            Error::NotVerified {
-                env,
-                required,
-                commit,
-                last_verified,
-            } => {
-                write!(f, "commit {} ({}) has not been verified on `{required}`, which `{env}` requires; nothing was changed", commit.short(), commit.subject)?;
-                match last_verified.as_deref() {
-                    Some((c, when)) => write!(
-                        f,
-                        "\n  the last commit verified on `{required}` is {} ({}), {when}",
-                        c.short(),
-                        c.subject
-                    ),
-                    None => write!(f, "\n  no commit has been verified on `{required}` yet"),
-                }
-            }
-            Error::RehearsalFailed(r) => {
-                write!(
-                    f,
-                    "the migrations of {} ({}) fail on a copy of `{}`'s data; `{}` was not touched",
-                    r.commit.short(),
-                    r.commit.subject,
-                    r.env,
-                    r.env
-                )?;
-                if let Some(m) = &r.migration {
-                    let took = crate::base::time::human(std::time::Duration::from_secs_f64(r.seconds));
-                    write!(f, "\n  migration: {m} (failed after {took} on the copy, on {})", r.host)?;
-                }
-                match &r.violation {
-                    Some(v) => {
-                        write!(f, "\n  constraint: {}", v.describe())?;
-                        write_rows(f, &r.rows)
-                    }
-                    None => {
-                        write!(f, "\n  output:")?;
-                        r.output.lines().try_for_each(|l| write!(f, "\n    {l}"))
-                    }
-                }
-            }
-            Error::WrongDatabase(w) => {
-                let given = match &w.env_var {
-                    Some(v) => format!(", given to the app as {v}"),
-                    None => String::new(),
-                };
-                if w.rehearsal {
-                    write!(f, "the app did not use the database Gantry copied for the rehearsal of `{}`; nothing was migrated, `{}` was not touched", w.env, w.env)?;
-                    write!(f, "\n  the copy:     {}{given}", w.expected)?;
-                } else {
-                    write!(f, "the app on `{}` does not use the database in gantry.toml; nothing was migrated", w.env)?;
-                    write!(f, "\n  gantry.toml:  {} (`[database]`{given})", w.expected)?;
-                }
-                write!(f, "\n  the app uses: {} (Django's DATABASES[\"default\"], asked on {})", w.app, w.host)
-            }
-            Error::CopyNotUsed(c) => {
-                write!(f, "the app did not use the database Gantry copied: the migrations of `{}`'s rehearsal ran, but the copy did not change; `{}` was not touched", c.env, c.env)?;
-                let given = c.env_var.as_ref().map(|v| format!(" (given to the app as {v})")).unwrap_or_default();
-                write!(f, "\n  looked for: a change in the copy {}{given} after the migrate command, which `{}` said had migrations pending", c.copy, c.check)?;
-                write!(f, "\n  on: {}", c.host)
-            }
+            Error::VerifyFailed { env, commit, reasons } => verify_failed(f, env, commit, reasons),
+            Error::NotVerified { env, required, commit, last_verified } => not_verified(f, env, required, commit, last_verified.as_deref()),
+            Error::RehearsalFailed(r) => rehearsal_failed(f, r),
+            Error::WrongDatabase(w) => wrong_database(f, w),
+            Error::CopyNotUsed(c) => copy_not_used(f, c),
             Error::RealDatabaseChanged(r) => {
                 write!(f, "the real database of `{}` changed while its rehearsal ran ({} on {})", r.env, r.database, r.host)?;
                 r.changes.iter().try_for_each(|c| write!(f, "\n  {c}"))
@@ -260,6 +184,110 @@ fn plural(n: usize) -> &'static str {
     } else {
         "s"
     }
+}
+
+fn locked(f: &mut Formatter<'_>, env: &str, held: &[HeldLock]) -> Result {
+    write!(f, "`{env}` is locked; nothing was changed")?;
+    for h in held {
+        match &h.info {
+            Some(info) => write!(f, "\n  {}: {}", h.host, info.describe())?,
+            None => write!(f, "\n  {}: held, with no record of who holds it", h.host)?,
+        }
+    }
+    Ok(())
+}
+
+fn verify_failed(f: &mut Formatter<'_>, env: &str, commit: &str, reasons: &[String]) -> Result {
+    write!(
+        f,
+        "verification of `{env}` (commit {}) failed",
+        &commit[..commit.len().min(8)]
+    )?;
+    reasons
+        .iter()
+        .try_for_each(|r| write!(f, "\n  {}", r.replace('\n', "\n    ")))
+}
+
+fn not_verified(
+    f: &mut Formatter<'_>,
+    env: &str,
+    required: &str,
+    commit: &Commit,
+    last_verified: Option<&(Commit, String)>,
+) -> Result {
+    write!(f, "commit {} ({}) has not been verified on `{required}`, which `{env}` requires; nothing was changed", commit.short(), commit.subject)?;
+    match last_verified {
+        Some((c, when)) => write!(
+            f,
+            "\n  the last commit verified on `{required}` is {} ({}), {when}",
+            c.short(),
+            c.subject
+        ),
+        None => write!(f, "\n  no commit has been verified on `{required}` yet"),
+    }
+}
+
+fn rehearsal_failed(f: &mut Formatter<'_>, r: &Report) -> Result {
+    write!(
+        f,
+        "the migrations of {} ({}) fail on a copy of `{}`'s data; `{}` was not touched",
+        r.commit.short(),
+        r.commit.subject,
+        r.env,
+        r.env
+    )?;
+    if let Some(m) = &r.migration {
+        let took = crate::base::time::human(std::time::Duration::from_secs_f64(r.seconds));
+        write!(
+            f,
+            "\n  migration: {m} (failed after {took} on the copy, on {})",
+            r.host
+        )?;
+    }
+    match &r.violation {
+        Some(v) => {
+            write!(f, "\n  constraint: {}", v.describe())?;
+            write_rows(f, &r.rows)
+        }
+        None => {
+            write!(f, "\n  output:")?;
+            r.output.lines().try_for_each(|l| write!(f, "\n    {l}"))
+        }
+    }
+}
+
+fn wrong_database(f: &mut Formatter<'_>, w: &WrongDatabase) -> Result {
+    let given = match &w.env_var {
+        Some(v) => format!(", given to the app as {v}"),
+        None => String::new(),
+    };
+    if w.rehearsal {
+        write!(f, "the app did not use the database Gantry copied for the rehearsal of `{}`; nothing was migrated, `{}` was not touched", w.env, w.env)?;
+        write!(f, "\n  the copy:     {}{given}", w.expected)?;
+    } else {
+        write!(
+            f,
+            "the app on `{}` does not use the database in gantry.toml; nothing was migrated",
+            w.env
+        )?;
+        write!(f, "\n  gantry.toml:  {} (`[database]`{given})", w.expected)?;
+    }
+    write!(
+        f,
+        "\n  the app uses: {} (Django's DATABASES[\"default\"], asked on {})",
+        w.app, w.host
+    )
+}
+
+fn copy_not_used(f: &mut Formatter<'_>, c: &CopyNotUsed) -> Result {
+    write!(f, "the app did not use the database Gantry copied: the migrations of `{}`'s rehearsal ran, but the copy did not change; `{}` was not touched", c.env, c.env)?;
+    let given = c
+        .env_var
+        .as_ref()
+        .map(|v| format!(" (given to the app as {v})"))
+        .unwrap_or_default();
+    write!(f, "\n  looked for: a change in the copy {}{given} after the migrate command, which `{}` said had migrations pending", c.copy, c.check)?;
+    write!(f, "\n  on: {}", c.host)
 }
 
 /// A deploy or rollback that failed: what failed, what happened to the

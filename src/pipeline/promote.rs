@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::ledger::git::{Commit, Repo};
 use crate::ledger::{self, Event};
 use crate::pipeline::deploy::{self, Summary};
-use crate::pipeline::verify;
+use crate::pipeline::{summary, verify};
 use crate::remote::site;
 
 /// A finished deploy and the tags it made.
@@ -261,23 +261,8 @@ pub async fn release(
     options: &ReleaseOptions,
     printer: &Printer,
 ) -> Result<(), Error> {
-    let repo = Repo::at(&config.dir);
-    repo.ensure_clean()?;
-    let commit = repo.resolve("HEAD")?;
+    let commit = ready_to_release(config, options, printer)?;
     let remote = &config.app.remote;
-    if options.push {
-        printer.headline(&format!("Pushing {} to `{remote}`", commit.short()));
-        repo.push_head(remote)?;
-    }
-    repo.ensure_on_remote(&commit, remote)
-        .map_err(|e| match e {
-            Error::NotOnRemote { commit, remote, .. } => Error::NotOnRemote {
-                commit,
-                remote,
-                in_release: true,
-            },
-            other => other,
-        })?;
     let chain = chain(config, options.to.as_deref())?;
     printer.headline(&format!(
         "Releasing {} ({}) through {}",
@@ -308,7 +293,6 @@ pub async fn release(
     };
     let mut deployed = Vec::new();
     for (i, env) in chain.iter().enumerate() {
-        let last = i + 1 == chain.len();
         // Each deploy rehearses its pending migrations on a copy of the
         // environment's data, from the release it has just built.
         let options = DeployOptions {
@@ -319,53 +303,18 @@ pub async fn release(
         };
         match deploy_env(config, &env.name, &commit, &options, printer).await {
             Ok(d) => {
-                crate::pipeline::summary::report(&d.summary, "Deployed", printer);
-                deployed.push(crate::pipeline::summary::summary_json(
-                    &d.summary, "deploy", &d.tags,
-                ));
-                if let deploy::Rehearsal::Passed(seconds) = d.summary.rehearsal {
-                    tree.push(format!(
-                        "✓ {}: migrations rehearsed on a copy of its data ({})",
-                        env.name,
-                        crate::base::time::human(std::time::Duration::from_secs_f64(seconds))
-                    ));
-                }
-                tree.push(format!(
-                    "✓ {}: deployed release {} to {} host{}",
-                    env.name,
-                    d.summary.release,
-                    d.summary.hosts,
-                    if d.summary.hosts == 1 { "" } else { "s" }
-                ));
-                if !d.tags.is_empty() {
-                    tree.push(format!(
-                        "✓ {}: tagged {} and pushed to `{remote}`",
-                        env.name,
-                        d.tags.join(", ")
-                    ));
-                }
+                summary::report(&d.summary, "Deployed", printer);
+                deployed.push(summary::summary_json(&d.summary, "deploy", &d.tags));
+                tree.extend(deployed_lines(&env.name, &d, remote));
             }
             Err(e) => {
-                tree.push(match &e {
-                    Error::RehearsalFailed(_) | Error::CopyNotUsed(_) => format!(
-                        "✗ {}: the migrations fail on a copy of its data; it was not touched",
-                        env.name
-                    ),
-                    Error::WrongDatabase(_) => format!(
-                        "✗ {}: the app does not use the database in gantry.toml; it was not touched",
-                        env.name
-                    ),
-                    _ => format!(
-                        "✗ {}: deploy failed; it still serves what it served",
-                        env.name
-                    ),
-                });
+                tree.push(failed_line(&env.name, &e));
                 return Err(stop(&mut tree, &chain[i + 1..], e));
             }
         }
         // Environments that others wait on get the functional tests; the
         // end of the chain gets its health checks.
-        let functional = !last || chain.len() == 1;
+        let functional = i + 1 < chain.len() || chain.len() == 1;
         match verify::verify(config, &env.name, functional, printer).await {
             Ok(_) => tree.push(format!(
                 "✓ {}: verified ({})",
@@ -397,6 +346,69 @@ pub async fn release(
         }));
     }
     Ok(())
+}
+
+/// HEAD, committed and on the remote (pushed first with `--push`).
+fn ready_to_release(
+    config: &Config,
+    options: &ReleaseOptions,
+    printer: &Printer,
+) -> Result<Commit, Error> {
+    let repo = Repo::at(&config.dir);
+    repo.ensure_clean()?;
+    let commit = repo.resolve("HEAD")?;
+    let remote = &config.app.remote;
+    if options.push {
+        printer.headline(&format!("Pushing {} to `{remote}`", commit.short()));
+        repo.push_head(remote)?;
+    }
+    repo.ensure_on_remote(&commit, remote)
+        .map_err(|e| match e {
+            Error::NotOnRemote { commit, remote, .. } => Error::NotOnRemote {
+                commit,
+                remote,
+                in_release: true,
+            },
+            other => other,
+        })?;
+    Ok(commit)
+}
+
+/// The release's lines for an environment deployed: rehearsal, deploy, tags.
+fn deployed_lines(env: &str, d: &Deployed, remote: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let deploy::Rehearsal::Passed(seconds) = d.summary.rehearsal {
+        lines.push(format!(
+            "✓ {env}: migrations rehearsed on a copy of its data ({})",
+            crate::base::time::human(std::time::Duration::from_secs_f64(seconds))
+        ));
+    }
+    let hosts = d.summary.hosts;
+    lines.push(format!(
+        "✓ {env}: deployed release {} to {hosts} host{}",
+        d.summary.release,
+        if hosts == 1 { "" } else { "s" }
+    ));
+    if !d.tags.is_empty() {
+        lines.push(format!(
+            "✓ {env}: tagged {} and pushed to `{remote}`",
+            d.tags.join(", ")
+        ));
+    }
+    lines
+}
+
+/// The release's line for an environment whose deploy failed.
+fn failed_line(env: &str, e: &Error) -> String {
+    match e {
+        Error::RehearsalFailed(_) | Error::CopyNotUsed(_) => {
+            format!("✗ {env}: the migrations fail on a copy of its data; it was not touched")
+        }
+        Error::WrongDatabase(_) => {
+            format!("✗ {env}: the app does not use the database in gantry.toml; it was not touched")
+        }
+        _ => format!("✗ {env}: deploy failed; it still serves what it served"),
+    }
 }
 
 /// The environments from the root of the `requires` chain to `to` (or to

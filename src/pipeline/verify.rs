@@ -14,7 +14,8 @@ use crate::ledger::git::Repo;
 use crate::ledger::{self, Event};
 use crate::model::history::Record;
 use crate::remote::health;
-use crate::remote::release::{self, SiteStatus};
+use crate::remote::inspect::{self, SiteStatus};
+use crate::remote::release;
 use crate::remote::site::{self, each, Site};
 
 /// What an environment runs.
@@ -35,11 +36,11 @@ pub async fn running(
             printer,
             "read current",
             None,
-            &release::status_script(&s.layout),
+            &inspect::status_script(&s.layout),
             None,
         )
         .await
-        .map(|out| release::parse_status(&out.stdout))
+        .map(|out| inspect::parse_status(&out.stdout))
     })
     .await;
     let mut states: Vec<(&str, SiteStatus)> = Vec::new();

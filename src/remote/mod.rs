@@ -8,5 +8,7 @@
 pub mod activation;
 pub mod health;
 pub mod host;
+pub mod inspect;
+pub mod prune;
 pub mod release;
 pub mod site;

@@ -6,13 +6,14 @@
 use crate::error::{Error, Failure, HostProblem};
 use crate::ledger::git::Commit;
 use crate::model::history::Record;
-use crate::remote::release;
-use crate::remote::site::{self, each, Site};
+use crate::remote::site::{self, each};
+use crate::remote::{prune, release};
 
 use super::{Rehearsal, Run};
 
 impl Run<'_> {
-    /// Records the deploy on every host and prunes old releases.
+    /// Records the deploy on every host and prunes old releases there, in
+    /// one script; a failure only warns.
     pub(super) async fn finish(&self, commit: &Commit, release: &str, rehearsal: Rehearsal) {
         each(self.sites, 32, |site| async move {
             let mut record = Record::new("deploy", &self.env.name, site.name(), "ok");
@@ -21,8 +22,24 @@ impl Run<'_> {
             record.commit = Some(commit.sha.clone());
             record.release = Some(release.to_string());
             record.previous = site.serving.clone();
-            site.record(self.printer, &record).await;
-            self.prune(site, release).await;
+            let script = format!(
+                "{}\n{}",
+                release::history_script(&site.layout, &record.to_line()),
+                prune::prune_script(
+                    &site.layout,
+                    self.config.deploy.keep_releases,
+                    site.serving.as_deref()
+                )
+            );
+            let p = self.printer;
+            if let Err(e) = site
+                .step_always(p, "record, prune", None, &script, None)
+                .await
+            {
+                p.warn(&format!(
+                    "could not record the deploy or prune old releases: {e}"
+                ));
+            }
             self.printer
                 .host(site.name(), &format!("serving {release}"));
         })
@@ -101,40 +118,5 @@ impl Run<'_> {
                 )
             })
             .collect()
-    }
-
-    /// Deletes old releases on one host; a failure only warns.
-    async fn prune(&self, site: &Site, release: &str) {
-        let Ok(out) = site
-            .step_always(
-                self.printer,
-                "prune",
-                None,
-                &release::list_script(&site.layout),
-                None,
-            )
-            .await
-        else {
-            return;
-        };
-        let (releases, _) = release::parse_list(&out.stdout);
-        let doomed = release::to_prune(
-            &releases,
-            Some(release),
-            site.serving.as_deref(),
-            self.config.deploy.keep_releases,
-        );
-        if doomed.is_empty() {
-            return;
-        }
-        let paths: Vec<String> = doomed.iter().map(|d| site.layout.release(d)).collect();
-        let script = format!("rm -rf {}", crate::base::shell::join(&paths));
-        if let Err(p) = site
-            .step_always(self.printer, "prune", None, &script, None)
-            .await
-        {
-            self.printer
-                .warn(&format!("could not prune old releases: {p}"));
-        }
     }
 }

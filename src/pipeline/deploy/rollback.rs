@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Failure};
 use crate::model::history::Record;
-use crate::remote::release;
+use crate::remote::prune;
 use crate::remote::site::{self, each};
 
 use super::{Run, Switched};
@@ -20,11 +20,11 @@ impl Run<'_> {
                     self.printer,
                     "list releases",
                     None,
-                    &release::list_script(&site.layout),
+                    &prune::list_script(&site.layout),
                     None,
                 )
                 .await?;
-            let (releases, current) = release::parse_list(&out.stdout);
+            let (releases, current) = prune::parse_list(&out.stdout);
             let complete: Vec<_> = releases
                 .into_iter()
                 .filter(|r| r.commit.is_some())
