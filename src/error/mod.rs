@@ -4,6 +4,8 @@
 
 mod problem;
 mod render;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@ use crate::harness::Test;
 
 #[test]
 fn help_documents_the_exit_codes() {
-    let t = Test::new("help_documents_the_exit_codes").start();
+    let t = Test::new().start();
     let run = t.gantry(&["--help"]);
     run.success()
         .stdout_has("Exit codes:\n  0  success\n  1  failed on a host; every host was left serving what it served before\n  2  bad config or usage; nothing was touched\n  3  a host could not be reached\n  4  the environment is locked by another deploy (see `gantry unlock`)\n  5  another error on this machine (git, files)\n  6  verification failed, or a gate refused an unverified commit\n  7  a migration failed on a copy of the data; nothing live was touched");
@@ -12,7 +12,7 @@ fn help_documents_the_exit_codes() {
 
 #[test]
 fn version_names_the_commit_it_was_built_from() {
-    let t = Test::new("version_names_the_commit_it_was_built_from").start();
+    let t = Test::new().start();
     let run = t.gantry(&["--version"]);
     run.success();
     // The commit this source tree is at: the one the binary was built from.
@@ -28,7 +28,7 @@ fn version_names_the_commit_it_was_built_from() {
 
 #[test]
 fn init_writes_a_config_that_loads_and_refuses_to_overwrite() {
-    let t = Test::new("init_writes_a_config_that_loads_and_refuses_to_overwrite").start();
+    let t = Test::new().start();
     std::fs::remove_file(t.repo.join("gantry.toml")).ok();
     t.gantry(&["init"]).success();
     t.gantry(&["plan", "staging"])
@@ -65,7 +65,7 @@ fn on_a_terminal(t: &Test, args: &str, no_color: bool) -> String {
 
 #[test]
 fn colour_only_on_a_terminal_and_never_with_no_color() {
-    let t = Test::new("colour_only_on_a_terminal_and_never_with_no_color").start();
+    let t = Test::new().start();
     t.write_config(&format!(
         "[deploy]\npath = \"{}/site\"\n[environments.staging]\nhosts = [\"local\"]\n",
         t.dir.display()
@@ -86,7 +86,7 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
 
 #[test]
 fn a_folder_that_is_not_a_repository_is_named() {
-    let t = Test::new("a_folder_that_is_not_a_repository_is_named").start();
+    let t = Test::new().start();
     let outside = t.dir.join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(
@@ -107,9 +107,7 @@ fn a_folder_that_is_not_a_repository_is_named() {
 
 #[test]
 fn gantry_config_names_the_file_from_anywhere() {
-    let mut t = Test::new("gantry_config_names_the_file_from_anywhere")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     t.configure(&[("staging", &[0])]);
     let elsewhere = t.dir.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
@@ -150,9 +148,7 @@ fn json(t: &Test, args: &[&str], code: i32) -> serde_json::Value {
 
 #[test]
 fn every_command_honours_json_errors_included() {
-    let mut t = Test::new("every_command_honours_json_errors_included")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     let first = t.configure(&[("staging", &[0])]);
     let host = t.address(0);
     let site = t.site("staging", 0).display().to_string();
@@ -238,9 +234,7 @@ fn every_command_honours_json_errors_included() {
 
 #[test]
 fn exec_streams_stdout_and_stderr_apart() {
-    let mut t = Test::new("exec_streams_stdout_and_stderr_apart")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     t.configure(&[("staging", &[0])]);
     t.gantry(&["deploy", "staging"]).success();
     let run = t.gantry(&[
@@ -264,9 +258,7 @@ fn exec_streams_stdout_and_stderr_apart() {
 
 #[test]
 fn status_and_log_show_local_time_with_its_zone_or_utc() {
-    let mut t = Test::new("status_and_log_show_local_time_with_its_zone_or_utc")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     t.configure(&[("staging", &[0])]);
     t.gantry(&["deploy", "staging"]).success();
     let run = |args: &[&str]| {
@@ -288,7 +280,7 @@ fn status_and_log_show_local_time_with_its_zone_or_utc() {
 
 #[test]
 fn man_page_documents_every_command_and_the_exit_codes() {
-    let t = Test::new("man_page_documents_every_command_and_the_exit_codes").start();
+    let t = Test::new().start();
     let run = t.gantry(&["man"]);
     run.success();
     assert!(run.stdout.starts_with(".ie"), "roff: {}", &run.stdout[..80]);
@@ -311,9 +303,7 @@ fn man_page_documents_every_command_and_the_exit_codes() {
 
 #[test]
 fn under_github_actions_hosts_are_grouped_and_errors_annotated() {
-    let mut t = Test::new("under_github_actions_hosts_are_grouped_and_errors_annotated")
-        .hosts(2)
-        .start();
+    let mut t = Test::new().hosts(2).start();
     t.configure(&[("staging", &[0, 1])]);
     let site = t.site("staging", 1);
     std::fs::create_dir_all(&site).unwrap();

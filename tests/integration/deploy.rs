@@ -4,9 +4,7 @@ use crate::harness::Test;
 
 #[test]
 fn deploy_to_one_host_serves_the_new_commit() {
-    let mut t = Test::new("deploy_to_one_host_serves_the_new_commit")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     let sha = t.configure(&[("staging", &[0])]);
 
     t.gantry(&["deploy", "staging"])
@@ -35,9 +33,7 @@ fn deploy_to_one_host_serves_the_new_commit() {
 
 #[test]
 fn deploy_to_three_hosts_serves_everywhere() {
-    let mut t = Test::new("deploy_to_three_hosts_serves_everywhere")
-        .hosts(3)
-        .start();
+    let mut t = Test::new().hosts(3).start();
     let sha = t.configure(&[("staging", &[0, 1, 2])]);
 
     t.gantry(&["deploy", "staging"]).success();
@@ -58,7 +54,7 @@ fn deploy_to_three_hosts_serves_everywhere() {
 
 #[test]
 fn failing_build_changes_no_host() {
-    let mut t = Test::new("failing_build_changes_no_host").hosts(3).start();
+    let mut t = Test::new().hosts(3).start();
     let good = t.configure(&[("staging", &[0, 1, 2])]);
     t.gantry(&["deploy", "staging"]).success();
     let before: Vec<_> = (0..3).map(|i| t.current("staging", i)).collect();
@@ -100,9 +96,7 @@ fn failing_build_changes_no_host() {
 
 #[test]
 fn failing_health_check_on_one_host_puts_all_back() {
-    let mut t = Test::new("failing_health_check_on_one_host_puts_all_back")
-        .hosts(3)
-        .start();
+    let mut t = Test::new().hosts(3).start();
     let config = t.config(&[("staging", &[0, 1, 2])]);
     t.write_config(&config);
     let good = t.commit("Add config", &[]);
@@ -136,9 +130,7 @@ fn failing_health_check_on_one_host_puts_all_back() {
 
 #[test]
 fn rollback_returns_to_the_previous_release() {
-    let mut t = Test::new("rollback_returns_to_the_previous_release")
-        .hosts(2)
-        .start();
+    let mut t = Test::new().hosts(2).start();
     let first = t.configure(&[("staging", &[0, 1])]);
     t.gantry(&["deploy", "staging"]).success();
     let first_release = t.current("staging", 0).unwrap();
@@ -172,9 +164,7 @@ fn rollback_returns_to_the_previous_release() {
 
 #[test]
 fn rollback_without_a_previous_release_fails_clearly() {
-    let mut t = Test::new("rollback_without_a_previous_release_fails_clearly")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     t.configure(&[("staging", &[0])]);
     t.gantry(&["deploy", "staging"]).success();
     let before = t.current("staging", 0);
@@ -188,9 +178,7 @@ fn rollback_without_a_previous_release_fails_clearly() {
 
 #[test]
 fn keeps_only_the_configured_number_of_releases() {
-    let mut t = Test::new("keeps_only_the_configured_number_of_releases")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     let config = t
         .config(&[("staging", &[0])])
         .replace("keep_releases = 3", "keep_releases = 2");
@@ -208,7 +196,7 @@ fn keeps_only_the_configured_number_of_releases() {
 
 #[test]
 fn local_target_deploys_without_ssh() {
-    let mut t = Test::new("local_target_deploys_without_ssh").start();
+    let mut t = Test::new().start();
     let port = t.app_port("staging", 0);
     let config = format!(
         r#"[deploy]
@@ -239,7 +227,7 @@ hosts = ["local"]
 
 #[test]
 fn unpushed_commit_is_refused() {
-    let t = Test::new("unpushed_commit_is_refused").start();
+    let t = Test::new().start();
     t.write_config("[deploy]\npath = \"/tmp/gantry-it/unpushed_commit_is_refused/site\"\n[environments.staging]\nhosts = [\"local\"]\n");
     t.commit("Add config", &[]);
     std::fs::write(t.repo.join("NEWS"), "local only\n").unwrap();
@@ -255,9 +243,7 @@ fn unpushed_commit_is_refused() {
 
 #[test]
 fn rolling_deploy_switches_back_every_batch_when_a_later_batch_fails() {
-    let mut t = Test::new("rolling_deploy_switches_back_every_batch_when_a_later_batch_fails")
-        .hosts(3)
-        .start();
+    let mut t = Test::new().hosts(3).start();
     let config = t
         .config(&[("live", &[0, 1, 2])])
         .replace("keep_releases = 3", "keep_releases = 3\nbatch = 1")
@@ -300,10 +286,7 @@ fn rolling_deploy_switches_back_every_batch_when_a_later_batch_fails() {
 
 #[test]
 fn failed_activation_after_a_migration_gives_the_old_release_its_database_back() {
-    let mut t =
-        Test::new("failed_activation_after_a_migration_gives_the_old_release_its_database_back")
-            .hosts(1)
-            .start();
+    let mut t = Test::new().hosts(1).start();
     let config = t
         .config(&[("staging", &[0])])
         .replace("retries = 40", "retries = 6");
@@ -342,9 +325,7 @@ fn failed_activation_after_a_migration_gives_the_old_release_its_database_back()
 
 #[test]
 fn deploying_what_every_host_serves_does_nothing_unless_redeploy() {
-    let mut t = Test::new("deploying_what_every_host_serves_does_nothing_unless_redeploy")
-        .hosts(2)
-        .start();
+    let mut t = Test::new().hosts(2).start();
     let sha = t.configure(&[("staging", &[0, 1])]);
     t.gantry(&["deploy", "staging"]).success();
     let releases: Vec<_> = (0..2).map(|i| t.releases("staging", i)).collect();
@@ -385,9 +366,7 @@ fn noise(bytes: usize, seed: u64) -> Vec<u8> {
 
 #[test]
 fn a_redeploy_sends_only_what_changed() {
-    let mut t = Test::new("a_redeploy_sends_only_what_changed")
-        .hosts(2)
-        .start();
+    let mut t = Test::new().hosts(2).start();
     t.configure(&[("staging", &[0, 1])]);
     std::fs::write(t.repo.join("big.bin"), noise(8_000_000, 7)).unwrap();
     std::fs::write(t.repo.join("gone.txt"), "to be deleted\n").unwrap();
@@ -482,10 +461,7 @@ printf '#!%s/out/bin/python\n' "$GANTRY_RELEASE" > out/bin/tool
 
 #[test]
 fn a_build_step_whose_inputs_did_not_change_is_skipped_and_its_outputs_reused() {
-    let mut t =
-        Test::new("a_build_step_whose_inputs_did_not_change_is_skipped_and_its_outputs_reused")
-            .hosts(1)
-            .start();
+    let mut t = Test::new().hosts(1).start();
     let config = t.config(&[("staging", &[0])]).replace(
         "build = [\"sh build.sh\", \"sh ci/hooks.sh\"]",
         "build = [{ run = \"sh ci/counted.sh\", inputs = [\"requirements.txt\"], outputs = [\"out\"], key = \"python3 --version\" }, \"sh build.sh\"]",

@@ -187,8 +187,8 @@ fn fault(t: &mut Test, hosts: &[usize], sig: &str, phase: Phase) {
     }
 }
 
-fn faults_on(name: &str, n: usize) {
-    let mut t = Test::new(name).hosts(n).start();
+fn faults_on(n: usize) {
+    let mut t = Test::new().hosts(n).start();
     let hosts: Vec<usize> = (0..n).collect();
     let config = fault_config(&mut t, &hosts);
     t.write_config(&config);
@@ -203,27 +203,17 @@ fn faults_on(name: &str, n: usize) {
 
 #[test]
 fn signals_at_restart_and_health_check_on_one_host_leave_it_consistent() {
-    faults_on(
-        "signals_at_restart_and_health_check_on_one_host_leave_it_consistent",
-        1,
-    );
+    faults_on(1);
 }
 
 #[test]
 fn signals_at_restart_and_health_check_on_three_hosts_leave_them_consistent() {
-    faults_on(
-        "signals_at_restart_and_health_check_on_three_hosts_leave_them_consistent",
-        3,
-    );
+    faults_on(3);
 }
 
 #[test]
 fn network_cut_after_the_switch_keeps_the_migrated_database_for_the_cut_host() {
-    let mut t =
-        Test::new("network_cut_after_the_switch_keeps_the_migrated_database_for_the_cut_host")
-            .hosts(1)
-            .isolated_hosts(1)
-            .start();
+    let mut t = Test::new().hosts(1).isolated_hosts(1).start();
     // Host 0's health check fails within 2s; the cut is seen within 3s.
     let config = fault_config(&mut t, &[0, 1])
         .replace("retries = 400", "retries = 8")
@@ -300,9 +290,7 @@ fn network_cut_after_the_switch_keeps_the_migrated_database_for_the_cut_host() {
 
 #[test]
 fn a_step_still_running_after_gantry_was_killed_is_shown_by_status() {
-    let mut t = Test::new("a_step_still_running_after_gantry_was_killed_is_shown_by_status")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     t.configure(&[("staging", &[0])]);
     let site = t.site("staging", 0);
     std::fs::create_dir_all(&site).unwrap();

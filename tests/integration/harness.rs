@@ -180,7 +180,12 @@ impl Run {
 
 impl Test {
     #[allow(clippy::new_ret_no_self)]
-    pub fn new(name: &str) -> TestBuilder {
+    /// A test named after the test function that calls it (the test
+    /// runner names each test's thread after it).
+    pub fn new() -> TestBuilder {
+        let thread = std::thread::current();
+        let full = thread.name().expect("tests run on named threads");
+        let name = full.rsplit("::").next().unwrap_or(full);
         TestBuilder {
             name: name.to_string(),
             hosts: 0,

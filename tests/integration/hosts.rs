@@ -5,7 +5,7 @@ use crate::harness::Test;
 
 #[test]
 fn unknown_host_key_is_refused() {
-    let t = Test::new("unknown_host_key_is_refused").hosts(2).start();
+    let t = Test::new().hosts(2).start();
     let mut t = t;
     t.configure(&[("staging", &[0, 1])]);
     // Host 1's key is not known.
@@ -52,7 +52,7 @@ fn unknown_host_key_is_refused() {
 
 #[test]
 fn changed_host_key_is_refused() {
-    let mut t = Test::new("changed_host_key_is_refused").hosts(1).start();
+    let mut t = Test::new().hosts(1).start();
     t.configure(&[("staging", &[0])]);
     // known_hosts names another key for the host's address.
     let other = t.dir.join("other_key");
@@ -87,9 +87,7 @@ fn changed_host_key_is_refused() {
 
 #[test]
 fn hostile_config_values_reach_the_shell_literally() {
-    let mut t = Test::new("hostile_config_values_reach_the_shell_literally")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     let dir = t.dir.display().to_string();
     let hostile = format!(
         "it's $(touch {dir}/pwned1) `touch {dir}/pwned2`; touch {dir}/pwned3 \"q\" *\nsecond line"
@@ -149,9 +147,7 @@ hosts = ["{address}"]
 
 #[test]
 fn plan_prints_the_commands_and_changes_nothing() {
-    let mut t = Test::new("plan_prints_the_commands_and_changes_nothing")
-        .hosts(2)
-        .start();
+    let mut t = Test::new().hosts(2).start();
     let config = t.config(&[("staging", &[0, 1])]);
     t.write_config(&config);
     let sha = t.commit("Add config", &[]);
@@ -213,9 +209,7 @@ fn plan_prints_the_commands_and_changes_nothing() {
 
 #[test]
 fn exec_check_and_status_report_every_host() {
-    let mut t = Test::new("exec_check_and_status_report_every_host")
-        .hosts(2)
-        .start();
+    let mut t = Test::new().hosts(2).start();
     let sha = t.configure(&[("staging", &[0, 1])]);
 
     t.gantry(&["check"])
@@ -247,9 +241,7 @@ fn exec_check_and_status_report_every_host() {
 
 #[test]
 fn user_comes_from_the_ssh_config_not_the_local_user() {
-    let mut t = Test::new("user_comes_from_the_ssh_config_not_the_local_user")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     let mut ssh_config = std::fs::read_to_string(t.dir.join("ssh_config")).unwrap();
     ssh_config.push_str("  User root\n");
     std::fs::write(t.dir.join("ssh_config"), ssh_config).unwrap();

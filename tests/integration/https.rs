@@ -178,9 +178,7 @@ impl Drop for Nginx {
 
 #[test]
 fn https_health_checks_trust_a_private_ca_and_say_why_a_certificate_fails() {
-    let mut t = Test::new("https_health_checks_trust_a_private_ca_and_say_why_a_certificate_fails")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     certificates(&t.dir.join("certs"));
     std::fs::copy(t.dir.join("certs/ca.pem"), t.repo.join("ca.pem")).unwrap();
     let app_port = t.app_port("staging", 0);

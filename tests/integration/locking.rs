@@ -5,9 +5,7 @@ use crate::harness::{wait_until, Test};
 
 #[test]
 fn second_deploy_is_refused_while_the_first_holds_the_lock() {
-    let mut t = Test::new("second_deploy_is_refused_while_the_first_holds_the_lock")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     t.configure(&[("staging", &[0])]);
     let site = t.site("staging", 0);
     std::fs::create_dir_all(&site).unwrap();
@@ -42,9 +40,7 @@ fn second_deploy_is_refused_while_the_first_holds_the_lock() {
 
 #[test]
 fn killed_deploy_leaves_a_stale_lock_that_unlock_clears() {
-    let mut t = Test::new("killed_deploy_leaves_a_stale_lock_that_unlock_clears")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     let first = t.configure(&[("staging", &[0])]);
     t.gantry(&["deploy", "staging"]).success();
     let serving = t.current("staging", 0);
@@ -96,9 +92,7 @@ fn killed_deploy_leaves_a_stale_lock_that_unlock_clears() {
 
 #[test]
 fn lock_holds_deploys_until_unlock() {
-    let mut t = Test::new("lock_holds_deploys_until_unlock")
-        .hosts(2)
-        .start();
+    let mut t = Test::new().hosts(2).start();
     t.configure(&[("staging", &[0, 1])]);
 
     t.gantry(&["lock", "staging", "--reason", "database upgrade"])
@@ -116,9 +110,7 @@ fn lock_holds_deploys_until_unlock() {
 
 #[test]
 fn interrupt_during_build_releases_the_lock_and_changes_nothing() {
-    let mut t = Test::new("interrupt_during_build_releases_the_lock_and_changes_nothing")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     t.configure(&[("staging", &[0])]);
     t.gantry(&["deploy", "staging"]).success();
     let serving = t.current("staging", 0);
@@ -155,9 +147,7 @@ fn interrupt_during_build_releases_the_lock_and_changes_nothing() {
 
 #[test]
 fn verbose_output_streams_while_a_step_runs() {
-    let mut t = Test::new("verbose_output_streams_while_a_step_runs")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     let config = t.config(&[("staging", &[0])]).replace(
         "\"sh ci/hooks.sh\"",
         "\"echo early-line && sh ci/hooks.sh\"",
@@ -185,9 +175,7 @@ fn verbose_output_streams_while_a_step_runs() {
 
 #[test]
 fn of_two_concurrent_lockers_on_three_hosts_exactly_one_wins_every_time() {
-    let mut t = Test::new("of_two_concurrent_lockers_on_three_hosts_exactly_one_wins_every_time")
-        .hosts(3)
-        .start();
+    let mut t = Test::new().hosts(3).start();
     t.configure(&[("live", &[0, 1, 2])]);
     for pair in 0..20 {
         let a = t
@@ -224,9 +212,7 @@ fn of_two_concurrent_lockers_on_three_hosts_exactly_one_wins_every_time() {
 
 #[test]
 fn lock_wait_waits_for_the_other_deploy_instead_of_failing() {
-    let mut t = Test::new("lock_wait_waits_for_the_other_deploy_instead_of_failing")
-        .hosts(2)
-        .start();
+    let mut t = Test::new().hosts(2).start();
     t.configure(&[("live", &[0, 1])]);
     t.gantry(&["lock", "live", "--reason", "first"]).success();
     t.gantry(&["lock", "live"]).code(4);
@@ -250,9 +236,7 @@ fn lock_wait_waits_for_the_other_deploy_instead_of_failing() {
 
 #[test]
 fn escape_sequences_in_a_lock_reason_never_reach_the_terminal() {
-    let mut t = Test::new("escape_sequences_in_a_lock_reason_never_reach_the_terminal")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     t.configure(&[("staging", &[0])]);
     let reason = "maintenance \u{1b}[2J\u{1b}]0;owned\u{7}";
     t.gantry(&["lock", "staging", "--reason", reason]).success();

@@ -13,8 +13,8 @@ pub enum Engine {
     Postgres,
 }
 
-pub fn start(name: &str, engine: Engine) -> Test {
-    let builder = Test::new(name).hosts(2).django();
+pub fn start(engine: Engine) -> Test {
+    let builder = Test::new().hosts(2).django();
     match engine {
         Engine::Sqlite => builder.start(),
         Engine::Postgres => builder.postgres().start(),
@@ -189,8 +189,8 @@ fn assert_no_copies(t: &Test, engine: Engine) {
     }
 }
 
-fn constraint_story(name: &str, engine: Engine) {
-    let mut t = start(name, engine);
+fn constraint_story(engine: Engine) {
+    let mut t = start(engine);
     let config = config(&mut t, engine, None);
     t.write_config(&config);
     let first = t.commit("Add config", &[]);
@@ -335,22 +335,16 @@ fn constraint_story(name: &str, engine: Engine) {
 
 #[test]
 fn sqlite_constraint_is_caught_by_the_rehearsal_restored_on_failure_and_merged() {
-    constraint_story(
-        "sqlite_constraint_is_caught_by_the_rehearsal_restored_on_failure_and_merged",
-        Engine::Sqlite,
-    );
+    constraint_story(Engine::Sqlite);
 }
 
 #[test]
 fn postgres_constraint_is_caught_by_the_rehearsal_restored_on_failure_and_merged() {
-    constraint_story(
-        "postgres_constraint_is_caught_by_the_rehearsal_restored_on_failure_and_merged",
-        Engine::Postgres,
-    );
+    constraint_story(Engine::Postgres);
 }
 
-fn interrupted_rehearsal(name: &str, engine: Engine) {
-    let mut t = start(name, engine);
+fn interrupted_rehearsal(engine: Engine) {
+    let mut t = start(engine);
     // The migration waits on the `hold` file, after the copy is made.
     let config = config(
         &mut t,
@@ -405,18 +399,12 @@ fn interrupted_rehearsal(name: &str, engine: Engine) {
 
 #[test]
 fn sqlite_interrupted_rehearsal_leaves_no_copy() {
-    interrupted_rehearsal(
-        "sqlite_interrupted_rehearsal_leaves_no_copy",
-        Engine::Sqlite,
-    );
+    interrupted_rehearsal(Engine::Sqlite);
 }
 
 #[test]
 fn postgres_interrupted_rehearsal_leaves_no_copy() {
-    interrupted_rehearsal(
-        "postgres_interrupted_rehearsal_leaves_no_copy",
-        Engine::Postgres,
-    );
+    interrupted_rehearsal(Engine::Postgres);
 }
 
 /// A migrate command that changes the database and then fails: Django's
@@ -429,8 +417,8 @@ echo "migrate wrote, then failed" >&2
 exit 1
 "#;
 
-fn write_then_fail(name: &str, engine: Engine) {
-    let mut t = start(name, engine);
+fn write_then_fail(engine: Engine) {
+    let mut t = start(engine);
     let config = config(&mut t, engine, None);
     t.write_config(&config);
     t.commit("Add config", &[]);
@@ -480,18 +468,12 @@ fn write_then_fail(name: &str, engine: Engine) {
 
 #[test]
 fn sqlite_migrate_that_writes_then_fails_is_restored_byte_for_byte() {
-    write_then_fail(
-        "sqlite_migrate_that_writes_then_fails_is_restored_byte_for_byte",
-        Engine::Sqlite,
-    );
+    write_then_fail(Engine::Sqlite);
 }
 
 #[test]
 fn postgres_migrate_that_writes_then_fails_is_restored_row_for_row() {
-    write_then_fail(
-        "postgres_migrate_that_writes_then_fails_is_restored_row_for_row",
-        Engine::Postgres,
-    );
+    write_then_fail(Engine::Postgres);
 }
 
 /// Every process's command line that contains `secret`, as `pid: cmdline`.
@@ -514,8 +496,7 @@ fn command_lines_with(secret: &str) -> Vec<String> {
 
 #[test]
 fn postgres_password_never_stands_on_a_command_line() {
-    let name = "postgres_password_never_stands_on_a_command_line";
-    let mut t = start(name, Engine::Postgres);
+    let mut t = start(Engine::Postgres);
     let secret = "pw-s3cret-9x";
     let config = config(&mut t, Engine::Postgres, None).replace(
         "postgresql://postgres@",

@@ -4,10 +4,7 @@ use crate::harness::{wait_until, Test};
 
 #[test]
 fn host_cut_off_mid_deploy_leaves_every_host_serving_and_a_stale_lock() {
-    let mut t = Test::new("host_cut_off_mid_deploy_leaves_every_host_serving_and_a_stale_lock")
-        .hosts(1)
-        .isolated_hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).isolated_hosts(1).start();
     let config = t.config(&[("staging", &[0, 1])]).replace(
         "[deploy]",
         "keepalive = \"1s\"\nconnect_timeout = \"3s\"\n\n[deploy]",
@@ -79,9 +76,7 @@ fn host_cut_off_mid_deploy_leaves_every_host_serving_and_a_stale_lock() {
 
 #[test]
 fn health_check_on_the_host_reaches_an_app_only_the_host_can_see() {
-    let mut t = Test::new("health_check_on_the_host_reaches_an_app_only_the_host_can_see")
-        .isolated_hosts(1)
-        .start();
+    let mut t = Test::new().isolated_hosts(1).start();
     // The app listens on the host's own loopback: invisible from here.
     let config = t
         .config(&[("staging", &[0])])
@@ -112,10 +107,7 @@ fn health_check_on_the_host_reaches_an_app_only_the_host_can_see() {
 
 #[test]
 fn health_check_on_a_host_without_curl_uses_python() {
-    let mut t = Test::new("health_check_on_a_host_without_curl_uses_python")
-        .hosts(1)
-        .hosts_without(&["curl"])
-        .start();
+    let mut t = Test::new().hosts(1).hosts_without(&["curl"]).start();
     let config = t.config(&[("staging", &[0])]).replace(
         "interval = \"250ms\" }",
         "interval = \"250ms\", on = \"host\" }",

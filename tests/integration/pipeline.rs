@@ -64,9 +64,7 @@ fn break_functional_tests(t: &Test) -> String {
 
 #[test]
 fn release_of_a_good_commit_reaches_live_tagged_and_recorded() {
-    let mut t = Test::new("release_of_a_good_commit_reaches_live_tagged_and_recorded")
-        .hosts(2)
-        .start();
+    let mut t = Test::new().hosts(2).start();
     let config = pipeline_config(&mut t);
     t.write_config(&config);
     let sha = t.commit("Add config", &[]);
@@ -143,9 +141,7 @@ fn release_of_a_good_commit_reaches_live_tagged_and_recorded() {
 
 #[test]
 fn failing_functional_tests_stop_the_release_before_live() {
-    let mut t = Test::new("failing_functional_tests_stop_the_release_before_live")
-        .hosts(2)
-        .start();
+    let mut t = Test::new().hosts(2).start();
     let config = pipeline_config(&mut t);
     t.write_config(&config);
     let good = t.commit("Add config", &[]);
@@ -180,9 +176,7 @@ fn failing_functional_tests_stop_the_release_before_live() {
 
 #[test]
 fn unverified_commit_is_refused_by_the_gate_unless_forced() {
-    let mut t = Test::new("unverified_commit_is_refused_by_the_gate_unless_forced")
-        .hosts(2)
-        .start();
+    let mut t = Test::new().hosts(2).start();
     // A history pattern that gives every deploy the same name, as two
     // deploys in one minute get with `DEPLOYED-%F/%H%M`.
     let config = pipeline_config(&mut t).replace(
@@ -258,9 +252,7 @@ fn unverified_commit_is_refused_by_the_gate_unless_forced() {
 
 #[test]
 fn release_refuses_a_dirty_tree_and_an_unpushed_commit() {
-    let mut t = Test::new("release_refuses_a_dirty_tree_and_an_unpushed_commit")
-        .hosts(2)
-        .start();
+    let mut t = Test::new().hosts(2).start();
     let config = pipeline_config(&mut t);
     t.write_config(&config);
     t.commit("Add config", &[]);
@@ -295,9 +287,7 @@ fn release_refuses_a_dirty_tree_and_an_unpushed_commit() {
 
 #[test]
 fn versioned_tags_count_up_and_are_never_forced() {
-    let mut t = Test::new("versioned_tags_count_up_and_are_never_forced")
-        .hosts(2)
-        .start();
+    let mut t = Test::new().hosts(2).start();
     let config = pipeline_config(&mut t).replace(
         "[environments.live]\n",
         "[environments.live]\ntags = { scheme = \"version\" }\n",
@@ -348,7 +338,7 @@ fn versioned_tags_count_up_and_are_never_forced() {
 
 #[test]
 fn demo_runs_green_with_nothing_but_the_prerequisites() {
-    let t = Test::new("demo_runs_green_with_nothing_but_the_prerequisites").start();
+    let t = Test::new().start();
     let home = t.dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let dir = t.dir.join("demo");
@@ -383,9 +373,7 @@ fn demo_runs_green_with_nothing_but_the_prerequisites() {
 
 #[test]
 fn the_ledger_and_tags_are_written_without_a_git_identity() {
-    let mut t = Test::new("the_ledger_and_tags_are_written_without_a_git_identity")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     let config = t.config(&[("live", &[0])]);
     t.write_config(&config);
     let sha = t.commit("Add config", &[]);
@@ -423,9 +411,7 @@ fn the_ledger_and_tags_are_written_without_a_git_identity() {
 
 #[test]
 fn rollback_moves_the_live_tag_back_on_the_remote_and_status_agrees() {
-    let mut t = Test::new("rollback_moves_the_live_tag_back_on_the_remote_and_status_agrees")
-        .hosts(2)
-        .start();
+    let mut t = Test::new().hosts(2).start();
     let config = pipeline_config(&mut t);
     t.write_config(&config);
     let first = t.commit("Add config", &[]);

@@ -101,8 +101,8 @@ fn normalize(t: &Test, text: &str) -> String {
 
 /// The usual fixture on two hosts, its database kept in `shared/`, after
 /// its first `gantry release`.
-fn released(name: &str) -> (Test, crate::harness::Run) {
-    let mut t = Test::new(name).hosts(2).django_usual().start();
+fn released() -> (Test, crate::harness::Run) {
+    let mut t = Test::new().hosts(2).django_usual().start();
     let config = usual_config(&mut t, KEPT_IN_SHARED, SQLITE_IN_SHARED);
     t.write_config(&config);
     t.commit("Add config", &[]);
@@ -112,7 +112,7 @@ fn released(name: &str) -> (Test, crate::harness::Run) {
 
 #[test]
 fn usual_django_rehearsals_leave_the_shared_database_byte_identical() {
-    let (mut t, run) = released("usual_django_rehearsals_leave_the_shared_database_byte_identical");
+    let (mut t, run) = released();
     run.success()
         .stderr_has("✓ live: migrations rehearsed on a copy of its data");
     assert_eq!(builds(&t), (1, 1), "each host built its release once");
@@ -180,8 +180,7 @@ fn usual_django_rehearsals_leave_the_shared_database_byte_identical() {
 
 #[test]
 fn usual_django_database_mismatch_is_caught_by_check_and_before_migrating() {
-    let (mut t, run) =
-        released("usual_django_database_mismatch_is_caught_by_check_and_before_migrating");
+    let (mut t, run) = released();
     run.success();
     t.gantry(&["check", "live"])
         .success()
@@ -228,10 +227,7 @@ fn usual_django_database_mismatch_is_caught_by_check_and_before_migrating() {
 
 #[test]
 fn usual_django_without_the_shared_link_is_never_rehearsed_as_passed() {
-    let mut t = Test::new("usual_django_without_the_shared_link_is_never_rehearsed_as_passed")
-        .hosts(2)
-        .django_usual()
-        .start();
+    let mut t = Test::new().hosts(2).django_usual().start();
     // The settings ignore DB_PATH, and nothing links the file they name to
     // the database Gantry copies: a rehearsal would migrate a fresh file.
     let config = usual_config(
@@ -265,9 +261,7 @@ fn usual_django_without_the_shared_link_is_never_rehearsed_as_passed() {
 
 #[test]
 fn an_app_whose_migrations_ignore_the_copy_fails_its_rehearsal() {
-    let mut t = Test::new("an_app_whose_migrations_ignore_the_copy_fails_its_rehearsal")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     // No preset to ask the app: the migrate command and its check open a
     // file of their own, not the copy in DB_PATH.
     let config = t.config(&[("live", &[0])]);
@@ -293,9 +287,7 @@ fn an_app_whose_migrations_ignore_the_copy_fails_its_rehearsal() {
 
 #[test]
 fn init_asks_the_usual_django_app_for_its_database() {
-    let t = Test::new("init_asks_the_usual_django_app_for_its_database")
-        .django_usual()
-        .start();
+    let t = Test::new().django_usual().start();
     // The app's own virtualenv, as a developer has it (not committed).
     let venv = t.repo.join("src/.venv/bin");
     std::fs::create_dir_all(&venv).unwrap();
@@ -326,8 +318,7 @@ fn init_asks_the_usual_django_app_for_its_database() {
 
 #[test]
 fn postgres_settings_that_ignore_database_url_are_refused_and_live_is_row_identical() {
-    let name = "postgres_settings_that_ignore_database_url_are_refused_and_live_is_row_identical";
-    let mut t = migrations::start(name, Engine::Postgres);
+    let mut t = migrations::start(Engine::Postgres);
     let config = migrations::config(&mut t, Engine::Postgres, None);
     t.write_config(&config);
     t.commit("Add config", &[]);

@@ -174,7 +174,7 @@ fn every_key_in_the_schema_is_one_gantry_reads() {
 
 #[test]
 fn gantry_schema_prints_the_published_schema() {
-    let t = crate::harness::Test::new("gantry_schema_prints_the_published_schema").start();
+    let t = crate::harness::Test::new().start();
     let run = t.gantry(&["schema"]);
     run.success();
     let printed: Value = serde_json::from_str(&run.stdout).unwrap();

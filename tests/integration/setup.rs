@@ -81,10 +81,7 @@ fn env_value(file: &Path, key: &str) -> Option<String> {
 
 #[test]
 fn setup_twice_changes_nothing_and_keeps_the_generated_secret() {
-    let mut t = Test::new("setup_twice_changes_nothing_and_keeps_the_generated_secret")
-        .hosts(1)
-        .django()
-        .start();
+    let mut t = Test::new().hosts(1).django().start();
     nginx_conf(&t);
     let config = django_setup_config(&mut t, free_port());
     t.write_config(&config);
@@ -156,10 +153,7 @@ fn setup_twice_changes_nothing_and_keeps_the_generated_secret() {
 
 #[test]
 fn rendered_unit_passes_systemd_analyze_verify() {
-    let mut t = Test::new("rendered_unit_passes_systemd_analyze_verify")
-        .hosts(1)
-        .django()
-        .start();
+    let mut t = Test::new().hosts(1).django().start();
     nginx_conf(&t);
     let config = django_setup_config(&mut t, free_port());
     t.write_config(&config);
@@ -200,10 +194,7 @@ fn rendered_unit_passes_systemd_analyze_verify() {
 
 #[test]
 fn nginx_site_serves_static_files_and_proxies_the_app() {
-    let mut t = Test::new("nginx_site_serves_static_files_and_proxies_the_app")
-        .hosts(1)
-        .django()
-        .start();
+    let mut t = Test::new().hosts(1).django().start();
     let conf = nginx_conf(&t);
     let port = free_port();
     let config = django_setup_config(&mut t, port);
@@ -253,9 +244,7 @@ fn nginx_site_serves_static_files_and_proxies_the_app() {
 #[test]
 fn a_secret_appears_nowhere_but_in_its_file() {
     let secret = "tok-7f3a9c-SECRET-b21e";
-    let mut t = Test::new("a_secret_appears_nowhere_but_in_its_file")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     let config = t
         .config(&[("live", &[0])])
         .replace(
@@ -355,10 +344,7 @@ fn a_secret_appears_nowhere_but_in_its_file() {
 
 #[test]
 fn init_on_the_django_example_writes_a_config_that_checks_and_deploys() {
-    let mut t = Test::new("init_on_the_django_example_writes_a_config_that_checks_and_deploys")
-        .hosts(1)
-        .django()
-        .start();
+    let mut t = Test::new().hosts(1).django().start();
     t.gantry(&["init"])
         .success()
         .stderr_has("for a Django app (settings `superlists.settings`)");
@@ -418,9 +404,7 @@ fn normalize(value: &mut serde_json::Value, t: &Test) {
 
 #[test]
 fn json_output_of_status_log_and_plan_matches_its_snapshot() {
-    let mut t = Test::new("json_output_of_status_log_and_plan_matches_its_snapshot")
-        .hosts(1)
-        .start();
+    let mut t = Test::new().hosts(1).start();
     let config = t.config(&[("staging", &[0])]).replace(
         "build = [\"sh build.sh\", \"sh ci/hooks.sh\"]",
         "build = [\"sh build.sh\"]",

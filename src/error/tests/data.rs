@@ -1,0 +1,111 @@
+//! The errors about data: rehearsals, failed migrations, an app that
+//! opens another database.
+
+use insta::assert_snapshot;
+
+use super::*;
+
+#[test]
+fn a_failed_migration_names_the_constraint_and_the_rows() {
+    let mut f = failure();
+    f.problems = vec![problem("web1", "migration accounts.0002_unique_email")];
+    f.constraint = Some((
+        "UNIQUE on accounts_user (email)".into(),
+        vec!["accounts_user: email=a@example.com: 2 rows, ids 3, 7".into()],
+    ));
+    assert_snapshot!(Error::Failed(Box::new(f)).to_string(), @r"
+        deploy to `live` failed on 1 host
+          web1: migration accounts.0002_unique_email failed (exit status 3)
+            command: sudo systemctl restart gunicorn
+            output:
+              Job for gunicorn.service failed.
+          constraint: UNIQUE on accounts_user (email)
+          rows that violate it:
+            accounts_user: email=a@example.com: 2 rows, ids 3, 7
+          the database was restored from /srv/app/.gantry/backups/x.sqlite3 (taken just before the migration)
+          every host was left serving what it served before:
+            web1: 20261125T090000.000Z-aaaaaaaa
+            web2: 20261125T090000.000Z-aaaaaaaa
+          = help: fix the cause above and run the deploy again
+        ");
+}
+
+#[test]
+fn rehearsals() {
+    let unique = Violation::Unique {
+        table: Some("accounts_user".into()),
+        index: None,
+        columns: vec!["email".into()],
+    };
+    let e = Error::RehearsalFailed(Box::new(report(Some(unique))));
+    assert_eq!(e.exit_status(), ExitStatus::RehearsalFailed);
+    assert_snapshot!(e.to_string(), @r"
+        the migrations of 01234567 (Add a unique email) fail on a copy of `live`'s data; `live` was not touched
+          migration: accounts.0002_unique_email (failed after 1.5s on the copy, on web1)
+          constraint: UNIQUE (email) on table accounts_user
+          rows that violate it:
+            accounts_user: email=a@example.com: 2 rows, ids 3, 7
+          = help: write a data migration that merges or fixes these rows before the constraint is added, then release again
+        ");
+    let e = Error::RehearsalFailed(Box::new(report(None)));
+    assert_snapshot!(e.to_string(), @r"
+        the migrations of 01234567 (Add a unique email) fail on a copy of `live`'s data; `live` was not touched
+          migration: accounts.0002_unique_email (failed after 1.5s on the copy, on web1)
+          output:
+            django.db.utils.IntegrityError: UNIQUE constraint failed: accounts_user.email
+          = help: fix the migration and rehearse again with `gantry rehearse live`
+        ");
+    let e = Error::CopyNotUsed(Box::new(CopyNotUsed {
+        env: "live".into(),
+        host: "web1".into(),
+        copy: "/srv/app/.gantry/rehearsals/shared/db.sqlite3".into(),
+        env_var: Some("DB_PATH".into()),
+        check: "python manage.py migrate --check".into(),
+    }));
+    assert_eq!(e.exit_status(), ExitStatus::RehearsalFailed);
+    assert_snapshot!(e.to_string(), @r"
+        the app did not use the database Gantry copied: the migrations of `live`'s rehearsal ran, but the copy did not change; `live` was not touched
+          looked for: a change in the copy /srv/app/.gantry/rehearsals/shared/db.sqlite3 (given to the app as DB_PATH) after the migrate command, which `python manage.py migrate --check` said had migrations pending
+          on: web1
+          = help: the app must open its database from DB_PATH, or keep its SQLite file in `deploy.shared` and point `database.path` at it under {shared}; then rehearse again
+        ");
+    let e = Error::RealDatabaseChanged(Box::new(RealChanged {
+        env: "live".into(),
+        host: "web1".into(),
+        database: "/srv/app/shared/db.sqlite3".into(),
+        changes: vec!["the migrations table gained 0002_unique_email".into()],
+    }));
+    assert_eq!(e.exit_status(), ExitStatus::Failed);
+    assert_snapshot!(e.to_string(), @r"
+        the real database of `live` changed while its rehearsal ran (/srv/app/shared/db.sqlite3 on web1)
+          the migrations table gained 0002_unique_email
+          = help: the rehearsal reached the real database: check the app's settings for a database it opens by a fixed path outside `deploy.shared`; `gantry backups live` lists the backups taken before earlier migrations
+        ");
+}
+
+#[test]
+fn the_app_opens_another_database() {
+    let wrong = |rehearsal| {
+        Error::WrongDatabase(Box::new(WrongDatabase {
+            env: "live".into(),
+            host: "web1".into(),
+            expected: "/srv/app/shared/db.sqlite3".into(),
+            env_var: Some("DB_PATH".into()),
+            app: "/srv/app/releases/x/db.sqlite3 (SQLite)".into(),
+            rehearsal,
+        }))
+    };
+    assert_eq!(wrong(false).exit_status(), ExitStatus::Usage);
+    assert_snapshot!(wrong(false).to_string(), @r#"
+        the app on `live` does not use the database in gantry.toml; nothing was migrated
+          gantry.toml:  /srv/app/shared/db.sqlite3 (`[database]`, given to the app as DB_PATH)
+          the app uses: /srv/app/releases/x/db.sqlite3 (SQLite) (Django's DATABASES["default"], asked on web1)
+          = help: make the settings read the database from DB_PATH (`"NAME": os.environ["DB_PATH"]`, or DATABASE_URL for PostgreSQL), or point `[database]` at what the app uses; a SQLite file must be kept in `deploy.shared`
+        "#);
+    assert_snapshot!(wrong(true).to_string(), @r#"
+        the app did not use the database Gantry copied for the rehearsal of `live`; nothing was migrated, `live` was not touched
+          the copy:     /srv/app/shared/db.sqlite3, given to the app as DB_PATH
+          the app uses: /srv/app/releases/x/db.sqlite3 (SQLite) (Django's DATABASES["default"], asked on web1)
+          = help: make the settings read the database from DB_PATH (`"NAME": os.environ["DB_PATH"]`, or DATABASE_URL for PostgreSQL), or point `[database]` at what the app uses; a SQLite file must be kept in `deploy.shared`
+        "#);
+}
