@@ -55,13 +55,23 @@ pub fn run(cli: Cli) -> ExitStatus {
     match result {
         Ok(()) => ExitStatus::Success,
         Err(e) => {
-            let status = e.exit_status();
+            let status = match e.exit_status() {
+                // A step that failed because Ctrl-C or SIGTERM stopped it:
+                // the run was interrupted, whatever the step said.
+                ExitStatus::Failed | ExitStatus::Error | ExitStatus::Unreachable
+                    if site::interrupted() =>
+                {
+                    ExitStatus::Interrupted
+                }
+                status => status,
+            };
             printer.error(&e.to_string());
             if printer.json_mode() {
                 // With --json, stdout holds one document even for an error.
                 printer.json(&serde_json::json!({
                     "error": {
                         "message": e.to_string(),
+                        "hints": e.hints(),
                         "exit_code": status as u8,
                     }
                 }));

@@ -11,6 +11,10 @@ use crate::model::commit::{Commit, Report};
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut Formatter<'_>) -> Result {
         self.message(f)?;
+        // A config error draws its own hint under the snippet.
+        if let Error::Config(_) = self {
+            return Ok(());
+        }
         for hint in self.hints() {
             write!(f, "\n  = help: {hint}")?;
         }
@@ -125,7 +129,8 @@ impl Error {
     pub fn hints(&self) -> Vec<String> {
         let hint = |s: &str| vec![s.to_string()];
         match self {
-            Error::Config(_) | Error::ReleaseStopped { .. } => vec![],
+            Error::Config(e) => e.hint.iter().cloned().collect(),
+            Error::ReleaseStopped { .. } => vec![],
             Error::NoConfig { .. } => hint("run `gantry init` to write one, or pass `--config PATH`"),
             Error::DirtyTree { .. } => hint("commit or stash them first: a release deploys exactly what is committed"),
             Error::NotARepository { .. } => hint("keep `gantry.toml` at the root of the app's repository"),

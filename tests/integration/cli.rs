@@ -223,6 +223,11 @@ fn every_command_honours_json_errors_included() {
     // Errors are a document too, with the exit code unchanged.
     let error = json(&t, &["deploy", "production"], 2);
     assert_eq!(error["error"]["exit_code"], 2);
+    assert_eq!(
+        error["error"]["hints"],
+        serde_json::json!(["environments in this file: staging"]),
+        "{error}"
+    );
     assert!(
         error["error"]["message"]
             .as_str()

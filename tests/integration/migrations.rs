@@ -390,7 +390,8 @@ fn interrupted_rehearsal(engine: Engine) {
         stderr.lock().unwrap().contains("interrupted:")
     });
     std::fs::remove_file(site.join("hold")).unwrap();
-    rehearsal.wait().unwrap();
+    let status = rehearsal.wait().unwrap();
+    assert_eq!(status.code(), Some(8), "an interrupted rehearsal exits 8");
 
     assert_no_copies(&t, engine);
     assert!(!site.join(".gantry/lock").exists());
