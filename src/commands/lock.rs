@@ -4,7 +4,7 @@
 use crate::cli::output::Printer;
 use crate::config::Config;
 use crate::error::{Error, HostProblem};
-use crate::model::history::Record;
+use crate::model::history::{Action, Outcome, Record};
 use crate::model::lock::LockInfo;
 use crate::remote::release;
 use crate::remote::site::{self, each};
@@ -19,7 +19,7 @@ pub async fn lock(
     let info = LockInfo::new(&format!("gantry lock {env_name}"), reason.clone(), true);
     let sites = site::connect_locked(config, env, &info, printer).await?;
     for s in &sites {
-        let mut record = Record::new("lock", env_name, s.name(), "ok");
+        let mut record = Record::new(Action::Lock, env_name, s.name(), Outcome::Ok);
         record.message = reason.clone();
         s.record(printer, &record).await;
     }
@@ -47,7 +47,7 @@ pub async fn unlock(config: &Config, env_name: &str, printer: &Printer) -> Resul
         let holder: Option<LockInfo> = serde_json::from_str(out.stdout.trim()).ok();
         let was_locked = !out.stdout.trim().is_empty();
         if was_locked {
-            let mut record = Record::new("unlock", env_name, s.name(), "ok");
+            let mut record = Record::new(Action::Unlock, env_name, s.name(), Outcome::Ok);
             record.message = Some(match &holder {
                 Some(h) => format!("cleared lock {}", h.describe()),
                 None => "cleared a lock with no record of its holder".to_string(),

@@ -12,6 +12,7 @@ use crate::config::{Config, Environment};
 use crate::error::{Error, HostProblem};
 use crate::ledger::git::Repo;
 use crate::model::history;
+use crate::model::history::{Action, Outcome};
 use crate::remote::inspect;
 use crate::remote::site::{self, each};
 
@@ -76,14 +77,13 @@ impl<'a> EnvStatus<'a> {
         self.events
             .iter()
             .rev()
-            .find(|e| e.event == "verify" && e.env == self.env.name)
+            .find(|e| e.event == Action::Verify && e.env == self.env.name)
     }
 
     fn deployed(&self) -> Option<&crate::ledger::Event> {
-        self.events
-            .iter()
-            .rev()
-            .find(|e| (e.event == "deploy" || e.event == "rollback") && e.env == self.env.name)
+        self.events.iter().rev().find(|e| {
+            matches!(e.event, Action::Deploy | Action::Rollback) && e.env == self.env.name
+        })
     }
 }
 
@@ -200,7 +200,7 @@ impl Status<'_> {
                 "name": r.env.name,
                 "commit": r.commit,
                 "subject": r.commit.as_deref().map(|c| self.subject(c)),
-                "verified": r.verification().is_some_and(|v| v.outcome == "passed"),
+                "verified": r.verification().is_some_and(|v| v.outcome == Outcome::Passed),
                 "verification": r.verification(),
                 "tags": r.tags,
                 "deployed": r.deployed(),
@@ -240,7 +240,7 @@ impl Status<'_> {
             line.push_str(&format!("  {}", r.tags.join(" ")));
         }
         if let Some(d) = r.deployed() {
-            let how = if d.event == "rollback" {
+            let how = if d.event == Action::Rollback {
                 "rolled back to"
             } else {
                 "deployed"
@@ -256,7 +256,7 @@ impl Status<'_> {
         }
         if r.commit.is_some() {
             line.push_str(match r.verification() {
-                Some(v) if v.outcome == "passed" => "  verified",
+                Some(v) if v.outcome == Outcome::Passed => "  verified",
                 Some(_) => "  verification failed",
                 None => "  not verified",
             });

@@ -12,7 +12,7 @@ use crate::config::{Config, Environment};
 use crate::data::database::Db;
 use crate::data::steps::Steps;
 use crate::error::Error;
-use crate::model::history::Record;
+use crate::model::history::{Action, Outcome, Record};
 use crate::model::lock::LockInfo;
 use crate::remote::release;
 use crate::remote::site::{self, Site};
@@ -171,7 +171,8 @@ pub async fn restore(
                             }
                         }
                     }
-                    let mut record = Record::new("restore", &env.name, site.name(), "ok");
+                    let mut record =
+                        Record::new(Action::Restore, &env.name, site.name(), Outcome::Ok);
                     record.message = Some(format!("restored the database from {backup}"));
                     site.record(printer, &record).await;
                     Ok(())

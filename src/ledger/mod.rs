@@ -11,6 +11,7 @@ use crate::base::time::Utc;
 use crate::config::Tags;
 use crate::error::Error;
 use crate::ledger::git::{Commit, Repo};
+use crate::model::history::{Action, Outcome, Rehearsed};
 
 /// The notes ref Gantry keeps its ledger in.
 pub const NOTES_REF: &str = "refs/notes/gantry";
@@ -18,20 +19,19 @@ pub const NOTES_REF: &str = "refs/notes/gantry";
 /// One line of a commit's note.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Event {
-    /// `deploy` or `verify`.
-    pub event: String,
+    pub event: Action,
     pub env: String,
     pub time: String,
     /// `user@machine`.
     pub by: String,
     /// `ok` for a deploy; `passed` or `failed` for a verification.
-    pub outcome: String,
+    pub outcome: Outcome,
     /// The deploy went past a gate with `--force`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forced: bool,
-    /// The rehearsal of the deploy's migrations: `passed` or `skipped`.
+    /// The rehearsal of the deploy's migrations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rehearsal: Option<String>,
+    pub rehearsal: Option<Rehearsed>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -44,13 +44,13 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(event: &str, env: &str, outcome: &str) -> Event {
+    pub fn new(event: Action, env: &str, outcome: Outcome) -> Event {
         Event {
-            event: event.into(),
+            event,
             env: env.into(),
             time: Utc::now().iso(),
             by: crate::model::lock::who(),
-            outcome: outcome.into(),
+            outcome,
             forced: false,
             rehearsal: None,
             release: None,
@@ -87,8 +87,8 @@ pub fn verified<'a>(events: &'a [Event], env: &str) -> Option<&'a Event> {
     events
         .iter()
         .rev()
-        .find(|e| e.event == "verify" && e.env == env)
-        .filter(|e| e.outcome == "passed")
+        .find(|e| e.event == Action::Verify && e.env == env)
+        .filter(|e| e.outcome == Outcome::Passed)
 }
 
 /// The newest passed verification of `env` among all noted commits, with
@@ -303,9 +303,9 @@ mod tests {
 
     #[test]
     fn verified_needs_the_last_verification_to_pass() {
-        let mut passed = Event::new("verify", "staging", "passed");
-        let failed = Event::new("verify", "staging", "failed");
-        let deploy = Event::new("deploy", "staging", "ok");
+        let mut passed = Event::new(Action::Verify, "staging", Outcome::Passed);
+        let failed = Event::new(Action::Verify, "staging", Outcome::Failed);
+        let deploy = Event::new(Action::Deploy, "staging", Outcome::Ok);
         let events = vec![deploy.clone(), passed.clone()];
         assert_eq!(verified(&events, "staging"), Some(&passed));
         assert_eq!(verified(&events, "live"), None);

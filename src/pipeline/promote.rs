@@ -8,6 +8,7 @@ use crate::config::{Config, Environment};
 use crate::error::Error;
 use crate::ledger::git::{Commit, Repo};
 use crate::ledger::{self, Event};
+use crate::model::history::{Action, Outcome};
 use crate::pipeline::deploy::{self, Summary};
 use crate::pipeline::{summary, verify};
 use crate::remote::site;
@@ -78,7 +79,7 @@ pub async fn deploy_env(
             Vec::new()
         }
     };
-    let mut event = Event::new("deploy", &env.name, "ok");
+    let mut event = Event::new(Action::Deploy, &env.name, Outcome::Ok);
     event.forced = forced;
     event.rehearsal = summary.rehearsal.record();
     event.release = Some(summary.release.clone());
@@ -151,7 +152,7 @@ pub fn after_rollback(
             Vec::new()
         }
     };
-    let mut event = Event::new("rollback", &env.name, "ok");
+    let mut event = Event::new(Action::Rollback, &env.name, Outcome::Ok);
     event.release = Some(summary.release.clone());
     event.hosts = summary.per_host.iter().map(|h| h.host.clone()).collect();
     if let Err(e) = ledger::record(&repo, remote, &commit.sha, &event) {

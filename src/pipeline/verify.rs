@@ -12,7 +12,7 @@ use crate::config::{Config, Environment};
 use crate::error::Error;
 use crate::ledger::git::Repo;
 use crate::ledger::{self, Event};
-use crate::model::history::Record;
+use crate::model::history::{Action, Outcome, Record};
 use crate::remote::health;
 use crate::remote::inspect::{self, SiteStatus};
 use crate::remote::release;
@@ -122,12 +122,7 @@ pub async fn verify(
         let running = &running;
         let outcome = &outcome;
         async move {
-            let mut record = Record::new(
-                "verify",
-                &env.name,
-                s.name(),
-                if passed { "passed" } else { "failed" },
-            );
+            let mut record = Record::new(Action::Verify, &env.name, s.name(), outcome_of(passed));
             record.commit = Some(running.commit.clone());
             record.release = Some(running.release.clone());
             record.message = Some(match outcome {
@@ -141,11 +136,7 @@ pub async fn verify(
     site::close(sites).await;
     printer.finish_hosts();
     let repo = Repo::at(&config.dir);
-    let mut event = Event::new(
-        "verify",
-        &env.name,
-        if passed { "passed" } else { "failed" },
-    );
+    let mut event = Event::new(Action::Verify, &env.name, outcome_of(passed));
     event.release = Some(running.release.clone());
     event.hosts = env.hosts.iter().map(|h| h.name.clone()).collect();
     event.detail = Some(match &outcome {
@@ -175,7 +166,7 @@ pub async fn verify(
     }
 }
 
-type Outcome = Result<(), Vec<String>>;
+type Checked = Result<(), Vec<String>>;
 
 async fn run(
     config: &Config,
@@ -183,7 +174,7 @@ async fn run(
     sites: &[Site],
     functional: bool,
     printer: &Printer,
-) -> Result<(Running, Outcome), Error> {
+) -> Result<(Running, Checked), Error> {
     let running = running(sites, env, printer).await?;
     let mut reasons = Vec::new();
     if let Some(check) = &config.deploy.health {
@@ -273,4 +264,12 @@ fn stderr_stdio() -> Option<Stdio> {
     use std::os::fd::AsFd;
     let fd = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
     Some(Stdio::from(fd))
+}
+
+fn outcome_of(passed: bool) -> Outcome {
+    if passed {
+        Outcome::Passed
+    } else {
+        Outcome::Failed
+    }
 }

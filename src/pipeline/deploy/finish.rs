@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Failure, HostProblem};
 use crate::ledger::git::Commit;
-use crate::model::history::Record;
+use crate::model::history::{Action, Outcome, Record};
 use crate::remote::site::{self, each};
 use crate::remote::{prune, release};
 
@@ -16,7 +16,7 @@ impl Run<'_> {
     /// one script; a failure only warns.
     pub(super) async fn finish(&self, commit: &Commit, release: &str, rehearsal: Rehearsal) {
         each(self.sites, 32, |site| async move {
-            let mut record = Record::new("deploy", &self.env.name, site.name(), "ok");
+            let mut record = Record::new(Action::Deploy, &self.env.name, site.name(), Outcome::Ok);
             record.forced = self.forced;
             record.rehearsal = rehearsal.record();
             record.commit = Some(commit.sha.clone());
@@ -50,7 +50,6 @@ impl Run<'_> {
     /// the error with what every host serves now.
     pub(super) async fn abandon(
         &self,
-        action: &str,
         commit: &Commit,
         release: &str,
         problems: Vec<HostProblem>,
@@ -74,7 +73,8 @@ impl Run<'_> {
             } else {
                 Ok(())
             };
-            let mut record = Record::new(action, &self.env.name, site.name(), "failed");
+            let mut record =
+                Record::new(Action::Deploy, &self.env.name, site.name(), Outcome::Failed);
             record.commit = Some(commit.sha.clone());
             record.release = Some(release.to_string());
             record.previous = site.serving.clone();
@@ -94,7 +94,7 @@ impl Run<'_> {
         );
         let mut account = self.account();
         Error::Failed(Box::new(Failure {
-            action: action.to_string(),
+            action: "deploy".into(),
             env: self.env.name.clone(),
             problems,
             serving: self.serving(),

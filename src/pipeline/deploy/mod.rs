@@ -29,6 +29,7 @@ use crate::config::{Config, Environment};
 use crate::data::steps::Steps;
 use crate::error::{Error, HostProblem};
 use crate::ledger::git::{Commit, Delta, Repo};
+use crate::model::history::Rehearsed;
 use crate::model::lock::LockInfo;
 use crate::remote::release;
 use crate::remote::site::{self, Site};
@@ -78,11 +79,11 @@ pub enum Rehearsal {
 
 impl Rehearsal {
     /// How the history and the ledger record it.
-    pub fn record(self) -> Option<String> {
+    pub fn record(self) -> Option<Rehearsed> {
         match self {
             Rehearsal::NotNeeded => None,
-            Rehearsal::Passed(_) => Some("passed".into()),
-            Rehearsal::Skipped => Some("skipped".into()),
+            Rehearsal::Passed(_) => Some(Rehearsed::Passed),
+            Rehearsal::Skipped => Some(Rehearsed::Skipped),
         }
     }
 }
@@ -317,27 +318,19 @@ impl<'a> Run<'a> {
         let prepared = self.prepare(commit, release, archive).await;
         let prepared = match prepared {
             Ok(prepared) => prepared,
-            Err(problems) => {
-                return Err(self
-                    .abandon("deploy", commit, release, problems, vec![])
-                    .await)
-            }
+            Err(problems) => return Err(self.abandon(commit, release, problems, vec![]).await),
         };
         let migration = match &self.config.deploy.migrate {
             None => Migration::default(),
             Some(migrate) => match self.migrate(commit, release, migrate).await {
                 Ok(migration) => migration,
                 Err(Stop::Host(p, recovery)) => {
-                    return Err(self
-                        .abandon("deploy", commit, release, vec![p], recovery)
-                        .await)
+                    return Err(self.abandon(commit, release, vec![p], recovery).await)
                 }
                 Err(Stop::Refused(p, error)) => {
                     // The releases are removed and the failure recorded; the
                     // reason is the refusal itself.
-                    let _ = self
-                        .abandon("deploy", commit, release, vec![p], vec![])
-                        .await;
+                    let _ = self.abandon(commit, release, vec![p], vec![]).await;
                     return Err(error);
                 }
             },
@@ -350,9 +343,7 @@ impl<'a> Run<'a> {
         if site::interrupted() {
             let recovery = self.put_back(&[], release, migrated).await;
             let problems = vec![self.interrupt_problem("migrate")];
-            return Err(self
-                .abandon("deploy", commit, release, problems, recovery)
-                .await);
+            return Err(self.abandon(commit, release, problems, recovery).await);
         }
         let activated = self.activate(release, &commit.sha).await;
         let problems = match activated.problems {
@@ -368,9 +359,7 @@ impl<'a> Run<'a> {
             }
         };
         let recovery = self.put_back(&activated.switched, release, migrated).await;
-        Err(self
-            .abandon("deploy", commit, release, problems, recovery)
-            .await)
+        Err(self.abandon(commit, release, problems, recovery).await)
     }
 
     /// The problem an interrupt makes of the phase it came in.

@@ -3,7 +3,7 @@
 //! puts every host back.
 
 use crate::error::{Error, Failure};
-use crate::model::history::Record;
+use crate::model::history::{Action, Outcome, Record};
 use crate::remote::prune;
 use crate::remote::site::{self, each};
 
@@ -90,7 +90,12 @@ impl Run<'_> {
         if !problems.is_empty() {
             let recovery = self.switch_back(&switched, &targets[0].name).await;
             for site in self.sites {
-                let mut record = Record::new("rollback", &self.env.name, site.name(), "failed");
+                let mut record = Record::new(
+                    Action::Rollback,
+                    &self.env.name,
+                    site.name(),
+                    Outcome::Failed,
+                );
                 record.previous = site.serving.clone();
                 site.record(self.printer, &record).await;
             }
@@ -107,7 +112,8 @@ impl Run<'_> {
             })));
         }
         for (site, target) in self.sites.iter().zip(&targets) {
-            let mut record = Record::new("rollback", &self.env.name, site.name(), "ok");
+            let mut record =
+                Record::new(Action::Rollback, &self.env.name, site.name(), Outcome::Ok);
             record.commit = target.commit.clone();
             record.release = Some(target.name.clone());
             record.previous = site.serving.clone();
