@@ -5,6 +5,7 @@
 //! adds every command's output.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use anstyle::{AnsiColor, Style};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,7 +46,10 @@ pub struct Printer {
 impl Printer {
     pub fn new(verbosity: Verbosity, json: bool) -> Printer {
         let tty = std::io::stderr().is_terminal();
-        let color = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        // NO_COLOR, CLICOLOR, CLICOLOR_FORCE, TERM=dumb and whether stderr
+        // is a terminal, as anstream reads them.
+        let color =
+            anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never;
         let multi = (tty && verbosity != Verbosity::Quiet && !json)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Printer {
@@ -109,7 +113,7 @@ impl Printer {
     /// A headline on stderr: `==> Deploying 1a2b3c4d to staging`.
     pub fn headline(&self, text: &str) {
         if self.verbosity >= Verbosity::Normal && !self.json {
-            let arrow = self.paint("==>", "1;34");
+            let arrow = self.paint("==>", AnsiColor::Blue);
             self.line(&format!("{arrow} {}", printable(text)));
         }
     }
@@ -207,14 +211,14 @@ impl Printer {
 
     pub fn warn(&self, text: &str) {
         if self.verbosity >= Verbosity::Normal {
-            let label = self.paint("warning:", "1;33");
+            let label = self.paint("warning:", AnsiColor::Yellow);
             self.line(&format!("{label} {}", printable(text)));
         }
     }
 
     pub fn error(&self, text: &str) {
         self.finish_hosts();
-        let label = self.paint("error:", "1;31");
+        let label = self.paint("error:", AnsiColor::Red);
         self.line(&format!("{label} {}", printable(text)));
         if self.github {
             // One annotation, its lines escaped as the runner wants them.
@@ -240,9 +244,10 @@ impl Printer {
         }
     }
 
-    fn paint(&self, text: &str, code: &str) -> String {
+    fn paint(&self, text: &str, color: AnsiColor) -> String {
         if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
+            let style = Style::new().bold().fg_color(Some(color.into()));
+            format!("{style}{text}{style:#}")
         } else {
             text.to_string()
         }

@@ -71,12 +71,13 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
         t.dir.display()
     ));
     t.commit("Add config", &[]);
-    let blue_arrow = "\x1b[1;34m==>";
+    let blue_arrow = "\x1b[1m\x1b[34m==>";
     let tty = on_a_terminal(&t, "deploy staging", false);
     assert!(tty.contains(blue_arrow), "{tty:?}");
     assert!(tty.contains("Deployed"), "{tty:?}");
     let plain = on_a_terminal(&t, "deploy staging --redeploy", true);
-    assert!(!plain.contains("\x1b[1;"), "{plain:?}");
+    assert!(!plain.contains("\x1b[34m"), "{plain:?}");
+    assert!(!plain.contains("\x1b[1m"), "{plain:?}");
     assert!(plain.contains("==> Deployed"), "{plain:?}");
     // Not a terminal: plain, greppable lines with a host prefix.
     let piped = t.gantry(&["deploy", "staging", "--redeploy"]);

@@ -1,0 +1,79 @@
+# Shared by the benchmarks: N real sshd hosts on loopback ports (throw-away
+# keys, OpenSSH's default settings), a repository of the example app with a
+# bare origin. Source it, then call `start_hosts N` and `make_repo`.
+# Sets: dir (a fresh temporary folder), ports[i], keys in $dir.
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dir=$(mktemp -d /tmp/gantry-bench.XXXXXX)
+pids=()
+ports=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    pkill -f "$dir/" 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# Starts hosts 1..N; writes $dir/known_hosts and $dir/ssh_config (the key
+# and known_hosts only: every other setting is OpenSSH's default).
+start_hosts() {
+    local n=$1 i d port
+    mkdir -p /run/sshd "$dir/home"
+    ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key"
+    : > "$dir/known_hosts"
+    for i in $(seq 1 "$n"); do
+        d="$dir/h$i"; mkdir -p "$d"
+        ssh-keygen -q -t ed25519 -N '' -f "$d/host_key"
+        port=$(free_port)
+        ports[$i]=$port
+        cat > "$d/sshd_config" <<CONF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $d/host_key
+PidFile $d/sshd.pid
+AuthorizedKeysFile $dir/client_key.pub
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+UsePAM no
+StrictModes no
+MaxSessions 100
+MaxStartups 200
+UseDNS no
+SetEnv HOME=$dir/home
+CONF
+        /usr/sbin/sshd -D -f "$d/sshd_config" -E "$d/sshd.log" &
+        pids+=($!)
+        echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$d/host_key.pub")" >> "$dir/known_hosts"
+    done
+    for i in $(seq 1 "$n"); do
+        until python3 -c "import socket,sys; s=socket.create_connection(('127.0.0.1',${ports[$i]}),1); sys.exit(0 if s.recv(4)==b'SSH-' else 1)" 2>/dev/null; do :; done
+    done
+    cat > "$dir/ssh_config" <<CONF
+Host *
+  IdentityFile $dir/client_key
+  IdentitiesOnly yes
+  UserKnownHostsFile $dir/known_hosts
+  StrictHostKeyChecking yes
+  LogLevel ERROR
+CONF
+}
+
+# The example app in $dir/repo, pushed to $dir/origin.git.
+make_repo() {
+    git init -q --bare "$dir/origin.git"
+    cp -r "$here/examples/app" "$dir/repo"
+    rm -rf "$dir/repo/__pycache__"
+    (cd "$dir/repo" && git init -q -b main && git add -A \
+        && git -c user.name=b -c user.email=b@b commit -qm bench \
+        && git remote add origin "$dir/origin.git" && git push -q origin main)
+}
+
+# A new commit on origin, so every deploy has something new to send.
+new_commit() {
+    (cd "$dir/repo" && git -c user.name=b -c user.email=b@b commit -q --allow-empty -m "$1" \
+        && git push -q origin main)
+}
+
+median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }

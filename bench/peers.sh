@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Side by side, in one run, against the same N real sshd hosts: the same
+# recipe (recipe.sh) deployed by
+#   - no SSH at all: the recipe run locally for each host's site (the floor)
+#   - ssh … bash -s: one OpenSSH connection per host, the recipe and the
+#     archive on its stdin (the SSH floor)
+#   - Fabric 3 and pyinfra 3 (paramiko), Ansible (OpenSSH, pipelining),
+#     installed from PyPI into a virtualenv
+#   - Gantry (`gantry -q deploy`, OpenSSH, the same steps as its config)
+# Every tool that uses OpenSSH uses its defaults (the ssh_config names only
+# the key and known_hosts). Each tool deploys RUNS new commits; the medians
+# and each median's ratio to the no-SSH floor are printed as a table.
+# Run as root:
+#
+#   bench/peers.sh [N] [RUNS] [TOOLS]     TOOLS: "local ssh fabric pyinfra ansible gantry"
+set -euo pipefail
+n=${1:-10}
+runs=${2:-3}
+tools=${3:-"local ssh fabric pyinfra ansible gantry"}
+source "$(dirname "$0")/lib.sh"
+venv=${BENCH_VENV:-/root/.cache/gantry-bench/peers}
+if [ ! -x "$venv/bin/fab" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'fabric>=3.2,<4' 'pyinfra>=3.1,<4' 'ansible-core>=2.19,<2.20'
+fi
+cargo build --release --quiet --manifest-path "$here/Cargo.toml"
+gantry="$here/target/release/gantry"
+
+start_hosts "$n"
+make_repo
+grep -v '^#' "$here/bench/recipe.sh" > "$dir/recipe.sh"
+if grep -q "'" "$dir/recipe.sh"; then echo "recipe.sh must not hold single quotes" >&2; exit 1; fi
+
+# Per tool: a hosts file of "ssh-port site app-port" lines.
+for tool in $tools; do
+    : > "$dir/hosts.$tool"
+    for i in $(seq 1 "$n"); do
+        echo "${ports[$i]} $dir/sites/$tool/h$i $(free_port)" >> "$dir/hosts.$tool"
+    done
+done
+
+# Gantry's config: the same steps as the recipe.
+gantry_config() {
+    local list="" port site app
+    while read -r port site app; do
+        list="$list{ address = \"root@127.0.0.1:$port\", vars = { site = \"$site\", app_port = \"$app\" } },"
+    done < "$dir/hosts.gantry"
+    cat > "$dir/repo/gantry.toml" <<CONF
+[ssh]
+config = "$dir/ssh_config"
+[deploy]
+path = "{site}"
+parallel = 1000
+keep_releases = 5
+shared = ["data/"]
+build = ["python3 -m venv --without-pip .venv", "python3 -m compileall -q ."]
+restart = "sh restart.sh"
+env = { APP_PORT = "{app_port}", DB_PATH = "{shared}/data/app.sqlite3" }
+health = { url = "http://127.0.0.1:{app_port}/health", body = "{commit}", retries = 100, interval = "100ms" }
+[environments.bench]
+hosts = [$list]
+CONF
+    (cd "$dir/repo" && git add gantry.toml && git -c user.name=b -c user.email=b@b commit -qm config && git push -q origin main)
+}
+
+# One deploy of the repo's HEAD by TOOL to every host.
+deploy() {
+    local tool=$1 commit rel archive
+    commit=$(git -C "$dir/repo" rev-parse HEAD)
+    rel="$(date -u +%Y%m%dT%H%M%S%N)-${commit:0:8}"
+    archive="$dir/$tool.tar"
+    case $tool in
+    gantry)
+        (cd "$dir/repo" && "$gantry" -q deploy bench) ;;
+    local)
+        git -C "$dir/repo" archive --format=tar HEAD > "$archive"
+        local port site app jobs=()
+        while read -r port site app; do
+            SITE=$site REL=$rel COMMIT=$commit APP_PORT=$app bash "$dir/recipe.sh" < "$archive" &
+            jobs+=($!)
+        done < "$dir/hosts.local"
+        for j in "${jobs[@]}"; do wait "$j"; done ;;
+    ssh)
+        git -C "$dir/repo" archive --format=tar HEAD > "$archive"
+        local port site app jobs=()
+        while read -r port site app; do
+            { printf 'main() {\n'; cat "$dir/recipe.sh"; printf '}\nmain; exit $?\n'; cat "$archive"; } \
+                | ssh -F "$dir/ssh_config" -p "$port" root@127.0.0.1 \
+                    "SITE=$site REL=$rel COMMIT=$commit APP_PORT=$app bash -s" &
+            jobs+=($!)
+        done < "$dir/hosts.ssh"
+        for j in "${jobs[@]}"; do wait "$j"; done ;;
+    fabric)
+        git -C "$dir/repo" archive --format=tar HEAD > "$archive"
+        "$venv/bin/python" "$here/bench/peers/fab.py" "$dir/hosts.fabric" "$archive" "$rel" "$commit" "$dir/recipe.sh" "$dir/client_key" ;;
+    pyinfra)
+        git -C "$dir/repo" archive --format=tar HEAD > "$archive"
+        BENCH_HOSTS="$dir/hosts.pyinfra" BENCH_RECIPE="$dir/recipe.sh" BENCH_KEY="$dir/client_key" \
+        BENCH_KNOWN_HOSTS="$dir/known_hosts" BENCH_ARCHIVE="$archive" BENCH_REL="$rel" BENCH_COMMIT="$commit" \
+            "$venv/bin/pyinfra" -y --quiet --parallel "$n" \
+            "$here/bench/peers/pyinfra_inventory.py" "$here/bench/peers/pyinfra_deploy.py" > "$dir/pyinfra.log" 2>&1 \
+            || { cat "$dir/pyinfra.log" >&2; return 1; } ;;
+    ansible)
+        git -C "$dir/repo" archive --format=tar HEAD > "$archive"
+        local port site app
+        : > "$dir/inventory.ini"
+        while read -r port site app; do
+            echo "h$port ansible_host=127.0.0.1 ansible_port=$port ansible_user=root site=$site app_port=$app" >> "$dir/inventory.ini"
+        done < "$dir/hosts.ansible"
+        cat > "$dir/ansible.cfg" <<CONF
+[defaults]
+forks = $n
+host_key_checking = True
+stdout_callback = ansible.builtin.minimal
+interpreter_python = /usr/bin/python3
+[ssh_connection]
+pipelining = True
+ssh_args = -F $dir/ssh_config -o ControlMaster=auto -o ControlPersist=60s
+CONF
+        python3 -c 'import json,sys; print(json.dumps({"archive": sys.argv[1], "rel": sys.argv[2], "commit": sys.argv[3], "recipe": open(sys.argv[4]).read()}))' \
+            "$archive" "$rel" "$commit" "$dir/recipe.sh" > "$dir/ansible-vars.json"
+        ANSIBLE_CONFIG="$dir/ansible.cfg" "$venv/bin/ansible-playbook" -i "$dir/inventory.ini" \
+            -e "@$dir/ansible-vars.json" \
+            "$here/bench/peers/ansible.yml" > "$dir/ansible.log" 2>&1 \
+            || { cat "$dir/ansible.log" >&2; return 1; } ;;
+    esac
+}
+
+# Every host of TOOL answers with the repo's HEAD.
+check() {
+    local tool=$1 commit port site app
+    commit=$(git -C "$dir/repo" rev-parse HEAD)
+    while read -r port site app; do
+        curl -sf "http://127.0.0.1:$app/health" | grep -q "$commit" \
+            || { echo "$tool: $site does not serve $commit" >&2; return 1; }
+    done < "$dir/hosts.$tool"
+}
+
+[[ " $tools " == *" gantry "* ]] && gantry_config
+declare -A result
+for tool in $tools; do
+    times=()
+    # A first deploy that is not timed: every tool starts from a host that
+    # has a release (Gantry's deltas, pyinfra's checksums apply).
+    new_commit "warm $tool"
+    deploy "$tool" > /dev/null
+    for r in $(seq 1 "$runs"); do
+        new_commit "$tool $r"
+        start=$(date +%s.%N)
+        deploy "$tool" > /dev/null
+        end=$(date +%s.%N)
+        check "$tool"
+        times+=("$(python3 -c "print(f'{$end - $start:.2f}')")")
+    done
+    result[$tool]="$(median "${times[@]}") ${times[*]}"
+    echo "$tool: median $(median "${times[@]}")s (${times[*]})" >&2
+    pkill -f "$dir/sites/$tool/" 2>/dev/null || true
+done
+
+floor=${result[local]%% *}
+echo
+echo "N=$n hosts, medians of $runs runs, $(date -u +%F), $(nproc) cores, $(ssh -V 2>&1 | cut -d, -f1)"
+echo
+echo "| tool | median | × no-SSH floor | runs |"
+echo "|---|---|---|---|"
+for tool in $tools; do
+    read -r med all <<< "${result[$tool]}"
+    ratio=$([ -n "$floor" ] && python3 -c "print(f'{$med / $floor:.2f}')" || echo "")
+    echo "| $tool | ${med} s | ${ratio} | $all |"
+done
