@@ -8,6 +8,7 @@ dir=$(mktemp -d /tmp/gantry-bench.XXXXXX)
 pids=()
 ports=()
 cleanup() {
+    if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $dir (hosts still running)" >&2; return; fi
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     pkill -f "$dir/" 2>/dev/null || true
     rm -rf "$dir"
@@ -41,6 +42,7 @@ StrictModes no
 MaxSessions 100
 MaxStartups 200
 UseDNS no
+Subsystem sftp internal-sftp
 SetEnv HOME=$dir/home
 CONF
         /usr/sbin/sshd -D -f "$d/sshd_config" -E "$d/sshd.log" &

@@ -75,8 +75,10 @@ deploy() {
     local)
         git -C "$dir/repo" archive --format=tar HEAD > "$archive"
         local port site app jobs=()
+        # The PATH an SSH session gets from sshd, so the same programs run.
         while read -r port site app; do
-            SITE=$site REL=$rel COMMIT=$commit APP_PORT=$app bash "$dir/recipe.sh" < "$archive" &
+            PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+                SITE=$site REL=$rel COMMIT=$commit APP_PORT=$app bash "$dir/recipe.sh" < "$archive" &
             jobs+=($!)
         done < "$dir/hosts.local"
         for j in "${jobs[@]}"; do wait "$j"; done ;;
@@ -97,7 +99,7 @@ deploy() {
         git -C "$dir/repo" archive --format=tar HEAD > "$archive"
         BENCH_HOSTS="$dir/hosts.pyinfra" BENCH_RECIPE="$dir/recipe.sh" BENCH_KEY="$dir/client_key" \
         BENCH_KNOWN_HOSTS="$dir/known_hosts" BENCH_ARCHIVE="$archive" BENCH_REL="$rel" BENCH_COMMIT="$commit" \
-            "$venv/bin/pyinfra" -y --quiet --parallel "$n" \
+            "$venv/bin/pyinfra" -y --no-wait --parallel "$n" \
             "$here/bench/peers/pyinfra_inventory.py" "$here/bench/peers/pyinfra_deploy.py" > "$dir/pyinfra.log" 2>&1 \
             || { cat "$dir/pyinfra.log" >&2; return 1; } ;;
     ansible)
@@ -157,7 +159,7 @@ for tool in $tools; do
     pkill -f "$dir/sites/$tool/" 2>/dev/null || true
 done
 
-floor=${result[local]%% *}
+floor=${result[local]:-}; floor=${floor%% *}
 echo
 echo "N=$n hosts, medians of $runs runs, $(date -u +%F), $(nproc) cores, $(ssh -V 2>&1 | cut -d, -f1)"
 echo

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use diagnostic::ConfigError;
 pub use service::{context_for_check, render};
-pub use ssh_view::{local_user, ssh_view, SshView};
+pub use ssh_view::{local_user, ssh_view, ssh_views, SshView, SshViews};
 pub use target::parse_target;
 pub use template::{Template, Vars};
 

@@ -1,6 +1,7 @@
 //! How OpenSSH sees a host, asked of `ssh -G` so `{user}`, `{host}` and
 //! `{port}` are what the connection will use; and who runs Gantry.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 /// How OpenSSH sees a host (`ssh -G`): the user, host name and port it
@@ -54,4 +55,28 @@ pub fn local_user() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "root".to_string())
+}
+
+/// What `ssh -G` says for each host, keyed by host and port.
+pub type SshViews = HashMap<(String, Option<u16>), Option<SshView>>;
+
+/// Asks `ssh -G` about every distinct host at once (16 at a time), so a
+/// config with many hosts loads in the time of a few.
+pub fn ssh_views(targets: Vec<(String, Option<u16>)>, config: Option<&Path>) -> SshViews {
+    let mut targets = targets;
+    targets.sort();
+    targets.dedup();
+    let mut views = SshViews::new();
+    for chunk in targets.chunks(16) {
+        std::thread::scope(|scope| {
+            let asked: Vec<_> = chunk
+                .iter()
+                .map(|(host, port)| scope.spawn(move || ssh_view(host, *port, config)))
+                .collect();
+            for (target, answer) in chunk.iter().zip(asked) {
+                views.insert(target.clone(), answer.join().ok().flatten());
+            }
+        });
+    }
+    views
 }

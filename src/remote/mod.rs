@@ -6,6 +6,7 @@
 //! `ledger`; never `data`, `pipeline` or `commands`.
 
 pub mod activation;
+pub mod batch;
 pub mod health;
 pub mod host;
 pub mod inspect;

@@ -163,7 +163,10 @@ impl Loader<'_> {
             Target::Ssh { user, host, port } => {
                 // What OpenSSH itself will use: the ssh_config's
                 // `User` and `HostName` for this host.
-                let view = ssh_view(host, *port, cx.ssh_config);
+                let view = match cx.views.get(&(host.clone(), *port)) {
+                    Some(view) => view.clone(),
+                    None => ssh_view(host, *port, cx.ssh_config),
+                };
                 (
                     view.as_ref()
                         .map_or_else(|| host.clone(), |v| v.hostname.clone()),

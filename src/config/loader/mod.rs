@@ -47,6 +47,28 @@ struct Context<'a> {
     batch: usize,
     preset: Option<&'a Preset>,
     database: Option<&'a S<RawDatabase>>,
+    /// What `ssh -G` says of each SSH host, asked of all at once.
+    views: SshViews,
+}
+
+/// Every SSH host and port the environments name (addresses that do not
+/// parse are reported later, where they are checked).
+fn ssh_targets(
+    raw: Option<&S<std::collections::BTreeMap<String, S<super::raw::RawEnvironment>>>>,
+) -> Vec<(String, Option<u16>)> {
+    let mut targets = Vec::new();
+    for env in raw.iter().flat_map(|r| r.get_ref().values()) {
+        for host in env.get_ref().hosts.iter().flat_map(|h| h.get_ref()) {
+            let address = match host.get_ref() {
+                super::raw::RawHost::Address(a) => a,
+                super::raw::RawHost::Table(t) => &t.address,
+            };
+            if let Ok(Target::Ssh { host, port, .. }) = parse_target(address) {
+                targets.push((host, port));
+            }
+        }
+    }
+    targets
 }
 
 impl Loader<'_> {
@@ -116,6 +138,10 @@ impl Loader<'_> {
             batch: defaults.batch,
             preset: preset.as_ref(),
             database: raw.database.as_ref(),
+            views: ssh_views(
+                ssh_targets(raw.environments.as_ref()),
+                ssh.config.as_deref(),
+            ),
         };
         let environments = self.environments(raw.environments, &cx)?;
         let setup = self.setup(

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::data::steps::REUSED_MARK;
 use crate::error::HostProblem;
-use crate::ledger::git::Commit;
+use crate::ledger::git::{Commit, Delta};
 use crate::remote::release::{self, Planned};
 use crate::remote::site::{each, Site};
 
@@ -51,6 +51,10 @@ impl Run<'_> {
         }
     }
 
+    /// Prepares the release on one host in one channel: upload (only what
+    /// changed when the host keeps the last upload's source), link shared,
+    /// build, finish. A delta that fails to apply falls back to the whole
+    /// archive.
     async fn prepare_one(
         &self,
         site: &Site,
@@ -59,24 +63,46 @@ impl Run<'_> {
         archive: &[u8],
     ) -> Result<OnHost, HostProblem> {
         let started = Instant::now();
-        let steps = self.steps(site, release, &commit.sha);
-        let mut uploaded = 0;
-        for step in steps.prepare() {
-            if step.upload {
-                uploaded = self
-                    .upload(site, release, &commit.sha, &step, archive)
-                    .await?;
-                self.created
-                    .lock()
-                    .expect("created lock")
-                    .insert(site.name().to_string());
-                continue;
+        let steps = self.steps(site, release, &commit.sha).prepare();
+        let delta = site
+            .source_commit
+            .as_ref()
+            .and_then(|base| self.deltas.get(base));
+        let mut sent = archive;
+        let mut outputs = None;
+        if let Some(delta) = delta {
+            let planned = with_delta(&steps, site, release, &commit.sha, delta);
+            let stdin = (!delta.archive.is_empty()).then_some(delta.archive.as_slice());
+            match site.batch(self.printer, &planned, stdin).await {
+                Ok(out) => {
+                    sent = &delta.archive;
+                    outputs = Some(out);
+                }
+                Err(p)
+                    if p.unreachable || !planned.iter().any(|s| s.upload && s.name == p.step) =>
+                {
+                    return Err(self.made_here(site, &planned, p));
+                }
+                Err(p) => self.printer.warn(&format!(
+                    "{}: the delta upload failed ({}); sending the whole archive",
+                    site.name(),
+                    p.detail.lines().last().unwrap_or("")
+                )),
             }
-            let shown = step.shown.as_deref();
-            let out = site
-                .step(self.printer, &step.name, shown, &step.script, None)
-                .await?;
-            if out.stdout.contains(REUSED_MARK) {
+        }
+        let outputs = match outputs {
+            Some(outputs) => outputs,
+            None => site
+                .batch(self.printer, &steps, Some(archive))
+                .await
+                .map_err(|p| self.made_here(site, &steps, p))?,
+        };
+        self.created
+            .lock()
+            .expect("created lock")
+            .insert(site.name().to_string());
+        for (step, out) in steps.iter().zip(&outputs) {
+            if out.contains(REUSED_MARK) {
                 self.printer.host(
                     site.name(),
                     &format!("{} skipped: inputs unchanged, outputs reused", step.name),
@@ -85,26 +111,41 @@ impl Run<'_> {
         }
         Ok(OnHost {
             seconds: started.elapsed().as_secs_f64(),
-            uploaded,
+            uploaded: sent.len() as u64,
         })
     }
 
-    /// Uploads the release: only what changed when the host keeps the
-    /// source of an earlier upload, else (or if that fails) the whole
-    /// archive. Returns the bytes sent.
-    async fn upload(
-        &self,
-        site: &Site,
-        release: &str,
-        commit: &str,
-        full: &Planned,
-        archive: &[u8],
-    ) -> Result<u64, HostProblem> {
-        let delta = site
-            .source_commit
-            .as_ref()
-            .and_then(|base| self.deltas.get(base));
-        if let Some(delta) = delta {
+    /// A failed batch: when the upload had gone through, the new release
+    /// folder is this run's, to remove.
+    fn made_here(&self, site: &Site, steps: &[Planned], problem: HostProblem) -> HostProblem {
+        let upload = steps.iter().position(|s| s.upload);
+        let failed = steps.iter().position(|s| s.name == problem.step);
+        if matches!((upload, failed), (Some(u), Some(f)) if f > u) {
+            self.created
+                .lock()
+                .expect("created lock")
+                .insert(site.name().to_string());
+        }
+        problem
+    }
+}
+
+/// The prepare steps with the upload replaced by a delta's: the deletions
+/// applied and the changed files unpacked over a copy of the host's
+/// pristine source, which is then kept for the next delta.
+fn with_delta(
+    steps: &[Planned],
+    site: &Site,
+    release: &str,
+    commit: &str,
+    delta: &Delta,
+) -> Vec<Planned> {
+    steps
+        .iter()
+        .map(|step| {
+            if !step.upload {
+                return step.clone();
+            }
             let script = format!(
                 "{}\n{}",
                 release::upload_delta_script(
@@ -116,24 +157,16 @@ impl Run<'_> {
                 ),
                 release::keep_source_script(&site.layout, release, commit)
             );
-            let stdin = (!delta.archive.is_empty()).then_some(delta.archive.as_slice());
-            let name = format!(
-                "upload {} changed, {} deleted",
-                delta.changed,
-                delta.deleted.len()
-            );
-            match site.step(self.printer, &name, None, &script, stdin).await {
-                Ok(_) => return Ok(delta.archive.len() as u64),
-                Err(p) if p.unreachable => return Err(p),
-                Err(p) => self.printer.warn(&format!(
-                    "{}: the delta upload failed ({}); sending the whole archive",
-                    site.name(),
-                    p.detail.lines().last().unwrap_or("")
-                )),
+            Planned {
+                name: format!(
+                    "upload {} changed, {} deleted",
+                    delta.changed,
+                    delta.deleted.len()
+                ),
+                shown: None,
+                script,
+                upload: true,
             }
-        }
-        site.step(self.printer, &full.name, None, &full.script, Some(archive))
-            .await?;
-        Ok(archive.len() as u64)
-    }
+        })
+        .collect()
 }
