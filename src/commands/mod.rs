@@ -22,7 +22,7 @@ use crate::config::{self, Config};
 use crate::data::backups;
 use crate::error::Error;
 use crate::pipeline::{plan, promote};
-use crate::remote::site;
+use crate::remote::{pool, site};
 
 /// Runs one command and says how it ended.
 pub fn run(cli: Cli) -> ExitStatus {
@@ -50,7 +50,9 @@ pub fn run(cli: Cli) -> ExitStatus {
     }
     let result = runtime.block_on(async {
         watch_signals(printer.clone());
-        dispatch(&cli, &printer).await
+        let result = dispatch(&cli, &printer).await;
+        pool::close_all().await;
+        result
     });
     match result {
         Ok(()) => ExitStatus::Success,

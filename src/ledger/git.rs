@@ -21,6 +21,7 @@ pub struct Delta {
 }
 
 /// The repository that holds the config file.
+#[derive(Debug, Clone)]
 pub struct Repo {
     dir: PathBuf,
 }

@@ -107,13 +107,16 @@ pub fn last_verified(repo: &Repo, env: &str) -> Option<(String, Event)> {
         .max_by(|a, b| a.1.time.cmp(&b.1.time))
 }
 
-/// Appends an event to the commit's note and pushes the ledger; on a race
-/// with another writer, fetches and tries again.
+/// Appends an event to the commit's note and pushes the ledger. The notes
+/// were fetched before the deploy; when someone pushed since, the push is
+/// refused, and the ledger is fetched again and the event appended anew.
 pub fn record(repo: &Repo, remote: &str, commit: &str, event: &Event) -> Result<(), Error> {
     let line = crate::base::secrets::mask(&serde_json::to_string(event).expect("events serialize"));
     let mut last = None;
-    for _ in 0..3 {
-        sync(repo, remote)?;
+    for attempt in 0..3 {
+        if attempt > 0 {
+            sync(repo, remote)?;
+        }
         repo.git_as_gantry(&["notes", "--ref", NOTES_REF, "append", "-m", &line, commit])?;
         match repo.git(&["push", "-q", remote, NOTES_REF]) {
             Ok(_) => return Ok(()),

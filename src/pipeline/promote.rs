@@ -42,18 +42,53 @@ pub async fn deploy_env(
     options: &DeployOptions,
     printer: &Printer,
 ) -> Result<Deployed, Error> {
+    let started = std::time::Instant::now();
     let env = config.environment(env_name)?;
     let repo = Repo::at(&config.dir);
-    repo.ensure_on_remote(commit, &config.app.remote)?;
-    ledger::sync(&repo, &config.app.remote)?;
-    let (forced, gate) = gate(&repo, env, commit, options.force, printer)?;
+    deploy::announce(env, commit, printer);
+    // Connecting changes nothing on the hosts: it runs while git checks
+    // that the commit is on the remote, reads the ledger and makes the
+    // archive; the gate decides before anything is locked.
+    let checked = {
+        let (repo, commit, remote) = (repo.clone(), commit.clone(), config.app.remote.clone());
+        std::thread::spawn(move || -> Result<Vec<u8>, Error> {
+            repo.ensure_on_remote(&commit, &remote)?;
+            ledger::sync(&repo, &remote)?;
+            repo.archive(&commit)
+        })
+    };
+    let sites = site::connect(config, env, printer).await;
+    let archive =
+        tokio::task::block_in_place(|| checked.join()).expect("the git checks do not panic");
+    let (sites, archive) = match (sites, archive) {
+        (Ok(sites), Ok(archive)) => (sites, archive),
+        (Ok(sites), Err(e)) => {
+            site::close(sites).await;
+            printer.finish_hosts();
+            return Err(e);
+        }
+        (Err(e), _) => return Err(e),
+    };
+    let (forced, gate) = match gate(&repo, env, commit, options.force, printer) {
+        Ok(g) => g,
+        Err(e) => {
+            site::close(sites).await;
+            printer.finish_hosts();
+            return Err(e);
+        }
+    };
     let deploy_options = deploy::Options {
         command: options.command.clone(),
         forced,
         rehearse: options.rehearse,
         redeploy: options.redeploy,
     };
-    let summary = deploy::deploy(config, env_name, commit, &deploy_options, printer).await?;
+    let ready = deploy::Ready {
+        sites,
+        archive,
+        started,
+    };
+    let summary = deploy::deploy(config, env_name, commit, &deploy_options, ready, printer).await?;
     if summary.noop {
         // Nothing changed: no tag moves, nothing new for the ledger.
         return Ok(Deployed {

@@ -3,6 +3,8 @@
 //! round trip there instead of one per step. Each step still has its name
 //! in the progress, its own output, and its own failure report.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::base::{secrets, shell};
 use crate::cli::output::{Printer, Verbosity};
 use crate::error::HostProblem;
@@ -92,10 +94,13 @@ impl Site {
         // The progress names each step as its mark comes; with `-v`, every
         // line the steps print is shown too.
         let verbose = printer.verbosity() == Verbosity::Verbose;
+        // The step running now, for a connection that breaks mid-batch.
+        let current = AtomicUsize::new(0);
         let show = |_: Stream, line: &str| match line.strip_prefix(MARK) {
             Some(rest) => {
                 let i = rest.trim().parse::<usize>().ok();
-                if let Some(step) = i.and_then(|i| steps.get(i)) {
+                if let Some((i, step)) = i.and_then(|i| Some(i).zip(steps.get(i))) {
+                    current.store(i, Ordering::SeqCst);
                     printer.host(self.name(), &step.name);
                 }
             }
@@ -127,7 +132,7 @@ impl Site {
                 Err(problem)
             }
             Err(e) => {
-                let step = &steps[outputs.len().saturating_sub(1).min(steps.len() - 1)];
+                let step = &steps[current.load(Ordering::SeqCst).min(steps.len() - 1)];
                 let mut problem =
                     self.problem(&step.name, step.shown.as_deref(), None, &e.to_string());
                 problem.unreachable = true;

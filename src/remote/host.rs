@@ -138,6 +138,14 @@ impl Connection {
         }
     }
 
+    /// Whether the master connection still answers (a local one always).
+    pub async fn alive(&self) -> bool {
+        match self {
+            Connection::Local => true,
+            Connection::Ssh(session) => session.check().await.is_ok(),
+        }
+    }
+
     /// Runs a POSIX `sh` script, optionally feeding it `stdin`.
     pub async fn run(&self, script: &str, stdin: Option<&[u8]>) -> Result<Output, HostError> {
         self.run_with(script, stdin, None).await

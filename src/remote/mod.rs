@@ -10,6 +10,7 @@ pub mod batch;
 pub mod health;
 pub mod host;
 pub mod inspect;
+pub mod pool;
 pub mod prune;
 pub mod release;
 pub mod site;

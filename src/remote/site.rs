@@ -14,6 +14,7 @@ use crate::error::{Error, HeldLock, HostProblem};
 use crate::model::history::Record;
 use crate::model::lock::LockInfo;
 use crate::remote::host::{Connection, HostError, KeyProblem, Output};
+use crate::remote::pool;
 use crate::remote::release::{self, Layout, Planned};
 
 fn last_line(text: &str) -> &str {
@@ -248,6 +249,9 @@ pub async fn connect(
         &env.hosts,
         env.parallel.max(env.hosts.len().min(32)),
         |spec| async move {
+            if let Some(conn) = pool::take(&spec.name).await {
+                return (spec, Ok(conn));
+            }
             printer.host(&spec.name, "connect");
             (spec, Connection::open(spec, &config.ssh).await)
         },
@@ -306,8 +310,12 @@ pub async fn connect(
     }
 }
 
+/// Done with these hosts: their connections are kept for the rest of the
+/// run (`pool`), and closed when it ends.
 pub async fn close(sites: Vec<Site>) {
-    join_all(sites.into_iter().map(|s| s.conn.close())).await;
+    for site in sites {
+        pool::keep(&site.spec.name, site.conn);
+    }
 }
 
 /// Takes the lock on every site. If any host's lock is held, gives back
@@ -365,7 +373,20 @@ pub async fn with_locked<T>(
     printer: &Printer,
     body: impl AsyncFnOnce(&[Site]) -> T,
 ) -> Result<T, Error> {
-    let sites = connect_locked(config, env, info, printer).await?;
+    let sites = connect(config, env, printer).await?;
+    with_locked_sites(sites, env, info, printer, body).await
+}
+
+/// `with_locked` on hosts already connected (a deploy connects while git
+/// checks the commit).
+pub async fn with_locked_sites<T>(
+    sites: Vec<Site>,
+    env: &Environment,
+    info: &LockInfo,
+    printer: &Printer,
+    body: impl AsyncFnOnce(&[Site]) -> T,
+) -> Result<T, Error> {
+    let sites = lock(sites, &env.name, info, printer).await?;
     let result = body(&sites).await;
     unlock(&sites, info, printer).await;
     close(sites).await;

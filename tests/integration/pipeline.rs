@@ -466,3 +466,46 @@ fn rollback_moves_the_live_tag_back_on_the_remote_and_status_agrees() {
     assert!(line.contains("LIVE"), "{line}");
     assert!(line.contains("rolled back to"), "{line}");
 }
+
+/// The SSH masters a Gantry run starts, counted by an `ssh` first on its
+/// PATH that logs its arguments and runs the real one.
+fn masters_started(t: &Test, args: &[&str]) -> usize {
+    let spy = t.dir.join("spy");
+    std::fs::create_dir_all(&spy).unwrap();
+    let log = t.dir.join("ssh-calls.log");
+    let _ = std::fs::remove_file(&log);
+    let script = format!(
+        "#!/bin/sh\necho \"$*\" >> {}\nexec /usr/bin/ssh \"$@\"\n",
+        log.display()
+    );
+    std::fs::write(spy.join("ssh"), script).unwrap();
+    std::fs::set_permissions(
+        spy.join("ssh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", spy.display(), std::env::var("PATH").unwrap());
+    let out = t.command(args).env("PATH", path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(' ').any(|w| w == "-M"))
+        .count()
+}
+
+#[test]
+fn a_release_opens_one_connection_per_host() {
+    let mut t = Test::new().hosts(2).start();
+    let config = pipeline_config(&mut t);
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    // Two hosts, each deployed, rehearsed and verified: one master each.
+    assert_eq!(masters_started(&t, &["release"]), 2);
+    t.commit("Second", &[("NEWS", "2\n")]);
+    assert_eq!(masters_started(&t, &["release"]), 2);
+}

@@ -101,19 +101,16 @@ pub struct Options {
     pub redeploy: bool,
 }
 
-/// Deploys `commit` to `env_name`.
-pub async fn deploy(
-    config: &Config,
-    env_name: &str,
-    commit: &Commit,
-    options: &Options,
-    printer: &Printer,
-) -> Result<Summary, Error> {
-    let started = Instant::now();
-    let env = config.environment(env_name)?;
-    let repo = Repo::at(&config.dir);
-    let archive = repo.archive(commit)?;
-    let release = release::release_name(commit);
+/// What a deploy starts from: the hosts, connected while git checked the
+/// commit, and the commit's archive.
+pub struct Ready {
+    pub sites: Vec<Site>,
+    pub archive: Vec<u8>,
+    pub started: Instant,
+}
+
+/// The headline of a deploy, printed before connecting.
+pub fn announce(env: &Environment, commit: &Commit, printer: &Printer) {
     let hosts = env.hosts.len();
     printer.headline(&format!(
         "Deploying {} ({}) to {} ({hosts} host{})",
@@ -122,6 +119,26 @@ pub async fn deploy(
         env.name,
         if hosts == 1 { "" } else { "s" }
     ));
+}
+
+/// Deploys `commit` to `env_name`, on hosts already connected.
+pub async fn deploy(
+    config: &Config,
+    env_name: &str,
+    commit: &Commit,
+    options: &Options,
+    ready: Ready,
+    printer: &Printer,
+) -> Result<Summary, Error> {
+    let Ready {
+        sites,
+        archive,
+        started,
+    } = ready;
+    let env = config.environment(env_name)?;
+    let repo = Repo::at(&config.dir);
+    let release = release::release_name(commit);
+    let hosts = env.hosts.len();
     let info = LockInfo::new(&options.command, None, false);
     let body = async |sites: &[Site]| {
         let summary = |release: String, rehearsal, noop, done: Prepared| Summary {
@@ -154,7 +171,7 @@ pub async fn deploy(
         let (rehearsal, done) = run.deploy(commit, &release, &archive).await?;
         Ok(summary(release.clone(), rehearsal, false, done))
     };
-    let summary: Summary = site::with_locked(config, env, &info, printer, body).await??;
+    let summary: Summary = site::with_locked_sites(sites, env, &info, printer, body).await??;
     if summary.noop {
         printer.headline(&format!(
             "`{}` already serves {} on every host; nothing to do (`--redeploy` deploys it again)",
