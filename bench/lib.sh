@@ -65,6 +65,8 @@ CONF
 # The example app in $dir/repo, pushed to $dir/origin.git.
 make_repo() {
     git init -q --bare "$dir/origin.git"
+    # As on a git host, a push does not wait for the server's housekeeping.
+    git -C "$dir/origin.git" config receive.autogc false
     cp -r "$here/examples/app" "$dir/repo"
     rm -rf "$dir/repo/__pycache__"
     (cd "$dir/repo" && git init -q -b main && git add -A \

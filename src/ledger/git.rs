@@ -130,12 +130,32 @@ impl Repo {
     /// Asks the remote itself (`git ls-remote`), not the possibly stale
     /// remote-tracking branches.
     pub fn ensure_on_remote(&self, commit: &Commit, remote: &str) -> Result<(), Error> {
-        let listing = self.git(&["ls-remote", "--heads", "--tags", remote])?;
-        for line in listing.lines() {
-            let Some((sha, _)) = line.split_once('\t') else {
-                continue;
-            };
-            if sha == commit.sha {
+        let refs = self.remote_refs(remote)?;
+        self.on_remote(commit, remote, &refs)
+    }
+
+    /// Every ref of `remote` with its sha, as `git ls-remote` lists them.
+    pub fn remote_refs(&self, remote: &str) -> Result<Vec<(String, String)>, Error> {
+        let listing = self.git(&["ls-remote", remote])?;
+        Ok(listing
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(sha, name)| (sha.to_string(), name.to_string()))
+            .collect())
+    }
+
+    /// `ensure_on_remote`, from a listing of the remote's refs.
+    pub fn on_remote(
+        &self,
+        commit: &Commit,
+        remote: &str,
+        refs: &[(String, String)],
+    ) -> Result<(), Error> {
+        let branches_and_tags = refs
+            .iter()
+            .filter(|(_, name)| name.starts_with("refs/heads/") || name.starts_with("refs/tags/"));
+        for (sha, _) in branches_and_tags {
+            if *sha == commit.sha {
                 return Ok(());
             }
             let known = Command::new("git")

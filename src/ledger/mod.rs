@@ -65,10 +65,36 @@ impl Event {
 /// only ever ahead of the remote between a write and its push.
 pub fn sync(repo: &Repo, remote: &str) -> Result<(), Error> {
     let has = repo.git(&["ls-remote", remote, NOTES_REF])?;
-    if has.trim().is_empty() {
+    let refs: Vec<(String, String)> = has
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(sha, name)| (sha.to_string(), name.to_string()))
+        .collect();
+    sync_with(repo, remote, &refs)
+}
+
+/// `sync`, from a listing of the remote's refs: nothing to fetch when the
+/// remote has no ledger, or the same one as here.
+pub fn sync_with(repo: &Repo, remote: &str, refs: &[(String, String)]) -> Result<(), Error> {
+    let Some((theirs, _)) = refs.iter().find(|(_, name)| name == NOTES_REF) else {
+        return Ok(());
+    };
+    let ours = repo.git(&["rev-parse", "--verify", "-q", NOTES_REF]).ok();
+    if ours.as_deref() == Some(theirs.as_str()) {
         return Ok(());
     }
-    repo.git(&["fetch", "-q", remote, &format!("+{NOTES_REF}:{NOTES_REF}")])?;
+    let refspec = format!("+{NOTES_REF}:{NOTES_REF}");
+    // Gantry's own fetch starts no `git maintenance` in the user's repo.
+    repo.git(&[
+        "-c",
+        "maintenance.auto=false",
+        "-c",
+        "gc.auto=0",
+        "fetch",
+        "-q",
+        remote,
+        &refspec,
+    ])?;
     Ok(())
 }
 

@@ -52,8 +52,9 @@ pub async fn deploy_env(
     let checked = {
         let (repo, commit, remote) = (repo.clone(), commit.clone(), config.app.remote.clone());
         std::thread::spawn(move || -> Result<Vec<u8>, Error> {
-            repo.ensure_on_remote(&commit, &remote)?;
-            ledger::sync(&repo, &remote)?;
+            let refs = repo.remote_refs(&remote)?;
+            repo.on_remote(&commit, &remote, &refs)?;
+            ledger::sync_with(&repo, &remote, &refs)?;
             repo.archive(&commit)
         })
     };
