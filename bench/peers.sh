@@ -56,7 +56,7 @@ shared = ["data/"]
 build = ["python3 -m venv --without-pip .venv", "python3 -m compileall -q ."]
 restart = "sh restart.sh"
 env = { APP_PORT = "{app_port}", DB_PATH = "{shared}/data/app.sqlite3" }
-health = { url = "http://127.0.0.1:{app_port}/health", body = "{commit}", retries = 100, interval = "100ms" }
+health = { url = "http://127.0.0.1:{app_port}/health", body = "{commit}", retries = 600, interval = "100ms" }
 [environments.bench]
 hosts = [$list]
 CONF

@@ -15,7 +15,7 @@ ln -sfn "$r" "$SITE/current.new" && mv -T "$SITE/current.new" "$SITE/current"
 DB_PATH="$SITE/shared/data/app.sqlite3" APP_PORT="$APP_PORT" sh "$SITE/current/restart.sh" > /dev/null
 i=0
 until curl -sf "http://127.0.0.1:$APP_PORT/health" | grep -q "$COMMIT"; do
-    i=$((i + 1)); [ $i -lt 100 ] || { echo "the new commit never answered" >&2; exit 1; }
+    i=$((i + 1)); [ $i -lt 600 ] || { echo "the new commit never answered" >&2; exit 1; }
     sleep 0.1
 done
 cd "$SITE/releases" && ls -1 | sort | head -n -5 | while read -r old; do rm -rf -- "$old"; done

@@ -67,15 +67,16 @@ impl Site {
         script: &str,
         stdin: Option<&[u8]>,
     ) -> Result<Output, HostProblem> {
-        if interrupted() {
-            return Err(self.problem(
-                step,
-                shown,
-                None,
-                "interrupted (Ctrl-C or SIGTERM) before this step started",
-            ));
+        if let Some(problem) = self.interruption(step, shown) {
+            return Err(problem);
         }
         self.step_always(printer, step, shown, script, stdin).await
+    }
+
+    /// No new step starts after Ctrl-C or SIGTERM: the problem that says so.
+    fn interruption(&self, step: &str, shown: Option<&str>) -> Option<HostProblem> {
+        let why = "interrupted (Ctrl-C or SIGTERM) before this step started";
+        interrupted().then(|| self.problem(step, shown, None, why))
     }
 
     /// Runs one step even after an interrupt: for putting things back.
@@ -154,21 +155,17 @@ impl Site {
         }
     }
 
-    /// Runs a planned step.
+    /// Runs a planned step, unless an interrupt came.
     pub async fn run(
         &self,
         printer: &Printer,
         step: &Planned,
         stdin: Option<&[u8]>,
     ) -> Result<Output, HostProblem> {
-        self.step(
-            printer,
-            &step.name,
-            step.shown.as_deref(),
-            &step.script,
-            stdin,
-        )
-        .await
+        if let Some(problem) = self.interruption(&step.name, step.shown.as_deref()) {
+            return Err(problem);
+        }
+        self.run_always(printer, step, stdin).await
     }
 
     /// Runs a planned step even after an interrupt.

@@ -106,16 +106,8 @@ impl Loader<'_> {
             None => 5,
         };
         // Database templates see the host's variables and the deploy's.
-        let check_template = |value: &S<String>, key: &str| -> Result<Template, ConfigError> {
-            let t = self.template(value, key)?;
-            for host in hosts {
-                let known = |n: &str| host.vars.contains_key(n) || RUN_NAMES.contains(&n);
-                if let Some((name, range)) = t.unknown_name(known) {
-                    return Err(self.unknown_placeholder(value, key, name, range, &host.vars, true));
-                }
-            }
-            Ok(t)
-        };
+        let hosts: Vec<&HostSpec> = hosts.iter().collect();
+        let check_template = |value: &S<String>, key: &str| self.host_template(&hosts, value, key);
         let engine_name = engine.as_ref().map_or("none", |e| e.get_ref().as_str());
         let engine_span = || engine.as_ref().map(|e| e.span()).unwrap_or(0..0);
         let engine = match engine_name {
