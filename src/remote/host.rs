@@ -8,6 +8,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::base::shell;
 use crate::config::{HostSpec, Ssh, Target};
+use crate::error::HostProblem;
 
 /// What a script printed and how it ended.
 #[derive(Debug, Clone, Default)]
@@ -57,6 +58,39 @@ impl std::fmt::Display for HostError {
 }
 
 pub use crate::error::KeyProblem;
+
+impl HostError {
+    /// What a failed connection to `host` makes of the host's report.
+    pub fn problem(&self, host: &str) -> HostProblem {
+        let last_line = |text: &str| text.trim().lines().last().unwrap_or("").trim().to_string();
+        let detail = match self {
+            HostError::Connect {
+                host_key: Some(key @ KeyProblem::Unknown),
+                message,
+            } => format!(
+                "{}, so the connection was refused: {}",
+                key.describe(),
+                last_line(message)
+            ),
+            HostError::Connect {
+                host_key: Some(key @ KeyProblem::Changed),
+                ..
+            } => format!("{}; the connection was refused", key.describe()),
+            other => other.to_string(),
+        };
+        HostProblem {
+            host: host.to_string(),
+            step: "connect".into(),
+            detail,
+            unreachable: true,
+            key: match self {
+                HostError::Connect { host_key, .. } => *host_key,
+                _ => None,
+            },
+            ..HostProblem::default()
+        }
+    }
+}
 
 /// Where the lines of a running command go as they are printed.
 pub type Lines<'a> = &'a (dyn Fn(Stream, &str) + Send + Sync);

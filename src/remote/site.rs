@@ -13,13 +13,9 @@ use crate::config::{Config, Environment, HostSpec};
 use crate::error::{Error, HeldLock, HostProblem};
 use crate::model::history::Record;
 use crate::model::lock::LockInfo;
-use crate::remote::host::{Connection, HostError, KeyProblem, Output};
+use crate::remote::host::{Connection, Output};
 use crate::remote::pool;
 use crate::remote::release::{self, Layout, Planned};
-
-fn last_line(text: &str) -> &str {
-    text.trim().lines().last().unwrap_or("").trim()
-}
 
 /// Set by Ctrl-C or SIGTERM: no new step starts, and what ran is undone.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -266,33 +262,7 @@ pub async fn connect(
                 serving_commit: None,
                 source_commit: None,
             }),
-            Err(e) => problems.push(HostProblem {
-                host: spec.name.clone(),
-                step: "connect".into(),
-                command: None,
-                code: None,
-                detail: match &e {
-                    HostError::Connect {
-                        host_key: Some(key @ KeyProblem::Unknown),
-                        message,
-                    } => format!(
-                        "{}, so the connection was refused: {}",
-                        key.describe(),
-                        last_line(message)
-                    ),
-                    HostError::Connect {
-                        host_key: Some(key @ KeyProblem::Changed),
-                        ..
-                    } => format!("{}; the connection was refused", key.describe()),
-                    other => other.to_string(),
-                },
-                unreachable: true,
-                output: String::new(),
-                key: match &e {
-                    HostError::Connect { host_key, .. } => *host_key,
-                    _ => None,
-                },
-            }),
+            Err(e) => problems.push(e.problem(&spec.name)),
         }
     }
     if problems.is_empty() {

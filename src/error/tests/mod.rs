@@ -403,24 +403,16 @@ fn a_stopped_release_shows_its_tree_under_the_cause() {
             "✓ 01234567 (Add a unique email) is on `origin`".into(),
             "✗ live: deploy failed; it still serves what it served".into(),
         ],
-        cause: Box::new(Error::Failed(Box::new(failure()))),
+        cause: Box::new(Error::NoDatabase { env: "live".into() }),
     };
-    assert_eq!(e.exit_status(), ExitStatus::Failed);
+    assert_eq!(e.exit_status(), ExitStatus::Usage);
     assert!(std::error::Error::source(&e).is_some());
-    assert_snapshot!(e.to_string(), @r"
-        deploy to `live` failed on 1 host
-          web2: restart failed (exit status 3)
-            command: sudo systemctl restart gunicorn
-            output:
-              Job for gunicorn.service failed.
-          the database was restored from /srv/app/.gantry/backups/x.sqlite3 (taken just before the migration)
-          every host was left serving what it served before:
-            web1: 20261125T090000.000Z-aaaaaaaa
-            web2: 20261125T090000.000Z-aaaaaaaa
-          = help: fix the cause above and run the deploy again
+    assert_snapshot!(e.to_string(), @r#"
+        `live` has no database configured
+          = help: set `[database]` (or `[environments.live.database]`) with `engine = "sqlite"` or `"postgres"`
 
         the release stopped:
           ✓ 01234567 (Add a unique email) is on `origin`
           ✗ live: deploy failed; it still serves what it served
-        ");
+        "#);
 }
