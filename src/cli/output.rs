@@ -105,8 +105,9 @@ impl Printer {
     }
 
     /// A JSON document on stdout.
-    pub fn json(&self, value: &serde_json::Value) {
-        let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+    /// A command's report as one JSON document on stdout (`--json`).
+    pub fn json<T: serde::Serialize + ?Sized>(&self, value: &T) {
+        let text = serde_json::to_string_pretty(value).expect("reports serialize");
         println!("{}", crate::base::secrets::mask(&text));
     }
 

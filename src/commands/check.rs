@@ -2,6 +2,8 @@
 //! needs, and (with the Django preset) does the app open the database in
 //! `[database]`.
 
+use serde::Serialize;
+
 use crate::cli::output::Printer;
 use crate::config::Config;
 use crate::error::{Error, HostProblem};
@@ -52,16 +54,24 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
         for (site, result) in sites.iter().zip(results) {
             match result {
                 Ok(_) => {
-                    hosts_json.push(serde_json::json!({"env": env.name, "host": site.name(), "path": site.layout.path, "ok": true}));
-                    printer.result(&format!(
-                        "{} {}: ok ({})",
-                        env.name,
-                        site.name(),
-                        site.layout.path
-                    ))
+                    let checked = Checked {
+                        env: env.name.clone(),
+                        host: site.name().to_string(),
+                        path: site.layout.path.clone(),
+                        ok: true,
+                        problem: None,
+                    };
+                    printer.result(&checked.line());
+                    hosts_json.push(checked);
                 }
                 Err(p) => {
-                    hosts_json.push(serde_json::json!({"env": env.name, "host": site.name(), "path": site.layout.path, "ok": false, "problem": p.to_string()}));
+                    hosts_json.push(Checked {
+                        env: env.name.clone(),
+                        host: site.name().to_string(),
+                        path: site.layout.path.clone(),
+                        ok: false,
+                        problem: Some(p.to_string()),
+                    });
                     problems.push(p)
                 }
             }
@@ -80,12 +90,12 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
     printer.finish_hosts();
     if problems.is_empty() {
         if printer.json_mode() {
-            printer.json(&serde_json::json!({
-                "action": "check",
-                "config": config.file.display().to_string(),
-                "valid": true,
-                "hosts": hosts_json,
-            }));
+            printer.json(&CheckReport {
+                action: "check",
+                config: config.file.display().to_string(),
+                valid: true,
+                hosts: hosts_json,
+            });
         }
         Ok(())
     } else {
@@ -151,5 +161,31 @@ async fn check_database(
             ));
             Ok(())
         }
+    }
+}
+
+/// `check --json`.
+#[derive(Serialize)]
+struct CheckReport {
+    action: &'static str,
+    config: String,
+    valid: bool,
+    hosts: Vec<Checked>,
+}
+
+/// One host checked.
+#[derive(Serialize)]
+struct Checked {
+    env: String,
+    host: String,
+    path: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+}
+
+impl Checked {
+    fn line(&self) -> String {
+        format!("{} {}: ok ({})", self.env, self.host, self.path)
     }
 }

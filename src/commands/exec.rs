@@ -1,6 +1,8 @@
 //! `gantry exec`: one command on every host of an environment, in the
 //! current release, its output streamed.
 
+use serde::Serialize;
+
 use crate::base::shell;
 use crate::cli::output::Printer;
 use crate::config::Config;
@@ -42,24 +44,24 @@ pub async fn exec(
     let mut hosts_json = Vec::new();
     for (s, result) in sites.iter().zip(results) {
         match result {
-            Ok(out) => hosts_json.push(serde_json::json!({
-                "host": s.name(),
-                "code": out.code,
-                "stdout": out.stdout,
-                "stderr": out.stderr,
-            })),
+            Ok(out) => hosts_json.push(Ran {
+                host: s.name().to_string(),
+                code: out.code,
+                stdout: out.stdout,
+                stderr: out.stderr,
+            }),
             Err(p) => problems.push(p),
         }
     }
     site::close(sites).await;
     if problems.is_empty() {
         if printer.json_mode() {
-            printer.json(&serde_json::json!({
-                "action": "exec",
-                "env": env.name,
-                "command": line,
-                "hosts": hosts_json,
-            }));
+            printer.json(&ExecReport {
+                action: "exec",
+                env: &env.name,
+                command: &line,
+                hosts: hosts_json,
+            });
         }
         Ok(())
     } else {
@@ -68,4 +70,22 @@ pub async fn exec(
             problems,
         })
     }
+}
+
+/// `exec --json` (the text went out line by line as it came).
+#[derive(Serialize)]
+struct ExecReport<'a> {
+    action: &'static str,
+    env: &'a str,
+    command: &'a str,
+    hosts: Vec<Ran>,
+}
+
+/// What the command printed on one host.
+#[derive(Serialize)]
+struct Ran {
+    host: String,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
 }

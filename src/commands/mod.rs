@@ -70,17 +70,30 @@ pub fn run(cli: Cli) -> ExitStatus {
             printer.error(&e.to_string());
             if printer.json_mode() {
                 // With --json, stdout holds one document even for an error.
-                printer.json(&serde_json::json!({
-                    "error": {
-                        "message": e.to_string(),
-                        "hints": e.hints(),
-                        "exit_code": status as u8,
-                    }
-                }));
+                printer.json(&ErrorReport {
+                    error: ErrorBody {
+                        message: e.to_string(),
+                        hints: e.hints(),
+                        exit_code: status as u8,
+                    },
+                });
             }
             status
         }
     }
+}
+
+/// An error as `--json` prints it: stdout holds one document even then.
+#[derive(serde::Serialize)]
+struct ErrorReport {
+    error: ErrorBody,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody {
+    message: String,
+    hints: Vec<String>,
+    exit_code: u8,
 }
 
 /// Ctrl-C and SIGTERM stop new steps from starting; what already ran is

@@ -2,11 +2,14 @@
 //! `rollback` and `rehearse`, each with its closing report (text, or one
 //! JSON document with `--json`).
 
+use serde::Serialize;
+
 use crate::cli::output::Printer;
 use crate::config::Config;
 use crate::data::rehearse;
 use crate::error::Error;
 use crate::ledger::git::Repo;
+use crate::model::history::{Action, Outcome};
 use crate::pipeline::{deploy, promote, summary, verify as check};
 
 pub async fn deploy(
@@ -30,19 +33,19 @@ pub async fn verify(
     printer: &Printer,
 ) -> Result<(), Error> {
     let commit = check::verify(config, env, !health_only, printer).await?;
+    let checks = if health_only || config.verify.is_none() {
+        "health checks"
+    } else {
+        "health checks and functional tests"
+    };
     if printer.json_mode() {
-        let checks = if health_only || config.verify.is_none() {
-            "health checks"
-        } else {
-            "health checks and functional tests"
-        };
-        printer.json(&serde_json::json!({
-            "action": "verify",
-            "env": env,
-            "commit": commit,
-            "outcome": "passed",
-            "checks": checks,
-        }));
+        printer.json(&Verified {
+            action: Action::Verify,
+            env,
+            commit: &commit,
+            outcome: Outcome::Passed,
+            checks,
+        });
     }
     Ok(())
 }
@@ -80,15 +83,37 @@ pub async fn rehearse(
     repo.ensure_on_remote(&commit, &config.app.remote)?;
     let report = rehearse::rehearse(config, env, &commit, printer).await?;
     if printer.json_mode() {
-        printer.json(&serde_json::json!({
-            "action": "rehearse",
-            "env": report.env,
-            "commit": report.commit.sha,
-            "host": report.host,
-            "pending": report.pending,
-            "outcome": "passed",
-            "seconds": report.seconds,
-        }));
+        printer.json(&Rehearsed {
+            action: "rehearse",
+            env: &report.env,
+            commit: &report.commit.sha,
+            host: &report.host,
+            pending: report.pending,
+            outcome: Outcome::Passed,
+            seconds: report.seconds,
+        });
     }
     Ok(())
+}
+
+/// `verify --json`.
+#[derive(Serialize)]
+struct Verified<'a> {
+    action: Action,
+    env: &'a str,
+    commit: &'a str,
+    outcome: Outcome,
+    checks: &'a str,
+}
+
+/// `rehearse --json`.
+#[derive(Serialize)]
+struct Rehearsed<'a> {
+    action: &'a str,
+    env: &'a str,
+    commit: &'a str,
+    host: &'a str,
+    pending: bool,
+    outcome: Outcome,
+    seconds: f64,
 }

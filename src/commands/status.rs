@@ -1,7 +1,7 @@
 //! `gantry status` and `gantry log`: what is live where, read from the
 //! hosts and the ledger in the git remote; and the history of each host.
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::base::shell;
 use crate::cli::output::Printer;
@@ -11,6 +11,7 @@ use crate::base::time::{self, Shown};
 use crate::config::{Config, Environment};
 use crate::error::{Error, HostProblem};
 use crate::ledger::git::Repo;
+use crate::ledger::Event;
 use crate::model::history;
 use crate::model::history::{Action, Outcome};
 use crate::remote::inspect;
@@ -115,9 +116,9 @@ pub async fn status(
     printer.finish_hosts();
     let status = Status { report, repo };
     if printer.json_mode() {
-        printer.json(&status.json());
+        printer.json(&status.report());
     } else {
-        printer.result(status.text(shown).trim_end());
+        printer.result(status.report().text(shown).trim_end());
     }
     if problems.iter().any(|p| p.unreachable) {
         Err(Error::Hosts {
@@ -194,52 +195,142 @@ impl Status<'_> {
             .unwrap_or_default()
     }
 
-    fn json(&self) -> serde_json::Value {
-        json!({
-            "environments": self.report.iter().map(|r| json!({
-                "name": r.env.name,
-                "commit": r.commit,
-                "subject": r.commit.as_deref().map(|c| self.subject(c)),
-                "verified": r.verification().is_some_and(|v| v.outcome == Outcome::Passed),
-                "verification": r.verification(),
-                "tags": r.tags,
-                "deployed": r.deployed(),
-                "behind": self.behind(r).map(|(env, commits)| json!({"env": env, "commits": commits})),
-                "hosts": r.hosts.iter().map(|(name, state)| host_json(name, state)).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        })
+    /// Every environment's report: what `--json` prints, and what the
+    /// text is drawn from.
+    fn report(&self) -> StatusReport<'_> {
+        let environments = self
+            .report
+            .iter()
+            .map(|r| EnvReport {
+                name: &r.env.name,
+                commit: r.commit.as_deref(),
+                subject: r.commit.as_deref().map(|c| self.subject(c)),
+                verified: r
+                    .verification()
+                    .is_some_and(|v| v.outcome == Outcome::Passed),
+                verification: r.verification(),
+                tags: &r.tags,
+                deployed: r.deployed(),
+                behind: self.behind(r).map(|(env, commits)| Behind { env, commits }),
+                hosts: r
+                    .hosts
+                    .iter()
+                    .map(|(name, state)| HostReport::new(name, state))
+                    .collect(),
+            })
+            .collect();
+        StatusReport { environments }
     }
+}
 
-    fn text(&self, shown: Shown) -> String {
-        let mut text = String::new();
-        for r in &self.report {
-            text.push_str(&format!("{}\n", self.env_line(r, shown)));
-            for (name, state) in &r.hosts {
-                host_lines(&mut text, &r.env.name, name, state, shown);
-            }
+/// `status`, as `--json` prints it.
+#[derive(Serialize)]
+struct StatusReport<'a> {
+    environments: Vec<EnvReport<'a>>,
+}
+
+#[derive(Serialize)]
+struct EnvReport<'a> {
+    name: &'a str,
+    /// The commit every reachable host runs, when they agree.
+    commit: Option<&'a str>,
+    subject: Option<String>,
+    verified: bool,
+    verification: Option<&'a Event>,
+    tags: &'a [String],
+    deployed: Option<&'a Event>,
+    behind: Option<Behind>,
+    hosts: Vec<HostReport<'a>>,
+}
+
+#[derive(Serialize)]
+struct Behind {
+    env: String,
+    commits: usize,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum HostReport<'a> {
+    Reachable {
+        host: &'a str,
+        reachable: bool,
+        release: Option<&'a str>,
+        commit: Option<&'a str>,
+        locked: Option<LockReport<'a>>,
+        last: Option<&'a history::Record>,
+        activated: Option<&'a str>,
+        mismatch: Option<String>,
+        running: &'a [String],
+        #[serde(skip)]
+        site: &'a inspect::SiteStatus,
+    },
+    Unreachable {
+        host: &'a str,
+        reachable: bool,
+        error: &'a str,
+    },
+}
+
+#[derive(Serialize)]
+struct LockReport<'a> {
+    by: String,
+    since: &'a str,
+    command: &'a str,
+    stale: bool,
+}
+
+impl<'a> HostReport<'a> {
+    fn new(host: &'a str, state: &'a Result<inspect::SiteStatus, String>) -> HostReport<'a> {
+        match state {
+            Ok(s) => HostReport::Reachable {
+                host,
+                reachable: true,
+                release: s.release.as_deref(),
+                commit: s.commit.as_deref(),
+                locked: s.lock.as_ref().map(|l| LockReport {
+                    by: format!("{}@{}", l.user, l.machine),
+                    since: &l.since,
+                    command: &l.command,
+                    stale: l.is_stale(),
+                }),
+                last: s.last.as_ref(),
+                activated: s.activated.as_deref(),
+                mismatch: s.mismatch(),
+                running: &s.running,
+                site: s,
+            },
+            Err(e) => HostReport::Unreachable {
+                host,
+                reachable: false,
+                error: e,
+            },
         }
-        text
     }
+}
 
-    /// An environment's line: its commit, tags, last deploy, verification
+impl EnvReport<'_> {
+    /// The environment's line: its commit, tags, last deploy, verification
     /// and lag.
-    fn env_line(&self, r: &EnvStatus, shown: Shown) -> String {
-        let mut line = r.env.name.clone();
-        match &r.commit {
-            Some(c) => line.push_str(&format!("  {} ({})", &c[..c.len().min(8)], self.subject(c))),
-            None if r
-                .hosts
-                .iter()
-                .all(|(_, s)| matches!(s, Ok(s) if s.commit.is_none())) =>
-            {
-                line.push_str("  nothing deployed")
-            }
-            None => line.push_str("  hosts differ"),
+    fn line(&self, shown: Shown) -> String {
+        let mut line = self.name.to_string();
+        let nothing = self
+            .hosts
+            .iter()
+            .all(|h| matches!(h, HostReport::Reachable { commit: None, .. }));
+        match (self.commit, &self.subject) {
+            (Some(c), subject) => line.push_str(&format!(
+                "  {} ({})",
+                &c[..c.len().min(8)],
+                subject.as_deref().unwrap_or("")
+            )),
+            (None, _) if nothing => line.push_str("  nothing deployed"),
+            (None, _) => line.push_str("  hosts differ"),
         }
-        if !r.tags.is_empty() {
-            line.push_str(&format!("  {}", r.tags.join(" ")));
+        if !self.tags.is_empty() {
+            line.push_str(&format!("  {}", self.tags.join(" ")));
         }
-        if let Some(d) = r.deployed() {
+        if let Some(d) = self.deployed {
             let how = if d.event == Action::Rollback {
                 "rolled back to"
             } else {
@@ -254,75 +345,68 @@ impl Status<'_> {
                 line.push_str(" (forced past the gate)");
             }
         }
-        if r.commit.is_some() {
-            line.push_str(match r.verification() {
+        if self.commit.is_some() {
+            line.push_str(match self.verification {
                 Some(v) if v.outcome == Outcome::Passed => "  verified",
                 Some(_) => "  verification failed",
                 None => "  not verified",
             });
         }
-        if let Some((upstream, n)) = self.behind(r) {
-            line.push_str(&match n {
-                0 => format!("  up to date with {upstream}"),
-                1 => format!("  1 commit behind {upstream}"),
-                n => format!("  {n} commits behind {upstream}"),
+        if let Some(Behind { env, commits }) = &self.behind {
+            line.push_str(&match commits {
+                0 => format!("  up to date with {env}"),
+                1 => format!("  1 commit behind {env}"),
+                n => format!("  {n} commits behind {env}"),
             });
         }
         line
     }
 }
 
-fn host_json(name: &str, state: &Result<inspect::SiteStatus, String>) -> serde_json::Value {
-    match state {
-        Ok(s) => json!({
-            "host": name,
-            "reachable": true,
-            "release": s.release,
-            "commit": s.commit,
-            "locked": s.lock.as_ref().map(|l| json!({"by": format!("{}@{}", l.user, l.machine), "since": l.since, "command": l.command, "stale": l.is_stale()})),
-            "last": s.last,
-            "activated": s.activated,
-            "mismatch": s.mismatch(),
-            "running": s.running,
-        }),
-        Err(e) => json!({"host": name, "reachable": false, "error": e}),
+impl StatusReport<'_> {
+    fn text(&self, shown: Shown) -> String {
+        let mut text = String::new();
+        for env in &self.environments {
+            text.push_str(&format!("{}\n", env.line(shown)));
+            for host in &env.hosts {
+                host_lines(&mut text, env.name, host, shown);
+            }
+        }
+        text
     }
 }
 
 /// A host's lines under its environment: what it serves, its last action,
 /// steps still running, a mismatch, its lock.
-fn host_lines(
-    text: &mut String,
-    env: &str,
-    name: &str,
-    state: &Result<inspect::SiteStatus, String>,
-    shown: Shown,
-) {
-    let host_line = match state {
-        Err(e) => format!("unreachable: {}", e.lines().next().unwrap_or("")),
-        Ok(s) if s.missing || s.release.is_none() => "nothing deployed".to_string(),
-        Ok(s) => {
-            let mut l = s.release.clone().unwrap_or_default();
-            if let Some(last) = &s.last {
-                let when = time::show(&last.time, shown);
-                l.push_str(&format!("  last: {} {} {when}", last.action, last.outcome));
-            }
-            l
+fn host_lines(text: &mut String, env: &str, host: &HostReport, shown: Shown) {
+    let (name, site) = match host {
+        HostReport::Unreachable { host, error, .. } => {
+            let first = error.lines().next().unwrap_or("");
+            text.push_str(&format!("  {host}  unreachable: {first}\n"));
+            return;
         }
+        HostReport::Reachable { host, site, .. } => (host, site),
+    };
+    let host_line = if site.missing || site.release.is_none() {
+        "nothing deployed".to_string()
+    } else {
+        let mut l = site.release.clone().unwrap_or_default();
+        if let Some(last) = &site.last {
+            let when = time::show(&last.time, shown);
+            l.push_str(&format!("  last: {} {} {when}", last.action, last.outcome));
+        }
+        l
     };
     text.push_str(&format!("  {name}  {host_line}\n"));
-    for step in state.iter().flat_map(|s| &s.running) {
+    for step in &site.running {
         text.push_str(&format!("    still running (pid, step): {step}\n"));
     }
-    if let Some(mismatch) = state.as_ref().ok().and_then(|s| s.mismatch()) {
+    if let Some(mismatch) = site.mismatch() {
         text.push_str(&format!(
             "    mismatch: {mismatch}; settle it with `gantry deploy {env}` (after `gantry unlock {env}` if a stale lock is left)\n"
         ));
     }
-    if let Ok(inspect::SiteStatus {
-        lock: Some(lock), ..
-    }) = state
-    {
+    if let Some(lock) = &site.lock {
         let mut lock = lock.clone();
         lock.since = time::show(&lock.since, shown);
         text.push_str(&format!("    locked: {}\n", lock.describe()));

@@ -4,7 +4,7 @@
 
 use std::io::IsTerminal;
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::base::shell::quote;
 use crate::cli::output::Printer;
@@ -49,32 +49,27 @@ pub async fn list(config: &Config, env_name: &str, printer: &Printer) -> Result<
         what: "listing backups".into(),
         problems: vec![p],
     })?;
-    let backups: Vec<(String, String, String)> = out
+    let backups: Vec<Backup> = out
         .stdout
         .lines()
         .filter_map(|l| {
             let mut f = l.split('\t');
-            Some((
-                f.next()?.to_string(),
-                f.next()?.to_string(),
-                f.next()?.to_string(),
-            ))
+            Some(Backup {
+                name: f.next()?.to_string(),
+                bytes: f.next()?.parse().ok(),
+                time: f.next()?.to_string(),
+            })
         })
         .collect();
+    let list = BackupList {
+        env: &env.name,
+        host: &host,
+        backups,
+    };
     if printer.json_mode() {
-        printer.json(&json!({
-            "env": env.name,
-            "host": host,
-            "backups": backups.iter().map(|(n, s, t)| json!({"name": n, "bytes": s.parse::<u64>().ok(), "time": t})).collect::<Vec<_>>(),
-        }));
-    } else if backups.is_empty() {
-        printer.result(&format!("no backups of `{env_name}`'s database on {host}"));
+        printer.json(&list);
     } else {
-        let mut text = format!("backups of `{env_name}`'s database on {host}, oldest first:\n");
-        for (name, size, time) in &backups {
-            text.push_str(&format!("  {name}  {size} bytes  {time}\n"));
-        }
-        printer.result(text.trim_end());
+        printer.result(&list.text());
     }
     Ok(())
 }
@@ -186,4 +181,35 @@ pub async fn restore(
     result?;
     printer.headline(&format!("Restored `{env_name}`'s database from {backup}"));
     Ok(())
+}
+
+/// `backups`: what `--json` prints and the text is drawn from.
+#[derive(Serialize)]
+struct BackupList<'a> {
+    env: &'a str,
+    host: &'a str,
+    backups: Vec<Backup>,
+}
+
+/// One backup on the migrate host.
+#[derive(Serialize)]
+struct Backup {
+    name: String,
+    bytes: Option<u64>,
+    time: String,
+}
+
+impl BackupList<'_> {
+    fn text(&self) -> String {
+        let (env, host) = (self.env, self.host);
+        if self.backups.is_empty() {
+            return format!("no backups of `{env}`'s database on {host}");
+        }
+        let mut text = format!("backups of `{env}`'s database on {host}, oldest first:\n");
+        for b in &self.backups {
+            let size = b.bytes.map_or("?".to_string(), |n| n.to_string());
+            text.push_str(&format!("  {}  {size} bytes  {}\n", b.name, b.time));
+        }
+        text.trim_end().to_string()
+    }
 }

@@ -1,7 +1,7 @@
 //! `gantry plan ENV [REV]`: every script a deploy would run, host by host,
 //! built by the same functions the deploy uses; nothing is run.
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::cli::output::Printer;
 use crate::config::Config;
@@ -48,63 +48,104 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
         let health = config.deploy.health.as_ref().map(|h| h.url.render(&vars));
         hosts.push((spec, layout, steps, health));
     }
+    let report = PlanReport {
+        env: &env.name,
+        commit: &commit.sha,
+        subject: &commit.subject,
+        release: &release,
+        on_remote: on_remote.is_ok(),
+        batch: env.batch,
+        migrate_host: &env.hosts[env.migrate_host].name,
+        hosts: hosts
+            .iter()
+            .map(|(spec, layout, steps, health)| HostPlan {
+                host: &spec.name,
+                path: &layout.path,
+                steps: steps
+                    .iter()
+                    .map(|s| StepPlan {
+                        name: &s.name,
+                        script: &s.script,
+                        stdin: s.upload.then_some("git archive"),
+                    })
+                    .collect(),
+                health_check: health.as_deref(),
+            })
+            .collect(),
+    };
     if printer.json_mode() {
-        let value = json!({
-            "env": env.name,
-            "commit": commit.sha,
-            "subject": commit.subject,
-            "release": release,
-            "on_remote": on_remote.is_ok(),
-            "batch": env.batch,
-            "migrate_host": env.hosts[env.migrate_host].name,
-            "hosts": hosts.iter().map(|(spec, layout, steps, health)| json!({
-                "host": spec.name,
-                "path": layout.path,
-                "steps": steps.iter().map(|s| json!({"name": s.name, "script": s.script, "stdin": s.upload.then_some("git archive")})).collect::<Vec<_>>(),
-                "health_check": health,
-            })).collect::<Vec<_>>(),
-        });
-        printer.json(&value);
+        printer.json(&report);
     } else {
+        let warning = on_remote.err().map(|e| e.to_string());
+        printer.result(&report.text(warning.as_deref()));
+    }
+    Ok(())
+}
+
+/// What a deploy would run: what `--json` prints, and the text is drawn from.
+#[derive(Serialize)]
+struct PlanReport<'a> {
+    env: &'a str,
+    commit: &'a str,
+    subject: &'a str,
+    release: &'a str,
+    on_remote: bool,
+    batch: usize,
+    migrate_host: &'a str,
+    hosts: Vec<HostPlan<'a>>,
+}
+
+#[derive(Serialize)]
+struct HostPlan<'a> {
+    host: &'a str,
+    path: &'a str,
+    steps: Vec<StepPlan<'a>>,
+    health_check: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct StepPlan<'a> {
+    name: &'a str,
+    script: &'a str,
+    stdin: Option<&'a str>,
+}
+
+impl PlanReport<'_> {
+    /// The plan as text; `warning` says why the commit may not deploy.
+    fn text(&self, warning: Option<&str>) -> String {
         let mut text = format!(
             "Plan: deploy {} ({}) to {} as release {}\n",
-            commit.short(),
-            commit.subject,
-            env.name,
-            release
+            &self.commit[..self.commit.len().min(8)],
+            self.subject,
+            self.env,
+            self.release
         );
-        if let Err(e) = &on_remote {
-            text.push_str(&format!(
-                "warning: {}\n",
-                e.to_string().lines().next().unwrap_or("")
-            ));
+        if let Some(w) = warning {
+            text.push_str(&format!("warning: {}\n", w.lines().next().unwrap_or("")));
         }
+        let batches = match self.batch {
+            0 => "all at once".to_string(),
+            n => format!("in batches of {n}"),
+        };
         text.push_str(&format!(
-            "Hosts are activated {}; migrations run on {}.\n",
-            if env.batch == 0 {
-                "all at once".to_string()
-            } else {
-                format!("in batches of {}", env.batch)
-            },
-            env.hosts[env.migrate_host].name
+            "Hosts are activated {batches}; migrations run on {}.\n",
+            self.migrate_host
         ));
-        for (spec, layout, steps, health) in &hosts {
-            text.push_str(&format!("\n== {} ({})\n", spec.name, layout.path));
-            for step in steps {
-                let note = if step.upload {
-                    " (stdin: git archive of the commit)"
-                } else {
-                    ""
+        for host in &self.hosts {
+            text.push_str(&format!("\n== {} ({})\n", host.host, host.path));
+            for step in &host.steps {
+                let note = match step.stdin {
+                    Some(_) => " (stdin: git archive of the commit)",
+                    None => "",
                 };
                 text.push_str(&format!("# {}{note}\n{}\n", step.name, step.script));
             }
-            if let Some(url) = health {
+            if let Some(url) = host.health_check {
                 text.push_str(&format!("# health check (from this machine)\nGET {url}\n"));
             }
             text.push_str("# then: record history, prune old releases, unlock\n");
         }
         text.push_str("\nNothing was run.");
-        printer.result(&text);
+        text
     }
-    Ok(())
 }

@@ -374,13 +374,13 @@ pub async fn release(
     }
     printer.summary("Released:", &tree);
     if printer.json_mode() {
-        printer.json(&serde_json::json!({
-            "action": "release",
-            "commit": commit.sha,
-            "subject": commit.subject,
-            "environments": deployed,
-            "steps": tree,
-        }));
+        printer.json(&ReleaseReport {
+            action: "release",
+            commit: &commit.sha,
+            subject: &commit.subject,
+            environments: &deployed,
+            steps: &tree,
+        });
     }
     Ok(())
 }
@@ -486,4 +486,14 @@ pub fn chain<'a>(config: &'a Config, to: Option<&str>) -> Result<Vec<&'a Environ
     }
     chain.reverse();
     Ok(chain)
+}
+
+/// `release --json`: each environment's deploy report, and the steps.
+#[derive(serde::Serialize)]
+struct ReleaseReport<'a> {
+    action: &'static str,
+    commit: &'a str,
+    subject: &'a str,
+    environments: &'a [serde_json::Value],
+    steps: &'a [String],
 }

@@ -1,134 +1,178 @@
-//! The closing summary of a deploy, promote or rollback: a line per host,
-//! or hosts grouped by outcome from ten hosts on; and the same as JSON.
+//! The closing report of a deploy, promote or rollback: one `Report`,
+//! which `--json` prints as it is and the text draws its lines from (a
+//! line per host, or hosts grouped by outcome from ten hosts on).
 
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::base::time::{bytes, human};
 use crate::cli::output::Printer;
-use crate::pipeline::deploy::{HostSummary, Summary};
+use crate::model::history::Rehearsed;
+use crate::pipeline::deploy::Summary;
 
 /// From this many hosts on, the closing summary groups hosts by outcome
 /// instead of a line each.
 const GROUP_FROM: usize = 10;
 
-/// The closing summary for many hosts: one line per group of hosts that
-/// went from the same release, then the spread of times and bytes.
-fn grouped(summary: &Summary) -> Vec<String> {
-    let mut groups: std::collections::BTreeMap<Option<&str>, Vec<&str>> = Default::default();
-    for h in &summary.per_host {
-        groups.entry(h.before.as_deref()).or_default().push(&h.host);
-    }
-    let mut lines = Vec::new();
-    for (before, hosts) in groups {
-        let from = before.map_or("their first release".to_string(), |b| format!("was {b}"));
-        let shown: Vec<&str> = hosts.iter().take(3).copied().collect();
-        let more = if hosts.len() > shown.len() {
-            format!(", and {} more", hosts.len() - shown.len())
-        } else {
-            String::new()
-        };
-        lines.push(format!(
-            "{} hosts: serving {} ({from}): {}{more}",
-            hosts.len(),
-            summary.release,
-            shown.join(", ")
-        ));
-    }
-    let mut times: Vec<f64> = summary.per_host.iter().filter_map(|h| h.prepared).collect();
-    times.sort_by(f64::total_cmp);
-    if let (Some(first), Some(last)) = (times.first(), times.last()) {
-        let human = |s: f64| crate::base::time::human(std::time::Duration::from_secs_f64(s));
-        lines.push(format!(
-            "prepared in {} to {} (median {})",
-            human(*first),
-            human(*last),
-            human(times[times.len() / 2])
-        ));
-    }
-    let sent: u64 = summary.uploaded.values().sum();
-    if sent > 0 {
-        lines.push(format!("{} sent in all", crate::base::time::bytes(sent)));
-    }
-    lines
+/// What a deploy, promote or rollback did.
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    pub action: &'a str,
+    pub env: &'a str,
+    pub commit: &'a str,
+    pub release: &'a str,
+    pub seconds: f64,
+    pub rehearsal: Option<Rehearsed>,
+    /// Every host already served the commit: nothing was done.
+    pub noop: bool,
+    pub tags: &'a [String],
+    pub hosts: Vec<HostReport<'a>>,
 }
 
+/// One host in a report.
+#[derive(Debug, Serialize)]
+pub struct HostReport<'a> {
+    pub host: &'a str,
+    pub serving: &'a str,
+    pub previous: Option<&'a str>,
+    pub prepared_seconds: Option<f64>,
+    pub uploaded_bytes: Option<u64>,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(summary: &'a Summary, action: &'a str, tags: &'a [String]) -> Report<'a> {
+        Report {
+            action,
+            env: &summary.env,
+            commit: &summary.commit,
+            release: &summary.release,
+            seconds: summary.seconds,
+            rehearsal: summary.rehearsal.record(),
+            noop: summary.noop,
+            tags,
+            hosts: summary
+                .per_host
+                .iter()
+                .map(|h| HostReport {
+                    host: &h.host,
+                    serving: &summary.release,
+                    previous: h.before.as_deref(),
+                    prepared_seconds: h.prepared,
+                    uploaded_bytes: summary.uploaded.get(&h.host).copied(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A line per host.
+    fn lines(&self) -> Vec<String> {
+        let line = |h: &HostReport| {
+            let mut line = format!("{}: serving {}", h.host, h.serving);
+            match h.previous {
+                Some(b) => line.push_str(&format!(" (was {b})")),
+                None => line.push_str(" (its first release)"),
+            }
+            if let Some(secs) = h.prepared_seconds {
+                line.push_str(&format!(
+                    ", prepared in {}",
+                    human(Duration::from_secs_f64(secs))
+                ));
+            }
+            if let Some(sent) = h.uploaded_bytes {
+                line.push_str(&format!(", {} sent", bytes(sent)));
+            }
+            line
+        };
+        self.hosts.iter().map(line).collect()
+    }
+
+    /// The lines for many hosts: one per group of hosts that went from the
+    /// same release, then the spread of times and bytes.
+    fn grouped(&self) -> Vec<String> {
+        let mut groups: std::collections::BTreeMap<Option<&str>, Vec<&str>> = Default::default();
+        for h in &self.hosts {
+            groups.entry(h.previous).or_default().push(h.host);
+        }
+        let mut lines = Vec::new();
+        for (before, hosts) in groups {
+            let from = before.map_or("their first release".to_string(), |b| format!("was {b}"));
+            let shown: Vec<&str> = hosts.iter().take(3).copied().collect();
+            let more = if hosts.len() > shown.len() {
+                format!(", and {} more", hosts.len() - shown.len())
+            } else {
+                String::new()
+            };
+            lines.push(format!(
+                "{} hosts: serving {} ({from}): {}{more}",
+                hosts.len(),
+                self.release,
+                shown.join(", ")
+            ));
+        }
+        let mut times: Vec<f64> = self
+            .hosts
+            .iter()
+            .filter_map(|h| h.prepared_seconds)
+            .collect();
+        times.sort_by(f64::total_cmp);
+        if let (Some(first), Some(last)) = (times.first(), times.last()) {
+            let human = |s: f64| human(Duration::from_secs_f64(s));
+            lines.push(format!(
+                "prepared in {} to {} (median {})",
+                human(*first),
+                human(*last),
+                human(times[times.len() / 2])
+            ));
+        }
+        let sent: u64 = self.hosts.iter().filter_map(|h| h.uploaded_bytes).sum();
+        if sent > 0 {
+            lines.push(format!("{} sent in all", bytes(sent)));
+        }
+        lines
+    }
+}
+
+/// The text report, headed by `verb` (`Deployed`, `Promoted`, `Rolled back`).
 pub fn report(summary: &Summary, verb: &str, printer: &Printer) {
     printer.finish_hosts();
     if summary.noop {
         return;
     }
+    let r = Report::new(summary, "", &[]);
     printer.headline(&format!(
         "{verb} {} to {}: release {} on {} host{} in {}",
-        &summary.commit[..summary.commit.len().min(8)],
-        summary.env,
-        summary.release,
-        summary.hosts,
-        if summary.hosts == 1 { "" } else { "s" },
-        crate::base::time::human(std::time::Duration::from_secs_f64(summary.seconds)),
+        &r.commit[..r.commit.len().min(8)],
+        r.env,
+        r.release,
+        r.hosts.len(),
+        if r.hosts.len() == 1 { "" } else { "s" },
+        human(Duration::from_secs_f64(r.seconds)),
     ));
-    if summary.per_host.len() > GROUP_FROM {
-        printer.summary("What is live now:", &grouped(summary));
-        return;
-    }
-    let lines: Vec<String> = summary
-        .per_host
-        .iter()
-        .map(
-            |HostSummary {
-                 host,
-                 before,
-                 prepared,
-             }| {
-                let mut line = format!("{host}: serving {}", summary.release);
-                match before {
-                    Some(b) => line.push_str(&format!(" (was {b})")),
-                    None => line.push_str(" (its first release)"),
-                }
-                if let Some(secs) = prepared {
-                    line.push_str(&format!(
-                        ", prepared in {}",
-                        crate::base::time::human(std::time::Duration::from_secs_f64(*secs))
-                    ));
-                }
-                if let Some(bytes) = summary.uploaded.get(host) {
-                    line.push_str(&format!(", {} sent", crate::base::time::bytes(*bytes)));
-                }
-                line
-            },
-        )
-        .collect();
+    let lines = if r.hosts.len() > GROUP_FROM {
+        r.grouped()
+    } else {
+        r.lines()
+    };
     printer.summary("What is live now:", &lines);
 }
 
 /// A deploy, promote or rollback as one JSON document (`--json`).
 pub fn report_json(summary: &Summary, action: &str, tags: &[String], printer: &Printer) {
-    if !printer.json_mode() {
-        return;
+    if printer.json_mode() {
+        printer.json(&Report::new(summary, action, tags));
     }
-    printer.json(&summary_json(summary, action, tags));
 }
 
 /// What `report_json` prints, for the release's document too.
 pub fn summary_json(summary: &Summary, action: &str, tags: &[String]) -> serde_json::Value {
-    serde_json::json!({
-        "action": action,
-        "env": summary.env,
-        "commit": summary.commit,
-        "release": summary.release,
-        "seconds": summary.seconds,
-        "rehearsal": summary.rehearsal.record(),
-        "noop": summary.noop,
-        "tags": tags,
-        "hosts": summary.per_host.iter().map(|HostSummary { host, before, prepared }| serde_json::json!({
-            "host": host,
-            "serving": summary.release,
-            "previous": before,
-            "prepared_seconds": prepared,
-            "uploaded_bytes": summary.uploaded.get(host),
-        })).collect::<Vec<_>>(),
-    })
+    serde_json::to_value(Report::new(summary, action, tags)).expect("a report serializes")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::deploy::HostSummary;
 
     #[test]
     fn many_hosts_are_summed_up_by_group() {
@@ -154,7 +198,7 @@ mod tests {
             per_host,
         };
         assert_eq!(
-            grouped(&summary),
+            Report::new(&summary, "deploy", &[]).grouped(),
             [
                 "3 hosts: serving r2 (their first release): web097, web098, web099",
                 "97 hosts: serving r2 (was r1): web000, web001, web002, and 94 more",

@@ -9,8 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use crate::base::shell::quote;
 use crate::cli::output::Printer;
 use crate::config::{render, Config, Environment, HostSpec, SecretSource, Service};
@@ -59,93 +57,11 @@ pub fn context(config: &Config, host: &HostSpec, layout: &Layout) -> BTreeMap<St
     c
 }
 
-/// How one item of one host came out.
-#[derive(Debug, Clone, Serialize)]
-struct Item {
-    what: String,
-    state: State,
-    /// Lines of a diff for `--dry-run` and `differs`.
-    detail: Vec<String>,
-}
+mod items;
+mod report;
 
-/// What setup did to an item, or (`--dry-run`) would do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-enum State {
-    #[serde(rename = "unchanged")]
-    Unchanged,
-    #[serde(rename = "created")]
-    Created,
-    #[serde(rename = "updated")]
-    Updated,
-    /// The host's copy differs and was kept (no `--force`).
-    #[serde(rename = "differs")]
-    Differs,
-    #[serde(rename = "would create")]
-    WouldCreate,
-    #[serde(rename = "would update")]
-    WouldUpdate,
-}
-
-impl State {
-    const ALL: [State; 6] = [
-        State::Unchanged,
-        State::Created,
-        State::Updated,
-        State::Differs,
-        State::WouldCreate,
-        State::WouldUpdate,
-    ];
-
-    fn word(self) -> &'static str {
-        match self {
-            State::Unchanged => "unchanged",
-            State::Created => "created",
-            State::Updated => "updated",
-            State::Differs => "differs",
-            State::WouldCreate => "would create",
-            State::WouldUpdate => "would update",
-        }
-    }
-
-    /// Reads the first line a host-side script printed.
-    fn parse(line: &str) -> Option<State> {
-        State::ALL.into_iter().find(|s| s.word() == line.trim())
-    }
-
-    fn changed(self) -> bool {
-        matches!(
-            self,
-            State::Created | State::Updated | State::WouldCreate | State::WouldUpdate
-        )
-    }
-
-    /// The mark in front of the item in the report.
-    fn mark(self) -> &'static str {
-        match self {
-            State::Unchanged => "=",
-            State::Created | State::WouldCreate => "+",
-            State::Differs => "!",
-            State::Updated | State::WouldUpdate => "~",
-        }
-    }
-}
-
-/// The state a host-side script printed on its first line, and the lines
-/// after it; or the first line, when it is not a state.
-fn answer(stdout: &str) -> Result<(State, Vec<String>), String> {
-    let mut lines = stdout.lines();
-    let first = lines.next().unwrap_or("");
-    match State::parse(first) {
-        Some(state) => Ok((state, lines.map(str::to_string).collect())),
-        None => Err(first.to_string()),
-    }
-}
-
-/// A host-side script answered something setup does not know.
-fn unexpected(site: &Site, step: &str, line: &str) -> HostProblem {
-    let detail = format!("unexpected answer from the host: `{line}`");
-    site.problem(step, None, None, &detail)
-}
+use items::{answer, unexpected, Item, State};
+use report::{Report, SetupReport};
 
 pub struct Options {
     pub force: bool,
@@ -194,14 +110,14 @@ pub async fn setup(
         });
     }
     if printer.json_mode() {
-        printer.json(&serde_json::json!({
-            "action": "setup",
-            "env": env.name,
-            "dry_run": options.dry_run,
-            "changed": report.changed,
-            "unchanged": report.unchanged,
-            "hosts": report.hosts,
-        }));
+        printer.json(&SetupReport {
+            action: "setup",
+            env: &env.name,
+            dry_run: options.dry_run,
+            changed: report.changed,
+            unchanged: report.unchanged,
+            hosts: &report.hosts,
+        });
     }
     Ok(())
 }
@@ -263,49 +179,6 @@ async fn every_host(
     site::close(sites).await;
     printer.finish_hosts();
     Ok(results)
-}
-
-/// The report of a setup: a line per item under each host, and counts.
-#[derive(Default)]
-struct Report {
-    text: String,
-    changed: usize,
-    unchanged: usize,
-    hosts: Vec<serde_json::Value>,
-}
-
-impl Report {
-    fn add(&mut self, host: &str, items: Vec<Item>) {
-        self.text.push_str(&format!("{host}\n"));
-        for item in &items {
-            if item.state.changed() {
-                self.changed += 1;
-            } else if item.state == State::Unchanged {
-                self.unchanged += 1;
-            }
-            let (mark, what, state) = (item.state.mark(), &item.what, item.state.word());
-            self.text.push_str(&format!("  {mark} {what}: {state}\n"));
-            for line in &item.detail {
-                self.text.push_str(&format!("      {line}\n"));
-            }
-        }
-        self.hosts
-            .push(serde_json::json!({ "host": host, "items": items }));
-    }
-
-    /// The report's text, with its closing count.
-    fn close(&self, dry_run: bool) -> String {
-        let mut text = self.text.clone();
-        let (changed, unchanged) = (self.changed, self.unchanged);
-        let s = if changed == 1 { "" } else { "s" };
-        text.push_str(&match (dry_run, changed) {
-            (true, 0) => format!("nothing to change ({unchanged} items unchanged)"),
-            (true, n) => format!("{n} item{s} would change; nothing was changed"),
-            (false, 0) => format!("everything was already set up: {unchanged} items unchanged"),
-            (false, n) => format!("{n} item{s} changed, {unchanged} unchanged"),
-        });
-        text
-    }
 }
 
 async fn host(

@@ -1,0 +1,68 @@
+//! The report of a setup: the text, and the same as `--json`.
+
+use serde::Serialize;
+
+use super::items::{Item, State};
+
+/// The report of a setup: a line per item under each host, and counts.
+#[derive(Default)]
+pub(super) struct Report {
+    pub text: String,
+    pub changed: usize,
+    pub unchanged: usize,
+    pub hosts: Vec<HostItems>,
+}
+
+/// One host's items, for `--json`.
+#[derive(Serialize)]
+pub(super) struct HostItems {
+    host: String,
+    items: Vec<Item>,
+}
+
+/// `setup --json`.
+#[derive(Serialize)]
+pub(super) struct SetupReport<'a> {
+    pub action: &'static str,
+    pub env: &'a str,
+    pub dry_run: bool,
+    pub changed: usize,
+    pub unchanged: usize,
+    pub hosts: &'a [HostItems],
+}
+
+impl Report {
+    pub(super) fn add(&mut self, host: &str, items: Vec<Item>) {
+        self.text.push_str(&format!("{host}\n"));
+        for item in &items {
+            if item.state.changed() {
+                self.changed += 1;
+            } else if item.state == State::Unchanged {
+                self.unchanged += 1;
+            }
+            let (mark, what, state) = (item.state.mark(), &item.what, item.state.word());
+            self.text.push_str(&format!("  {mark} {what}: {state}\n"));
+            for line in &item.detail {
+                self.text.push_str(&format!("      {line}\n"));
+            }
+        }
+        self.hosts.push(HostItems {
+            host: host.to_string(),
+            items,
+        });
+    }
+
+    /// The report's text, with its closing count.
+    pub(super) fn close(&self, dry_run: bool) -> String {
+        let mut text = self.text.clone();
+        let (changed, unchanged) = (self.changed, self.unchanged);
+        let s = if changed == 1 { "" } else { "s" };
+        text.push_str(&match (dry_run, changed) {
+            (true, 0) => format!("nothing to change ({unchanged} items unchanged)"),
+            (true, n) => format!("{n} item{s} would change; nothing was changed"),
+            (false, 0) => format!("everything was already set up: {unchanged} items unchanged"),
+            (false, n) => format!("{n} item{s} changed, {unchanged} unchanged"),
+        });
+        text
+    }
+}
