@@ -39,15 +39,22 @@ for tool in $tools; do
     done
 done
 
-# Gantry's config: the same steps as the recipe.
+# Gantry's config: the same steps as the recipe. `gantry-kex` is Gantry
+# with paramiko's key exchange (curve25519-sha256) instead of OpenSSH's
+# default, for reading where the time goes; it is not a claim.
 gantry_config() {
-    local list="" port site app
+    local tool=$1 list="" port site app
     while read -r port site app; do
         list="$list{ address = \"root@127.0.0.1:$port\", vars = { site = \"$site\", app_port = \"$app\" } },"
-    done < "$dir/hosts.gantry"
-    cat > "$dir/repo/gantry.toml" <<CONF
+    done < "$dir/hosts.$tool"
+    local ssh_config="$dir/ssh_config"
+    if [ "$tool" = gantry-kex ]; then
+        ssh_config="$dir/ssh_config.kex"
+        { cat "$dir/ssh_config"; echo "  KexAlgorithms curve25519-sha256"; } > "$ssh_config"
+    fi
+    cat > "$dir/repo/$tool.toml" <<CONF
 [ssh]
-config = "$dir/ssh_config"
+config = "$ssh_config"
 [deploy]
 path = "{site}"
 parallel = 1000
@@ -60,7 +67,7 @@ health = { url = "http://127.0.0.1:{app_port}/health", body = "{commit}", retrie
 [environments.bench]
 hosts = [$list]
 CONF
-    (cd "$dir/repo" && git add gantry.toml && git -c user.name=b -c user.email=b@b commit -qm config && git push -q origin main)
+    (cd "$dir/repo" && git add "$tool.toml" && git -c user.name=b -c user.email=b@b commit -qm config && git push -q origin main)
 }
 
 # One deploy of the repo's HEAD by TOOL to every host.
@@ -70,8 +77,8 @@ deploy() {
     rel="$(date -u +%Y%m%dT%H%M%S%N)-${commit:0:8}"
     archive="$dir/$tool.tar"
     case $tool in
-    gantry)
-        (cd "$dir/repo" && "$gantry" -q deploy bench) ;;
+    gantry|gantry-kex)
+        (cd "$dir/repo" && "$gantry" -q --config "$tool.toml" deploy bench) ;;
     local)
         git -C "$dir/repo" archive --format=tar HEAD > "$archive"
         local port site app jobs=()
@@ -138,7 +145,9 @@ check() {
     done < "$dir/hosts.$tool"
 }
 
-[[ " $tools " == *" gantry "* ]] && gantry_config
+for tool in $tools; do
+    case $tool in gantry|gantry-kex) gantry_config "$tool" ;; esac
+done
 declare -A result
 for tool in $tools; do
     times=()
