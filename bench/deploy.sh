@@ -10,19 +10,15 @@ set -euo pipefail
 n=${1:-10}
 runs=${2:-3}
 source "$(dirname "$0")/lib.sh"
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-gantry="$here/target/release/gantry"
+build_gantry
 start_hosts "$n"
 make_repo
-hosts=""
-for i in $(seq 1 "$n"); do
-    hosts="$hosts{ address = \"root@127.0.0.1:${ports[$i]}\", vars = { hostid = \"h$i\", app_port = \"$(free_port)\" } },"
-done
+hosts=$(hosts_toml "$n" hostid "")
 cat > "$dir/repo/gantry.toml" <<CONF
 [ssh]
 config = "$dir/ssh_config"
 [deploy]
-path = "$dir/sites/{hostid}"
+path = "$dir/sites{hostid}"
 parallel = 64
 keep_releases = 3
 shared = ["data/"]

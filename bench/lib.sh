@@ -80,4 +80,20 @@ new_commit() {
         && git push -q origin main)
 }
 
+# Builds Gantry (release) and sets $gantry.
+build_gantry() {
+    cargo build --release --quiet --manifest-path "$here/Cargo.toml"
+    gantry="$here/target/release/gantry"
+}
+
+# The TOML list of hosts 1..N, each with `VAR = "<folder under $dir/sites>/h<i>"`
+# (the folder) and a free `app_port`.
+hosts_toml() {
+    local n=$1 var=$2 folder=$3 list="" i
+    for i in $(seq 1 "$n"); do
+        list="$list{ address = \"root@127.0.0.1:${ports[$i]}\", vars = { $var = \"$folder/h$i\", app_port = \"$(free_port)\" } },"
+    done
+    echo "$list"
+}
+
 median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }

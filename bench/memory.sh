@@ -7,14 +7,10 @@
 set -euo pipefail
 n=${1:-100}
 source "$(dirname "$0")/lib.sh"
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-gantry="$here/target/release/gantry"
+build_gantry
 start_hosts "$n"
 make_repo
-list=""
-for i in $(seq 1 "$n"); do
-    list="$list{ address = \"root@127.0.0.1:${ports[$i]}\", vars = { site = \"$dir/sites/h$i\", app_port = \"$(free_port)\" } },"
-done
+list=$(hosts_toml "$n" site "$dir/sites")
 cat > "$dir/repo/gantry.toml" <<CONF
 [ssh]
 config = "$dir/ssh_config"

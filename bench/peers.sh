@@ -23,8 +23,7 @@ if [ ! -x "$venv/bin/fab" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q 'fabric>=3.2,<4' 'pyinfra>=3.1,<4' 'ansible-core>=2.19,<2.20'
 fi
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-gantry="$here/target/release/gantry"
+build_gantry
 
 start_hosts "$n"
 make_repo

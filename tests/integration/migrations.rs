@@ -25,7 +25,6 @@ pub fn start(engine: Engine) -> Test {
 /// preset and the engine's database.
 pub fn config(t: &mut Test, engine: Engine, migrate: Option<&str>) -> String {
     let python = django_python();
-    let (staging, live) = (t.app_port("staging", 0), t.app_port("live", 1));
     let database = match engine {
         Engine::Sqlite => "engine = \"sqlite\"\npath = \"{shared}/db.sqlite3\"".to_string(),
         Engine::Postgres => {
@@ -41,6 +40,7 @@ pub fn config(t: &mut Test, engine: Engine, migrate: Option<&str>) -> String {
     let migrate = migrate
         .map(|m| format!("migrate = \"{m}\"\n"))
         .unwrap_or_default();
+    let tail = restart_and_two_environments(t, &database);
     format!(
         r#"[app]
 name = "superlists"
@@ -55,7 +55,17 @@ python = "{python}"
 [deploy]
 path = "{dir}/sites/{{env}}/{{hostid}}"
 build = ["{{python}} -m compileall -q lists superlists"]
-{migrate}restart = "sh restart.sh"
+{migrate}{tail}"#,
+        dir = t.dir.display(),
+    )
+}
+
+/// The end of the Django app's config: restart, health check, `database`,
+/// and `staging` (host 0) required by `live` (host 1).
+pub fn restart_and_two_environments(t: &mut Test, database: &str) -> String {
+    let (staging, live) = (t.app_port("staging", 0), t.app_port("live", 1));
+    format!(
+        r#"restart = "sh restart.sh"
 env = {{ PYTHON = "{{python}}", APP_HOST = "{{host}}", APP_PORT = "{{app_port}}" }}
 health = {{ url = "http://{{host}}:{{app_port}}/health", body = "{{commit}}", timeout = "2s", retries = 80, interval = "250ms" }}
 
@@ -69,7 +79,6 @@ hosts = [{{ address = "{s_addr}", vars = {{ hostid = "h0", app_port = "{staging}
 requires = "staging"
 hosts = [{{ address = "{l_addr}", vars = {{ hostid = "h1", app_port = "{live}" }} }}]
 "#,
-        dir = t.dir.display(),
         s_addr = t.address(0),
         l_addr = t.address(1),
     )

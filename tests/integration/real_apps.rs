@@ -14,7 +14,7 @@ use crate::migrations::{self, add_item, assert_same, copy_over, Engine};
 /// `sites/<env>/builds-<hostid>`, so a test can count them.
 fn usual_config(t: &mut Test, shared: &str, database: &str) -> String {
     let python = django_python();
-    let (staging, live) = (t.app_port("staging", 0), t.app_port("live", 1));
+    let tail = migrations::restart_and_two_environments(t, database);
     format!(
         r#"[app]
 name = "superlists"
@@ -31,23 +31,8 @@ python = "{python}"
 path = "{dir}/sites/{{env}}/{{hostid}}"
 shared = [{shared}]
 build = ["echo built >> {{path}}/../builds-{{hostid}}", "{{python}} -m compileall -q lists superlists"]
-restart = "sh restart.sh"
-env = {{ PYTHON = "{{python}}", APP_HOST = "{{host}}", APP_PORT = "{{app_port}}" }}
-health = {{ url = "http://{{host}}:{{app_port}}/health", body = "{{commit}}", timeout = "2s", retries = 80, interval = "250ms" }}
-
-[database]
-{database}
-
-[environments.staging]
-hosts = [{{ address = "{s_addr}", vars = {{ hostid = "h0", app_port = "{staging}" }} }}]
-
-[environments.live]
-requires = "staging"
-hosts = [{{ address = "{l_addr}", vars = {{ hostid = "h1", app_port = "{live}" }} }}]
-"#,
+{tail}"#,
         dir = t.dir.display(),
-        s_addr = t.address(0),
-        l_addr = t.address(1),
     )
 }
 
