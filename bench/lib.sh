@@ -2,8 +2,17 @@
 # keys, OpenSSH's default settings), a repository of the example app with a
 # bare origin. Source it, then call `start_hosts N` and `make_repo`.
 # Sets: dir (a fresh temporary folder), ports[i], keys in $dir.
+#
+# BENCH_OPENSSH=PREFIX runs another OpenSSH build (PREFIX/sbin/sshd for the
+# hosts, PREFIX/bin first on PATH for every tool that uses `ssh`), to
+# measure with another version's defaults; unset, the system's.
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+sshd=/usr/sbin/sshd
+if [ -n "${BENCH_OPENSSH:-}" ]; then
+    sshd="$BENCH_OPENSSH/sbin/sshd"
+    export PATH="$BENCH_OPENSSH/bin:$PATH"
+fi
 dir=$(mktemp -d /tmp/gantry-bench.XXXXXX)
 pids=()
 ports=()
@@ -16,6 +25,30 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# CPU time spent by the controller's side (this script and what it starts)
+# and by the hosts' side (the sshd processes and everything they start),
+# through two cgroups: v1 `cpuacct` or v2, whichever the machine has. Call
+# `cpu_groups` before `start_hosts`; `cpu_ms ctl|hosts` prints the
+# milliseconds so far, or nothing where cgroups cannot be used.
+cpu_root=""
+cpu_groups() {
+    local root
+    for root in /sys/fs/cgroup/cpuacct /sys/fs/cgroup/unified /sys/fs/cgroup; do
+        if { [ -f "$root/cpuacct.usage" ] || [ -f "$root/cgroup.procs" ] && [ -f "$root/cgroup.controllers" ]; } \
+            && mkdir -p "$root/gantry-bench-ctl" "$root/gantry-bench-hosts" 2>/dev/null \
+            && echo $$ > "$root/gantry-bench-ctl/cgroup.procs" 2>/dev/null; then
+            cpu_root=$root
+            return
+        fi
+    done
+}
+cpu_ms() {
+    local g="$cpu_root/gantry-bench-$1"
+    [ -n "$cpu_root" ] || return 0
+    if [ -f "$g/cpuacct.usage" ]; then echo $(( $(cat "$g/cpuacct.usage") / 1000000 ))
+    else awk '/^usage_usec/ { print int($2 / 1000) }' "$g/cpu.stat"; fi
+}
 
 # Starts hosts 1..N; writes $dir/known_hosts and $dir/ssh_config (the key
 # and known_hosts only: every other setting is OpenSSH's default).
@@ -45,8 +78,9 @@ UseDNS no
 Subsystem sftp internal-sftp
 SetEnv HOME=$dir/home
 CONF
-        /usr/sbin/sshd -D -f "$d/sshd_config" -E "$d/sshd.log" &
+        "$sshd" -D -f "$d/sshd_config" -E "$d/sshd.log" &
         pids+=($!)
+        if [ -n "$cpu_root" ]; then echo $! > "$cpu_root/gantry-bench-hosts/cgroup.procs"; fi
         echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$d/host_key.pub")" >> "$dir/known_hosts"
     done
     for i in $(seq 1 "$n"); do

@@ -8,8 +8,10 @@
 #     installed from PyPI into a virtualenv
 #   - Gantry (`gantry -q deploy`, OpenSSH, the same steps as its config)
 # Every tool that uses OpenSSH uses its defaults (the ssh_config names only
-# the key and known_hosts). Each tool deploys RUNS new commits; the medians
-# and each median's ratio to the no-SSH floor are printed as a table.
+# the key and known_hosts). Each tool deploys RUNS new commits; the medians,
+# each median's ratio to the no-SSH floor, and the CPU time spent on the
+# controller's and the hosts' side are printed as a table. BENCH_OPENSSH
+# (see lib.sh, openssh.sh) measures with another OpenSSH build.
 # Run as root:
 #
 #   bench/peers.sh [N] [RUNS] [TOOLS]     TOOLS: "local ssh fabric pyinfra ansible gantry"
@@ -25,6 +27,7 @@ if [ ! -x "$venv/bin/fab" ]; then
 fi
 build_gantry
 
+cpu_groups
 start_hosts "$n"
 make_repo
 grep -v '^#' "$here/bench/recipe.sh" > "$dir/recipe.sh"
@@ -147,34 +150,43 @@ check() {
 for tool in $tools; do
     case $tool in gantry|gantry-kex) gantry_config "$tool" ;; esac
 done
-declare -A result
+declare -A result ctl_cpu hosts_cpu
 for tool in $tools; do
-    times=()
+    times=() ctl=() hosts=()
     # A first deploy that is not timed: every tool starts from a host that
     # has a release (Gantry's deltas, pyinfra's checksums apply).
     new_commit "warm $tool"
     deploy "$tool" > /dev/null
     for r in $(seq 1 "$runs"); do
         new_commit "$tool $r"
+        c0=$(cpu_ms ctl) h0=$(cpu_ms hosts)
         start=$(date +%s.%N)
         deploy "$tool" > /dev/null
         end=$(date +%s.%N)
+        c1=$(cpu_ms ctl) h1=$(cpu_ms hosts)
         check "$tool"
         times+=("$(python3 -c "print(f'{$end - $start:.2f}')")")
+        if [ -n "$cpu_root" ]; then ctl+=($((c1 - c0))); hosts+=($((h1 - h0))); fi
     done
     result[$tool]="$(median "${times[@]}") ${times[*]}"
-    echo "$tool: median $(median "${times[@]}")s (${times[*]})" >&2
+    ctl_cpu[$tool]=$([ -n "$cpu_root" ] && median "${ctl[@]}" || echo "")
+    hosts_cpu[$tool]=$([ -n "$cpu_root" ] && median "${hosts[@]}" || echo "")
+    echo "$tool: median $(median "${times[@]}")s (${times[*]}), CPU ms controller ${ctl[*]:-?}, hosts ${hosts[*]:-?}" >&2
     pkill -f "$dir/sites/$tool/" 2>/dev/null || true
 done
 
 floor=${result[local]:-}; floor=${floor%% *}
 echo
-echo "N=$n hosts, medians of $runs runs, $(date -u +%F), $(nproc) cores, $(ssh -V 2>&1 | cut -d, -f1)"
+echo "N=$n hosts, medians of $runs runs, $(date -u +%F), $(nproc) cores, $(ssh -V 2>&1 | cut -d, -f1) (default key exchange: $(ssh -F "$dir/ssh_config" -v -p "${ports[1]}" root@127.0.0.1 true 2>&1 | sed -n "s/.*kex: algorithm: //p"))"
 echo
-echo "| tool | median | × no-SSH floor | runs |"
-echo "|---|---|---|---|"
+echo "| tool | median | × no-SSH floor | CPU: controller | CPU: hosts | runs |"
+echo "|---|---|---|---|---|---|"
 for tool in $tools; do
     read -r med all <<< "${result[$tool]}"
     ratio=$([ -n "$floor" ] && python3 -c "print(f'{$med / $floor:.2f}')" || echo "")
-    echo "| $tool | ${med} s | ${ratio} | $all |"
+    echo "| $tool | ${med} s | ${ratio} | ${ctl_cpu[$tool]:+${ctl_cpu[$tool]} ms} | ${hosts_cpu[$tool]:+${hosts_cpu[$tool]} ms} | $all |"
 done
+echo
+echo "CPU: the median CPU time of a run, on the controller's side (the tool, its"
+echo "ssh clients, git) and on the hosts' side (sshd and all it starts); the"
+echo "hosts share this machine's $(nproc) cores with the controller."

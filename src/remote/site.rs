@@ -46,11 +46,33 @@ pub struct Site {
     /// The commit whose pristine source the host keeps (the base of a
     /// delta upload).
     pub source_commit: Option<String>,
+    /// This run's lock here was already given back by a phase's own script
+    /// (the finish phase's), so the frame's unlock skips the host.
+    released: AtomicBool,
 }
 
 impl Site {
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// `script` followed by this run's unlock, in one channel: the unlock
+    /// runs whatever `script` did, and the result says whether `script`
+    /// succeeded. Pass what it printed to `note_released`.
+    pub fn then_unlock(&self, script: &str, token: &str) -> String {
+        format!(
+            "( {script}\n)\nrc=$?\n{} && echo {}\nexit $rc",
+            release::unlock_script(&self.layout, token),
+            crate::base::shell::quote(RELEASED)
+        )
+    }
+
+    /// Marks the lock given back when what a `then_unlock` script printed
+    /// says so.
+    pub fn note_released(&self, printed: &str) {
+        if printed.lines().any(|l| l == RELEASED) {
+            self.released.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Runs one step. `shown` is what the error report calls the command.
@@ -261,6 +283,7 @@ pub async fn connect(
                 serving: None,
                 serving_commit: None,
                 source_commit: None,
+                released: Default::default(),
             }),
             Err(e) => problems.push(e.problem(&spec.name)),
         }
@@ -456,9 +479,16 @@ async fn take_locks(
     })
 }
 
-/// Releases this run's lock on every site.
+/// The line a `then_unlock` script prints once the lock is given back.
+const RELEASED: &str = "lock released";
+
+/// Releases this run's lock on every site that still holds it.
 pub async fn unlock(sites: &[Site], info: &LockInfo, printer: &Printer) {
-    each(sites, 32, |site| async move {
+    let holding: Vec<&Site> = sites
+        .iter()
+        .filter(|s| !s.released.load(Ordering::SeqCst))
+        .collect();
+    each(&holding, 32, |site| async move {
         let script = release::unlock_script(&site.layout, &info.token);
         if let Err(p) = site
             .step_always(printer, "unlock", None, &script, None)

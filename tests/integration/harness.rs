@@ -496,7 +496,7 @@ impl Sshd {
                 "Port {port}\nListenAddress {ip}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
                  AuthorizedKeysFile {t}/client_key.pub\nPermitRootLogin prohibit-password\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
-                 MaxSessions 100\nMaxStartups 200\nUseDNS no\nSetEnv HOME={d}/home{path}\n",
+                 MaxSessions 100\nMaxStartups 200\nUseDNS no\nLogLevel VERBOSE\nSetEnv HOME={d}/home{path}\n",
                 d = dir.display(),
                 t = test_dir.display(),
                 path = path.map(|p| format!(" PATH={}", p.display())).unwrap_or_default(),

@@ -498,6 +498,65 @@ fn masters_started(t: &Test, args: &[&str]) -> usize {
         .count()
 }
 
+/// How many sessions (one per command Gantry runs) host `i` has started.
+fn sessions_started(t: &Test, i: usize) -> usize {
+    std::fs::read_to_string(t.hosts[i].dir.join("sshd.log"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("Starting session: command"))
+        .count()
+}
+
+#[test]
+fn a_redeploy_runs_four_commands_per_host() {
+    // Lock (with what the host serves), prepare (upload, shared links,
+    // build, finish the release), activate (switch, restart), finish
+    // (history, pruning and the unlock): one channel each.
+    let mut t = Test::new().hosts(2).start();
+    let config = t.config(&[("staging", &[0, 1])]);
+    let config = config
+        .replace("migrate = \"python3 migrate.py\"\n", "")
+        .replace(
+            "APP_PORT = \"{app_port}\" }",
+            "APP_PORT = \"{app_port}\", DB_PATH = \"{shared}/data/app.sqlite3\" }",
+        )
+        .replace(
+            "[database]\nengine = \"sqlite\"\npath = \"{shared}/data/app.sqlite3\"\ncheck = \"python3 migrate.py --check\"\n",
+            "",
+        );
+    assert!(!config.contains("[database]"), "{config}");
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    t.commit("Second", &[("NEWS", "2\n")]);
+    let before = [sessions_started(&t, 0), sessions_started(&t, 1)];
+    t.gantry(&["deploy", "staging"]).success();
+    for (i, before) in before.into_iter().enumerate() {
+        assert_eq!(sessions_started(&t, i) - before, 4, "host {i}");
+    }
+    // The lock was given back by the finish phase.
+    assert!(!t.site("staging", 0).join(".gantry/lock").exists());
+}
+
+#[test]
+fn a_finish_that_cannot_record_still_gives_back_the_lock() {
+    let mut t = Test::new().hosts(1).start();
+    t.configure(&[("staging", &[0])]);
+    t.gantry(&["deploy", "staging"]).success();
+    // The history cannot be appended to: the finish script fails there.
+    let history = t.site("staging", 0).join(".gantry/history.jsonl");
+    std::fs::remove_file(&history).unwrap();
+    std::fs::create_dir(&history).unwrap();
+    t.commit("Second", &[("NEWS", "2\n")]);
+    t.gantry(&["deploy", "staging"])
+        .success()
+        .stderr_has("could not record the deploy or prune old releases");
+    assert!(!t.site("staging", 0).join(".gantry/lock").exists());
+    std::fs::remove_dir(&history).unwrap();
+    t.commit("Third", &[("NEWS", "3\n")]);
+    t.gantry(&["deploy", "staging"]).success();
+}
+
 #[test]
 fn a_release_opens_one_connection_per_host() {
     let mut t = Test::new().hosts(2).start();

@@ -12,8 +12,9 @@ use crate::remote::{prune, release};
 use super::{Rehearsal, Run};
 
 impl Run<'_> {
-    /// Records the deploy on every host and prunes old releases there, in
-    /// one script; a failure only warns.
+    /// Records the deploy on every host, prunes old releases there and
+    /// gives back the lock, in one script; a failure only warns (and the
+    /// frame then unlocks the host on its own).
     pub(super) async fn finish(&self, commit: &Commit, release: &str, rehearsal: Rehearsal) {
         each(self.sites, 32, |site| async move {
             let mut record = Record::new(Action::Deploy, &self.env.name, site.name(), Outcome::Ok);
@@ -22,23 +23,32 @@ impl Run<'_> {
             record.commit = Some(commit.sha.clone());
             record.release = Some(release.to_string());
             record.previous = site.serving.clone();
-            let script = format!(
-                "{}\n{}",
-                release::history_script(&site.layout, &record.to_line()),
-                prune::prune_script(
-                    &site.layout,
-                    self.config.deploy.keep_releases,
-                    site.serving.as_deref()
-                )
+            let script = site.then_unlock(
+                // Pruning runs even when the record could not be written;
+                // either failing fails the step.
+                &format!(
+                    "rc=0\n{} || rc=$?\n( {}\n) || rc=$?\nexit $rc",
+                    release::history_script(&site.layout, &record.to_line()),
+                    prune::prune_script(
+                        &site.layout,
+                        self.config.deploy.keep_releases,
+                        site.serving.as_deref()
+                    )
+                ),
+                &self.info.token,
             );
             let p = self.printer;
-            if let Err(e) = site
-                .step_always(p, "record, prune", None, &script, None)
+            match site
+                .step_always(p, "record, prune, unlock", None, &script, None)
                 .await
             {
-                p.warn(&format!(
-                    "could not record the deploy or prune old releases: {e}"
-                ));
+                Ok(out) => site.note_released(&out.stdout),
+                Err(e) => {
+                    site.note_released(&e.output);
+                    p.warn(&format!(
+                        "could not record the deploy or prune old releases: {e}"
+                    ));
+                }
             }
             self.printer
                 .host(site.name(), &format!("serving {release}"));

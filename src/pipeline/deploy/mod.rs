@@ -163,7 +163,7 @@ pub async fn deploy(
                 Prepared::default(),
             ));
         }
-        let run = Run::new(config, env, printer, sites, options);
+        let run = Run::new(config, env, printer, sites, options, &info);
         let run = Run {
             deltas: deltas(&repo, sites, commit),
             ..run
@@ -200,7 +200,7 @@ pub async fn rollback(
         redeploy: true,
     };
     let body = async |sites: &[Site]| {
-        let run = Run::new(config, env, printer, sites, &options);
+        let run = Run::new(config, env, printer, sites, &options, &info);
         let (release, commit) = run.rollback().await?;
         Ok::<_, Error>(Summary {
             env: env.name.clone(),
@@ -275,6 +275,8 @@ struct Run<'a> {
     env: &'a Environment,
     printer: &'a Printer,
     sites: &'a [Site],
+    /// This run's lock, given back by the finish phase's script.
+    info: &'a LockInfo,
     forced: bool,
     /// Rehearse pending migrations before running them.
     rehearse: bool,
@@ -294,12 +296,14 @@ impl<'a> Run<'a> {
         printer: &'a Printer,
         sites: &'a [Site],
         options: &Options,
+        info: &'a LockInfo,
     ) -> Run<'a> {
         Run {
             config,
             env,
             printer,
             sites,
+            info,
             forced: options.forced,
             rehearse: options.rehearse,
             deltas: BTreeMap::new(),

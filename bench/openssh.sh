@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds another OpenSSH (client and server) into PREFIX, from Debian's
+# source package of SUITE (default: trixie, OpenSSH 10.0, whose default key
+# exchange is mlkem768x25519-sha256), so the benchmarks can measure with a
+# newer OpenSSH's defaults: BENCH_OPENSSH=PREFIX bench/peers.sh …
+# Nothing is installed on the system: apt's lists and the sources stay in a
+# private folder, the build goes only into PREFIX. Run as root:
+#
+#   bench/openssh.sh [PREFIX] [SUITE]
+set -euo pipefail
+prefix=${1:-/opt/openssh-10}
+suite=${2:-trixie}
+work=$(mktemp -d /tmp/gantry-openssh.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/lists/partial"
+cat > "$work/src.sources" <<SRC
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: $suite
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+apt=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work" -o "Dir::State::Lists=$work/lists")
+apt-get -qq "${apt[@]}" update
+(cd "$work" && apt-get -qq "${apt[@]}" source --download-only openssh 2>/dev/null)
+tar -xzf "$work"/openssh_*.orig.tar.gz -C "$work"
+cd "$work"/openssh-*/
+./configure -q --prefix="$prefix" --sysconfdir="$prefix/etc" --with-privsep-path="$prefix/empty" --without-pam
+make -s -j"$(nproc)"
+make -s install-nokeys
+"$prefix/bin/ssh" -V
