@@ -24,7 +24,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A free loopback port below the kernel's ephemeral range (an outgoing
+# connection's local port could otherwise take an app's port before the app
+# binds it), never one this run handed out before.
+free_port() {
+    local p
+    while :; do
+        p=$(python3 -c 'import random, socket
+try: low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except OSError: low = 32768
+while True:
+    p = random.randrange(10000, low)
+    try: socket.socket().bind(("127.0.0.1", p)); print(p); break
+    except OSError: pass')
+        grep -qx "$p" "$dir/ports.used" 2>/dev/null || break
+    done
+    echo "$p" >> "$dir/ports.used"
+    echo "$p"
+}
 
 # CPU time spent by the controller's side (this script and what it starts)
 # and by the hosts' side (the sshd processes and everything they start),

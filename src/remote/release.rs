@@ -159,6 +159,20 @@ pub fn upload_delta_script(
             quote(&format!("{}/{path}", layout.release(release)))
         ));
     }
+    // git keeps no empty folders: a folder the deletions emptied goes too
+    // (deepest first; one that still holds something stays).
+    let mut folders: Vec<&str> = deleted
+        .iter()
+        .flat_map(|p| p.match_indices('/').map(move |(i, _)| &p[..i]))
+        .collect();
+    folders.sort_by_key(|f| std::cmp::Reverse((f.matches('/').count(), *f)));
+    folders.dedup();
+    for folder in folders {
+        script.push_str(&format!(
+            "rmdir {} 2>/dev/null || true\n",
+            quote(&format!("{}/{folder}", layout.release(release)))
+        ));
+    }
     if has_archive {
         script.push_str(&format!("tar -x -z -f - -C {dir}\n"));
     }
@@ -428,6 +442,30 @@ mod tests {
         assert!(sh(&upload_script(&layout, "r2"), &tar));
         assert!(!dir.join("releases/r2/stale").exists());
         assert!(dir.join("releases/r2/hostname").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_delta_removes_the_folders_its_deletions_emptied() {
+        let dir = std::env::temp_dir().join(format!("gantry-delta-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let layout = Layout::new(dir.to_str().unwrap());
+        let tree = dir.join(".gantry/source/tree");
+        for file in ["a/b/c.txt", "a/keep.txt", "x/y/z.txt", "top.txt"] {
+            std::fs::create_dir_all(tree.join(file).parent().unwrap()).unwrap();
+            std::fs::write(tree.join(file), file).unwrap();
+        }
+        std::fs::write(dir.join(".gantry/source/COMMIT"), "base\n").unwrap();
+        std::fs::create_dir_all(dir.join("releases")).unwrap();
+        let deleted = ["a/b/c.txt".to_string(), "x/y/z.txt".to_string()];
+        // No archive after the deletions: the script's status is theirs.
+        let script = upload_delta_script(&layout, "r1", "base", &deleted, false);
+        assert!(sh(&script, b""));
+        let release = dir.join("releases/r1");
+        assert!(!release.join("a/b").exists());
+        assert!(!release.join("x").exists());
+        assert!(release.join("a/keep.txt").exists());
+        assert!(release.join("top.txt").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

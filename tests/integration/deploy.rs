@@ -370,7 +370,10 @@ fn a_redeploy_sends_only_what_changed() {
     t.configure(&[("staging", &[0, 1])]);
     std::fs::write(t.repo.join("big.bin"), noise(8_000_000, 7)).unwrap();
     std::fs::write(t.repo.join("gone.txt"), "to be deleted\n").unwrap();
-    t.commit("Big and soon gone", &[]);
+    t.commit(
+        "Big and soon gone",
+        &[("old/notes/gone.md", "the only file of old/\n")],
+    );
     let sent = |t: &Test| -> Vec<u64> {
         let run = t.gantry(&["deploy", "staging", "--json"]);
         run.success();
@@ -392,6 +395,7 @@ fn a_redeploy_sends_only_what_changed() {
     let changed = noise(60_000, 11);
     std::fs::write(t.repo.join("NOTES.bin"), &changed).unwrap();
     std::fs::remove_file(t.repo.join("gone.txt")).unwrap();
+    std::fs::remove_dir_all(t.repo.join("old")).unwrap();
     let sha = t.commit("One file changes", &[]);
     let compressed = {
         let out = std::process::Command::new("gzip")
@@ -417,6 +421,10 @@ fn a_redeploy_sends_only_what_changed() {
             !current.join("gone.txt").exists(),
             "the deleted file is gone"
         );
+        assert!(
+            !current.join("old").exists(),
+            "a folder whose files were all deleted is gone"
+        );
         assert_eq!(
             t.get("staging", i, "/health").unwrap().1.trim(),
             format!("ok {sha}")
@@ -426,7 +434,7 @@ fn a_redeploy_sends_only_what_changed() {
     let listing = |dir: &std::path::Path| {
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg("find . -type f ! -name REVISION ! -path './data*' ! -path '*/__pycache__/*' -exec sha256sum {} + | sort")
+            .arg("find . -type f ! -name REVISION ! -path './data*' ! -path '*/__pycache__/*' -exec sha256sum {} + | sort; find . -type d ! -path './data*' ! -path '*/__pycache__*' | sort")
             .current_dir(dir)
             .output()
             .unwrap();
