@@ -150,29 +150,38 @@ check() {
 for tool in $tools; do
     case $tool in gantry|gantry-kex) gantry_config "$tool" ;; esac
 done
-declare -A result ctl_cpu hosts_cpu
+declare -A result ctl_cpu hosts_cpu failed
+# A tool whose deploy fails, or after which a host does not serve the new
+# commit, is reported as failed (with the hosts' sshd complaints) and the
+# other tools go on.
+fail() {
+    failed[$1]=$2
+    echo "$1: FAILED ($2)" >&2
+    grep -h -i -E 'penalt|refus|error|fatal' "$dir"/h*/sshd.log 2>/dev/null | tail -5 >&2 || true
+}
 for tool in $tools; do
     times=() ctl=() hosts=()
     # A first deploy that is not timed: every tool starts from a host that
     # has a release (Gantry's deltas, pyinfra's checksums apply).
     new_commit "warm $tool"
-    deploy "$tool" > /dev/null
+    if ! deploy "$tool" > /dev/null || ! check "$tool"; then fail "$tool" "warm-up deploy"; continue; fi
     for r in $(seq 1 "$runs"); do
         new_commit "$tool $r"
         c0=$(cpu_ms ctl) h0=$(cpu_ms hosts)
         start=$(date +%s.%N)
-        deploy "$tool" > /dev/null
+        deploy "$tool" > /dev/null || { fail "$tool" "run $r"; break; }
         end=$(date +%s.%N)
         c1=$(cpu_ms ctl) h1=$(cpu_ms hosts)
-        check "$tool"
+        check "$tool" || { fail "$tool" "run $r"; break; }
         times+=("$(python3 -c "print(f'{$end - $start:.2f}')")")
         if [ -n "$cpu_root" ]; then ctl+=($((c1 - c0))); hosts+=($((h1 - h0))); fi
     done
+    pkill -f "$dir/sites/$tool/" 2>/dev/null || true
+    [ -z "${failed[$tool]:-}" ] || continue
     result[$tool]="$(median "${times[@]}") ${times[*]}"
     ctl_cpu[$tool]=$([ -n "$cpu_root" ] && median "${ctl[@]}" || echo "")
     hosts_cpu[$tool]=$([ -n "$cpu_root" ] && median "${hosts[@]}" || echo "")
     echo "$tool: median $(median "${times[@]}")s (${times[*]}), CPU ms controller ${ctl[*]:-?}, hosts ${hosts[*]:-?}" >&2
-    pkill -f "$dir/sites/$tool/" 2>/dev/null || true
 done
 
 floor=${result[local]:-}; floor=${floor%% *}
@@ -182,6 +191,7 @@ echo
 echo "| tool | median | × no-SSH floor | CPU: controller | CPU: hosts | runs |"
 echo "|---|---|---|---|---|---|"
 for tool in $tools; do
+    if [ -n "${failed[$tool]:-}" ]; then echo "| $tool | failed (${failed[$tool]}) | | | | |"; continue; fi
     read -r med all <<< "${result[$tool]}"
     ratio=$([ -n "$floor" ] && python3 -c "print(f'{$med / $floor:.2f}')" || echo "")
     echo "| $tool | ${med} s | ${ratio} | ${ctl_cpu[$tool]:+${ctl_cpu[$tool]} ms} | ${hosts_cpu[$tool]:+${hosts_cpu[$tool]} ms} | $all |"
