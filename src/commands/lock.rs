@@ -6,8 +6,8 @@ use crate::config::Config;
 use crate::error::{Error, HostProblem};
 use crate::model::history::{Action, Outcome, Record};
 use crate::model::lock::LockInfo;
-use crate::remote::release;
 use crate::remote::site::{self, each};
+use crate::remote::{locking, release};
 
 pub async fn lock(
     config: &Config,
@@ -17,7 +17,7 @@ pub async fn lock(
 ) -> Result<(), Error> {
     let env = config.environment(env_name)?;
     let info = LockInfo::new(&format!("gantry lock {env_name}"), reason.clone(), true);
-    let sites = site::connect_locked(config, env, &info, printer).await?;
+    let sites = locking::connect_locked(config, env, &info, printer).await?;
     for s in &sites {
         let mut record = Record::new(Action::Lock, env_name, s.name(), Outcome::Ok);
         record.message = reason.clone();

@@ -22,7 +22,7 @@ use crate::config::{self, Config};
 use crate::data::backups;
 use crate::error::Error;
 use crate::pipeline::{plan, promote};
-use crate::remote::{pool, site};
+use crate::remote::{locking, pool, site};
 
 /// Runs one command and says how it ended.
 pub fn run(cli: Cli) -> ExitStatus {
@@ -46,7 +46,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         }
     };
     if let Some(wait) = cli.lock_wait {
-        site::set_lock_wait(wait);
+        locking::set_lock_wait(wait);
     }
     let result = runtime.block_on(async {
         watch_signals(printer.clone());

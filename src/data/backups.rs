@@ -14,8 +14,8 @@ use crate::data::steps::Steps;
 use crate::error::Error;
 use crate::model::history::{Action, Outcome, Record};
 use crate::model::lock::LockInfo;
-use crate::remote::release;
 use crate::remote::site::{self, Site};
+use crate::remote::{locking, release};
 
 /// Connects to the migrate host only.
 async fn migrate_host(
@@ -104,7 +104,7 @@ pub async fn restore(
     }
     let sites = migrate_host(config, env, printer).await?;
     let info = LockInfo::new(&format!("gantry restore {env_name} {backup}"), None, false);
-    let sites = site::lock(sites, &env.name, &info, printer).await?;
+    let sites = locking::lock(sites, &env.name, &info, printer).await?;
     let site = &sites[0];
     let serving = site.serving.clone().unwrap_or_default();
     let vars = release::run_vars(&site.spec, &site.layout, Some(&serving), None);
@@ -175,7 +175,7 @@ pub async fn restore(
             }
         }
     };
-    site::unlock(&sites, &info, printer).await;
+    locking::unlock(&sites, &info, printer).await;
     site::close(sites).await;
     printer.finish_hosts();
     result?;

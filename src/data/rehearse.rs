@@ -26,6 +26,7 @@ use crate::data::wiring::{self, Answer};
 use crate::error::{CopyNotUsed, Error, HostProblem, WrongDatabase};
 use crate::ledger::git::{Commit, Repo};
 use crate::model::lock::LockInfo;
+use crate::remote::locking;
 use crate::remote::release::{self, Layout};
 use crate::remote::site::{self, interrupted, Site};
 
@@ -78,7 +79,7 @@ pub async fn rehearse(
         None,
         false,
     );
-    let sites = site::connect_locked(config, &scope, &info, printer).await?;
+    let sites = locking::connect_locked(config, &scope, &info, printer).await?;
     let name = release::release_name(commit);
     let result = rehearse_on(
         config,
@@ -90,7 +91,7 @@ pub async fn rehearse(
         printer,
     )
     .await;
-    site::unlock(&sites, &info, printer).await;
+    locking::unlock(&sites, &info, printer).await;
     site::close(sites).await;
     printer.finish_hosts();
     let report = result?;

@@ -1,8 +1,8 @@
 //! Everything that happens on a host: the SSH connection (`host`), a site's
 //! folders and the scripts that build releases in them (`release`), running
-//! a step on every host of an environment with its lock (`site`), the
-//! host-side activation program (`activation`) and health checks
-//! (`health`). Imports `base`, `cli`, `config`, `model`, `error` and
+//! a step on every host of an environment (`site`), the deploy lock
+//! (`locking`), the host-side activation program (`activation`) and health
+//! checks (`health`). Imports `base`, `cli`, `config`, `model`, `error` and
 //! `ledger`; never `data`, `pipeline` or `commands`.
 
 pub mod activation;
@@ -10,6 +10,7 @@ pub mod batch;
 pub mod health;
 pub mod host;
 pub mod inspect;
+pub mod locking;
 pub mod pool;
 pub mod prune;
 pub mod release;

@@ -14,6 +14,7 @@ use crate::cli::output::Printer;
 use crate::config::{render, Config, Environment, HostSpec, SecretSource, Service};
 use crate::error::{Error, HostProblem};
 use crate::model::lock::LockInfo;
+use crate::remote::locking;
 use crate::remote::release::{self, Layout};
 use crate::remote::site::{self, each, Site};
 
@@ -164,7 +165,7 @@ async fn every_host(
     .await;
     let info = LockInfo::new(&format!("gantry setup {}", env.name), None, false);
     if !options.dry_run {
-        sites = site::lock(sites, &env.name, &info, printer).await?;
+        sites = locking::lock(sites, &env.name, &info, printer).await?;
     }
     let indexes: Vec<usize> = (0..sites.len()).collect();
     let (sites_ref, layouts_ref) = (&sites, &layouts);
@@ -174,7 +175,7 @@ async fn every_host(
     })
     .await;
     if !options.dry_run {
-        site::unlock(&sites, &info, printer).await;
+        locking::unlock(&sites, &info, printer).await;
     }
     site::close(sites).await;
     printer.finish_hosts();

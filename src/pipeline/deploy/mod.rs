@@ -11,7 +11,7 @@
 //! - `finish`: history and pruning; or, after a failure, `abandon`.
 //! - `rollback`: activation of the release before, on every host.
 //!
-//! Deploy and rollback run in one frame (`site::with_locked`): the lock is
+//! Deploy and rollback run in one frame (`locking::with_locked`): the lock is
 //! held from before prepare until after finish, and released on every path.
 
 mod activate;
@@ -31,8 +31,8 @@ use crate::error::{Error, HostProblem};
 use crate::ledger::git::{Commit, Delta, Repo};
 use crate::model::history::Rehearsed;
 use crate::model::lock::LockInfo;
-use crate::remote::release;
 use crate::remote::site::{self, Site};
+use crate::remote::{locking, release};
 
 use migrate::{Migrated, Migration, Stop};
 
@@ -171,7 +171,7 @@ pub async fn deploy(
         let (rehearsal, done) = run.deploy(commit, &release, &archive).await?;
         Ok(summary(release.clone(), rehearsal, false, done))
     };
-    let summary: Summary = site::with_locked_sites(sites, env, &info, printer, body).await??;
+    let summary: Summary = locking::with_locked_sites(sites, env, &info, printer, body).await??;
     if summary.noop {
         printer.headline(&format!(
             "`{}` already serves {} on every host; nothing to do (`--redeploy` deploys it again)",
@@ -214,7 +214,7 @@ pub async fn rollback(
             per_host: per_host(sites, &Prepared::default()),
         })
     };
-    site::with_locked(config, env, &info, printer, body).await?
+    locking::with_locked(config, env, &info, printer, body).await?
 }
 
 /// What the prepare phase did on every host.
