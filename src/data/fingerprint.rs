@@ -1,5 +1,6 @@
 //! A database's identity, read on the migrate host before and after
-//! anything that may change it: SQLite's file (inode, size, sha256) and
+//! anything that may change it: SQLite's file (inode, size, its contents'
+//! version) and
 //! PostgreSQL's cheap equivalent (per-table row counts), plus, for both,
 //! the schema and the applied migrations. Comparing two fingerprints says
 //! exactly what changed: a rehearsal that touched the real database, a
@@ -15,10 +16,13 @@ use crate::data::database::{Db, Kind};
 pub struct Fingerprint {
     /// There was no database (SQLite: no file).
     pub missing: bool,
-    /// SQLite: the file's inode, size and sha256 (with its `-wal`).
+    /// SQLite: the file's inode and size, and a version of its contents
+    /// and its `-wal`'s: a sha256 of each file up to 64 MiB; above that,
+    /// its size, modification time and header (SQLite's change counter,
+    /// the WAL's salts), so a big database is not read whole.
     pub inode: Option<u64>,
     pub size: Option<u64>,
-    pub sha256: Option<String>,
+    pub contents: Option<String>,
     /// A hash of the tables, columns, indexes and constraints.
     pub schema: String,
     /// How many migrations the app's migration table lists (Django's,
@@ -35,16 +39,21 @@ p = sys.argv[1]
 if not os.path.exists(p):
     print("missing")
     sys.exit(0)
+whole = int(sys.argv[2]) if len(sys.argv) > 2 else 64 << 20
 h = hashlib.sha256()
 for part in (p, p + "-wal"):
     if os.path.exists(part):
+        st = os.stat(part)
         with open(part, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+            if st.st_size <= whole:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            else:
+                h.update(b"%d %d " % (st.st_size, st.st_mtime_ns) + f.read(100))
 st = os.stat(p)
 print("inode", st.st_ino)
 print("size", st.st_size)
-print("sha256", h.hexdigest())
+print("contents", h.hexdigest())
 c = sqlite3.connect("file:" + urllib.parse.quote(os.path.abspath(p)) + "?mode=ro", uri=True)
 MIGRATION_TABLES = ["django_migrations", "schema_migrations", "alembic_version", "knex_migrations", "flyway_schema_history"]
 def digest(rows):
@@ -71,9 +80,14 @@ UNION ALL SELECT 'rows ' || table_name || ' ' || \
 /// The script that prints the fingerprint of the database at `location`
 /// (a file, or a URL) of `db`'s engine.
 pub fn script(db: &Db, location: &str) -> String {
+    script_reading_whole(db, location, 64 << 20)
+}
+
+/// `script`, reading a SQLite file whole only up to `whole` bytes.
+fn script_reading_whole(db: &Db, location: &str, whole: u64) -> String {
     match db.engine {
         Kind::Sqlite => format!(
-            "python3 -c {} {}",
+            "python3 -c {} {} {whole}",
             quote(SQLITE_FINGERPRINT),
             quote(location)
         ),
@@ -96,7 +110,7 @@ impl Fingerprint {
                 (Some("missing"), _, _) => f.missing = true,
                 (Some("inode"), Some(n), _) => f.inode = n.parse().ok(),
                 (Some("size"), Some(n), _) => f.size = n.parse().ok(),
-                (Some("sha256"), Some(h), _) => f.sha256 = Some(h.to_string()),
+                (Some("contents"), Some(h), _) => f.contents = Some(h.to_string()),
                 (Some("schema"), Some(h), _) => f.schema = h.to_string(),
                 (Some("migrations"), Some(n), Some(h)) => {
                     f.migrations = (n.parse().unwrap_or(0), h.to_string())
@@ -140,13 +154,13 @@ impl Fingerprint {
                 before.migrations.0, self.migrations.0
             ));
         }
-        if self.sha256 != before.sha256 {
+        if self.contents != before.contents {
             c.content.push(format!(
-                "the file's contents changed (size {} → {}, sha256 {} → {})",
+                "the file's contents changed (size {} → {}, version {} → {})",
                 show(before.size),
                 show(self.size),
-                short(&before.sha256),
-                short(&self.sha256)
+                short(&before.contents),
+                short(&self.contents)
             ));
         }
         let tables: std::collections::BTreeSet<&String> =
@@ -218,21 +232,44 @@ mod tests {
 
     #[test]
     fn a_sqlite_fingerprint_tells_rows_from_migrations() {
-        let dir = std::env::temp_dir().join(format!("gantry-fp-{}", std::process::id()));
+        tells_rows_from_migrations(64 << 20, "read whole");
+    }
+
+    #[test]
+    fn a_big_sqlite_fingerprint_tells_rows_from_migrations_without_reading_it_whole() {
+        // Every file counts as big: only its size, time and header are read.
+        tells_rows_from_migrations(0, "big");
+        // In WAL mode the writes go to the -wal file first.
+        tells_rows_from_migrations(0, "wal");
+    }
+
+    fn tells_rows_from_migrations(whole: u64, case: &str) {
+        let dir = std::env::temp_dir().join(format!("gantry-fp-{}-{case}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("db.sqlite3");
         let db = Db::sqlite(file.to_str().unwrap());
-        let read = || Fingerprint::parse(&sh(&script(&db, file.to_str().unwrap())));
+        let read = || {
+            Fingerprint::parse(&sh(&script_reading_whole(
+                &db,
+                file.to_str().unwrap(),
+                whole,
+            )))
+        };
+        if case == "wal" {
+            sqlite(&file, "PRAGMA journal_mode=WAL;");
+        }
 
         let missing = read();
-        assert!(missing.missing);
+        assert!(missing.missing || case == "wal");
         sqlite(&file, "CREATE TABLE django_migrations (id INTEGER PRIMARY KEY, app TEXT, name TEXT); CREATE TABLE item (id INTEGER PRIMARY KEY, text TEXT);");
         let created = read();
-        assert_eq!(
-            created.changes(&missing).structural,
-            ["the database was created"]
-        );
+        if case != "wal" {
+            assert_eq!(
+                created.changes(&missing).structural,
+                ["the database was created"]
+            );
+        }
         assert_eq!(read(), created, "reading changes nothing");
 
         sqlite(&file, "INSERT INTO item (text) VALUES ('milk');");
@@ -240,6 +277,11 @@ mod tests {
         let c = rows.changes(&created);
         assert!(c.structural.is_empty(), "{c:?}");
         assert_eq!(c.content.len(), 1, "{c:?}");
+        // A second write right after, of the same size, is still seen.
+        sqlite(&file, "UPDATE item SET text = 'eggs';");
+        let c = read().changes(&rows);
+        assert_eq!(c.content.len(), 1, "{case}: {c:?}");
+        let rows = read();
 
         sqlite(&file, "INSERT INTO django_migrations (app, name) VALUES ('lists', '0002'); CREATE UNIQUE INDEX u ON item (text);");
         let migrated = read();
