@@ -10,7 +10,8 @@
 # Every tool that uses OpenSSH uses its defaults (the ssh_config names only
 # the key and known_hosts). Each tool deploys RUNS new commits; the medians,
 # each median's ratio to the no-SSH floor, and the CPU time spent on the
-# controller's and the hosts' side are printed as a table. BENCH_OPENSSH
+# controller's and the hosts' side are printed as a table; then Gantry's
+# no-op (a deploy of the commit every host serves), RUNS times. BENCH_OPENSSH
 # (see lib.sh, openssh.sh) measures with another OpenSSH build.
 # Run as root:
 #
@@ -150,7 +151,7 @@ check() {
 for tool in $tools; do
     case $tool in gantry|gantry-kex) gantry_config "$tool" ;; esac
 done
-declare -A result ctl_cpu hosts_cpu failed
+declare -A result ctl_cpu hosts_cpu failed noops
 # A tool whose deploy fails, or after which a host does not serve the new
 # commit, is reported as failed (with the hosts' sshd complaints) and the
 # other tools go on.
@@ -176,6 +177,17 @@ for tool in $tools; do
         times+=("$(python3 -c "print(f'{$end - $start:.2f}')")")
         if [ -n "$cpu_root" ]; then ctl+=($((c1 - c0))); hosts+=($((h1 - h0))); fi
     done
+    # Gantry again, with nothing new: every host serves the commit already.
+    if [ -z "${failed[$tool]:-}" ] && [[ $tool == gantry* ]]; then
+        noop=()
+        for r in $(seq 1 "$runs"); do
+            start=$(date +%s.%N)
+            deploy "$tool" > /dev/null || { fail "$tool" "no-op $r"; break; }
+            end=$(date +%s.%N)
+            noop+=("$(python3 -c "print(f'{$end - $start:.2f}')")")
+        done
+        noops[$tool]="$(median "${noop[@]}") (${noop[*]})"
+    fi
     pkill -f "$dir/sites/$tool/" 2>/dev/null || true
     [ -z "${failed[$tool]:-}" ] || continue
     result[$tool]="$(median "${times[@]}") ${times[*]}"
@@ -195,6 +207,10 @@ for tool in $tools; do
     read -r med all <<< "${result[$tool]}"
     ratio=$([ -n "$floor" ] && python3 -c "print(f'{$med / $floor:.2f}')" || echo "")
     echo "| $tool | ${med} s | ${ratio} | ${ctl_cpu[$tool]:+${ctl_cpu[$tool]} ms} | ${hosts_cpu[$tool]:+${hosts_cpu[$tool]} ms} | $all |"
+done
+for tool in "${!noops[@]}"; do
+    echo
+    echo "$tool, deploying the commit every host already serves (a no-op): median ${noops[$tool]} s"
 done
 echo
 echo "CPU: the median CPU time of a run, on the controller's side (the tool, its"
