@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::error::{Error, HostProblem};
 use crate::model::history::{Action, Outcome, Record};
 use crate::model::lock::LockInfo;
-use crate::remote::site::{self, each};
+use crate::remote::site::{self, each_host};
 use crate::remote::{locking, release};
 
 pub async fn lock(
@@ -34,7 +34,7 @@ pub async fn lock(
 pub async fn unlock(config: &Config, env_name: &str, printer: &Printer) -> Result<(), Error> {
     let env = config.environment(env_name)?;
     let sites = site::connect(config, env, printer).await?;
-    let results = each(&sites, 32, |s| async move {
+    let results = each_host(&sites, |s| async move {
         let out = s
             .step(
                 printer,

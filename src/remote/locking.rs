@@ -11,7 +11,7 @@ use crate::error::{Error, HeldLock, HostProblem};
 use crate::model::lock::LockInfo;
 use crate::remote::host::Output;
 use crate::remote::release;
-use crate::remote::site::{close, connect, each, interrupted, Site};
+use crate::remote::site::{close, connect, each_host, interrupted, Site};
 
 /// `--lock-wait`: how long to wait for a lock another deploy holds.
 static LOCK_WAIT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
@@ -148,7 +148,7 @@ async fn take_locks(
     } else {
         Vec::new()
     };
-    let others = each(&rest, 32, |&i| take(&sites[i], &json, printer)).await;
+    let others = each_host(&rest, |&i| take(&sites[i], &json, printer)).await;
     let results: Vec<(usize, Result<Output, HostProblem>)> = std::iter::once((first, first_result))
         .chain(rest.iter().copied().zip(others))
         .collect();
@@ -221,7 +221,7 @@ pub async fn unlock(sites: &[Site], info: &LockInfo, printer: &Printer) {
         .iter()
         .filter(|s| !s.released.load(Ordering::SeqCst))
         .collect();
-    each(&holding, 32, |site| async move {
+    each_host(&holding, |site| async move {
         let script = release::unlock_script(&site.layout, &info.token);
         if let Err(p) = site
             .step_always(printer, "unlock", None, &script, None)

@@ -208,6 +208,17 @@ impl Site {
     }
 }
 
+/// Runs `f` on every host at once, each on its own connection: for the
+/// short bookkeeping commands (lock, record, unlock, listing, putting a
+/// host back), which need no limit beyond one channel per host.
+pub async fn each_host<'a, T, F, Fut, R>(items: &'a [T], f: F) -> Vec<R>
+where
+    F: Fn(&'a T) -> Fut,
+    Fut: Future<Output = R>,
+{
+    each(items, items.len(), f).await
+}
+
 /// Runs `f` on every item, at most `limit` at once, and returns every
 /// outcome in the items' order.
 pub async fn each<'a, T, F, Fut, R>(items: &'a [T], limit: usize, f: F) -> Vec<R>

@@ -16,7 +16,7 @@ use crate::error::{Error, HostProblem};
 use crate::model::lock::LockInfo;
 use crate::remote::locking;
 use crate::remote::release::{self, Layout};
-use crate::remote::site::{self, each, Site};
+use crate::remote::site::{self, each, each_host, Site};
 
 /// The marker a generated secret's line carries up to the host, where the
 /// existing value is kept or a new one made.
@@ -153,7 +153,7 @@ async fn every_host(
 ) -> Result<Vec<Result<Vec<Item>, HostProblem>>, Error> {
     let mut sites = site::connect(config, env, printer).await?;
     // The layout is looked at before the lock, which creates it.
-    let layouts = each(&sites, 32, |s| async move {
+    let layouts = each_host(&sites, |s| async move {
         let script = format!(
             "p={}\nif [ -d \"$p/releases\" ] && [ -d \"$p/shared\" ] && [ -d \"$p/.gantry\" ]; then echo present; else echo missing; fi",
             quote(&s.layout.path)

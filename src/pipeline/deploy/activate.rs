@@ -7,7 +7,7 @@ use crate::error::HostProblem;
 use crate::remote::activation::{self, Activation, HostState, Verdict};
 use crate::remote::health;
 use crate::remote::release::{self, Planned};
-use crate::remote::site::{each, Site};
+use crate::remote::site::{each, each_host, Site};
 
 use super::{Run, Switched};
 
@@ -220,7 +220,7 @@ impl Run<'_> {
         switched: &[Switched],
         release: &str,
     ) -> Vec<HostProblem> {
-        let results = each(switched, 32, |s| async move {
+        let results = each_host(switched, |s| async move {
             let site = &self.sites[s.index];
             let p = self.printer;
             let Some(previous) = &s.previous else {

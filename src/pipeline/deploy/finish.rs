@@ -6,7 +6,7 @@
 use crate::error::{Error, Failure, HostProblem};
 use crate::ledger::git::Commit;
 use crate::model::history::{Action, Outcome, Record};
-use crate::remote::site::{self, each};
+use crate::remote::site::{self, each_host};
 use crate::remote::{prune, release};
 
 use super::{Rehearsal, Run};
@@ -16,7 +16,7 @@ impl Run<'_> {
     /// gives back the lock, in one script; a failure only warns (and the
     /// frame then unlocks the host on its own).
     pub(super) async fn finish(&self, commit: &Commit, release: &str, rehearsal: Rehearsal) {
-        each(self.sites, 32, |site| async move {
+        each_host(self.sites, |site| async move {
             let mut record = Record::new(Action::Deploy, &self.env.name, site.name(), Outcome::Ok);
             record.forced = self.forced;
             record.rehearsal = rehearsal.record();
@@ -68,7 +68,7 @@ impl Run<'_> {
         let problems_ref = &problems;
         let created = self.created.lock().expect("created lock").clone();
         let created = &created;
-        let discarded = each(self.sites, 32, |site| async move {
+        let discarded = each_host(self.sites, |site| async move {
             let problems = problems_ref;
             let result = if created.contains(site.name()) {
                 site.step_always(

@@ -5,7 +5,7 @@
 use crate::error::{Error, Failure};
 use crate::model::history::{Action, Outcome, Record};
 use crate::remote::prune;
-use crate::remote::site::{self, each};
+use crate::remote::site::{self, each, each_host};
 
 use super::{Run, Switched};
 
@@ -14,7 +14,7 @@ impl Run<'_> {
     /// failure every host goes back. Returns the release and its commit.
     pub(super) async fn rollback(&self) -> Result<(String, String), Error> {
         // Find the release before the current one on every host.
-        let listed = each(self.sites, 32, |site| async move {
+        let listed = each_host(self.sites, |site| async move {
             let out = site
                 .step(
                     self.printer,
