@@ -52,7 +52,7 @@ cpu_root=""
 cpu_groups() {
     local root
     for root in /sys/fs/cgroup/cpuacct /sys/fs/cgroup/unified /sys/fs/cgroup; do
-        if { [ -f "$root/cpuacct.usage" ] || [ -f "$root/cgroup.procs" ] && [ -f "$root/cgroup.controllers" ]; } \
+        if { [ -f "$root/cpuacct.usage" ] || { [ -f "$root/cgroup.procs" ] && [ -f "$root/cgroup.controllers" ]; }; } \
             && mkdir -p "$root/gantry-bench-ctl" "$root/gantry-bench-hosts" 2>/dev/null \
             && echo $$ > "$root/gantry-bench-ctl/cgroup.procs" 2>/dev/null; then
             cpu_root=$root

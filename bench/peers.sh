@@ -186,7 +186,7 @@ for tool in $tools; do
             end=$(date +%s.%N)
             noop+=("$(python3 -c "print(f'{$end - $start:.2f}')")")
         done
-        noops[$tool]="$(median "${noop[@]}") (${noop[*]})"
+        [ -n "${failed[$tool]:-}" ] || noops[$tool]="$(median "${noop[@]}") s (${noop[*]})"
     fi
     pkill -f "$dir/sites/$tool/" 2>/dev/null || true
     [ -z "${failed[$tool]:-}" ] || continue
@@ -210,7 +210,7 @@ for tool in $tools; do
 done
 for tool in "${!noops[@]}"; do
     echo
-    echo "$tool, deploying the commit every host already serves (a no-op): median ${noops[$tool]} s"
+    echo "$tool, deploying the commit every host already serves (a no-op): median ${noops[$tool]}"
 done
 echo
 echo "CPU: the median CPU time of a run, on the controller's side (the tool, its"
