@@ -60,6 +60,24 @@ impl std::fmt::Display for HostError {
 pub use crate::error::KeyProblem;
 
 impl HostError {
+    /// The server closed the connection before the key exchange, as sshd
+    /// does with connections over its `MaxStartups`: worth making again.
+    pub fn dropped(&self) -> bool {
+        match self {
+            HostError::Connect {
+                message,
+                host_key: None,
+            } => [
+                "kex_exchange_identification",
+                "Connection reset by peer",
+                "Connection closed by remote host",
+            ]
+            .iter()
+            .any(|m| message.contains(m)),
+            _ => false,
+        }
+    }
+
     /// What a failed connection to `host` makes of the host's report.
     pub fn problem(&self, host: &str) -> HostProblem {
         let last_line = |text: &str| text.trim().lines().last().unwrap_or("").trim().to_string();
@@ -379,6 +397,34 @@ rm -rf "$2""#;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_connection_dropped_before_the_key_exchange_is_made_again() {
+        let connect = |message: &str, host_key| HostError::Connect {
+            message: message.into(),
+            host_key,
+        };
+        for dropped in [
+            "kex_exchange_identification: Connection closed by remote host",
+            "kex_exchange_identification: read: Connection reset by peer",
+        ] {
+            assert!(connect(dropped, None).dropped(), "{dropped}");
+        }
+        for kept in [
+            "root@10.0.0.1: Permission denied (publickey).",
+            "ssh: connect to host 10.0.0.1 port 22: Connection refused",
+            "ssh: Could not resolve hostname nowhere: Name or service not known",
+            "ssh: connect to host 10.0.0.1 port 22: Connection timed out",
+        ] {
+            assert!(!connect(kept, None).dropped(), "{kept}");
+        }
+        let changed = connect(
+            "kex_exchange_identification: Connection closed by remote host",
+            Some(KeyProblem::Changed),
+        );
+        assert!(!changed.dropped());
+        assert!(!HostError::Lost("Connection reset by peer".into()).dropped());
+    }
 
     #[test]
     fn a_control_folder_that_is_not_private_is_refused() {

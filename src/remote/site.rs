@@ -13,7 +13,7 @@ use crate::cli::output::Printer;
 use crate::config::{Config, Environment, HostSpec};
 use crate::error::{Error, HostProblem};
 use crate::model::history::Record;
-use crate::remote::host::{Connection, Output};
+use crate::remote::host::{Connection, HostError, Output};
 use crate::remote::pool;
 use crate::remote::release::{self, Layout, Planned};
 
@@ -245,18 +245,45 @@ pub async fn connect(
     env: &Environment,
     printer: &Printer,
 ) -> Result<Vec<Site>, Error> {
-    let results = each(
+    async fn open(
+        spec: &HostSpec,
+        config: &Config,
+        printer: &Printer,
+        step: &str,
+    ) -> Result<Connection, HostError> {
+        printer.host(&spec.name, step);
+        Connection::open(spec, &config.ssh).await
+    }
+    let mut results = each(
         &env.hosts,
         env.parallel.max(env.hosts.len().min(32)),
         |spec| async move {
             if let Some(conn) = pool::take(&spec.name).await {
                 return (spec, Ok(conn));
             }
-            printer.host(&spec.name, "connect");
-            (spec, Connection::open(spec, &config.ssh).await)
+            (spec, open(spec, config, printer, "connect").await)
         },
     )
     .await;
+    // A server that had too many connections at once (sshd's `MaxStartups`:
+    // hosts behind one jump host all connect to it) drops the newest before
+    // they authenticate. Those are made again, fewer at once, then one by
+    // one, so a busy jump host slows a run down instead of failing it.
+    for limit in [4, 1] {
+        let dropped: Vec<usize> = (0..results.len())
+            .filter(|&i| matches!(&results[i].1, Err(e) if e.dropped()))
+            .collect();
+        if dropped.is_empty() {
+            break;
+        }
+        let again = each(&dropped, limit, |&i| {
+            open(results[i].0, config, printer, "connect again")
+        })
+        .await;
+        for (i, result) in dropped.into_iter().zip(again) {
+            results[i].1 = result;
+        }
+    }
     let mut sites = Vec::new();
     let mut problems = Vec::new();
     for (spec, result) in results {

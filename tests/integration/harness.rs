@@ -534,6 +534,24 @@ impl Sshd {
         panic!("sshd did not start; see {}", dir.join("sshd.log").display());
     }
 
+    /// Adds `lines` to this sshd's config and restarts it (SIGHUP), until
+    /// it listens again.
+    pub fn reconfigure(&self, lines: &str) {
+        let config = self.dir.join("sshd_config");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(lines);
+        std::fs::write(&config, text).unwrap();
+        let listening = || {
+            std::fs::read_to_string(self.dir.join("sshd.log"))
+                .unwrap_or_default()
+                .matches("Server listening")
+                .count()
+        };
+        let before = listening();
+        run(Command::new("kill").args(["-HUP", &self.child.id().to_string()]));
+        wait_until(10, "sshd listening again", || listening() > before);
+    }
+
     pub fn known_hosts_line(&self) -> String {
         let key = std::fs::read_to_string(self.dir.join("host_key.pub")).unwrap();
         let mut parts = key.split_whitespace();

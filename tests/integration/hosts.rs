@@ -268,3 +268,41 @@ fn user_comes_from_the_ssh_config_not_the_local_user() {
     assert!(t.dir.join("sites/staging/root/current").exists());
     assert!(!t.dir.join("sites/staging/someone-else").exists());
 }
+
+#[test]
+fn connections_a_busy_jump_host_drops_are_made_again() {
+    let mut t = Test::new().hosts(1).start();
+    // Like a bastion under sshd's `MaxStartups`: beyond 2 connections that
+    // have not authenticated yet, this sshd drops every new one.
+    let sshd = &t.hosts[0];
+    sshd.reconfigure("MaxStartups 2:100:2\n");
+    // Eight hosts that all reach this one sshd, as hosts behind one jump
+    // host each open a connection to it.
+    let (ip, port) = (sshd.ip.clone(), sshd.port);
+    let mut ssh_config = std::fs::read_to_string(t.dir.join("ssh_config")).unwrap();
+    let aliases: Vec<String> = (0..8).map(|i| format!("behind{i}")).collect();
+    ssh_config = format!(
+        "Host {}\n  HostName {ip}\n  Port {port}\n  User root\n{ssh_config}",
+        aliases.join(" ")
+    );
+    std::fs::write(t.dir.join("ssh_config"), ssh_config).unwrap();
+    let config = t.config(&[("staging", &[0])]);
+    let head = config.split("\n[environments.staging]").next().unwrap();
+    let hosts: Vec<String> = aliases
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            format!("{{ address = \"{a}\", vars = {{ hostid = \"h{i}\", app_port = \"1\" }} }}")
+        })
+        .collect();
+    t.write_config(&format!(
+        "{head}\n[environments.staging]\nhosts = [{}]\n",
+        hosts.join(", ")
+    ));
+    t.commit("Eight hosts behind one sshd", &[]);
+    let run = t.gantry(&["status", "staging"]);
+    run.success();
+    for a in &aliases {
+        run.stdout_has(a);
+    }
+}
