@@ -273,7 +273,7 @@ pub async fn connect(
         let dropped: Vec<usize> = (0..results.len())
             .filter(|&i| matches!(&results[i].1, Err(e) if e.dropped()))
             .collect();
-        if dropped.is_empty() {
+        if dropped.is_empty() || interrupted() {
             break;
         }
         let again = each(&dropped, limit, |&i| {
