@@ -34,7 +34,7 @@ check = "python3 migrate.py --check"
 [environments.bench]
 hosts = [$hosts]
 CONF
-(cd "$dir/repo" && git add gantry.toml && git -c user.name=b -c user.email=b@b commit -qm config && git push -q origin main)
+commit_config gantry.toml
 times=()
 for r in $(seq 1 "$runs"); do
     new_commit "run $r"

@@ -125,6 +125,11 @@ make_repo() {
         && git remote add origin "$dir/origin.git" && git push -q origin main)
 }
 
+# Commits the config file FILE (in $dir/repo) and pushes it to origin.
+commit_config() {
+    (cd "$dir/repo" && git add "$1" && git -c user.name=b -c user.email=b@b commit -qm config && git push -q origin main)
+}
+
 # A new commit on origin, so every deploy has something new to send.
 new_commit() {
     (cd "$dir/repo" && git -c user.name=b -c user.email=b@b commit -q --allow-empty -m "$1" \

@@ -25,7 +25,7 @@ health = { url = "http://127.0.0.1:{app_port}/health", body = "{commit}", retrie
 [environments.bench]
 hosts = [$list]
 CONF
-(cd "$dir/repo" && git add gantry.toml && git -c user.name=b -c user.email=b@b commit -qm config && git push -q origin main)
+commit_config gantry.toml
 for run in first second; do
     new_commit "$run"
     (cd "$dir/repo" && /usr/bin/time -f "%M %e" -o "$dir/time" "$gantry" deploy bench > "$dir/out" 2>&1) \

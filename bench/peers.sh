@@ -70,7 +70,7 @@ health = { url = "http://127.0.0.1:{app_port}/health", body = "{commit}", retrie
 [environments.bench]
 hosts = [$list]
 CONF
-    (cd "$dir/repo" && git add "$tool.toml" && git -c user.name=b -c user.email=b@b commit -qm config && git push -q origin main)
+    commit_config "$tool.toml"
 }
 
 # One deploy of the repo's HEAD by TOOL to every host.
