@@ -69,13 +69,18 @@ impl<'a> Steps<'a> {
         let mut script = release::upload_script(layout, release);
         if self.keep_source {
             script.push('\n');
-            script.push_str(&release::keep_source_script(layout, release, self.commit));
+            script.push_str(&crate::remote::source::keep_source_script(
+                layout,
+                release,
+                self.commit,
+            ));
         }
         let mut steps = vec![Planned {
             name: "upload".into(),
             shown: None,
             script,
             upload: true,
+            inline: true,
         }];
         if !config.deploy.shared.is_empty() {
             steps.push(Planned {
@@ -83,6 +88,7 @@ impl<'a> Steps<'a> {
                 shown: None,
                 script: release::link_shared_script(layout, release, &config.deploy.shared),
                 upload: false,
+                inline: true,
             });
         }
         let total = config.deploy.build.len();
@@ -99,6 +105,7 @@ impl<'a> Steps<'a> {
             shown: None,
             script: release::finish_script(layout, release, self.commit),
             upload: false,
+            inline: true,
         });
         steps
     }
@@ -201,6 +208,7 @@ impl<'a> Steps<'a> {
                 shown: None,
                 script: db.backup_script(&path),
                 upload: false,
+                inline: false,
             };
             (step, path)
         });
@@ -209,6 +217,7 @@ impl<'a> Steps<'a> {
             shown: None,
             script: crate::data::fingerprint::script(db, &db.location),
             upload: false,
+            inline: false,
         });
         let ask = db
             .as_ref()
@@ -233,6 +242,7 @@ impl<'a> Steps<'a> {
                     crate::data::database::hide_password(&copy)
                 ),
                 upload: false,
+                inline: false,
             }
         });
         MigratePlan {
@@ -261,6 +271,7 @@ impl<'a> Steps<'a> {
             script: release::command_script(self.config, &vars, &dir, &command, &self.db_env),
             shown: Some(command),
             upload: false,
+            inline: false,
         }
     }
 }
@@ -307,6 +318,7 @@ pub fn ask_database(
             python.render(vars)
         )),
         upload: false,
+        inline: false,
     })
 }
 

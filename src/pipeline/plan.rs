@@ -26,6 +26,7 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
             shown: None,
             script: release::lock_script(&layout, &info_json),
             upload: false,
+            inline: false,
         }];
         let planned =
             crate::data::steps::Steps::new(config, env, spec, &layout, &release, &commit.sha);
@@ -40,6 +41,7 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
             shown: None,
             script: release::switch_script(&layout, &release),
             upload: false,
+            inline: false,
         });
         if let Some(r) = &config.deploy.restart {
             steps.push(planned.command("restart", r, true));

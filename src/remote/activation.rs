@@ -1,5 +1,5 @@
 //! One host's activation as one script that runs detached on the host
-//! (`setsid nohup`): switch `current`, restart, run the host-side health
+//! (`setsid`, SIGHUP ignored): switch `current`, restart, run the host-side health
 //! check, and on a failure put the host back by itself (switch back,
 //! restart the old release). It finishes whatever happens to the
 //! controller or the network, and leaves its verdict in
@@ -89,22 +89,26 @@ impl Activation<'_> {
         s
     }
 
-    /// Starts the activation detached (its own session, so it finishes
-    /// even if this connection or the controller goes away), waits for it
-    /// in the same channel, then prints its verdict and the end of its log.
-    /// The program is written to a private file first (it may hold the
-    /// database's URL), never passed on a command line.
+    /// Starts the activation detached (its own session, and SIGHUP
+    /// ignored, so it finishes even if this connection or the controller
+    /// goes away), waits for it in the same channel, then prints its
+    /// verdict, and after a failure the end of its log. The program is
+    /// written to a private file first by the shell's `printf` (it may hold
+    /// the database's URL), never passed on a command line.
     pub fn run_script(&self) -> String {
         format!(
-            "d={d}\nmkdir -p \"$d\" && rm -f \"$d/verdict\" \"$d/verdict.tmp\" \"$d/phase\" \"$d/pid\" || exit 1\n\
-             (umask 077 && cat > \"$d/program\") <<'GANTRY_ACTIVATION_END'\n{program}\nGANTRY_ACTIVATION_END\n\
+            "d={d}\n{{ [ -d \"$d\" ] || mkdir -p \"$d\"; }} && rm -f \"$d/verdict\" \"$d/verdict.tmp\" \"$d/phase\" \"$d/pid\" || exit 1\n\
+             (umask 077 && printf '%s\\n' {program} > \"$d/program\") || exit 1\n\
              if command -v setsid >/dev/null 2>&1; then s=setsid; else s=; fi\n\
-             $s nohup sh \"$d/program\" > \"$d/log\" 2>&1 < /dev/null &\n\
+             (trap '' HUP; exec $s sh \"$d/program\") > \"$d/log\" 2>&1 < /dev/null &\n\
              wait $! 2>/dev/null\n\
-             cat \"$d/verdict\" 2>/dev/null || echo 'failed|activation|1|unknown|the activation process ended without a verdict'\n\
+             {read}\n\
+             if [ \"$v\" = ok ]; then echo ok; exit 0; fi\n\
+             [ -n \"$v\" ] && printf '%s\\n' \"$v\" || echo 'failed|activation|1|unknown|the activation process ended without a verdict'\n\
              echo '--- log'\ntail -n 30 \"$d/log\" 2>/dev/null\ntrue",
             d = quote(&dir(self.layout)),
-            program = self.program(),
+            program = quote(&self.program()),
+            read = release::read_line("v", &format!("{}/verdict", dir(self.layout))),
         )
     }
 }

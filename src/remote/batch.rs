@@ -19,7 +19,8 @@ const MARK: &str = "@@gantry-step";
 /// The script that runs `steps` in order and stops at the first that
 /// fails. Each runs in its own `sh`, with its stderr merged into its
 /// stdout and its name on its command line (for `status` to find a step a
-/// killed Gantry left running, as with single steps); only the step that
+/// killed Gantry left running, as with single steps), except Gantry's own
+/// short ones (`inline`), which run in a subshell; only the step that
 /// uploads reads stdin.
 pub fn batch_script(path: &str, steps: &[Planned]) -> String {
     // `${g}`: the batch's own command line must not carry the steps'
@@ -27,6 +28,15 @@ pub fn batch_script(path: &str, steps: &[Planned]) -> String {
     let mut script = String::from("g=gantry\n");
     for (i, step) in steps.iter().enumerate() {
         let stdin = if step.upload { "" } else { " </dev/null" };
+        if step.inline {
+            // A statement of its own, never the left of `||`: there the
+            // shell would ignore the step's `set -e`.
+            script.push_str(&format!(
+                "echo '{MARK} {i}'\n(\n{}\n){stdin} 2>&1\nc=$?; [ $c -eq 0 ] || {{ echo \"{MARK} failed {i} $c\"; exit $c; }}\n",
+                step.script
+            ));
+            continue;
+        }
         let rest = format!(
             "{} {}\n{}",
             shell::quote(path),
@@ -152,6 +162,7 @@ mod tests {
             shown: None,
             script: script.into(),
             upload,
+            inline: false,
         }
     }
 

@@ -67,7 +67,10 @@ async fn check_with(
     let want = body;
     let mut last = String::new();
     let attempts = health.retries + 1;
-    for attempt in 0..attempts {
+    // The wait before the next attempt: the interval, less what quick
+    // tries of this one already spent.
+    let mut wait = health.interval;
+    'attempts: for attempt in 0..attempts {
         if attempt > 0 {
             // An interrupted deploy stops checking the new release and
             // puts it back; checks made while putting back go on.
@@ -75,35 +78,34 @@ async fn check_with(
                 last = "interrupted (Ctrl-C or SIGTERM)".into();
                 break;
             }
-            tokio::time::sleep(health.interval).await;
+            tokio::time::sleep(wait).await;
         }
-        let answer = async {
-            match from {
-                From::Here => get(url, health.timeout, health.ca.as_deref()).await,
-                From::Host(site) => get_on(site, url, health.timeout).await,
+        let started = std::time::Instant::now();
+        let mut quick = QUICK;
+        loop {
+            let miss = match once(health, url, want, from).await {
+                Ok(()) => return Ok(()),
+                Err(miss) => miss,
+            };
+            last = miss.why;
+            // Nothing listens yet (the app is starting): from here, try
+            // again soon within the interval, 10 ms later, then 20, 40…
+            // Any other answer waits the whole interval.
+            if !miss.refused || !matches!(from, From::Here) {
+                wait = health.interval;
+                continue 'attempts;
             }
-        };
-        match tokio::time::timeout(health.timeout + std::time::Duration::from_secs(1), answer).await
-        {
-            Err(_) => {
-                last = format!(
-                    "no answer within {}",
-                    crate::base::time::human(health.timeout)
-                )
+            let elapsed = started.elapsed();
+            if elapsed + quick >= health.interval {
+                wait = health.interval.saturating_sub(elapsed);
+                continue 'attempts;
             }
-            Ok(Err(e)) => last = e,
-            Ok(Ok((status, answer))) => {
-                if status != health.status {
-                    last = format!("status {status}, expected {}", health.status);
-                } else if let Some(want) = want {
-                    if answer.contains(want) {
-                        return Ok(());
-                    }
-                    last = format!("status {status}, but the body does not contain `{want}`");
-                } else {
-                    return Ok(());
-                }
+            if stop_on_interrupt && crate::remote::site::interrupted() {
+                last = "interrupted (Ctrl-C or SIGTERM)".into();
+                break 'attempts;
             }
+            tokio::time::sleep(quick).await;
+            quick = (quick * 2).min(health.interval);
         }
     }
     Err(Failed {
@@ -113,13 +115,68 @@ async fn check_with(
     })
 }
 
+/// The first wait between quick tries while nothing listens.
+const QUICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// One attempt: passes, or says why not.
+async fn once(
+    health: &Health,
+    url: &str,
+    want: Option<&str>,
+    from: From<'_>,
+) -> Result<(), NoAnswer> {
+    let answer = async {
+        match from {
+            From::Here => get(url, health.timeout, health.ca.as_deref()).await,
+            From::Host(site) => get_on(site, url, health.timeout).await,
+        }
+    };
+    match tokio::time::timeout(health.timeout + std::time::Duration::from_secs(1), answer).await {
+        Err(_) => Err(format!(
+            "no answer within {}",
+            crate::base::time::human(health.timeout)
+        )
+        .into()),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok((status, answer))) => {
+            if status != health.status {
+                Err(format!("status {status}, expected {}", health.status).into())
+            } else if want.is_some_and(|w| !answer.contains(w)) {
+                Err(format!(
+                    "status {status}, but the body does not contain `{}`",
+                    want.unwrap_or_default()
+                )
+                .into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Why one GET got no answer.
+struct NoAnswer {
+    /// The connection was refused: nothing listens on the port (yet).
+    refused: bool,
+    why: String,
+}
+
+impl std::convert::From<String> for NoAnswer {
+    fn from(why: String) -> NoAnswer {
+        NoAnswer {
+            refused: false,
+            why,
+        }
+    }
+}
+
 /// One GET made on the host, with curl, or Python when curl is missing.
 /// Prints the body, then the status on a line of its own.
 async fn get_on(
     site: &crate::remote::site::Site,
     url: &str,
     timeout: std::time::Duration,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), NoAnswer> {
     let secs = timeout.as_secs().max(1);
     let script = format!(
         "u={url}
@@ -141,7 +198,8 @@ if command -v curl >/dev/null 2>&1; then curl -sS -m {secs} -w '\n%{{http_code}}
             .lines()
             .last()
             .unwrap_or("the request failed")
-            .to_string());
+            .to_string()
+            .into());
     }
     let (answer, status) = out
         .stdout
@@ -152,7 +210,7 @@ if command -v curl >/dev/null 2>&1; then curl -sS -m {secs} -w '\n%{{http_code}}
         .parse::<u16>()
         .map_err(|_| "the answer is not HTTP".to_string())?;
     if status == 0 {
-        return Err("no answer".into());
+        return Err(String::from("no answer").into());
     }
     Ok((status, answer.to_string()))
 }
@@ -173,11 +231,11 @@ const MAX_REDIRECTS: usize = 5;
 /// One GET from this machine: the status code and the body (at most 1 MiB),
 /// following redirects within the same host. `ca` is a PEM file of
 /// authorities to trust instead of the bundled web roots.
-pub async fn get(
+async fn get(
     url: &str,
     timeout: std::time::Duration,
     ca: Option<&std::path::Path>,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), NoAnswer> {
     let url = url.to_string();
     let ca = ca.map(std::path::Path::to_path_buf);
     tokio::task::spawn_blocking(move || get_blocking(&url, timeout, ca.as_deref()))
@@ -219,7 +277,7 @@ fn get_blocking(
     url: &str,
     timeout: std::time::Duration,
     ca: Option<&std::path::Path>,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String), NoAnswer> {
     let agent = agent(timeout, ca)?;
     let first: ureq::http::Uri = url
         .parse()
@@ -230,7 +288,10 @@ fn get_blocking(
         let mut response = agent
             .get(&current)
             .call()
-            .map_err(|e| describe(&e, &current))?;
+            .map_err(|e| NoAnswer {
+                refused: matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused),
+                why: describe(&e, &current),
+            })?;
         let status = response.status().as_u16();
         if (300..400).contains(&status) {
             if let Some(location) = response
@@ -247,7 +308,8 @@ fn get_blocking(
                 if host != site {
                     return Err(format!(
                         "status {status}: it redirects to another site ({next}); check that URL instead"
-                    ));
+                    )
+                    .into());
                 }
                 current = next;
                 continue;
@@ -261,7 +323,7 @@ fn get_blocking(
             .unwrap_or_default();
         return Ok((status, body));
     }
-    Err(format!("more than {MAX_REDIRECTS} redirects"))
+    Err(format!("more than {MAX_REDIRECTS} redirects").into())
 }
 
 /// A redirect's `Location`, made absolute against `base`.
@@ -367,6 +429,51 @@ mod tests {
         let (result, ()) =
             bounded(async { tokio::join!(check(&h, &url, Some("abc")), server) }).await;
         assert_eq!(result, Ok(()));
+    }
+
+    /// A port nothing listens on (yet).
+    async fn closed_port() -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_app_that_starts_listening_within_the_interval_passes_the_first_attempt() {
+        let addr = closed_port().await;
+        let url = format!("http://{addr}/health");
+        // The app takes a moment to start: the first tries are refused.
+        let app = async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let listener = TcpListener::bind(addr).await.unwrap();
+            serve_once(&listener, "HTTP/1.0 200 OK\r\n\r\ncommit abc").await;
+        };
+        // One attempt only, and a long interval: the refused tries within
+        // it are made again at once, not an interval later.
+        let h = Health {
+            interval: Duration::from_secs(10),
+            ..health(Some("abc"), 0)
+        };
+        let (result, ()) = bounded(async { tokio::join!(check(&h, &url, Some("abc")), app) }).await;
+        assert_eq!(result, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn refused_tries_count_one_attempt_per_interval() {
+        let addr = closed_port().await;
+        let url = format!("http://{addr}/");
+        let h = Health {
+            interval: Duration::from_millis(100),
+            ..health(None, 2)
+        };
+        let failed = bounded(check(&h, &url, None)).await.unwrap_err();
+        assert_eq!(failed.attempts, 3);
+        assert!(
+            failed
+                .last
+                .starts_with(&format!("cannot connect to {addr}")),
+            "{}",
+            failed.last
+        );
     }
 
     #[tokio::test]

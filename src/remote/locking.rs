@@ -128,11 +128,14 @@ async fn take_locks(
 ) -> Result<(), Error> {
     let json = serde_json::to_string(info).expect("lock info serializes");
     async fn take(site: &Site, json: &str, printer: &Printer) -> Result<Output, HostProblem> {
+        // What the host serves and the source it keeps, read with the
+        // shell's `read` (no program started).
         let script = format!(
-            "{}\nt=$(readlink {c} 2>/dev/null) && echo \"current ${{t##*/}}\"\n[ -f {c}/REVISION ] && echo \"revision $(cat {c}/REVISION)\"\n[ -f {s}/COMMIT ] && echo \"source $(cat {s}/COMMIT)\"\ntrue",
+            "{}\nt=$(readlink {c} 2>/dev/null) && echo \"current ${{t##*/}}\"\n{rev}\n[ -n \"$v\" ] && echo \"revision $v\"\n{src}\n[ -n \"$s\" ] && echo \"source $s\"\ntrue",
             release::lock_script(&site.layout, json),
             c = crate::base::shell::quote(&site.layout.current()),
-            s = crate::base::shell::quote(&release::source_dir(&site.layout)),
+            rev = release::read_line("v", &format!("{}/REVISION", site.layout.current())),
+            src = release::read_line("s", &format!("{}/COMMIT", crate::remote::source::source_dir(&site.layout))),
         );
         site.step(printer, "lock", None, &script, None).await
     }

@@ -1,5 +1,6 @@
 //! Everything that happens on a host: the SSH connection (`host`), a site's
-//! folders and the scripts that build releases in them (`release`), running
+//! folders and the scripts that build releases in them (`release`), the
+//! pristine source a host keeps as the base of delta uploads (`source`), running
 //! a step on every host of an environment (`site`), the deploy lock
 //! (`locking`), the host-side activation program (`activation`) and health
 //! checks (`health`). Imports `base`, `cli`, `config`, `model`, `error` and
@@ -15,3 +16,4 @@ pub mod pool;
 pub mod prune;
 pub mod release;
 pub mod site;
+pub mod source;

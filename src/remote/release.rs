@@ -23,6 +23,10 @@ pub struct Planned {
     pub script: String,
     /// The step reads the release archive on stdin.
     pub upload: bool,
+    /// One of Gantry's own short scripts (upload, link shared, finish):
+    /// in a batch it runs in a subshell, starting no `sh` of its own (and
+    /// so is not named on a command line for `status`, as a build is).
+    pub inline: bool,
 }
 
 /// Paths of one site on one host.
@@ -94,7 +98,7 @@ pub fn release_name(commit: &Commit) -> String {
 pub fn lock_script(layout: &Layout, info_json: &str) -> String {
     let lock = quote(&layout.lock());
     format!(
-        "mkdir -p {gantry} {releases} {shared} || exit 1\n\
+        "{{ [ -d {gantry} ] && [ -d {releases} ] && [ -d {shared} ]; }} || mkdir -p {gantry} {releases} {shared} || exit 1\n\
          if mkdir {lock} 2>/dev/null; then\n  printf '%s\\n' {info} > {lock}/info || exit 1\n  echo acquired\n\
          else\n  echo held\n  cat {lock}/info 2>/dev/null\nfi",
         gantry = quote(&layout.gantry()),
@@ -104,13 +108,21 @@ pub fn lock_script(layout: &Layout, info_json: &str) -> String {
     )
 }
 
-/// Releases the lock, but only if `token` still holds it.
+/// Releases the lock, but only if `token` still holds it (the holder's
+/// record is one JSON line, as `serde_json` writes it).
 pub fn unlock_script(layout: &Layout, token: &str) -> String {
     let lock = quote(&layout.lock());
     format!(
-        "if grep -qF {token} {lock}/info 2>/dev/null; then rm -rf {lock}; fi",
-        token = quote(token)
+        "{read}\ncase $l in *{token}*) rm -rf {lock} ;; esac",
+        read = read_line("l", &format!("{}/info", layout.lock())),
+        token = quote(&format!("\"token\":\"{token}\""))
     )
+}
+
+/// Shell lines that set `var` to the first line of `file`, or to nothing
+/// when there is no such file: the shell's `read`, no program started.
+pub fn read_line(var: &str, file: &str) -> String {
+    format!("{var}=\n{{ read -r {var} < {}; }} 2>/dev/null", quote(file))
 }
 
 /// Removes the lock whoever holds it, printing the holder's record first.
@@ -132,71 +144,6 @@ mkdir {dir} && tar -x -f - -C {dir}",
     )
 }
 
-/// Makes a new release from the pristine source of the host's last upload
-/// (`.gantry/source/`, never built in) and a delta: the deleted files are
-/// removed and the changed ones unpacked from the gzipped tar on stdin.
-/// Fails (and the deploy falls back to a full upload) when the source is
-/// not the delta's base.
-pub fn upload_delta_script(
-    layout: &Layout,
-    release: &str,
-    base: &str,
-    deleted: &[String],
-    has_archive: bool,
-) -> String {
-    let dir = quote(&layout.release(release));
-    let source = quote(&source_dir(layout));
-    let mut script = format!(
-        "if [ -f {dir}/REVISION ]; then echo 'release {name} already exists here; deploy again in a second' >&2; exit 1; fi\n\
-         [ \"$(cat {source}/COMMIT 2>/dev/null)\" = {base} ] || {{ echo 'the source of the last upload is not here' >&2; exit 1; }}\n\
-         rm -rf {dir} && cp -a {source}/tree {dir} || exit 1\n",
-        name = release.replace('\'', ""),
-        base = quote(base),
-    );
-    for path in deleted {
-        script.push_str(&format!(
-            "rm -f {}\n",
-            quote(&format!("{}/{path}", layout.release(release)))
-        ));
-    }
-    // git keeps no empty folders: a folder the deletions emptied goes too
-    // (deepest first; one that still holds something stays).
-    let mut folders: Vec<&str> = deleted
-        .iter()
-        .flat_map(|p| p.match_indices('/').map(move |(i, _)| &p[..i]))
-        .collect();
-    folders.sort_by_key(|f| std::cmp::Reverse((f.matches('/').count(), *f)));
-    folders.dedup();
-    for folder in folders {
-        script.push_str(&format!(
-            "rmdir {} 2>/dev/null || true\n",
-            quote(&format!("{}/{folder}", layout.release(release)))
-        ));
-    }
-    if has_archive {
-        script.push_str(&format!("tar -x -z -f - -C {dir}\n"));
-    }
-    script
-}
-
-/// Where a host keeps the pristine source of its last upload.
-pub fn source_dir(layout: &Layout) -> String {
-    format!("{}/source", layout.gantry())
-}
-
-/// Keeps a pristine copy of the release just uploaded (before any build
-/// runs in it), the base of the next upload's delta.
-pub fn keep_source_script(layout: &Layout, release: &str, commit: &str) -> String {
-    let source = source_dir(layout);
-    let tmp = quote(&format!("{source}.tmp"));
-    format!(
-        "rm -rf {tmp} && mkdir -p {tmp} && cp -a {dir} {tmp}/tree && printf '%s\\n' {commit} > {tmp}/COMMIT && rm -rf {source} && mv {tmp} {source}",
-        dir = quote(&layout.release(release)),
-        commit = quote(commit),
-        source = quote(&source),
-    )
-}
-
 /// Links the shared files and folders into the release. A path missing
 /// from `shared/` is seeded from the release's copy when it has one.
 pub fn link_shared_script(layout: &Layout, release: &str, shared: &[SharedPath]) -> String {
@@ -206,15 +153,18 @@ pub fn link_shared_script(layout: &Layout, release: &str, shared: &[SharedPath])
         let link = format!("{}/{}", layout.release(release), item.path);
         let parent = |p: &str| p.rsplit_once('/').map_or(".", |(d, _)| d).to_string();
         let (t, l) = (quote(&target), quote(&link));
+        // Tests first: on a redeploy the folders are there, and a test
+        // starts no program.
+        let (a, b) = (quote(&parent(&target)), quote(&parent(&link)));
         script.push_str(&format!(
-            "mkdir -p {} {}\nif [ ! -e {t} ] && [ -e {l} ] && [ ! -L {l} ]; then mv {l} {t}; fi\n",
-            quote(&parent(&target)),
-            quote(&parent(&link)),
+            "[ -d {a} ] && [ -d {b} ] || mkdir -p {a} {b}\nif [ ! -e {t} ] && [ -e {l} ] && [ ! -L {l} ]; then mv {l} {t}; fi\n",
         ));
         if item.dir {
-            script.push_str(&format!("mkdir -p {t}\n"));
+            script.push_str(&format!("[ -d {t} ] || mkdir -p {t}\n"));
         }
-        script.push_str(&format!("rm -rf {l}\nln -s {t} {l}\n"));
+        script.push_str(&format!(
+            "if [ -e {l} ] || [ -L {l} ]; then rm -rf {l}; fi\nln -s {t} {l}\n"
+        ));
     }
     script
 }
@@ -346,11 +296,11 @@ pub fn finish_script(layout: &Layout, release: &str, commit: &str) -> String {
 }
 
 /// Points `current` at a release atomically: a new symlink under a
-/// temporary name, renamed over the old one. Prints the previous target.
+/// temporary name, renamed over the old one.
 pub fn switch_script(layout: &Layout, release: &str) -> String {
     let tmp = format!("{}/.current-{release}", layout.path);
     format!(
-        "readlink {current} || true\nln -sfn {target} {tmp} && mv -T {tmp} {current}",
+        "ln -sfn {target} {tmp} && mv -T {tmp} {current}",
         current = quote(&layout.current()),
         target = quote(&format!("releases/{release}")),
         tmp = quote(&tmp),
@@ -374,10 +324,10 @@ pub fn discard_script(layout: &Layout, release: &str) -> String {
 /// Appends a line to the host's history.
 pub fn history_script(layout: &Layout, line: &str) -> String {
     format!(
-        "mkdir -p {} && printf '%s\\n' {} >> {}",
-        quote(&layout.gantry()),
-        quote(line),
-        quote(&layout.history())
+        "{{ [ -d {g} ] || mkdir -p {g}; }} && printf '%s\\n' {line} >> {h}",
+        g = quote(&layout.gantry()),
+        line = quote(line),
+        h = quote(&layout.history())
     )
 }
 
@@ -400,29 +350,38 @@ pub fn run_vars(
     vars
 }
 
+/// Runs `script` with the real `sh`, `stdin` on its stdin: did it succeed?
+#[cfg(test)]
+pub(crate) fn sh(script: &str, stdin: &[u8]) -> bool {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // A script that refuses exits without reading: a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait().unwrap().success()
+}
+
+/// A fresh folder under the system's temporary one, and a site there.
+#[cfg(test)]
+pub(crate) fn scratch(name: &str) -> (std::path::PathBuf, Layout) {
+    let dir = std::env::temp_dir().join(format!("gantry-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let layout = Layout::new(dir.to_str().unwrap());
+    (dir, layout)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sh(script: &str, stdin: &[u8]) -> bool {
-        use std::io::Write;
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        // A script that refuses exits without reading: a broken pipe is fine.
-        let _ = child.stdin.take().unwrap().write_all(stdin);
-        child.wait().unwrap().success()
-    }
-
     #[test]
     fn upload_replaces_partial_releases_and_never_complete_ones() {
-        let dir = std::env::temp_dir().join(format!("gantry-upload-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let layout = Layout::new(dir.to_str().unwrap());
+        let (dir, layout) = scratch("upload");
         std::fs::create_dir_all(dir.join("releases/r1")).unwrap();
         std::fs::write(dir.join("releases/r1/REVISION"), "abc\n").unwrap();
         std::fs::write(dir.join("releases/r1/app.py"), "live").unwrap();
@@ -446,26 +405,20 @@ mod tests {
     }
 
     #[test]
-    fn a_delta_removes_the_folders_its_deletions_emptied() {
-        let dir = std::env::temp_dir().join(format!("gantry-delta-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let layout = Layout::new(dir.to_str().unwrap());
-        let tree = dir.join(".gantry/source/tree");
-        for file in ["a/b/c.txt", "a/keep.txt", "x/y/z.txt", "top.txt"] {
-            std::fs::create_dir_all(tree.join(file).parent().unwrap()).unwrap();
-            std::fs::write(tree.join(file), file).unwrap();
-        }
-        std::fs::write(dir.join(".gantry/source/COMMIT"), "base\n").unwrap();
-        std::fs::create_dir_all(dir.join("releases")).unwrap();
-        let deleted = ["a/b/c.txt".to_string(), "x/y/z.txt".to_string()];
-        // No archive after the deletions: the script's status is theirs.
-        let script = upload_delta_script(&layout, "r1", "base", &deleted, false);
-        assert!(sh(&script, b""));
-        let release = dir.join("releases/r1");
-        assert!(!release.join("a/b").exists());
-        assert!(!release.join("x").exists());
-        assert!(release.join("a/keep.txt").exists());
-        assert!(release.join("top.txt").exists());
+    fn unlock_removes_only_this_runs_lock() {
+        let (dir, layout) = scratch("unlock");
+        std::fs::create_dir_all(dir.join(".gantry/lock")).unwrap();
+        std::fs::write(
+            dir.join(".gantry/lock/info"),
+            "{\"pid\":1,\"token\":\"1-2-3\"}\n",
+        )
+        .unwrap();
+        assert!(sh(&unlock_script(&layout, "1-2"), b""));
+        assert!(dir.join(".gantry/lock").exists());
+        assert!(sh(&unlock_script(&layout, "1-2-3"), b""));
+        assert!(!dir.join(".gantry/lock").exists());
+        // No lock at all: nothing to do, and no error.
+        assert!(sh(&unlock_script(&layout, "1-2-3"), b""));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,8 +7,9 @@ use std::time::Instant;
 use crate::data::steps::REUSED_MARK;
 use crate::error::HostProblem;
 use crate::ledger::git::{Commit, Delta};
-use crate::remote::release::{self, Planned};
+use crate::remote::release::Planned;
 use crate::remote::site::{each, Site};
+use crate::remote::source;
 
 use super::{Prepared, Run};
 
@@ -130,9 +131,9 @@ impl Run<'_> {
     }
 }
 
-/// The prepare steps with the upload replaced by a delta's: the deletions
-/// applied and the changed files unpacked over a copy of the host's
-/// pristine source, which is then kept for the next delta.
+/// The prepare steps with the upload replaced by a delta's: the host's
+/// pristine source brought to the new commit in place (the base of the
+/// next delta), then copied into the new release.
 fn with_delta(
     steps: &[Planned],
     site: &Site,
@@ -146,16 +147,13 @@ fn with_delta(
             if !step.upload {
                 return step.clone();
             }
-            let script = format!(
-                "{}\n{}",
-                release::upload_delta_script(
-                    &site.layout,
-                    release,
-                    &delta.base,
-                    &delta.deleted,
-                    !delta.archive.is_empty(),
-                ),
-                release::keep_source_script(&site.layout, release, commit)
+            let script = source::upload_delta_script(
+                &site.layout,
+                release,
+                &delta.base,
+                commit,
+                &delta.deleted,
+                !delta.archive.is_empty(),
             );
             Planned {
                 name: format!(
@@ -166,6 +164,7 @@ fn with_delta(
                 shown: None,
                 script,
                 upload: true,
+                inline: true,
             }
         })
         .collect()

@@ -1,0 +1,142 @@
+//! The pristine source a host keeps of its last upload
+//! (`.gantry/source/tree`, never built in, and `COMMIT`): the base a
+//! delta upload is applied to.
+
+use crate::base::shell::quote;
+use crate::remote::release::{read_line, Layout};
+
+/// Makes a new release from the pristine source of the host's last upload
+/// (`.gantry/source/`, never built in) and a delta: the source is brought
+/// to the new commit in place (the deleted files removed, the changed ones
+/// unpacked from the gzipped tar on stdin; its `COMMIT` is emptied while
+/// that happens, so an interrupted update is never taken for a base), then
+/// copied into the new release. Fails (and the deploy falls back to a full
+/// upload) when the source is not the delta's base.
+pub fn upload_delta_script(
+    layout: &Layout,
+    release: &str,
+    base: &str,
+    commit: &str,
+    deleted: &[String],
+    has_archive: bool,
+) -> String {
+    let dir = quote(&layout.release(release));
+    let source = source_dir(layout);
+    let tree = format!("{source}/tree");
+    let stamp = quote(&format!("{source}/COMMIT"));
+    let mut script = format!(
+        "if [ -f {dir}/REVISION ]; then echo 'release {name} already exists here; deploy again in a second' >&2; exit 1; fi\n\
+         {read}\n\
+         [ \"$c\" = {base} ] || {{ echo 'the source of the last upload is not here' >&2; exit 1; }}\n\
+         : > {stamp} || exit 1\n",
+        name = release.replace('\'', ""),
+        read = read_line("c", &format!("{source}/COMMIT")),
+        base = quote(base),
+    );
+    if !deleted.is_empty() {
+        let files: Vec<String> = deleted
+            .iter()
+            .map(|p| quote(&format!("{tree}/{p}")))
+            .collect();
+        script.push_str(&format!("rm -f -- {} || exit 1\n", files.join(" ")));
+    }
+    // git keeps no empty folders: a folder the deletions emptied goes too
+    // (deepest first; one that still holds something stays).
+    let mut folders: Vec<&str> = deleted
+        .iter()
+        .flat_map(|p| p.match_indices('/').map(move |(i, _)| &p[..i]))
+        .collect();
+    folders.sort_by_key(|f| std::cmp::Reverse((f.matches('/').count(), *f)));
+    folders.dedup();
+    if !folders.is_empty() {
+        let folders: Vec<String> = folders
+            .iter()
+            .map(|f| quote(&format!("{tree}/{f}")))
+            .collect();
+        script.push_str(&format!("rmdir -- {} 2>/dev/null\n", folders.join(" ")));
+    }
+    if has_archive {
+        script.push_str(&format!("tar -x -z -f - -C {} || exit 1\n", quote(&tree)));
+    }
+    script.push_str(&format!(
+        "printf '%s\\n' {commit} > {stamp} || exit 1\n\
+         if [ -e {dir} ]; then rm -rf {dir} || exit 1; fi\n\
+         cp -a {tree} {dir}",
+        commit = quote(commit),
+        tree = quote(&tree),
+    ));
+    script
+}
+
+/// Where a host keeps the pristine source of its last upload.
+pub fn source_dir(layout: &Layout) -> String {
+    format!("{}/source", layout.gantry())
+}
+
+/// Keeps a pristine copy of the release just uploaded (before any build
+/// runs in it), the base of the next upload's delta.
+pub fn keep_source_script(layout: &Layout, release: &str, commit: &str) -> String {
+    let source = source_dir(layout);
+    let tmp = quote(&format!("{source}.tmp"));
+    format!(
+        "rm -rf {tmp} && mkdir -p {tmp} && cp -a {dir} {tmp}/tree && printf '%s\\n' {commit} > {tmp}/COMMIT && rm -rf {source} && mv {tmp} {source}",
+        dir = quote(&layout.release(release)),
+        commit = quote(commit),
+        source = quote(&source),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::release::{scratch, sh};
+
+    #[test]
+    fn a_delta_removes_the_folders_its_deletions_emptied() {
+        let (dir, layout) = scratch("delta");
+        let tree = dir.join(".gantry/source/tree");
+        for file in ["a/b/c.txt", "a/keep.txt", "x/y/z.txt", "top.txt"] {
+            std::fs::create_dir_all(tree.join(file).parent().unwrap()).unwrap();
+            std::fs::write(tree.join(file), file).unwrap();
+        }
+        std::fs::write(dir.join(".gantry/source/COMMIT"), "base\n").unwrap();
+        std::fs::create_dir_all(dir.join("releases")).unwrap();
+        let deleted = ["a/b/c.txt".to_string(), "x/y/z.txt".to_string()];
+        // No archive after the deletions: the script's status is theirs.
+        let script = upload_delta_script(&layout, "r1", "base", "next", &deleted, false);
+        assert!(sh(&script, b""));
+        let release = dir.join("releases/r1");
+        assert!(!release.join("a/b").exists());
+        assert!(!release.join("x").exists());
+        assert!(release.join("a/keep.txt").exists());
+        assert!(release.join("top.txt").exists());
+        // The source was brought to the new commit too, the next base.
+        assert!(!tree.join("a/b").exists());
+        assert!(tree.join("a/keep.txt").exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.join(".gantry/source/COMMIT")).unwrap(),
+            "next\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_delta_on_another_base_changes_nothing() {
+        let (dir, layout) = scratch("delta-base");
+        let tree = dir.join(".gantry/source/tree");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("app.py"), "v1").unwrap();
+        std::fs::write(dir.join(".gantry/source/COMMIT"), "other\n").unwrap();
+        std::fs::create_dir_all(dir.join("releases")).unwrap();
+        let deleted = ["app.py".to_string()];
+        let script = upload_delta_script(&layout, "r1", "base", "next", &deleted, false);
+        assert!(!sh(&script, b""));
+        assert!(tree.join("app.py").exists());
+        assert!(!dir.join("releases/r1").exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.join(".gantry/source/COMMIT")).unwrap(),
+            "other\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
