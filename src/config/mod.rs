@@ -407,28 +407,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ssh_config_user_and_hostname_come_from_ssh_g() {
-        let dir = std::env::temp_dir().join(format!("gantry-sshg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("ssh_config");
-        std::fs::write(
-            &config,
-            "Host web1\n  HostName 192.0.2.10\n  User deployer\n  Port 2222\n",
-        )
-        .unwrap();
-        let view = ssh_view("web1", None, Some(&config)).expect("ssh -G answers");
-        assert_eq!(
-            view,
-            SshView {
-                user: "deployer".into(),
-                hostname: "192.0.2.10".into(),
-                port: "2222".into()
-            }
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
     fn secrets_from_files_are_read_and_masked() {
         let dir = std::env::temp_dir().join(format!("gantry-secret-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -15,14 +15,11 @@ pub struct SshView {
 
 /// Asks `ssh -G` (which reads the config and connects nowhere); `None`
 /// when ssh is missing or says nothing.
-pub fn ssh_view(host: &str, port: Option<u16>, config: Option<&Path>) -> Option<SshView> {
+pub fn ssh_view(host: &str, config: Option<&Path>) -> Option<SshView> {
     let mut cmd = std::process::Command::new("ssh");
     cmd.arg("-G");
     if let Some(config) = config {
         cmd.arg("-F").arg(config);
-    }
-    if let Some(port) = port {
-        cmd.arg("-p").arg(port.to_string());
     }
     let out = cmd
         .arg("--")
@@ -57,26 +54,80 @@ pub fn local_user() -> String {
         .unwrap_or_else(|_| "root".to_string())
 }
 
-/// What `ssh -G` says for each host, keyed by host and port.
-pub type SshViews = HashMap<(String, Option<u16>), Option<SshView>>;
+/// What `ssh -G` says for each host name. Asked without the address's
+/// port: `-p` only replaces the port in the answer (ssh_config's `Host`
+/// and `Match` select on names, not ports), so hosts that share a name on
+/// several ports cost one `ssh -G`, and the port comes from the address.
+pub type SshViews = HashMap<String, Option<SshView>>;
 
-/// Asks `ssh -G` about every distinct host at once (16 at a time), so a
-/// config with many hosts loads in the time of a few.
-pub fn ssh_views(targets: Vec<(String, Option<u16>)>, config: Option<&Path>) -> SshViews {
-    let mut targets = targets;
-    targets.sort();
-    targets.dedup();
+/// Asks `ssh -G` about every distinct host name at once (16 at a time),
+/// so a config with many hosts loads in the time of a few.
+pub fn ssh_views(hosts: Vec<String>, config: Option<&Path>) -> SshViews {
+    let mut hosts = hosts;
+    hosts.sort();
+    hosts.dedup();
     let mut views = SshViews::new();
-    for chunk in targets.chunks(16) {
+    for chunk in hosts.chunks(16) {
         std::thread::scope(|scope| {
             let asked: Vec<_> = chunk
                 .iter()
-                .map(|(host, port)| scope.spawn(move || ssh_view(host, *port, config)))
+                .map(|host| scope.spawn(move || ssh_view(host, config)))
                 .collect();
-            for (target, answer) in chunk.iter().zip(asked) {
-                views.insert(target.clone(), answer.join().ok().flatten());
+            for (host, answer) in chunk.iter().zip(asked) {
+                views.insert(host.clone(), answer.join().ok().flatten());
             }
         });
     }
     views
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    #[test]
+    fn ssh_config_user_and_hostname_come_from_ssh_g() {
+        let dir = std::env::temp_dir().join(format!("gantry-sshg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("ssh_config");
+        std::fs::write(
+            &config,
+            "Host web1\n  HostName 192.0.2.10\n  User deployer\n  Port 2222\n",
+        )
+        .unwrap();
+        let view = ssh_view("web1", Some(&config)).expect("ssh -G answers");
+        assert_eq!(
+            view,
+            SshView {
+                user: "deployer".into(),
+                hostname: "192.0.2.10".into(),
+                port: "2222".into()
+            }
+        );
+        // One name on two ports: the address's port wins, the rest is the
+        // ssh_config's for both.
+        let src = "[ssh]\nconfig = \"ssh_config\"\n[deploy]\npath = \"/srv/{port}\"\n\
+                   [environments.live]\nhosts = [\"web1\", \"web1:2200\"]\n";
+        let c = parse(&dir.join("gantry.toml"), src).unwrap();
+        let seen: Vec<(&str, &str, &str)> = c.environments[0]
+            .hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.vars["host"].as_str(),
+                    h.vars["user"].as_str(),
+                    h.vars["port"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("192.0.2.10", "deployer", "2222"),
+                ("192.0.2.10", "deployer", "2200")
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -163,9 +163,9 @@ impl Loader<'_> {
             Target::Ssh { user, host, port } => {
                 // What OpenSSH itself will use: the ssh_config's
                 // `User` and `HostName` for this host.
-                let view = match cx.views.get(&(host.clone(), *port)) {
+                let view = match cx.views.get(host) {
                     Some(view) => view.clone(),
-                    None => ssh_view(host, *port, cx.ssh_config),
+                    None => ssh_view(host, cx.ssh_config),
                 };
                 (
                     view.as_ref()

@@ -51,11 +51,11 @@ struct Context<'a> {
     views: SshViews,
 }
 
-/// Every SSH host and port the environments name (addresses that do not
+/// Every SSH host name the environments name (addresses that do not
 /// parse are reported later, where they are checked).
 fn ssh_targets(
     raw: Option<&S<std::collections::BTreeMap<String, S<super::raw::RawEnvironment>>>>,
-) -> Vec<(String, Option<u16>)> {
+) -> Vec<String> {
     let mut targets = Vec::new();
     for env in raw.iter().flat_map(|r| r.get_ref().values()) {
         for host in env.get_ref().hosts.iter().flat_map(|h| h.get_ref()) {
@@ -63,8 +63,8 @@ fn ssh_targets(
                 super::raw::RawHost::Address(a) => a,
                 super::raw::RawHost::Table(t) => &t.address,
             };
-            if let Ok(Target::Ssh { host, port, .. }) = parse_target(address) {
-                targets.push((host, port));
+            if let Ok(Target::Ssh { host, .. }) = parse_target(address) {
+                targets.push(host);
             }
         }
     }
