@@ -67,6 +67,21 @@ cpu_ms() {
     else awk '/^usage_usec/ { print int($2 / 1000) }' "$g/cpu.stat"; fi
 }
 
+# BENCH_PIN=1: the controller (this script and all it starts) on CPU 0,
+# the hosts (their sshd and all they start) on the other CPUs, as when the
+# hosts are other machines than the controller. Unset, all share every
+# CPU. `pin_hosts` is the command prefix that puts a process on the hosts'
+# CPUs (empty when not pinning); `pinning` says where everything runs.
+# `cpus` is the machine's count (`nproc` counts only a pinned process's).
+cpus=$(nproc)
+pin_hosts=()
+pinning="the hosts share this machine's $cpus cores with the controller"
+if [ -n "${BENCH_PIN:-}" ] && [ "$cpus" -ge 2 ]; then
+    taskset -cp 0 $$ > /dev/null
+    pin_hosts=(taskset -c "1-$((cpus - 1))")
+    pinning="pinned: the controller on CPU 0, the hosts on CPU 1-$((cpus - 1)) of $cpus"
+fi
+
 # Starts hosts 1..N; writes $dir/known_hosts and $dir/ssh_config (the key
 # and known_hosts only: every other setting is OpenSSH's default).
 start_hosts() {
@@ -95,7 +110,7 @@ UseDNS no
 Subsystem sftp internal-sftp
 SetEnv HOME=$dir/home
 CONF
-        "$sshd" -D -f "$d/sshd_config" -E "$d/sshd.log" &
+        "${pin_hosts[@]}" "$sshd" -D -f "$d/sshd_config" -E "$d/sshd.log" &
         pids+=($!)
         if [ -n "$cpu_root" ]; then echo $! > "$cpu_root/gantry-bench-hosts/cgroup.procs"; fi
         echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$d/host_key.pub")" >> "$dir/known_hosts"

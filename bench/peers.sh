@@ -12,7 +12,8 @@
 # each median's ratio to the no-SSH floor, and the CPU time spent on the
 # controller's and the hosts' side are printed as a table; then Gantry's
 # no-op (a deploy of the commit every host serves), RUNS times. BENCH_OPENSSH
-# (see lib.sh, openssh.sh) measures with another OpenSSH build.
+# (see lib.sh, openssh.sh) measures with another OpenSSH build; BENCH_PIN=1
+# puts the controller and the hosts on separate CPUs (lib.sh).
 # Run as root:
 #
 #   bench/peers.sh [N] [RUNS] [TOOLS]     TOOLS: "local ssh fabric pyinfra ansible gantry"
@@ -88,7 +89,7 @@ deploy() {
         # The PATH an SSH session gets from sshd, so the same programs run.
         while read -r port site app; do
             PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-                SITE=$site REL=$rel COMMIT=$commit APP_PORT=$app bash "$dir/recipe.sh" < "$archive" &
+                SITE=$site REL=$rel COMMIT=$commit APP_PORT=$app "${pin_hosts[@]}" bash "$dir/recipe.sh" < "$archive" &
             jobs+=($!)
         done < "$dir/hosts.local"
         for j in "${jobs[@]}"; do wait "$j"; done ;;
@@ -198,7 +199,7 @@ done
 
 floor=${result[local]:-}; floor=${floor%% *}
 echo
-echo "N=$n hosts, medians of $runs runs, $(date -u +%F), $(nproc) cores, $(ssh -V 2>&1 | cut -d, -f1) (default key exchange: $(ssh -F "$dir/ssh_config" -v -p "${ports[1]}" root@127.0.0.1 true 2>&1 | sed -n "s/.*kex: algorithm: //p"))"
+echo "N=$n hosts, medians of $runs runs, $(date -u +%F), $cpus cores, $(ssh -V 2>&1 | cut -d, -f1) (default key exchange: $(ssh -F "$dir/ssh_config" -v -p "${ports[1]}" root@127.0.0.1 true 2>&1 | sed -n "s/.*kex: algorithm: //p"))"
 echo
 echo "| tool | median | × no-SSH floor | CPU: controller | CPU: hosts | runs |"
 echo "|---|---|---|---|---|---|"
@@ -214,5 +215,5 @@ for tool in "${!noops[@]}"; do
 done
 echo
 echo "CPU: the median CPU time of a run, on the controller's side (the tool, its"
-echo "ssh clients, git) and on the hosts' side (sshd and all it starts); the"
-echo "hosts share this machine's $(nproc) cores with the controller."
+echo "ssh clients, git) and on the hosts' side (sshd and all it starts);"
+echo "$pinning."
