@@ -456,6 +456,25 @@ fn a_redeploy_sends_only_what_changed() {
         listing(&t.site("staging", 0).join(".gantry/source/tree")),
         listing(&fresh)
     );
+
+    // A source whose update was interrupted (its COMMIT emptied first) is
+    // never a base: that host gets the whole archive, the other a delta.
+    std::fs::write(t.site("staging", 0).join(".gantry/source/COMMIT"), "").unwrap();
+    std::fs::write(t.repo.join("NOTES.bin"), noise(60_000, 13)).unwrap();
+    let sha = t.commit("Another change", &[]);
+    let third = sent(&t);
+    assert!(third[0] > 8_000_000, "whole archive: {third:?}");
+    assert!(third[1] <= 2 * compressed, "delta: {third:?}");
+    for i in 0..2 {
+        assert_eq!(
+            t.get("staging", i, "/health").unwrap().1.trim(),
+            format!("ok {sha}")
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(t.site("staging", 0).join(".gantry/source/COMMIT")).unwrap(),
+        format!("{sha}\n")
+    );
 }
 
 /// A build step that records each run and makes `out/` with a script that
