@@ -88,10 +88,10 @@ async fn check_with(
                 Err(miss) => miss,
             };
             last = miss.why;
-            // Nothing listens yet (the app is starting): from here, try
+            // The app is not up yet (refused, or a proxy's 502): from here, try
             // again soon within the interval, 10 ms later, then 20, 40…
             // Any other answer waits the whole interval.
-            if !miss.refused || !matches!(from, From::Here) {
+            if !miss.starting || !matches!(from, From::Here) {
                 wait = health.interval;
                 continue 'attempts;
             }
@@ -140,7 +140,10 @@ async fn once(
         Ok(Err(e)) => Err(e),
         Ok(Ok((status, answer))) => {
             if status != health.status {
-                Err(format!("status {status}, expected {}", health.status).into())
+                Err(NoAnswer {
+                    starting: status == 502,
+                    why: format!("status {status}, expected {}", health.status),
+                })
             } else if want.is_some_and(|w| !answer.contains(w)) {
                 Err(format!(
                     "status {status}, but the body does not contain `{}`",
@@ -156,15 +159,17 @@ async fn once(
 
 /// Why one GET got no answer.
 struct NoAnswer {
-    /// The connection was refused: nothing listens on the port (yet).
-    refused: bool,
+    /// The app is not up yet: the connection was refused (nothing listens
+    /// on the port), or a proxy in front of it said 502 Bad Gateway (it
+    /// could not reach it).
+    starting: bool,
     why: String,
 }
 
 impl std::convert::From<String> for NoAnswer {
     fn from(why: String) -> NoAnswer {
         NoAnswer {
-            refused: false,
+            starting: false,
             why,
         }
     }
@@ -289,7 +294,7 @@ fn get_blocking(
             .get(&current)
             .call()
             .map_err(|e| NoAnswer {
-                refused: matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused),
+                starting: matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused),
                 why: describe(&e, &current),
             })?;
         let status = response.status().as_u16();
@@ -454,6 +459,23 @@ mod tests {
             ..health(Some("abc"), 0)
         };
         let (result, ()) = bounded(async { tokio::join!(check(&h, &url, Some("abc")), app) }).await;
+        assert_eq!(result, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_proxy_that_cannot_reach_the_app_yet_is_asked_again_within_the_interval() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        let proxy = async {
+            serve_once(&listener, "HTTP/1.0 502 Bad Gateway\r\n\r\n").await;
+            serve_once(&listener, "HTTP/1.0 200 OK\r\n\r\ncommit abc").await;
+        };
+        let h = Health {
+            interval: Duration::from_secs(10),
+            ..health(Some("abc"), 0)
+        };
+        let (result, ()) =
+            bounded(async { tokio::join!(check(&h, &url, Some("abc")), proxy) }).await;
         assert_eq!(result, Ok(()));
     }
 
