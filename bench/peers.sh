@@ -105,7 +105,7 @@ deploy() {
         for j in "${jobs[@]}"; do wait "$j"; done ;;
     fabric)
         git -C "$dir/repo" archive --format=tar HEAD > "$archive"
-        "$venv/bin/python" "$here/bench/peers/fab.py" "$dir/hosts.fabric" "$archive" "$rel" "$commit" "$dir/recipe.sh" "$dir/client_key" ;;
+        "$venv/bin/python" "$here/bench/peers/fab.py" "$dir/hosts.fabric" "$archive" "$rel" "$commit" "$dir/recipe.sh" "$dir/client_key" "$dir/known_hosts" ;;
     pyinfra)
         git -C "$dir/repo" archive --format=tar HEAD > "$archive"
         BENCH_HOSTS="$dir/hosts.pyinfra" BENCH_RECIPE="$dir/recipe.sh" BENCH_KEY="$dir/client_key" \

@@ -1,12 +1,15 @@
 """Fabric 3: the recipe on every host at once (one thread per host, as
 Fabric's ThreadingGroup does): upload the archive over SFTP, run the recipe
-on it. Usage: fab.py HOSTS_FILE ARCHIVE REL COMMIT RECIPE KEY"""
+on it. Host keys are checked against KNOWN_HOSTS, unknown ones refused
+(Fabric's own default accepts them). Usage: fab.py HOSTS_FILE ARCHIVE REL
+COMMIT RECIPE KEY KNOWN_HOSTS"""
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from fabric import Connection
+from paramiko import RejectPolicy
 
-hosts_file, archive, rel, commit, recipe_file, key = sys.argv[1:7]
+hosts_file, archive, rel, commit, recipe_file, key, known_hosts = sys.argv[1:8]
 recipe = open(recipe_file).read()
 
 
@@ -18,6 +21,8 @@ def deploy(line):
         port=int(port),
         connect_kwargs={"key_filename": key, "look_for_keys": False},
     )
+    c.client.load_host_keys(known_hosts)
+    c.client.set_missing_host_key_policy(RejectPolicy())
     remote = f"{site}.tar"
     c.run(f"mkdir -p {site}", hide=True)
     c.put(archive, remote)

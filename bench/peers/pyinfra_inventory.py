@@ -15,6 +15,8 @@ for line in open(os.environ["BENCH_HOSTS"]).read().splitlines():
                 "ssh_user": "root",
                 "ssh_key": os.environ["BENCH_KEY"],
                 "ssh_known_hosts_file": os.environ["BENCH_KNOWN_HOSTS"],
+                # Unknown host keys refused, as by the OpenSSH tools here.
+                "ssh_strict_host_key_checking": "yes",
                 "site": site,
                 "app_port": app_port,
                 "archive": os.environ["BENCH_ARCHIVE"],
