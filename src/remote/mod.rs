@@ -1,15 +1,17 @@
 //! Everything that happens on a host: the SSH connection (`host`), a site's
 //! folders and the scripts that build releases in them (`release`), the
-//! pristine source a host keeps as the base of delta uploads (`source`), running
-//! a step on every host of an environment (`site`), the deploy lock
-//! (`locking`), the host-side activation program (`activation`) and health
-//! checks (`health`). Imports `base`, `cli`, `config`, `model`, `error` and
-//! `ledger`; never `data`, `pipeline` or `commands`.
+//! pristine source a host keeps as the base of delta uploads (`source`),
+//! running a step on every host of an environment (`site`), the deploy
+//! lock (`locking`), the host-side activation program (`activation`) and
+//! health checks (`health`, over `http` from here). Imports `base`, `cli`,
+//! `config`, `model`, `error` and `ledger`; never `data`, `pipeline` or
+//! `commands`.
 
 pub mod activation;
 pub mod batch;
 pub mod health;
 pub mod host;
+pub mod http;
 pub mod inspect;
 pub mod locking;
 pub mod pool;
