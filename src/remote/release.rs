@@ -133,13 +133,15 @@ pub fn force_unlock_script(layout: &Layout) -> String {
 
 /// Unpacks the archive on stdin into a new release folder. A folder of
 /// that name without `REVISION` was left by an interrupted deploy and is
-/// replaced; a complete one is never touched.
+/// replaced; a complete one is never touched. An archive that does not
+/// unpack whole stops the script there (what follows, keeping the source,
+/// must never see a partial tree).
 pub fn upload_script(layout: &Layout, release: &str) -> String {
     let dir = quote(&layout.release(release));
     format!(
         "if [ -f {dir}/REVISION ]; then echo 'release {name} already exists here; deploy again in a second' >&2; exit 1; fi
          rm -rf {dir}
-mkdir {dir} && tar -x -f - -C {dir}",
+mkdir {dir} && tar -x -f - -C {dir} || exit 1",
         name = release.replace('\'', "")
     )
 }

@@ -121,6 +121,30 @@ mod tests {
     }
 
     #[test]
+    fn an_archive_that_does_not_unpack_whole_is_never_kept_as_the_source() {
+        let (dir, layout) = scratch("upload-cut");
+        std::fs::create_dir_all(dir.join("releases")).unwrap();
+        let tar = std::process::Command::new("tar")
+            .args(["-c", "-f", "-", "-C", "/etc", "hostname", "passwd"])
+            .output()
+            .unwrap()
+            .stdout;
+        // Cut in the second file's data (after two headers and the first
+        // file's one block): tar fails on it.
+        let cut = &tar[..4 * 512];
+        let script = format!(
+            "{}\n{}",
+            crate::remote::release::upload_script(&layout, "r1"),
+            keep_source_script(&layout, "r1", "abc")
+        );
+        assert!(!sh(&script, cut));
+        assert!(!dir.join(".gantry/source/COMMIT").exists());
+        assert!(sh(&script, &tar));
+        assert!(dir.join(".gantry/source/tree/passwd").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_delta_on_another_base_changes_nothing() {
         let (dir, layout) = scratch("delta-base");
         let tree = dir.join(".gantry/source/tree");
