@@ -33,27 +33,28 @@ pub fn upload_delta_script(
         read = read_line("c", &format!("{source}/COMMIT")),
         base = quote(base),
     );
-    if !deleted.is_empty() {
-        let files: Vec<String> = deleted
+    // The paths under the source tree, quoted, as one list of words.
+    let words = |paths: &[&str]| -> String {
+        let quoted: Vec<String> = paths
             .iter()
             .map(|p| quote(&format!("{tree}/{p}")))
             .collect();
-        script.push_str(&format!("rm -f -- {} || exit 1\n", files.join(" ")));
+        quoted.join(" ")
+    };
+    let files: Vec<&str> = deleted.iter().map(String::as_str).collect();
+    if !files.is_empty() {
+        script.push_str(&format!("rm -f -- {} || exit 1\n", words(&files)));
     }
     // git keeps no empty folders: a folder the deletions emptied goes too
     // (deepest first; one that still holds something stays).
-    let mut folders: Vec<&str> = deleted
+    let mut folders: Vec<&str> = files
         .iter()
         .flat_map(|p| p.match_indices('/').map(move |(i, _)| &p[..i]))
         .collect();
     folders.sort_by_key(|f| std::cmp::Reverse((f.matches('/').count(), *f)));
     folders.dedup();
     if !folders.is_empty() {
-        let folders: Vec<String> = folders
-            .iter()
-            .map(|f| quote(&format!("{tree}/{f}")))
-            .collect();
-        script.push_str(&format!("rmdir -- {} 2>/dev/null\n", folders.join(" ")));
+        script.push_str(&format!("rmdir -- {} 2>/dev/null\n", words(&folders)));
     }
     if has_archive {
         script.push_str(&format!("tar -x -z -f - -C {} || exit 1\n", quote(&tree)));
