@@ -51,45 +51,37 @@ pub async fn deploy_env(
     // archive; the gate decides before anything is locked.
     let checked = {
         let (repo, commit, remote) = (repo.clone(), commit.clone(), config.app.remote.clone());
-        std::thread::spawn(move || -> Result<Vec<u8>, Error> {
+        tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Error> {
             let refs = repo.remote_refs(&remote)?;
             repo.on_remote(&commit, &remote, &refs)?;
             ledger::sync_with(&repo, &remote, &refs)?;
             repo.archive(&commit)
         })
     };
-    let sites = site::connect(config, env, printer).await;
-    let archive =
-        tokio::task::block_in_place(|| checked.join()).expect("the git checks do not panic");
-    let (sites, archive) = match (sites, archive) {
-        (Ok(sites), Ok(archive)) => (sites, archive),
-        (Ok(sites), Err(e)) => {
-            site::close(sites).await;
-            printer.finish_hosts();
-            return Err(e);
-        }
-        (Err(e), _) => return Err(e),
-    };
-    let (forced, gate) = match gate(&repo, env, commit, options.force, printer) {
-        Ok(g) => g,
-        Err(e) => {
-            site::close(sites).await;
-            printer.finish_hosts();
-            return Err(e);
-        }
+    let gated = std::sync::OnceLock::new();
+    let go = async {
+        let archive = checked.await.expect("the git checks do not panic")?;
+        let (forced, said) = gate(&repo, env, commit, options.force, printer)?;
+        let _ = gated.set(said);
+        Ok(deploy::Go { archive, forced })
     };
     let deploy_options = deploy::Options {
         command: options.command.clone(),
-        forced,
         rehearse: options.rehearse,
         redeploy: options.redeploy,
     };
-    let ready = deploy::Ready {
-        sites,
-        archive,
+    let summary = deploy::deploy(
+        config,
+        env_name,
+        commit,
+        &deploy_options,
+        go,
         started,
-    };
-    let summary = deploy::deploy(config, env_name, commit, &deploy_options, ready, printer).await?;
+        printer,
+    )
+    .await?;
+    let forced = summary.forced;
+    let gate = gated.into_inner().unwrap_or_default();
     if summary.noop {
         // Nothing changed: no tag moves, nothing new for the ledger.
         return Ok(Deployed {

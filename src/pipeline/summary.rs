@@ -194,6 +194,7 @@ mod tests {
             seconds: 9.0,
             rehearsal: crate::pipeline::deploy::Rehearsal::NotNeeded,
             noop: false,
+            forced: false,
             uploaded: (0..100).map(|i| (format!("web{i:03}"), 1000)).collect(),
             per_host,
         };

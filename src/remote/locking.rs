@@ -5,11 +5,12 @@
 
 use std::sync::atomic::Ordering;
 
+use futures_util::future::join_all;
+
 use crate::cli::output::Printer;
 use crate::config::{Config, Environment};
 use crate::error::{Error, HeldLock, HostProblem};
 use crate::model::lock::LockInfo;
-use crate::remote::host::Output;
 use crate::remote::release;
 use crate::remote::site::{close, connect, each_host, interrupted, Site};
 
@@ -51,7 +52,7 @@ pub async fn lock(
     info: &LockInfo,
     printer: &Printer,
 ) -> Result<Vec<Site>, Error> {
-    let deadline = LOCK_WAIT.get().map(|w| std::time::Instant::now() + *w);
+    let deadline = wait_deadline();
     let mut announced = false;
     loop {
         match take_locks(&mut sites, env, info, printer).await {
@@ -60,9 +61,7 @@ pub async fn lock(
                 if deadline.is_some_and(|d| std::time::Instant::now() < d) && !interrupted() =>
             {
                 if !announced {
-                    printer.warn(&format!(
-                        "`{env}` is locked by another deploy; waiting for it (--lock-wait)"
-                    ));
+                    announce_wait(env, printer);
                     announced = true;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -110,98 +109,124 @@ pub async fn with_locked_sites<T>(
     body: impl AsyncFnOnce(&[Site]) -> T,
 ) -> Result<T, Error> {
     let sites = lock(sites, &env.name, info, printer).await?;
+    Ok(while_held(sites, info, printer, body).await)
+}
+
+/// The rest of the frame, on sites whose locks this run took: runs `body`
+/// with them, then releases the locks and closes the connections.
+pub async fn while_held<T>(
+    sites: Vec<Site>,
+    info: &LockInfo,
+    printer: &Printer,
+    body: impl AsyncFnOnce(&[Site]) -> T,
+) -> T {
     let result = body(&sites).await;
     unlock(&sites, info, printer).await;
     close(sites).await;
     printer.finish_hosts();
-    Ok(result)
+    result
 }
 
-/// Takes every site's lock in one fixed order: the host whose name sorts
-/// first on its own, then the others at once. Two deploys that want the
-/// same hosts meet at that first host, so exactly one of them gets on.
+/// The host whose name sorts first: its lock is taken on its own, before
+/// every other host's. Two deploys that want the same hosts meet there, so
+/// exactly one of them gets on.
+pub fn first<'n>(names: impl Iterator<Item = &'n str>) -> usize {
+    names
+        .enumerate()
+        .min_by(|a, b| a.1.cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// What a lock record says about this run, as the lock script writes it.
+pub fn record(info: &LockInfo) -> String {
+    serde_json::to_string(info).expect("lock info serializes")
+}
+
+/// When `--lock-wait` stops waiting for a lock that is held, if it was given.
+pub fn wait_deadline() -> Option<std::time::Instant> {
+    LOCK_WAIT.get().map(|w| std::time::Instant::now() + *w)
+}
+
+/// The warning that `--lock-wait` is waiting.
+pub fn announce_wait(env: &str, printer: &Printer) {
+    printer.warn(&format!(
+        "`{env}` is locked by another deploy; waiting for it (--lock-wait)"
+    ));
+}
+
+/// Takes the lock on one host and reads, in the same channel, what it
+/// serves and the source it keeps (with the shell's `read`: no program
+/// started). `Ok(None)`: taken; `Ok(Some(held))`: another run holds it.
+pub async fn take(
+    site: &mut Site,
+    record: &str,
+    printer: &Printer,
+) -> Result<Option<HeldLock>, HostProblem> {
+    let script = format!(
+        "{}\nt=$(readlink {c} 2>/dev/null) && echo \"current ${{t##*/}}\"\n{rev}\n[ -n \"$v\" ] && echo \"revision $v\"\n{src}\n[ -n \"$s\" ] && echo \"source $s\"\ntrue",
+        release::lock_script(&site.layout, record),
+        c = crate::base::shell::quote(&site.layout.current()),
+        rev = release::read_line("v", &format!("{}/REVISION", site.layout.current())),
+        src = release::read_line("s", &format!("{}/COMMIT", crate::remote::source::source_dir(&site.layout))),
+    );
+    let out = site.step(printer, "lock", None, &script, None).await?;
+    let line = |prefix: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(str::to_string)
+    };
+    site.serving = line("current ");
+    site.serving_commit = line("revision ");
+    site.source_commit = line("source ");
+    let mut lines = out.stdout.lines();
+    Ok(match lines.next() {
+        Some("acquired") => None,
+        _ => Some(HeldLock {
+            host: site.name().to_string(),
+            info: lines.next().and_then(|l| serde_json::from_str(l).ok()),
+        }),
+    })
+}
+
+/// Takes every site's lock in one fixed order: the `first` host on its
+/// own, then the others at once.
 async fn take_locks(
     sites: &mut [Site],
     env: &str,
     info: &LockInfo,
     printer: &Printer,
 ) -> Result<(), Error> {
-    let json = serde_json::to_string(info).expect("lock info serializes");
-    async fn take(site: &Site, json: &str, printer: &Printer) -> Result<Output, HostProblem> {
-        // What the host serves and the source it keeps, read with the
-        // shell's `read` (no program started).
-        let script = format!(
-            "{}\nt=$(readlink {c} 2>/dev/null) && echo \"current ${{t##*/}}\"\n{rev}\n[ -n \"$v\" ] && echo \"revision $v\"\n{src}\n[ -n \"$s\" ] && echo \"source $s\"\ntrue",
-            release::lock_script(&site.layout, json),
-            c = crate::base::shell::quote(&site.layout.current()),
-            rev = release::read_line("v", &format!("{}/REVISION", site.layout.current())),
-            src = release::read_line("s", &format!("{}/COMMIT", crate::remote::source::source_dir(&site.layout))),
-        );
-        site.step(printer, "lock", None, &script, None).await
-    }
-    let first = (0..sites.len())
-        .min_by(|&a, &b| sites[a].name().cmp(sites[b].name()))
-        .unwrap_or(0);
-    let first_result = take(&sites[first], &json, printer).await;
-    let first_taken = first_result
-        .as_ref()
-        .is_ok_and(|o| o.stdout.starts_with("acquired"));
-    let rest: Vec<usize> = if first_taken {
-        (0..sites.len()).filter(|&i| i != first).collect()
-    } else {
-        Vec::new()
-    };
-    let others = each_host(&rest, |&i| take(&sites[i], &json, printer)).await;
-    let results: Vec<(usize, Result<Output, HostProblem>)> = std::iter::once((first, first_result))
-        .chain(rest.iter().copied().zip(others))
-        .collect();
+    let json = record(info);
+    let first = first(sites.iter().map(Site::name));
+    let first_result = take(&mut sites[first], &json, printer).await;
+    let first_taken = matches!(first_result, Ok(None));
+    let others = join_all(
+        sites
+            .iter_mut()
+            .enumerate()
+            .filter(|&(i, _)| first_taken && i != first)
+            .map(|(i, site)| {
+                let json = &json;
+                async move { (i, take(site, json, printer).await) }
+            }),
+    )
+    .await;
     let mut held = Vec::new();
     let mut problems = Vec::new();
     let mut acquired = Vec::new();
-    for (i, result) in results {
+    for (i, result) in std::iter::once((first, first_result)).chain(others) {
         match result {
-            Ok(out) => {
-                let mut lines = out.stdout.lines();
-                match lines.next() {
-                    Some("acquired") => acquired.push(i),
-                    _ => held.push(HeldLock {
-                        host: sites[i].name().to_string(),
-                        info: lines.next().and_then(|l| serde_json::from_str(l).ok()),
-                    }),
-                }
-                sites[i].serving = out
-                    .stdout
-                    .lines()
-                    .find_map(|l| l.strip_prefix("current "))
-                    .map(str::to_string);
-                sites[i].serving_commit = out
-                    .stdout
-                    .lines()
-                    .find_map(|l| l.strip_prefix("revision "))
-                    .map(str::to_string);
-                sites[i].source_commit = out
-                    .stdout
-                    .lines()
-                    .find_map(|l| l.strip_prefix("source "))
-                    .map(str::to_string);
-            }
+            Ok(None) => acquired.push(i),
+            Ok(Some(h)) => held.push(h),
             Err(p) => problems.push(p),
         }
     }
     if held.is_empty() && problems.is_empty() {
         return Ok(());
     }
-    for i in acquired {
-        let _ = sites[i]
-            .step_always(
-                printer,
-                "unlock",
-                None,
-                &release::unlock_script(&sites[i].layout, &info.token),
-                None,
-            )
-            .await;
-    }
+    let taken: Vec<&Site> = acquired.iter().map(|&i| &sites[i]).collect();
+    give_back(&taken, info, printer).await;
     printer.finish_hosts();
     if !problems.is_empty() {
         return Err(Error::Hosts {
@@ -224,7 +249,12 @@ pub async fn unlock(sites: &[Site], info: &LockInfo, printer: &Printer) {
         .iter()
         .filter(|s| !s.released.load(Ordering::SeqCst))
         .collect();
-    each_host(&holding, |site| async move {
+    give_back(&holding, info, printer).await;
+}
+
+/// Gives back this run's lock on these sites; a failure only warns.
+pub async fn give_back(sites: &[&Site], info: &LockInfo, printer: &Printer) {
+    each_host(sites, |site| async move {
         let script = release::unlock_script(&site.layout, &info.token);
         if let Err(p) = site
             .step_always(printer, "unlock", None, &script, None)

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::future::join_all;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::cli::output::Printer;
 use crate::config::{Config, Environment, HostSpec};
@@ -45,6 +45,19 @@ pub struct Site {
 }
 
 impl Site {
+    /// A site on a host just connected to, before its lock is taken.
+    pub fn new(spec: &HostSpec, conn: Connection) -> Site {
+        Site {
+            spec: spec.clone(),
+            layout: Layout::new(&spec.path),
+            conn,
+            serving: None,
+            serving_commit: None,
+            source_commit: None,
+            released: Default::default(),
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.spec.name
     }
@@ -245,59 +258,14 @@ pub async fn connect(
     env: &Environment,
     printer: &Printer,
 ) -> Result<Vec<Site>, Error> {
-    async fn open(
-        spec: &HostSpec,
-        config: &Config,
-        printer: &Printer,
-        step: &str,
-    ) -> Result<Connection, HostError> {
-        printer.host(&spec.name, step);
-        Connection::open(spec, &config.ssh).await
-    }
-    let mut results = each(
-        &env.hosts,
-        env.parallel.max(env.hosts.len().min(32)),
-        |spec| async move {
-            if let Some(conn) = pool::take(&spec.name).await {
-                return (spec, Ok(conn));
-            }
-            (spec, open(spec, config, printer, "connect").await)
-        },
-    )
-    .await;
-    // A server that had too many connections at once (sshd's `MaxStartups`:
-    // hosts behind one jump host all connect to it) drops the newest before
-    // they authenticate. Those are made again, fewer at once, then one by
-    // one, so a busy jump host slows a run down instead of failing it.
-    for limit in [4, 1] {
-        let dropped: Vec<usize> = (0..results.len())
-            .filter(|&i| matches!(&results[i].1, Err(e) if e.dropped()))
-            .collect();
-        if dropped.is_empty() || interrupted() {
-            break;
-        }
-        let again = each(&dropped, limit, |&i| {
-            open(results[i].0, config, printer, "connect again")
-        })
-        .await;
-        for (i, result) in dropped.into_iter().zip(again) {
-            results[i].1 = result;
-        }
-    }
+    let connecting = Connecting::new(config, env, printer);
+    let results = join_all(env.hosts.iter().map(|spec| connecting.site(spec))).await;
     let mut sites = Vec::new();
     let mut problems = Vec::new();
-    for (spec, result) in results {
+    for result in results {
         match result {
-            Ok(conn) => sites.push(Site {
-                spec: spec.clone(),
-                layout: Layout::new(&spec.path),
-                conn,
-                serving: None,
-                serving_commit: None,
-                source_commit: None,
-                released: Default::default(),
-            }),
-            Err(e) => problems.push(e.problem(&spec.name)),
+            Ok(site) => sites.push(site),
+            Err(problem) => problems.push(problem),
         }
     }
     if problems.is_empty() {
@@ -309,6 +277,68 @@ pub async fn connect(
             env: env.name.clone(),
             problems,
         })
+    }
+}
+
+/// Connecting to the hosts of one environment, each host as soon as it can
+/// (a deploy goes on with a host as soon as it is connected).
+pub struct Connecting<'a> {
+    config: &'a Config,
+    printer: &'a Printer,
+    /// At most this many first tries at once.
+    gate: Semaphore,
+    /// First tries not over yet.
+    first_left: watch::Sender<usize>,
+    /// Connections made again, one at a time.
+    again: Semaphore,
+}
+
+impl<'a> Connecting<'a> {
+    pub fn new(config: &'a Config, env: &Environment, printer: &'a Printer) -> Connecting<'a> {
+        Connecting {
+            config,
+            printer,
+            gate: Semaphore::new(env.parallel.max(env.hosts.len().min(32)).max(1)),
+            first_left: watch::Sender::new(env.hosts.len()),
+            again: Semaphore::new(1),
+        }
+    }
+
+    /// The site on one host, connected (or with the connection this run
+    /// already made there). A server that had too many connections at once
+    /// (sshd's `MaxStartups`: hosts behind one jump host all connect to it)
+    /// drops the newest before they authenticate: those are made again once
+    /// every first try is over, one at a time, so a busy jump host slows a
+    /// run down instead of failing it.
+    pub async fn site(&self, spec: &HostSpec) -> Result<Site, HostProblem> {
+        let first = {
+            let _permit = self.gate.acquire().await.expect("semaphore open");
+            self.first_try(spec).await
+        };
+        self.first_left.send_modify(|left| *left -= 1);
+        let mut result = first;
+        for _ in 0..3 {
+            match &result {
+                Err(e) if e.dropped() && !interrupted() => {}
+                _ => break,
+            }
+            let mut left = self.first_left.subscribe();
+            let _ = left.wait_for(|&left| left == 0).await;
+            let _permit = self.again.acquire().await.expect("semaphore open");
+            self.printer.host(&spec.name, "connect again");
+            result = Connection::open(spec, &self.config.ssh).await;
+        }
+        result
+            .map(|conn| Site::new(spec, conn))
+            .map_err(|e| e.problem(&spec.name))
+    }
+
+    async fn first_try(&self, spec: &HostSpec) -> Result<Connection, HostError> {
+        if let Some(conn) = pool::take(&spec.name).await {
+            return Ok(conn);
+        }
+        self.printer.host(&spec.name, "connect");
+        Connection::open(spec, &self.config.ssh).await
     }
 }
 

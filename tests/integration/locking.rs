@@ -1,7 +1,7 @@
 //! The deploy lock: concurrent deploys are refused, a killed deploy leaves a
 //! recognisably stale lock and a site still serving what it served.
 
-use crate::harness::{wait_until, Test};
+use crate::harness::{collect, copy_dir, wait_until, Test};
 
 #[test]
 fn second_deploy_is_refused_while_the_first_holds_the_lock() {
@@ -257,4 +257,168 @@ fn escape_sequences_in_a_lock_reason_never_reach_the_terminal() {
         );
     }
     runs[2].1.code(4);
+}
+
+/// The host a deploy locks first: the one whose name sorts first.
+fn first_locked(t: &Test, hosts: usize) -> usize {
+    (0..hosts).min_by_key(|&i| t.address(i)).unwrap()
+}
+
+#[test]
+fn a_lock_held_on_a_later_host_leaves_no_release_and_no_lock_on_the_others() {
+    let mut t = Test::new().hosts(3).start();
+    t.configure(&[("live", &[0, 1, 2])]);
+    t.gantry(&["deploy", "live"]).success();
+    let before: Vec<Vec<String>> = (0..3).map(|i| t.releases("live", i)).collect();
+    let serving: Vec<Option<String>> = (0..3).map(|i| t.current("live", i)).collect();
+    // A lock on one host that is not locked first, as `gantry lock` leaves
+    // it: the deploy takes the first host's lock and prepares there (and
+    // on the third host) before it meets this one.
+    let held = (first_locked(&t, 3) + 1) % 3;
+    t.gantry(&["lock", "live", "--reason", "held"]).success();
+    let lock = t.site("live", held).join(".gantry/lock");
+    let kept = t.dir.join("kept-lock");
+    copy_dir(&lock, &kept);
+    t.gantry(&["unlock", "live"]).success();
+    copy_dir(&kept, &lock);
+    t.commit("Second", &[("NEWS", "second\n")]);
+
+    t.gantry(&["deploy", "live"])
+        .code(4)
+        .stderr_has("`live` is locked; nothing was changed");
+    for i in 0..3 {
+        assert_eq!(t.releases("live", i), before[i], "host {i}: no new release");
+        assert_eq!(t.current("live", i), serving[i], "host {i}");
+        if i != held {
+            assert!(
+                !t.site("live", i).join(".gantry/lock").exists(),
+                "host {i}: the lock was given back"
+            );
+        }
+    }
+
+    // With --lock-wait the deploy waits for that host, then goes on.
+    let mut waiting = t
+        .command(&["--lock-wait", "60s", "deploy", "live"])
+        .spawn()
+        .unwrap();
+    let stderr = collect(waiting.stderr.take().unwrap());
+    wait_until(60, "the deploy to wait", || {
+        stderr
+            .lock()
+            .unwrap()
+            .contains("waiting for it (--lock-wait)")
+    });
+    std::fs::remove_dir_all(&lock).unwrap();
+    assert!(waiting.wait().unwrap().success(), "{}", stderr.finish());
+    for i in 0..3 {
+        assert_ne!(
+            t.current("live", i),
+            serving[i],
+            "host {i} serves the new release"
+        );
+        assert_eq!(t.releases("live", i).len(), before[i].len() + 1, "host {i}");
+    }
+}
+
+#[test]
+fn a_host_that_fails_to_connect_late_leaves_no_release_and_no_lock_on_the_others() {
+    let mut t = Test::new().hosts(2).start();
+    let config = t.config(&[("live", &[0, 1])]);
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["deploy", "live"]).success();
+    let before: Vec<Vec<String>> = (0..2).map(|i| t.releases("live", i)).collect();
+    // A third "host" that takes the connection and says nothing until the
+    // others are locked and preparing, then hangs up on every connection.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    let hang_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let told = hang_up.clone();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for conn in dead.incoming() {
+            if told.load(std::sync::atomic::Ordering::SeqCst) {
+                open.clear();
+            } else {
+                open.push(conn);
+            }
+        }
+    });
+    let third = format!(
+        "{{ address = \"root@127.0.0.1:{port}\", vars = {{ hostid = \"h9\", app_port = \"1\" }} }}"
+    );
+    let hosts_end = config.rfind("\n]\n").unwrap();
+    t.write_config(&format!(
+        "{},\n  {third}{}",
+        &config[..hosts_end],
+        &config[hosts_end..]
+    ));
+    t.commit("A third host", &[("NEWS", "third\n")]);
+
+    let deploy = t.command(&["deploy", "live"]).spawn().unwrap();
+    wait_until(60, "a release to be prepared on a connected host", || {
+        (0..2).any(|i| t.releases("live", i).len() > before[i].len())
+    });
+    hang_up.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Wakes the listener up, so that it hangs up on what it held.
+    drop(std::net::TcpStream::connect(("127.0.0.1", port)));
+    let out = deploy.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach 1 of the hosts of `live`; nothing was changed"),
+        "{stderr}"
+    );
+    for (i, before) in before.iter().enumerate() {
+        assert_eq!(&t.releases("live", i), before, "host {i}: no new release");
+        assert!(
+            !t.site("live", i).join(".gantry/lock").exists(),
+            "host {i}: not left locked"
+        );
+    }
+}
+
+#[test]
+fn of_two_deploys_started_together_at_most_one_deploys() {
+    let mut t = Test::new().hosts(3).start();
+    t.configure(&[("live", &[0, 1, 2])]);
+    t.gantry(&["deploy", "live"]).success();
+    let before: Vec<usize> = (0..3).map(|i| t.releases("live", i).len()).collect();
+    t.commit("Second", &[("NEWS", "second\n")]);
+    let a = t.command(&["deploy", "live"]).spawn().unwrap();
+    let b = t.command(&["deploy", "live"]).spawn().unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    // One deploys; the other is refused by the lock, or, if it came after,
+    // finds the commit already served.
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    for out in [&a, &b] {
+        assert!(
+            out.status.success() || out.status.code() == Some(4),
+            "{}",
+            text(out)
+        );
+    }
+    assert!(
+        a.status.success() || b.status.success(),
+        "{}\n{}",
+        text(&a),
+        text(&b)
+    );
+    for (i, before) in before.iter().enumerate() {
+        assert_eq!(
+            t.releases("live", i).len(),
+            before + 1,
+            "host {i}: exactly one new release\n{}\n{}",
+            text(&a),
+            text(&b)
+        );
+        assert!(!t.site("live", i).join(".gantry/lock").exists(), "host {i}");
+        let deploys = t
+            .history("live", i)
+            .iter()
+            .filter(|r| r["action"] == "deploy" && r["outcome"] == "ok")
+            .count();
+        assert_eq!(deploys, 2, "host {i}: the first deploy and one of the two");
+    }
 }

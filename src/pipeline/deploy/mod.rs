@@ -1,6 +1,8 @@
 //! A deploy of one commit to one environment, in the phases of the design,
 //! each in its own file and returning what it did:
 //!
+//! - `start`: every host as soon as it is connected: the lock, then the
+//!   prepare where the host does not serve the commit yet.
 //! - `prepare`: every host, in parallel: upload (only what changed when it
 //!   can), link shared, build; nothing serving changes.
 //! - `migrate`: once: ask the app which database it opens, rehearse on a
@@ -11,17 +13,20 @@
 //! - `finish`: history and pruning; or, after a failure, `abandon`.
 //! - `rollback`: activation of the release before, on every host.
 //!
-//! Deploy and rollback run in one frame (`locking::with_locked`): the lock is
-//! held from before prepare until after finish, and released on every path.
+//! Deploy and rollback run in one frame (`locking::with_locked`, or
+//! `locking::while_held` after `start`): the lock is held from before
+//! prepare until after finish, and released on every path.
 
 mod activate;
 mod finish;
 mod migrate;
 mod prepare;
 mod rollback;
+mod start;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::cli::output::Printer;
@@ -35,6 +40,8 @@ use crate::remote::site::{self, Site};
 use crate::remote::{locking, release};
 
 use migrate::{Migrated, Migration, Stop};
+pub use start::Go;
+use start::Started;
 
 /// What a successful deploy or rollback did.
 #[derive(Debug, Clone)]
@@ -48,6 +55,8 @@ pub struct Summary {
     pub rehearsal: Rehearsal,
     /// Every host already served the commit: nothing was done.
     pub noop: bool,
+    /// The deploy went past a gate (`--force`).
+    pub forced: bool,
     /// Bytes of source sent to each host (only what changed, when the host
     /// kept the last upload's source).
     pub uploaded: BTreeMap<String, u64>,
@@ -93,20 +102,10 @@ impl Rehearsal {
 pub struct Options {
     /// Who asked, for the lock record.
     pub command: String,
-    /// The deploy went past a gate (`--force`); recorded.
-    pub forced: bool,
     /// Rehearse pending migrations on a copy first (`--no-rehearse` clears it; recorded).
     pub rehearse: bool,
     /// Deploy even when every host already serves the commit.
     pub redeploy: bool,
-}
-
-/// What a deploy starts from: the hosts, connected while git checked the
-/// commit, and the commit's archive.
-pub struct Ready {
-    pub sites: Vec<Site>,
-    pub archive: Vec<u8>,
-    pub started: Instant,
 }
 
 /// The headline of a deploy, printed before connecting.
@@ -121,25 +120,30 @@ pub fn announce(env: &Environment, commit: &Commit, printer: &Printer) {
     ));
 }
 
-/// Deploys `commit` to `env_name`, on hosts already connected.
+/// Deploys `commit` to `env_name`. Connecting starts at once; `go` is
+/// git's checks of the commit and the gate, which decide before any host
+/// is locked.
 pub async fn deploy(
     config: &Config,
     env_name: &str,
     commit: &Commit,
     options: &Options,
-    ready: Ready,
+    go: impl std::future::Future<Output = Result<Go, Error>>,
+    started: Instant,
     printer: &Printer,
 ) -> Result<Summary, Error> {
-    let Ready {
-        sites,
-        archive,
-        started,
-    } = ready;
     let env = config.environment(env_name)?;
-    let repo = Repo::at(&config.dir);
     let release = release::release_name(commit);
     let hosts = env.hosts.len();
     let info = LockInfo::new(&options.command, None, false);
+    let run = Run::new(config, env, printer, &[], options, &info);
+    let (go, sites, early) = match run.start(go, commit, &release, options.redeploy).await? {
+        Started::Locked { go, sites, early } => (go, sites, early),
+        Started::Wait { go, sites } => {
+            let sites = locking::lock(sites, &env.name, &info, printer).await?;
+            (go, sites, Vec::new())
+        }
+    };
     let body = async |sites: &[Site]| {
         let summary = |release: String, rehearsal, noop, done: Prepared| Summary {
             env: env.name.clone(),
@@ -149,10 +153,12 @@ pub async fn deploy(
             seconds: started.elapsed().as_secs_f64(),
             rehearsal,
             noop,
+            forced: go.forced,
             per_host: per_host(sites, &done),
             uploaded: done.uploaded,
         };
-        // A deploy of what every host already serves does nothing.
+        // A deploy of what every host already serves does nothing (the
+        // start prepared none of them).
         let sha = Some(commit.sha.as_str());
         if !options.redeploy && sites.iter().all(|s| s.serving_commit.as_deref() == sha) {
             let serving = sites[0].serving.clone().unwrap_or_default();
@@ -163,15 +169,15 @@ pub async fn deploy(
                 Prepared::default(),
             ));
         }
-        let run = Run::new(config, env, printer, sites, options, &info);
         let run = Run {
-            deltas: deltas(&repo, sites, commit),
+            sites,
+            forced: go.forced,
             ..run
         };
-        let (rehearsal, done) = run.deploy(commit, &release, &archive).await?;
+        let (rehearsal, done) = run.deploy(commit, &release, &go.archive, early).await?;
         Ok(summary(release.clone(), rehearsal, false, done))
     };
-    let summary: Summary = locking::with_locked_sites(sites, env, &info, printer, body).await??;
+    let summary: Summary = locking::while_held(sites, &info, printer, body).await?;
     if summary.noop {
         printer.headline(&format!(
             "`{}` already serves {} on every host; nothing to do (`--redeploy` deploys it again)",
@@ -195,7 +201,6 @@ pub async fn rollback(
     let info = LockInfo::new(&format!("gantry rollback {}", env.name), None, false);
     let options = Options {
         command: info.command.clone(),
-        forced: false,
         rehearse: false,
         redeploy: true,
     };
@@ -210,6 +215,7 @@ pub async fn rollback(
             seconds: started.elapsed().as_secs_f64(),
             rehearsal: Rehearsal::NotNeeded,
             noop: false,
+            forced: false,
             uploaded: BTreeMap::new(),
             per_host: per_host(sites, &Prepared::default()),
         })
@@ -237,19 +243,29 @@ fn per_host(sites: &[Site], done: &Prepared) -> Vec<HostSummary> {
         .collect()
 }
 
-/// The deltas from each base commit the hosts keep the source of, so a
-/// host gets only what changed since.
-fn deltas(repo: &Repo, sites: &[Site], commit: &Commit) -> BTreeMap<String, Delta> {
-    let mut deltas = BTreeMap::new();
-    for base in sites.iter().filter_map(|s| s.source_commit.clone()) {
-        if deltas.contains_key(&base) {
-            continue;
+/// The deltas from each base commit the hosts keep the source of (a host
+/// gets only what changed since), each made the first time a host needs it.
+#[derive(Default)]
+struct Deltas(tokio::sync::Mutex<BTreeMap<String, Option<Arc<Delta>>>>);
+
+impl Deltas {
+    /// The delta from `base` to `commit`; `None` when git cannot make one
+    /// (the base is not in this repository, or too much changed).
+    async fn from(&self, dir: &Path, base: &str, commit: &Commit) -> Option<Arc<Delta>> {
+        let mut made = self.0.lock().await;
+        if let Some(delta) = made.get(base) {
+            return delta.clone();
         }
-        if let Ok(Some(delta)) = repo.delta(&base, commit) {
-            deltas.insert(base, delta);
-        }
+        let (repo, from, to) = (Repo::at(dir), base.to_string(), commit.clone());
+        let delta = tokio::task::spawn_blocking(move || repo.delta(&from, &to))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .map(Arc::new);
+        made.insert(base.to_string(), delta.clone());
+        delta
     }
-    deltas
 }
 
 /// A host that was switched in this run, and where it was before.
@@ -281,7 +297,7 @@ struct Run<'a> {
     /// Rehearse pending migrations before running them.
     rehearse: bool,
     /// Deltas from each base commit the hosts keep the source of.
-    deltas: BTreeMap<String, Delta>,
+    deltas: Deltas,
     /// Hosts on which this run created the new release folder: the only
     /// ones where a failure may remove it.
     created: Mutex<HashSet<String>>,
@@ -304,9 +320,9 @@ impl<'a> Run<'a> {
             printer,
             sites,
             info,
-            forced: options.forced,
+            forced: false,
             rehearse: options.rehearse,
-            deltas: BTreeMap::new(),
+            deltas: Deltas::default(),
             created: Mutex::default(),
             account: Mutex::default(),
         }
@@ -335,8 +351,9 @@ impl<'a> Run<'a> {
         commit: &Commit,
         release: &str,
         archive: &[u8],
+        early: Vec<prepare::Early>,
     ) -> Result<(Rehearsal, Prepared), Error> {
-        let prepared = self.prepare(commit, release, archive).await;
+        let prepared = self.prepare(commit, release, archive, early).await;
         let prepared = match prepared {
             Ok(prepared) => prepared,
             Err(problems) => return Err(self.abandon(commit, release, problems, vec![]).await),

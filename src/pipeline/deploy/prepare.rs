@@ -14,27 +14,38 @@ use crate::remote::source;
 use super::{Prepared, Run};
 
 /// What preparing did on one host.
-struct OnHost {
+pub(super) struct OnHost {
     seconds: f64,
     uploaded: u64,
 }
 
+/// A host's prepare, done or failed, when the start of the deploy already
+/// ran it (`start`); `None` for a host it left to this phase.
+pub(super) type Early = Option<Result<OnHost, HostProblem>>;
+
 impl Run<'_> {
-    /// Prepares `release` on every host; the problems of the hosts where it
-    /// failed, if any did.
+    /// Prepares `release` on every host that `early` did not; the problems
+    /// of the hosts where it failed, if any did.
     pub(super) async fn prepare(
         &self,
         commit: &Commit,
         release: &str,
         archive: &[u8],
+        early: Vec<Early>,
     ) -> Result<Prepared, Vec<HostProblem>> {
-        let results = each(self.sites, self.env.parallel, |site| {
-            self.prepare_one(site, commit, release, archive)
+        let mut early = early;
+        early.resize_with(self.sites.len(), || None);
+        let left: Vec<usize> = (0..early.len()).filter(|&i| early[i].is_none()).collect();
+        let now = each(&left, self.env.parallel, |&i| {
+            self.prepare_one(&self.sites[i], commit, release, archive)
         })
         .await;
+        for (i, result) in left.into_iter().zip(now) {
+            early[i] = Some(result);
+        }
         let mut done = Prepared::default();
         let mut problems = Vec::new();
-        for (site, result) in self.sites.iter().zip(results) {
+        for (site, result) in self.sites.iter().zip(early.into_iter().flatten()) {
             match result {
                 Ok(on_host) => {
                     done.seconds
@@ -56,7 +67,7 @@ impl Run<'_> {
     /// changed when the host keeps the last upload's source), link shared,
     /// build, finish. A delta that fails to apply falls back to the whole
     /// archive.
-    async fn prepare_one(
+    pub(super) async fn prepare_one(
         &self,
         site: &Site,
         commit: &Commit,
@@ -65,13 +76,13 @@ impl Run<'_> {
     ) -> Result<OnHost, HostProblem> {
         let started = Instant::now();
         let steps = self.steps(site, release, &commit.sha).prepare();
-        let delta = site
-            .source_commit
-            .as_ref()
-            .and_then(|base| self.deltas.get(base));
+        let delta = match &site.source_commit {
+            Some(base) => self.deltas.from(&self.config.dir, base, commit).await,
+            None => None,
+        };
         let mut sent = archive;
         let mut outputs = None;
-        if let Some(delta) = delta {
+        if let Some(delta) = &delta {
             let planned = with_delta(&steps, site, release, &commit.sha, delta);
             let stdin = (!delta.archive.is_empty()).then_some(delta.archive.as_slice());
             match site.batch(self.printer, &planned, stdin).await {
