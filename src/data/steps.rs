@@ -115,7 +115,8 @@ impl<'a> Steps<'a> {
     /// there (a real copy, never shared with the serving release), with
     /// that release's path replaced by the new one in the scripts of their
     /// `bin/` folders (a virtualenv's entry points name it). Prints
-    /// `REUSED_MARK` when it skipped the step.
+    /// `REUSED_MARK` when it skipped the step; when copying or renaming
+    /// fails, the copies are removed and the step runs.
     fn cached(&self, step: Planned, index: usize, cache: &crate::config::BuildCache) -> Planned {
         use crate::base::shell::quote;
         let vars = self.vars();
@@ -145,26 +146,32 @@ impl<'a> Steps<'a> {
             .map(|o| format!("[ -e \"$prev\"/{} ]", quote(o)))
             .collect::<Vec<_>>()
             .join(" && ");
-        let mut copy = String::new();
+        // Copying an output and renaming the release in its scripts either
+        // works whole or the step runs as if nothing were cached (a
+        // half-renamed virtualenv would name a release that gets pruned).
+        let (mut copy, mut remove) = (String::new(), String::new());
         for output in &cache.outputs {
             let o = quote(output);
             copy.push_str(&format!(
-                "  rm -rf \"$new\"/{o} && mkdir -p \"$(dirname \"$new\"/{o})\" && cp -a \"$prev\"/{o} \"$new\"/{o} || exit 1\n\
-                 \x20 for b in \"$new\"/{o}/bin \"$new\"/{o}/pyvenv.cfg; do [ -e \"$b\" ] && grep -rlI -F -- \"$prev/\" \"$b\" 2>/dev/null; done | while IFS= read -r f; do sed -i \"s|$prev/|$new/|g\" \"$f\"; done\n"
+                "    rm -rf \"$new\"/{o} && mkdir -p \"$(dirname \"$new\"/{o})\" && cp -a \"$prev\"/{o} \"$new\"/{o} || exit 1\n\
+                 \x20   for b in \"$new\"/{o}/bin \"$new\"/{o}/pyvenv.cfg; do [ -e \"$b\" ] && grep -rlI -F -- \"$prev/\" \"$b\" 2>/dev/null; done | while IFS= read -r f; do sed -i \"s|$prev/|$new/|g\" \"$f\" || exit 1; done || exit 1\n"
             ));
+            remove.push_str(&format!("  rm -rf \"$new\"/{o}\n"));
         }
         let script = format!(
             "new={new}\nprev=$(readlink -f {current} 2>/dev/null || true)\nmark=\"$new\"/.gantry-build/{index}.key\n\
              key=$({{ printf '%s\\n' {run}\n{key_command}{inputs}}} | sha256sum | cut -d' ' -f1)\n\
              mkdir -p \"$new\"/.gantry-build\n\
              if [ -n \"$prev\" ] && [ \"$prev\" != \"$new\" ] && [ \"$(cat \"$prev\"/.gantry-build/{index}.key 2>/dev/null)\" = \"$key\" ] && {all_there}; then\n\
-             {copy}\x20 printf '%s\\n' \"$key\" > \"$mark\"\n  echo {mark}\n  exit 0\nfi\n\
+             \x20 if (\n{copy}  ); then\n    printf '%s\\n' \"$key\" > \"$mark\"\n    echo {mark}\n    exit 0\n  fi\n\
+             \x20 echo {fallback} >&2\n{remove}fi\n\
              (\n{step}\n) || exit $?\nprintf '%s\\n' \"$key\" > \"$mark\"",
             new = quote(&new),
             current = quote(&self.layout.current()),
             run = quote(step.shown.as_deref().unwrap_or("")),
             step = step.script,
             mark = quote(REUSED_MARK),
+            fallback = quote("gantry: the serving release's outputs could not be reused here; running the step"),
         );
         Planned { script, ..step }
     }

@@ -555,4 +555,29 @@ fn a_build_step_whose_inputs_did_not_change_is_skipped_and_its_outputs_reused() 
         std::fs::read_to_string(current.join("out/requirements.txt")).unwrap(),
         "django\ngunicorn\n"
     );
+
+    // Outputs that cannot be renamed whole (here a script whose name the
+    // rename cannot follow) are not reused: the step runs, rather than
+    // leave a copy that names a release the next deploys prune.
+    let serving = current;
+    std::fs::write(
+        serving.join("out/bin/odd\nname"),
+        format!("#!{}/out/bin/python\n", serving.display()),
+    )
+    .unwrap();
+    t.commit("Unrelated again", &[("NOTES", "more notes\n")]);
+    let run = t.gantry(&["deploy", "staging"]);
+    run.success();
+    assert_eq!(builds(&t), 3, "the step ran");
+    let current = std::fs::canonicalize(t.site("staging", 0).join("current")).unwrap();
+    assert_ne!(current, serving);
+    for entry in std::fs::read_dir(current.join("out/bin")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains(&serving.display().to_string()),
+            "{} names the release it was copied from",
+            path.display()
+        );
+    }
 }
