@@ -322,15 +322,15 @@ fn a_lock_held_on_a_later_host_leaves_no_release_and_no_lock_on_the_others() {
 }
 
 #[test]
-fn a_host_that_fails_to_connect_late_leaves_no_release_and_no_lock_on_the_others() {
+fn a_host_that_fails_to_connect_late_or_an_interrupt_leaves_no_release_and_no_lock() {
     let mut t = Test::new().hosts(2).start();
     let config = t.config(&[("live", &[0, 1])]);
     t.write_config(&config);
     t.commit("Add config", &[]);
     t.gantry(&["deploy", "live"]).success();
     let before: Vec<Vec<String>> = (0..2).map(|i| t.releases("live", i)).collect();
-    // A third "host" that takes the connection and says nothing until the
-    // others are locked and preparing, then hangs up on every connection.
+    // A third "host" that takes the connection and says nothing until it
+    // is told to hang up (once the others are locked and preparing).
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = dead.local_addr().unwrap().port();
     let hang_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -345,6 +345,11 @@ fn a_host_that_fails_to_connect_late_leaves_no_release_and_no_lock_on_the_others
             }
         }
     });
+    let hang_up_now = |yes: bool| {
+        hang_up.store(yes, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the listener up, so that it hangs up on what it held.
+        drop(std::net::TcpStream::connect(("127.0.0.1", port)));
+    };
     let third = format!(
         "{{ address = \"root@127.0.0.1:{port}\", vars = {{ hostid = \"h9\", app_port = \"1\" }} }}"
     );
@@ -355,14 +360,27 @@ fn a_host_that_fails_to_connect_late_leaves_no_release_and_no_lock_on_the_others
         &config[hosts_end..]
     ));
     t.commit("A third host", &[("NEWS", "third\n")]);
+    let unchanged = |t: &Test, stderr: &str| {
+        for (i, before) in before.iter().enumerate() {
+            assert_eq!(
+                &t.releases("live", i),
+                before,
+                "host {i}: no new release\n{stderr}"
+            );
+            assert!(
+                !t.site("live", i).join(".gantry/lock").exists(),
+                "host {i}: not left locked\n{stderr}"
+            );
+        }
+    };
+    let prepared = |t: &Test| (0..2).any(|i| t.releases("live", i).len() > before[i].len());
 
+    // The third host fails once the others are prepared.
     let deploy = t.command(&["deploy", "live"]).spawn().unwrap();
     wait_until(60, "a release to be prepared on a connected host", || {
-        (0..2).any(|i| t.releases("live", i).len() > before[i].len())
+        prepared(&t)
     });
-    hang_up.store(true, std::sync::atomic::Ordering::SeqCst);
-    // Wakes the listener up, so that it hangs up on what it held.
-    drop(std::net::TcpStream::connect(("127.0.0.1", port)));
+    hang_up_now(true);
     let out = deploy.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
@@ -370,13 +388,34 @@ fn a_host_that_fails_to_connect_late_leaves_no_release_and_no_lock_on_the_others
         stderr.contains("cannot reach 1 of the hosts of `live`; nothing was changed"),
         "{stderr}"
     );
-    for (i, before) in before.iter().enumerate() {
-        assert_eq!(&t.releases("live", i), before, "host {i}: no new release");
-        assert!(
-            !t.site("live", i).join(".gantry/lock").exists(),
-            "host {i}: not left locked"
-        );
-    }
+    unchanged(&t, &stderr);
+
+    // Ctrl-C while the third host is still connecting: the same, as an
+    // interrupt.
+    hang_up_now(false);
+    let mut deploy = t.command(&["deploy", "live"]).spawn().unwrap();
+    let stderr = collect(deploy.stderr.take().unwrap());
+    wait_until(60, "a release to be prepared on a connected host", || {
+        prepared(&t)
+    });
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &deploy.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_until(30, "gantry to take the interrupt", || {
+        stderr.lock().unwrap().contains("interrupted:")
+    });
+    hang_up_now(true);
+    let code = deploy.wait().unwrap().code();
+    let stderr = stderr.finish();
+    assert_eq!(code, Some(8), "{stderr}");
+    assert!(
+        stderr.contains("deploy to `live` was interrupted (Ctrl-C or SIGTERM)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unchanged (not reached)"), "{stderr}");
+    unchanged(&t, &stderr);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use futures_util::future::join_all;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::HostSpec;
-use crate::error::{Error, HeldLock, HostProblem};
+use crate::error::{Error, Failure, HeldLock, HostProblem};
 use crate::ledger::git::Commit;
 use crate::remote::site::{self, each_host, Connecting, Site};
 use crate::remote::{locking, release};
@@ -124,6 +124,7 @@ impl Run<'_> {
             taken,
             early,
             stop,
+            serving,
         } = sort(&self.env.name, starts, decided);
         let go = gone.into_inner();
         let Some(stop) = stop else {
@@ -131,9 +132,14 @@ impl Run<'_> {
             return Ok(Started::Locked { go, sites, early });
         };
         let sites = self.withdraw(release, sites, &taken).await;
+        if site::interrupted() {
+            site::close(sites).await;
+            self.printer.finish_hosts();
+            return Err(self.interrupted(stop, early, serving));
+        }
         // Only a host after the first can be held here: the first one's
         // lock was waited for already.
-        let wait = locking::wait_deadline().is_some() && !site::interrupted();
+        let wait = locking::wait_deadline().is_some();
         match (stop, go) {
             (Error::Locked { .. }, Some(go)) if wait && taken.get(first) == Some(&true) => {
                 Ok(Started::Wait { go, sites })
@@ -234,6 +240,28 @@ impl Run<'_> {
         (Ok(site), lock)
     }
 
+    /// The error of a start that Ctrl-C or SIGTERM stopped, once what it
+    /// did was put back: every problem met on the way, and each host as it
+    /// was left.
+    fn interrupted(&self, stop: Error, early: Vec<Early>, serving: Vec<(String, String)>) -> Error {
+        let mut problems = match stop {
+            Error::Unreachable { problems, .. } | Error::Hosts { problems, .. } => problems,
+            _ => Vec::new(),
+        };
+        problems.extend(early.into_iter().flatten().filter_map(Result::err));
+        Error::Failed(Box::new(Failure {
+            action: "deploy".into(),
+            env: self.env.name.clone(),
+            problems,
+            serving,
+            recovery: Vec::new(),
+            notes: Vec::new(),
+            constraint: None,
+            interrupted: true,
+            stuck: Vec::new(),
+        }))
+    }
+
     /// Puts back what the start did: on every host, the release it
     /// prepared removed and the lock it took given back, in one channel.
     /// Returns the sites, still connected.
@@ -269,18 +297,34 @@ impl Run<'_> {
 }
 
 /// The hosts' starts sorted: the sites reached, which of them this run
-/// locked, their prepares, and why the deploy stops, if it does.
+/// locked, their prepares, why the deploy stops, if it does, and what
+/// every host serves (as far as the start read it).
 struct Sorted {
     sites: Vec<Site>,
     taken: Vec<bool>,
     early: Vec<Early>,
     stop: Option<Error>,
+    serving: Vec<(String, String)>,
 }
 
 fn sort(env: &str, starts: Vec<HostStart>, decided: Result<(), Error>) -> Sorted {
     let (mut sites, mut taken, mut early) = (Vec::new(), Vec::new(), Vec::new());
     let (mut unreachable, mut problems, mut held) = (Vec::new(), Vec::new(), Vec::new());
+    let mut serving = Vec::new();
     for start in starts {
+        serving.push(match (&start.site, &start.lock) {
+            (Ok(site), Lock::Taken) => (
+                site.name().to_string(),
+                site.serving
+                    .clone()
+                    .unwrap_or_else(|| "nothing (no release was live)".to_string()),
+            ),
+            (Ok(site), _) => (
+                site.name().to_string(),
+                "unchanged (not locked)".to_string(),
+            ),
+            (Err(p), _) => (p.host.clone(), "unchanged (not reached)".to_string()),
+        });
         match start.site {
             Ok(site) => {
                 sites.push(site);
@@ -318,5 +362,6 @@ fn sort(env: &str, starts: Vec<HostStart>, decided: Result<(), Error>) -> Sorted
         taken,
         early,
         stop,
+        serving,
     }
 }
