@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::harness::{collect, wait_until, Test};
+use crate::harness::{collect, signal, wait_until, Test};
 
 /// The restart waits while `hold-restart` exists in the site folder (and
 /// says so with `holding-restart`), after the switch.
@@ -65,15 +65,6 @@ fn processes_matching(text: &str) -> bool {
         .status()
         .unwrap()
         .success()
-}
-
-fn signal(pid: u32, name: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{name} {pid}");
 }
 
 /// One deploy of a new commit, stopped by `sig` in `phase`.

@@ -587,6 +587,24 @@ fn wait_for_banner(ip: &str, port: u16, child: &mut Child) -> bool {
     false
 }
 
+/// Sends signal `name` (`INT`, `TERM`, `KILL`…) to process `pid`.
+pub fn signal(pid: u32, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name} {pid}");
+}
+
+/// Ctrl-C to a running Gantry, and the wait until it says it took it.
+pub fn interrupt(gantry: &std::process::Child, stderr: &Collected) {
+    signal(gantry.id(), "INT");
+    wait_until(30, "gantry to take the interrupt", || {
+        stderr.lock().unwrap().contains("interrupted:")
+    });
+}
+
 /// Collects a child's output as it arrives, for tests that wait on it.
 pub fn collect(pipe: impl Read + Send + 'static) -> Collected {
     let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));

@@ -1,7 +1,7 @@
 //! The deploy lock: concurrent deploys are refused, a killed deploy leaves a
 //! recognisably stale lock and a site still serving what it served.
 
-use crate::harness::{collect, copy_dir, wait_until, Test};
+use crate::harness::{collect, copy_dir, interrupt, wait_until, Test};
 
 #[test]
 fn second_deploy_is_refused_while_the_first_holds_the_lock() {
@@ -123,14 +123,7 @@ fn interrupt_during_build_releases_the_lock_and_changes_nothing() {
     wait_until(60, "the deploy to reach its build", || {
         site.join("holding").exists()
     });
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &deploy.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    wait_until(30, "gantry to take the interrupt", || {
-        stderr.lock().unwrap().contains("interrupted:")
-    });
+    interrupt(&deploy, &stderr);
     // The build on the host runs on until `hold` goes; after it, no new
     // step may start.
     std::fs::remove_file(site.join("hold")).unwrap();
@@ -398,14 +391,7 @@ fn a_host_that_fails_to_connect_late_or_an_interrupt_leaves_no_release_and_no_lo
     wait_until(60, "a release to be prepared on a connected host", || {
         prepared(&t)
     });
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &deploy.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    wait_until(30, "gantry to take the interrupt", || {
-        stderr.lock().unwrap().contains("interrupted:")
-    });
+    interrupt(&deploy, &stderr);
     hang_up_now(true);
     let code = deploy.wait().unwrap().code();
     let stderr = stderr.finish();

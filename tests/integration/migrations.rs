@@ -389,15 +389,7 @@ fn interrupted_rehearsal(engine: Engine) {
             .iter()
             .any(|d| d.contains("rehearsal"))),
     }
-    let pid = rehearsal.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
-    wait_until(30, "gantry to take the interrupt", || {
-        stderr.lock().unwrap().contains("interrupted:")
-    });
+    crate::harness::interrupt(&rehearsal, &stderr);
     std::fs::remove_file(site.join("hold")).unwrap();
     let status = rehearsal.wait().unwrap();
     assert_eq!(status.code(), Some(8), "an interrupted rehearsal exits 8");
