@@ -9,24 +9,28 @@ use crate::base::{secrets, shell};
 use crate::cli::output::{Printer, Verbosity};
 use crate::error::HostProblem;
 use crate::remote::host::{Lines, Stream};
-use crate::remote::release::Planned;
-use crate::remote::site::{interrupted, Site};
+use crate::remote::release::{self, Layout, Planned};
+use crate::remote::site::{interrupted, until_interrupted, Site, NOT_STARTED};
 
 /// Starts each step's output in a batch; `MARK failed I CODE` ends a failed
 /// one.
 const MARK: &str = "@@gantry-step";
 
 /// The script that runs `steps` in order and stops at the first that
-/// fails. Each runs in its own `sh`, with its stderr merged into its
-/// stdout and its name on its command line (for `status` to find a step a
-/// killed Gantry left running, as with single steps), except Gantry's own
-/// short ones (`inline`), which run in a subshell; only the step that
-/// uploads reads stdin.
-pub fn batch_script(path: &str, steps: &[Planned]) -> String {
+/// fails, or before the next one once the file `stop` exists (Gantry
+/// makes it on an interrupt). Each runs in its own `sh`, with its stderr
+/// merged into its stdout and its name on its command line (for `status`
+/// to find a step a killed Gantry left running, as with single steps),
+/// except Gantry's own short ones (`inline`), which run in a subshell;
+/// only the step that uploads reads stdin.
+pub fn batch_script(path: &str, steps: &[Planned], stop: &str) -> String {
     // `${g}`: the batch's own command line must not carry the steps'
     // markers, only each step's does.
-    let mut script = String::from("g=gantry\n");
+    let mut script = format!("g=gantry\ns={}\n", shell::quote(stop));
     for (i, step) in steps.iter().enumerate() {
+        script.push_str(&format!(
+            "[ ! -e \"$s\" ] || {{ echo '{MARK} {i}'; echo '{NOT_STARTED}'; echo '{MARK} failed {i} 130'; exit 130; }}\n"
+        ));
         let stdin = if step.upload { "" } else { " </dev/null" };
         if step.inline {
             // A statement of its own, never the left of `||`: there the
@@ -49,6 +53,13 @@ pub fn batch_script(path: &str, steps: &[Planned]) -> String {
         ));
     }
     script
+}
+
+/// Makes the stop file of a batch in the lock folder, if the lock is
+/// still this run's (`token`).
+fn stop_script(layout: &Layout, token: &str) -> String {
+    let stop = shell::quote(&format!("{}/stop", layout.lock()));
+    release::if_held(layout, token, &format!(": > {stop}"))
 }
 
 /// The output of each step that ran, and the failed step with its exit
@@ -75,7 +86,8 @@ fn split(stdout: &str, count: usize) -> (Vec<String>, Option<(usize, Option<i32>
 
 impl Site {
     /// Runs `steps` in one channel, in order, stopping at the first that
-    /// fails; `stdin` goes to the step that uploads. Returns each step's
+    /// fails or at an interrupt; `stdin` goes to the step that uploads;
+    /// `token` is the lock this run holds here. Returns each step's
     /// output (stdout and stderr). A batch whose scripts hold a secret runs
     /// step by step instead, each on `sh -s` (see `step_with`).
     pub async fn batch(
@@ -83,6 +95,7 @@ impl Site {
         printer: &Printer,
         steps: &[Planned],
         stdin: Option<&[u8]>,
+        token: &str,
     ) -> Result<Vec<String>, HostProblem> {
         if steps.iter().any(|s| secrets::contains_any(&s.script)) {
             let mut outputs = Vec::new();
@@ -98,8 +111,7 @@ impl Site {
             return Ok(Vec::new());
         };
         if interrupted() {
-            let why = "interrupted (Ctrl-C or SIGTERM) before this step started";
-            return Err(self.problem(&first.name, first.shown.as_deref(), None, why));
+            return Err(self.problem(&first.name, first.shown.as_deref(), None, NOT_STARTED));
         }
         // The progress names each step as its mark comes; with `-v`, every
         // line the steps print is shown too.
@@ -118,8 +130,19 @@ impl Site {
             None => {}
         };
         let lines: Lines<'_> = &show;
-        let script = batch_script(&self.layout.path, steps);
-        let out = self.conn.run_with(&script, stdin, Some(lines)).await;
+        let stop = format!("{}/stop", self.layout.lock());
+        let script = batch_script(&self.layout.path, steps, &stop);
+        // On an interrupt, the step that runs finishes and no other starts:
+        // the stop file goes in this run's lock folder (removed with it).
+        let run = self.conn.run_with(&script, stdin, Some(lines));
+        let mut run = std::pin::pin!(run);
+        let out = tokio::select! {
+            out = &mut run => out,
+            () = until_interrupted() => {
+                let _ = self.conn.run(&stop_script(&self.layout, token), None).await;
+                run.await
+            }
+        };
         let (outputs, failed) = match &out {
             Ok(out) => split(&out.stdout, steps.len()),
             Err(_) => (Vec::new(), None),
@@ -171,7 +194,7 @@ mod tests {
         use std::io::Write;
         let mut child = std::process::Command::new("sh")
             .arg("-c")
-            .arg(batch_script("/srv/app", steps))
+            .arg(batch_script("/srv/app", steps, "/nonexistent/stop"))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -201,6 +224,40 @@ mod tests {
         let (outputs, failed) = split(&stdout, 3);
         assert_eq!(outputs, ["the archive\n", "built\nwarned\n", ""]);
         assert_eq!(failed, None);
+    }
+
+    #[test]
+    fn once_the_stop_file_exists_no_other_step_starts() {
+        let dir = std::env::temp_dir().join(format!("gantry-batch-stop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let stop = dir.join("stop");
+        let never = dir.join("never");
+        let steps = [
+            planned("upload", "true", true),
+            // What Gantry does on an interrupt while this step runs.
+            planned(
+                "build",
+                &format!("echo building; : > '{}'", stop.display()),
+                false,
+            ),
+            planned(
+                "collectstatic",
+                &format!(": > '{}'", never.display()),
+                false,
+            ),
+        ];
+        let script = batch_script("/srv/app", &steps, stop.to_str().unwrap());
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(130));
+        assert!(!never.exists(), "the step after the stop did not run");
+        let (outputs, failed) = split(&String::from_utf8_lossy(&out.stdout), 3);
+        assert_eq!(outputs, ["", "building\n", &format!("{NOT_STARTED}\n")]);
+        assert_eq!(failed, Some((2, Some(130))));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -111,9 +111,13 @@ pub fn lock_script(layout: &Layout, info_json: &str) -> String {
 /// Releases the lock, but only if `token` still holds it (the holder's
 /// record is one JSON line, as `serde_json` writes it).
 pub fn unlock_script(layout: &Layout, token: &str) -> String {
-    let lock = quote(&layout.lock());
+    if_held(layout, token, &format!("rm -rf {}", quote(&layout.lock())))
+}
+
+/// `then`, but only if `token` still holds the lock.
+pub fn if_held(layout: &Layout, token: &str, then: &str) -> String {
     format!(
-        "{read}\ncase $l in *{token}*) rm -rf {lock} ;; esac",
+        "{read}\ncase $l in *{token}*) {then} ;; esac",
         read = read_line("l", &format!("{}/info", layout.lock())),
         token = quote(&format!("\"token\":\"{token}\""))
     )

@@ -20,12 +20,32 @@ use crate::remote::release::{self, Layout, Planned};
 /// Set by Ctrl-C or SIGTERM: no new step starts, and what ran is undone.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// What a step that an interrupt kept from starting says.
+pub const NOT_STARTED: &str = "interrupted (Ctrl-C or SIGTERM) before this step started";
+
+/// Wakes whoever waits for an interrupt (`until_interrupted`).
+static INTERRUPTS: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 pub fn interrupt() {
     INTERRUPTED.store(true, Ordering::SeqCst);
+    INTERRUPTS.notify_waiters();
 }
 
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Returns once Ctrl-C or SIGTERM came (at once if it already did).
+pub async fn until_interrupted() {
+    loop {
+        let notified = INTERRUPTS.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if interrupted() {
+            return;
+        }
+        notified.await;
+    }
 }
 
 pub struct Site {
@@ -80,8 +100,7 @@ impl Site {
 
     /// No new step starts after Ctrl-C or SIGTERM: the problem that says so.
     fn interruption(&self, step: &str, shown: Option<&str>) -> Option<HostProblem> {
-        let why = "interrupted (Ctrl-C or SIGTERM) before this step started";
-        interrupted().then(|| self.problem(step, shown, None, why))
+        interrupted().then(|| self.problem(step, shown, None, NOT_STARTED))
     }
 
     /// Runs one step even after an interrupt: for putting things back.

@@ -111,10 +111,18 @@ fn lock_holds_deploys_until_unlock() {
 #[test]
 fn interrupt_during_build_releases_the_lock_and_changes_nothing() {
     let mut t = Test::new().hosts(1).start();
-    t.configure(&[("staging", &[0])]);
+    // A step after the one that holds leaves a trace if it ever starts.
+    let config = t.config(&[("staging", &[0])]).replace(
+        "build = [\"sh build.sh\", \"sh ci/hooks.sh\"]",
+        "build = [\"sh build.sh\", \"sh ci/hooks.sh\", \"touch \\\"$GANTRY_PATH/after-hold\\\"\"]",
+    );
+    assert!(config.contains("after-hold"), "{config}");
+    t.write_config(&config);
+    t.commit("Add config", &[]);
     t.gantry(&["deploy", "staging"]).success();
-    let serving = t.current("staging", 0);
     let site = t.site("staging", 0);
+    std::fs::remove_file(site.join("after-hold")).unwrap();
+    let serving = t.current("staging", 0);
 
     t.commit("Second", &[("NEWS", "second\n")]);
     std::fs::write(site.join("hold"), "").unwrap();
@@ -136,6 +144,10 @@ fn interrupt_during_build_releases_the_lock_and_changes_nothing() {
     );
     assert_eq!(t.current("staging", 0), serving);
     assert!(!site.join(".gantry/lock").exists(), "the lock was released");
+    assert!(
+        !site.join("after-hold").exists(),
+        "no build step started after the interrupt\n{stderr}"
+    );
 }
 
 #[test]

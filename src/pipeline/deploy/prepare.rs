@@ -75,6 +75,7 @@ impl Run<'_> {
         archive: &[u8],
     ) -> Result<OnHost, HostProblem> {
         let started = Instant::now();
+        let token = &self.info.token;
         let steps = self.steps(site, release, &commit.sha).prepare();
         let delta = match &site.source_commit {
             Some(base) => self.deltas.from(&self.config.dir, base, commit).await,
@@ -85,7 +86,7 @@ impl Run<'_> {
         if let Some(delta) = &delta {
             let planned = with_delta(&steps, site, release, &commit.sha, delta);
             let stdin = (!delta.archive.is_empty()).then_some(delta.archive.as_slice());
-            match site.batch(self.printer, &planned, stdin).await {
+            match site.batch(self.printer, &planned, stdin, token).await {
                 Ok(out) => {
                     sent = &delta.archive;
                     outputs = Some(out);
@@ -105,7 +106,7 @@ impl Run<'_> {
         let outputs = match outputs {
             Some(outputs) => outputs,
             None => site
-                .batch(self.printer, &steps, Some(archive))
+                .batch(self.printer, &steps, Some(archive), token)
                 .await
                 .map_err(|p| self.made_here(site, &steps, p))?,
         };
