@@ -5,6 +5,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use tokio::sync::watch;
+
 use crate::base::{secrets, shell};
 use crate::cli::output::{Printer, Verbosity};
 use crate::error::HostProblem;
@@ -55,6 +57,22 @@ pub fn batch_script(path: &str, steps: &[Planned], stop: &str) -> String {
     script
 }
 
+/// Returns on an interrupt, or once `stop` turns true.
+async fn stop_asked(stop: Option<watch::Receiver<bool>>) {
+    let stopped = async {
+        if let Some(mut stop) = stop {
+            if stop.wait_for(|s| *s).await.is_ok() {
+                return;
+            }
+        }
+        std::future::pending().await
+    };
+    tokio::select! {
+        () = until_interrupted() => {}
+        () = stopped => {}
+    }
+}
+
 /// Makes the stop file of a batch in the lock folder, if the lock is
 /// still this run's (`token`).
 fn stop_script(layout: &Layout, token: &str) -> String {
@@ -96,6 +114,7 @@ impl Site {
         steps: &[Planned],
         stdin: Option<&[u8]>,
         token: &str,
+        stop: Option<&watch::Receiver<bool>>,
     ) -> Result<Vec<String>, HostProblem> {
         if steps.iter().any(|s| secrets::contains_any(&s.script)) {
             let mut outputs = Vec::new();
@@ -130,15 +149,16 @@ impl Site {
             None => {}
         };
         let lines: Lines<'_> = &show;
-        let stop = format!("{}/stop", self.layout.lock());
-        let script = batch_script(&self.layout.path, steps, &stop);
-        // On an interrupt, the step that runs finishes and no other starts:
-        // the stop file goes in this run's lock folder (removed with it).
+        let stop_file = format!("{}/stop", self.layout.lock());
+        let script = batch_script(&self.layout.path, steps, &stop_file);
+        // On an interrupt or `stop`, the step that runs finishes and no
+        // other starts: the stop file goes in this run's lock folder
+        // (removed with it).
         let run = self.conn.run_with(&script, stdin, Some(lines));
         let mut run = std::pin::pin!(run);
         let out = tokio::select! {
             out = &mut run => out,
-            () = until_interrupted() => {
+            () = stop_asked(stop.cloned()) => {
                 let _ = self.conn.run(&stop_script(&self.layout, token), None).await;
                 run.await
             }

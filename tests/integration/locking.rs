@@ -329,10 +329,18 @@ fn a_lock_held_on_a_later_host_leaves_no_release_and_no_lock_on_the_others() {
 #[test]
 fn a_host_that_fails_to_connect_late_or_an_interrupt_leaves_no_release_and_no_lock() {
     let mut t = Test::new().hosts(2).start();
-    let config = t.config(&[("live", &[0, 1])]);
+    let config = t.config(&[("live", &[0, 1])]).replace(
+        "build = [\"sh build.sh\", \"sh ci/hooks.sh\"]",
+        "build = [\"sh build.sh\", \"sh ci/hooks.sh\", \"touch \\\"$GANTRY_PATH/after-hold\\\"\"]",
+    );
+    assert!(config.contains("after-hold"), "{config}");
     t.write_config(&config);
     t.commit("Add config", &[]);
     t.gantry(&["deploy", "live"]).success();
+    let sites: Vec<std::path::PathBuf> = (0..2).map(|i| t.site("live", i)).collect();
+    for site in &sites {
+        std::fs::remove_file(site.join("after-hold")).unwrap();
+    }
     let before: Vec<Vec<String>> = (0..2).map(|i| t.releases("live", i)).collect();
     // A third "host" that takes the connection and says nothing until it
     // is told to hang up (once the others are locked and preparing).
@@ -380,12 +388,22 @@ fn a_host_that_fails_to_connect_late_or_an_interrupt_leaves_no_release_and_no_lo
     };
     let prepared = |t: &Test| (0..2).any(|i| t.releases("live", i).len() > before[i].len());
 
-    // The third host fails once the others are prepared.
+    // The third host fails while the others build: their builds stop
+    // before the next step, and what they did is put back.
+    for site in &sites {
+        std::fs::write(site.join("hold"), "").unwrap();
+    }
     let deploy = t.command(&["deploy", "live"]).spawn().unwrap();
-    wait_until(60, "a release to be prepared on a connected host", || {
-        prepared(&t)
+    wait_until(60, "the connected hosts to reach their build", || {
+        sites.iter().all(|s| s.join("holding").exists())
     });
     hang_up_now(true);
+    wait_until(60, "the builds to be told to stop", || {
+        sites.iter().all(|s| s.join(".gantry/lock/stop").exists())
+    });
+    for site in &sites {
+        std::fs::remove_file(site.join("hold")).unwrap();
+    }
     let out = deploy.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
@@ -394,6 +412,13 @@ fn a_host_that_fails_to_connect_late_or_an_interrupt_leaves_no_release_and_no_lo
         "{stderr}"
     );
     unchanged(&t, &stderr);
+    for site in &sites {
+        assert!(
+            !site.join("after-hold").exists(),
+            "no step started after the stop\n{stderr}"
+        );
+        std::fs::remove_file(site.join("holding")).unwrap();
+    }
 
     // Ctrl-C while the third host is still connecting: the same, as an
     // interrupt.

@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+use tokio::sync::watch;
+
 use crate::data::steps::REUSED_MARK;
 use crate::error::HostProblem;
 use crate::ledger::git::{Commit, Delta};
@@ -37,7 +39,7 @@ impl Run<'_> {
         early.resize_with(self.sites.len(), || None);
         let left: Vec<usize> = (0..early.len()).filter(|&i| early[i].is_none()).collect();
         let now = each(&left, self.env.parallel, |&i| {
-            self.prepare_one(&self.sites[i], commit, release, archive)
+            self.prepare_one(&self.sites[i], commit, release, archive, None)
         })
         .await;
         for (i, result) in left.into_iter().zip(now) {
@@ -66,13 +68,15 @@ impl Run<'_> {
     /// Prepares the release on one host in one channel: upload (only what
     /// changed when the host keeps the last upload's source), link shared,
     /// build, finish. A delta that fails to apply falls back to the whole
-    /// archive.
+    /// archive. Once `stop` turns true (or on an interrupt), no other step
+    /// starts.
     pub(super) async fn prepare_one(
         &self,
         site: &Site,
         commit: &Commit,
         release: &str,
         archive: &[u8],
+        stop: Option<&watch::Receiver<bool>>,
     ) -> Result<OnHost, HostProblem> {
         let started = Instant::now();
         let token = &self.info.token;
@@ -86,7 +90,7 @@ impl Run<'_> {
         if let Some(delta) = &delta {
             let planned = with_delta(&steps, site, release, &commit.sha, delta);
             let stdin = (!delta.archive.is_empty()).then_some(delta.archive.as_slice());
-            match site.batch(self.printer, &planned, stdin, token).await {
+            match site.batch(self.printer, &planned, stdin, token, stop).await {
                 Ok(out) => {
                     sent = &delta.archive;
                     outputs = Some(out);
@@ -106,7 +110,7 @@ impl Run<'_> {
         let outputs = match outputs {
             Some(outputs) => outputs,
             None => site
-                .batch(self.printer, &steps, Some(archive), token)
+                .batch(self.printer, &steps, Some(archive), token, stop)
                 .await
                 .map_err(|p| self.made_here(site, &steps, p))?,
         };

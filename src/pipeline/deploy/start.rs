@@ -12,7 +12,6 @@
 //! it prepared are removed and the locks it took given back.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -80,7 +79,7 @@ struct Shared<'s> {
     preparing: Semaphore,
     /// A host could not be reached or locked: the start will be put back,
     /// so no more locks are taken and no more prepares started.
-    stopping: AtomicBool,
+    stopping: watch::Sender<bool>,
 }
 
 impl Run<'_> {
@@ -105,7 +104,7 @@ impl Run<'_> {
             gate: gate_open,
             first: watch::Sender::new(None),
             preparing: Semaphore::new(self.env.parallel.max(1)),
-            stopping: AtomicBool::new(false),
+            stopping: watch::Sender::new(false),
         };
         let decided = async {
             let result = go.await.map(|go| {
@@ -166,7 +165,7 @@ impl Run<'_> {
         let (site, lock) = self.connect_and_lock(spec, first, shared).await;
         let taken = matches!(lock, Lock::Taken);
         if !taken {
-            shared.stopping.store(true, Ordering::SeqCst);
+            shared.stopping.send_replace(true);
         }
         if first {
             shared.first.send_replace(Some(taken));
@@ -182,8 +181,12 @@ impl Run<'_> {
         let mut early = None;
         if let (true, Some(go)) = (taken && (redeploy || !serves), shared.go.get()) {
             let _permit = shared.preparing.acquire().await.expect("semaphore open");
-            if !shared.stopping.load(Ordering::SeqCst) {
-                early = Some(self.prepare_one(&site, commit, release, &go.archive).await);
+            if !*shared.stopping.borrow() {
+                // A host that stops the start stops this prepare before its
+                // next step.
+                let stop = shared.stopping.subscribe();
+                let prepared = self.prepare_one(&site, commit, release, &go.archive, Some(&stop));
+                early = Some(prepared.await);
             }
         }
         let site = Ok(site);
@@ -213,7 +216,7 @@ impl Run<'_> {
         };
         if !open(&shared.gate).await
             || (!first && !open(&shared.first.subscribe()).await)
-            || shared.stopping.load(Ordering::SeqCst)
+            || *shared.stopping.borrow()
         {
             return (Ok(site), Lock::NotTried);
         }
