@@ -475,6 +475,37 @@ fn a_redeploy_sends_only_what_changed() {
         std::fs::read_to_string(t.site("staging", 0).join(".gantry/source/COMMIT")).unwrap(),
         format!("{sha}\n")
     );
+
+    // Thousands of files deleted at once: their list goes on stdin (in the
+    // script it would pass the 128 KiB one argument may have), and each
+    // host still gets a delta, not the whole archive.
+    let vendored: Vec<(String, String)> = (0..2500)
+        .map(|i| {
+            let path = format!("vendor/package-{:02}/module_{i:04}.py", i / 100);
+            (path, format!("# {i}\n"))
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = vendored
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    t.commit("Vendor a library", &files);
+    sent(&t);
+    std::fs::remove_dir_all(t.repo.join("vendor")).unwrap();
+    let sha = t.commit("Unvendor it", &[]);
+    for (i, bytes) in sent(&t).iter().enumerate() {
+        assert!(
+            *bytes < 1_000_000,
+            "host {i} got {bytes} bytes, not a delta"
+        );
+        let current = t.site("staging", i).join("current");
+        assert!(!current.join("vendor").exists(), "host {i}");
+        assert!(current.join("big.bin").exists(), "host {i}");
+        assert_eq!(
+            t.get("staging", i, "/health").unwrap().1.trim(),
+            format!("ok {sha}")
+        );
+    }
 }
 
 /// A build step that records each run and makes `out/` with a script that

@@ -85,14 +85,17 @@ impl Run<'_> {
             Some(base) => self.deltas.from(&self.config.dir, base, commit).await,
             None => None,
         };
-        let mut sent = archive;
+        let mut sent = archive.len();
         let mut outputs = None;
         if let Some(delta) = &delta {
-            let planned = with_delta(&steps, site, release, &commit.sha, delta);
-            let stdin = (!delta.archive.is_empty()).then_some(delta.archive.as_slice());
+            let (planned, lists) = with_delta(&steps, site, release, &commit.sha, delta);
+            let stdin = match &lists {
+                Some(both) => Some(both.as_slice()),
+                None => (!delta.archive.is_empty()).then_some(delta.archive.as_slice()),
+            };
             match site.batch(self.printer, &planned, stdin, token, stop).await {
                 Ok(out) => {
-                    sent = &delta.archive;
+                    sent = stdin.map_or(0, <[u8]>::len);
                     outputs = Some(out);
                 }
                 Err(p)
@@ -128,7 +131,7 @@ impl Run<'_> {
         }
         Ok(OnHost {
             seconds: started.elapsed().as_secs_f64(),
-            uploaded: sent.len() as u64,
+            uploaded: sent as u64,
         })
     }
 
@@ -149,28 +152,29 @@ impl Run<'_> {
 
 /// The prepare steps with the upload replaced by a delta's: the host's
 /// pristine source brought to the new commit in place (the base of the
-/// next delta), then copied into the new release.
+/// next delta), then copied into the new release; and what goes on stdin
+/// (long deletion lists, then the delta's archive).
 fn with_delta(
     steps: &[Planned],
     site: &Site,
     release: &str,
     commit: &str,
     delta: &Delta,
-) -> Vec<Planned> {
-    steps
+) -> (Vec<Planned>, Option<Vec<u8>>) {
+    let upload = source::upload_delta_script(
+        &site.layout,
+        release,
+        &delta.base,
+        commit,
+        &delta.deleted,
+        !delta.archive.is_empty(),
+    );
+    let planned = steps
         .iter()
         .map(|step| {
             if !step.upload {
                 return step.clone();
             }
-            let script = source::upload_delta_script(
-                &site.layout,
-                release,
-                &delta.base,
-                commit,
-                &delta.deleted,
-                !delta.archive.is_empty(),
-            );
             Planned {
                 name: format!(
                     "upload {} changed, {} deleted",
@@ -178,10 +182,15 @@ fn with_delta(
                     delta.deleted.len()
                 ),
                 shown: None,
-                script,
+                script: upload.script.clone(),
                 upload: true,
                 inline: true,
             }
         })
-        .collect()
+        .collect();
+    let stdin = upload.lists.map(|mut lists| {
+        lists.extend_from_slice(&delta.archive);
+        lists
+    });
+    (planned, stdin)
 }
