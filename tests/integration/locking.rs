@@ -108,15 +108,21 @@ fn lock_holds_deploys_until_unlock() {
     t.gantry(&["deploy", "staging"]).success();
 }
 
-#[test]
-fn interrupt_during_build_releases_the_lock_and_changes_nothing() {
-    let mut t = Test::new().hosts(1).start();
-    // A step after the one that holds leaves a trace if it ever starts.
-    let config = t.config(&[("staging", &[0])]).replace(
+/// The config with a build step after the one that holds (`hold`), which
+/// leaves `after-hold` in the site's folder if it ever starts.
+fn with_a_step_after_the_hold(config: String) -> String {
+    let config = config.replace(
         "build = [\"sh build.sh\", \"sh ci/hooks.sh\"]",
         "build = [\"sh build.sh\", \"sh ci/hooks.sh\", \"touch \\\"$GANTRY_PATH/after-hold\\\"\"]",
     );
     assert!(config.contains("after-hold"), "{config}");
+    config
+}
+
+#[test]
+fn interrupt_during_build_releases_the_lock_and_changes_nothing() {
+    let mut t = Test::new().hosts(1).start();
+    let config = with_a_step_after_the_hold(t.config(&[("staging", &[0])]));
     t.write_config(&config);
     t.commit("Add config", &[]);
     t.gantry(&["deploy", "staging"]).success();
@@ -329,11 +335,7 @@ fn a_lock_held_on_a_later_host_leaves_no_release_and_no_lock_on_the_others() {
 #[test]
 fn a_host_that_fails_to_connect_late_or_an_interrupt_leaves_no_release_and_no_lock() {
     let mut t = Test::new().hosts(2).start();
-    let config = t.config(&[("live", &[0, 1])]).replace(
-        "build = [\"sh build.sh\", \"sh ci/hooks.sh\"]",
-        "build = [\"sh build.sh\", \"sh ci/hooks.sh\", \"touch \\\"$GANTRY_PATH/after-hold\\\"\"]",
-    );
-    assert!(config.contains("after-hold"), "{config}");
+    let config = with_a_step_after_the_hold(t.config(&[("live", &[0, 1])]));
     t.write_config(&config);
     t.commit("Add config", &[]);
     t.gantry(&["deploy", "live"]).success();
