@@ -151,6 +151,11 @@ mod tests {
     use super::*;
     use crate::remote::release::{scratch, sh};
 
+    /// What the host's `COMMIT` says: the base of the next delta.
+    fn source_commit(dir: &std::path::Path) -> String {
+        std::fs::read_to_string(dir.join(".gantry/source/COMMIT")).unwrap()
+    }
+
     #[test]
     fn a_delta_removes_the_folders_its_deletions_emptied() {
         let (dir, layout) = scratch("delta");
@@ -173,10 +178,7 @@ mod tests {
         // The source was brought to the new commit too, the next base.
         assert!(!tree.join("a/b").exists());
         assert!(tree.join("a/keep.txt").exists());
-        assert_eq!(
-            std::fs::read_to_string(dir.join(".gantry/source/COMMIT")).unwrap(),
-            "next\n"
-        );
+        assert_eq!(source_commit(&dir), "next\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -241,10 +243,7 @@ mod tests {
         // Cut short, the lists are refused and the source is not a base.
         assert!(!sh(&upload.script, &stdin[..stdin.len() / 2]));
         assert!(tree.join("vendor/package-number-00").exists());
-        assert_eq!(
-            std::fs::read_to_string(dir.join(".gantry/source/COMMIT")).unwrap(),
-            ""
-        );
+        assert_eq!(source_commit(&dir), "");
         std::fs::write(dir.join(".gantry/source/COMMIT"), "base\n").unwrap();
 
         stdin.extend(&archive);
@@ -260,10 +259,7 @@ mod tests {
             "v2"
         );
         assert!(!dir.join(".gantry/source/deleted.list").exists());
-        assert_eq!(
-            std::fs::read_to_string(dir.join(".gantry/source/COMMIT")).unwrap(),
-            "next\n"
-        );
+        assert_eq!(source_commit(&dir), "next\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -280,10 +276,7 @@ mod tests {
         assert!(!sh(&script, b""));
         assert!(tree.join("app.py").exists());
         assert!(!dir.join("releases/r1").exists());
-        assert_eq!(
-            std::fs::read_to_string(dir.join(".gantry/source/COMMIT")).unwrap(),
-            "other\n"
-        );
+        assert_eq!(source_commit(&dir), "other\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
