@@ -15,6 +15,7 @@ use crate::model::commit::Commit;
 
 pub use problem::{
     CopyNotUsed, Failure, HeldLock, HostProblem, KeyProblem, RealChanged, WrongDatabase,
+    NOT_LOCKED, NOT_REACHED, NO_RELEASE,
 };
 
 /// Why a git command failed.

@@ -66,6 +66,13 @@ pub struct HeldLock {
     pub info: Option<LockInfo>,
 }
 
+/// What `Failure::serving` says of a host: no release was live there.
+pub const NO_RELEASE: &str = "nothing (no release was live)";
+/// ... a host a stopped start connected to but had not locked.
+pub const NOT_LOCKED: &str = "unchanged (not locked)";
+/// ... a host a stopped start had not reached.
+pub const NOT_REACHED: &str = "unchanged (not reached)";
+
 /// A deploy or rollback that failed, with what every host now serves.
 #[derive(Debug, Clone)]
 pub struct Failure {

@@ -299,6 +299,50 @@ fn a_failed_deploy_says_what_every_host_serves() {
 }
 
 #[test]
+fn an_interrupted_start_names_each_host_as_it_was_left() {
+    let f = Failure {
+        problems: vec![
+            HostProblem {
+                detail: "ssh: connect to host web3 port 22: Connection timed out".into(),
+                ..unreachable("web3", None)
+            },
+            HostProblem {
+                host: "web2".into(),
+                step: "lock".into(),
+                detail: "interrupted (Ctrl-C or SIGTERM) before this step started".into(),
+                ..HostProblem::default()
+            },
+        ],
+        serving: vec![
+            ("web1".into(), "20261125T090000.000Z-aaaaaaaa".into()),
+            ("web2".into(), NOT_LOCKED.into()),
+            ("web3".into(), NOT_REACHED.into()),
+            ("web4".into(), NO_RELEASE.into()),
+        ],
+        notes: vec![],
+        interrupted: true,
+        ..failure()
+    };
+    let e = Error::Failed(Box::new(f));
+    assert_eq!(e.exit_status(), ExitStatus::Interrupted);
+    assert_snapshot!(e.to_string(), @r"
+        deploy to `live` was interrupted (Ctrl-C or SIGTERM)
+          web3: connect failed
+            reason:
+              ssh: connect to host web3 port 22: Connection timed out
+          web2: lock failed
+            reason:
+              interrupted (Ctrl-C or SIGTERM) before this step started
+          every host was left serving what it served before:
+            web1: 20261125T090000.000Z-aaaaaaaa
+            web2: unchanged (not locked)
+            web3: unchanged (not reached)
+            web4: nothing (no release was live)
+          = help: run the deploy again when you want it
+        ");
+}
+
+#[test]
 fn interrupted_and_not_put_back() {
     let mut f = failure();
     f.interrupted = true;

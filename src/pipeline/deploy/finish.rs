@@ -124,7 +124,7 @@ impl Run<'_> {
                     s.name().to_string(),
                     s.serving
                         .clone()
-                        .unwrap_or_else(|| "nothing (no release was live)".to_string()),
+                        .unwrap_or_else(|| crate::error::NO_RELEASE.to_string()),
                 )
             })
             .collect()

@@ -19,7 +19,7 @@ use futures_util::future::join_all;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::HostSpec;
-use crate::error::{Error, Failure, HeldLock, HostProblem};
+use crate::error::{Error, Failure, HeldLock, HostProblem, NOT_LOCKED, NOT_REACHED, NO_RELEASE};
 use crate::ledger::git::Commit;
 use crate::remote::site::{self, each_host, Connecting, Site};
 use crate::remote::{locking, release};
@@ -320,13 +320,10 @@ fn sort(env: &str, starts: Vec<HostStart>, decided: Result<(), Error>) -> Sorted
                 site.name().to_string(),
                 site.serving
                     .clone()
-                    .unwrap_or_else(|| "nothing (no release was live)".to_string()),
+                    .unwrap_or_else(|| NO_RELEASE.to_string()),
             ),
-            (Ok(site), _) => (
-                site.name().to_string(),
-                "unchanged (not locked)".to_string(),
-            ),
-            (Err(p), _) => (p.host.clone(), "unchanged (not reached)".to_string()),
+            (Ok(site), _) => (site.name().to_string(), NOT_LOCKED.to_string()),
+            (Err(p), _) => (p.host.clone(), NOT_REACHED.to_string()),
         });
         match start.site {
             Ok(site) => {
