@@ -10,6 +10,8 @@ use crate::base::shell;
 use crate::config::{HostSpec, Ssh, Target};
 use crate::error::HostProblem;
 
+use super::master::{Destination, Master};
+
 /// What a script printed and how it ended.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
@@ -147,45 +149,21 @@ async fn drain<R: tokio::io::AsyncRead + Unpin>(
 /// An open way to run scripts on one host.
 pub enum Connection {
     Local,
-    Ssh(Box<openssh::Session>),
+    Ssh(Box<Master>),
 }
 
 impl Connection {
-    /// Opens the master connection. An unknown or changed host key is
-    /// refused: OpenSSH runs with `StrictHostKeyChecking=yes` whatever the
-    /// user's ssh_config says.
+    /// Opens the master connection (`master`).
     pub async fn open(host: &HostSpec, ssh: &Ssh) -> Result<Connection, HostError> {
-        let (user, name, port) = match &host.target {
-            Target::Local => return Ok(Connection::Local),
-            Target::Ssh { user, host, port } => (user, host, port),
-        };
-        let mut builder = openssh::SessionBuilder::default();
-        builder
-            .known_hosts_check(openssh::KnownHosts::Strict)
-            .control_directory(control_dir().map_err(|message| HostError::Connect {
-                message,
-                host_key: None,
-            })?)
-            .connect_timeout(ssh.connect_timeout)
-            .server_alive_interval(ssh.keepalive);
-        if let Some(user) = user {
-            builder.user(user.clone());
-        }
-        if let Some(port) = port {
-            builder.port(*port);
-        }
-        if let Some(config) = &ssh.config {
-            builder.config_file(config);
-        }
-        if let Some(known) = &ssh.known_hosts {
-            builder.user_known_hosts_file(known);
-        }
-        match builder.connect_mux(name).await {
-            Ok(session) => Ok(Connection::Ssh(Box::new(session))),
-            Err(e) => {
-                let message = error_chain(&e);
-                let host_key = KeyProblem::from_message(&message);
-                Err(HostError::Connect { message, host_key })
+        match &host.target {
+            Target::Local => Ok(Connection::Local),
+            Target::Ssh { user, host, port } => {
+                let to = Destination {
+                    host,
+                    user: user.as_deref(),
+                    port: *port,
+                };
+                Ok(Connection::Ssh(Box::new(Master::open(&to, ssh).await?)))
             }
         }
     }
@@ -194,7 +172,7 @@ impl Connection {
     pub async fn alive(&self) -> bool {
         match self {
             Connection::Local => true,
-            Connection::Ssh(session) => session.check().await.is_ok(),
+            Connection::Ssh(master) => master.session().check().await.is_ok(),
         }
     }
 
@@ -213,14 +191,14 @@ impl Connection {
     ) -> Result<Output, HostError> {
         match self {
             Connection::Local => run_local(script, stdin, lines).await,
-            Connection::Ssh(session) => run_ssh(session, script, stdin, lines).await,
+            Connection::Ssh(master) => run_ssh(master.session(), script, stdin, lines).await,
         }
     }
 
     /// Closes the master connection.
     pub async fn close(self) {
-        if let Connection::Ssh(session) = self {
-            let _ = session.close().await;
+        if let Connection::Ssh(master) = self {
+            master.close().await;
         }
     }
 }
@@ -327,73 +305,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     message
 }
 
-/// This process's folder for control sockets, made once: a private
-/// `gantry-ssh-<uid>` (mode 0700, ours) under `$XDG_RUNTIME_DIR` or `/tmp`
-/// (short: unix socket paths are limited to 108 bytes), then a folder for
-/// this process in it, watched by a small process that closes the SSH
-/// masters left in it if Gantry is killed.
-fn control_dir() -> Result<std::path::PathBuf, String> {
-    static DIR: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
-        std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(std::path::PathBuf::from)
-            .filter(|d| d.is_dir() && d.as_os_str().len() < 40)
-            .unwrap_or_else(|| std::path::PathBuf::from("/tmp"));
-        let uid = rustix::process::getuid().as_raw();
-        let shared = base.join(format!("gantry-ssh-{uid}"));
-        private_dir(&shared, uid)?;
-        let mine = shared.join(std::process::id().to_string());
-        let _ = std::fs::remove_dir_all(&mine);
-        private_dir(&mine, uid)?;
-        watch(&mine);
-        Ok(mine)
-    })
-    .clone()
-}
-
-/// Makes `dir` with mode 0700, or checks that the one there is a folder of
-/// `uid`'s with mode 0700: anything else could let another user sit
-/// between Gantry and its SSH masters.
-pub fn private_dir(dir: &std::path::Path, uid: u32) -> Result<(), String> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        if e.kind() != std::io::ErrorKind::AlreadyExists {
-            return Err(format!("cannot make {}: {e}", dir.display()));
-        }
-    }
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mode = meta.permissions().mode() & 0o7777;
-    if !meta.is_dir() || meta.uid() != uid || mode != 0o700 {
-        return Err(format!(
-            "the control folder {} is not a folder of yours with mode 0700 (owner uid {}, mode {mode:o}); remove it, or set XDG_RUNTIME_DIR to a private folder",
-            dir.display(),
-            meta.uid()
-        ));
-    }
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    Ok(())
-}
-
-/// Starts a process that waits for this one to end, then closes every SSH
-/// master left in `dir` (Gantry killed outright) and removes the folder.
-fn watch(dir: &std::path::Path) {
-    let script = r#"trap '' INT TERM HUP
-while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
-for s in "$2"/.ssh-connection*/master; do
-  [ -S "$s" ] && ssh -O exit -S "$s" gantry >/dev/null 2>&1
-done
-rm -rf "$2""#;
-    let _ = std::process::Command::new("sh")
-        .args(["-c", script, "gantry-watch"])
-        .arg(std::process::id().to_string())
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,25 +335,5 @@ mod tests {
         );
         assert!(!changed.dropped());
         assert!(!HostError::Lost("Connection reset by peer".into()).dropped());
-    }
-
-    #[test]
-    fn a_control_folder_that_is_not_private_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let uid = rustix::process::getuid().as_raw();
-        let dir = std::env::temp_dir().join(format!("gantry-ctl-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        private_dir(&dir, uid).unwrap();
-        private_dir(&dir, uid).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let refused = private_dir(&dir, uid).unwrap_err();
-        assert!(
-            refused.contains("is not a folder of yours with mode 0700"),
-            "{refused}"
-        );
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let refused = private_dir(&dir, uid + 1).unwrap_err();
-        assert!(refused.contains(&format!("owner uid {uid}")), "{refused}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

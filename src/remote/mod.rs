@@ -1,6 +1,7 @@
-//! Everything that happens on a host: the SSH connection (`host`), a site's
-//! folders and the scripts that build releases in them (`release`), the
-//! pristine source a host keeps as the base of delta uploads (`source`),
+//! Everything that happens on a host: the SSH connection (`host`, its
+//! master process `master`), a site's folders and the scripts that build
+//! releases in them (`release`), the pristine source a host keeps as the
+//! base of delta uploads (`source`),
 //! running a step on every host of an environment (`site`), the deploy
 //! lock (`locking`), the host-side activation program (`activation`) and
 //! health checks (`health`, over `http` from here). Imports `base`, `cli`,
@@ -14,6 +15,7 @@ pub mod host;
 pub mod http;
 pub mod inspect;
 pub mod locking;
+pub mod master;
 pub mod pool;
 pub mod prune;
 pub mod release;

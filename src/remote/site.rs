@@ -22,6 +22,8 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// What a step that an interrupt kept from starting says.
 pub const NOT_STARTED: &str = "interrupted (Ctrl-C or SIGTERM) before this step started";
+/// What a connection that an interrupt stopped says.
+pub const NOT_CONNECTED: &str = "interrupted (Ctrl-C or SIGTERM) before the connection was made";
 
 /// Wakes whoever waits for an interrupt (`until_interrupted`).
 static INTERRUPTS: tokio::sync::Notify = tokio::sync::Notify::const_new();
@@ -345,7 +347,7 @@ impl<'a> Connecting<'a> {
             let _ = left.wait_for(|&left| left == 0).await;
             let _permit = self.again.acquire().await.expect("semaphore open");
             self.printer.host(&spec.name, "connect again");
-            result = Connection::open(spec, &self.config.ssh).await;
+            result = self.open(spec).await;
         }
         result
             .map(|conn| Site::new(spec, conn))
@@ -357,7 +359,19 @@ impl<'a> Connecting<'a> {
             return Ok(conn);
         }
         self.printer.host(&spec.name, "connect");
-        Connection::open(spec, &self.config.ssh).await
+        self.open(spec).await
+    }
+
+    /// A connection being made is given up at an interrupt: its `ssh` is
+    /// stopped (`master`), not waited for until it times out.
+    async fn open(&self, spec: &HostSpec) -> Result<Connection, HostError> {
+        tokio::select! {
+            conn = Connection::open(spec, &self.config.ssh) => conn,
+            () = until_interrupted() => Err(HostError::Connect {
+                message: NOT_CONNECTED.into(),
+                host_key: None,
+            }),
+        }
     }
 }
 

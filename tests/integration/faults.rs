@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::harness::{collect, signal, wait_until, Test};
+use crate::harness::{collect, processes_matching, signal, wait_until, Test};
 
 /// The restart waits while `hold-restart` exists in the site folder (and
 /// says so with `holding-restart`), after the switch.
@@ -56,15 +56,6 @@ fn served(t: &mut Test, i: usize) -> (String, String) {
         .trim()
         .to_string();
     (answer, current)
-}
-
-/// Whether a process's command line contains `text`.
-fn processes_matching(text: &str) -> bool {
-    std::process::Command::new("pgrep")
-        .args(["-f", "--", text])
-        .status()
-        .unwrap()
-        .success()
 }
 
 /// One deploy of a new commit, stopped by `sig` in `phase`.

@@ -974,3 +974,12 @@ impl Postgres {
             .output();
     }
 }
+
+/// Whether a running process's command line contains `text`.
+pub fn processes_matching(text: &str) -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-f", "--", text])
+        .status()
+        .unwrap()
+        .success()
+}

@@ -1,7 +1,7 @@
 //! The deploy lock: concurrent deploys are refused, a killed deploy leaves a
 //! recognisably stale lock and a site still serving what it served.
 
-use crate::harness::{collect, copy_dir, interrupt, wait_until, Test};
+use crate::harness::{collect, copy_dir, interrupt, processes_matching, wait_until, Test};
 
 #[test]
 fn second_deploy_is_refused_while_the_first_holds_the_lock() {
@@ -422,17 +422,30 @@ fn a_host_that_fails_to_connect_late_or_an_interrupt_leaves_no_release_and_no_lo
         std::fs::remove_file(site.join("holding")).unwrap();
     }
 
-    // Ctrl-C while the third host is still connecting: the same, as an
-    // interrupt.
+    // Ctrl-C while the third host is still connecting (and would be for
+    // ten minutes): the same, as an interrupt, without waiting for that
+    // connection to time out; its `ssh` does not outlive Gantry.
     hang_up_now(false);
+    let patient = std::fs::read_to_string(t.repo.join("gantry.toml"))
+        .unwrap()
+        .replace("[ssh]\n", "[ssh]\nconnect_timeout = \"600s\"\n");
+    t.write_config(&patient);
+    t.commit("Connections wait long", &[]);
     let mut deploy = t.command(&["deploy", "live"]).spawn().unwrap();
     let stderr = collect(deploy.stderr.take().unwrap());
     wait_until(60, "a release to be prepared on a connected host", || {
         prepared(&t)
     });
     interrupt(&deploy, &stderr);
-    hang_up_now(true);
+    wait_until(60, "gantry to end, not waiting for the connection", || {
+        deploy.try_wait().unwrap().is_some()
+    });
     let code = deploy.wait().unwrap().code();
+    let masters = format!("gantry-ssh-0/{}/", deploy.id());
+    wait_until(15, "no ssh of that gantry to be left", || {
+        !processes_matching(&masters)
+    });
+    hang_up_now(true);
     let stderr = stderr.finish();
     assert_eq!(code, Some(8), "{stderr}");
     assert!(
