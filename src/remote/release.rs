@@ -143,9 +143,22 @@ pub fn force_unlock_script(layout: &Layout) -> String {
 pub fn upload_script(layout: &Layout, release: &str) -> String {
     let dir = quote(&layout.release(release));
     format!(
-        "if [ -f {dir}/REVISION ]; then echo 'release {name} already exists here; deploy again in a second' >&2; exit 1; fi
-         rm -rf {dir}
-mkdir {dir} && tar -x -f - -C {dir} || exit 1",
+        "{}\nrm -rf {dir}\nmkdir {dir} && tar -x -f - -C {dir} || exit 1",
+        refuse_existing(layout, release)
+    )
+}
+
+/// How an upload ends when it finds a complete release of the same name
+/// (another deploy's): that folder is not this run's to remove. Any other
+/// failed upload may have left a part of this run's release.
+pub const EXISTS: i32 = 75;
+
+/// An upload's first line: stops (`EXISTS`) at a complete release of the
+/// same name.
+pub fn refuse_existing(layout: &Layout, release: &str) -> String {
+    format!(
+        "if [ -f {dir}/REVISION ]; then echo 'release {name} already exists here; deploy again in a second' >&2; exit {EXISTS}; fi",
+        dir = quote(&layout.release(release)),
         name = release.replace('\'', "")
     )
 }
@@ -359,6 +372,12 @@ pub fn run_vars(
 /// Runs `script` with the real `sh`, `stdin` on its stdin: did it succeed?
 #[cfg(test)]
 pub(crate) fn sh(script: &str, stdin: &[u8]) -> bool {
+    sh_code(script, stdin) == Some(0)
+}
+
+/// Runs `script` with `sh`, feeding it `stdin`; its exit status.
+#[cfg(test)]
+pub(crate) fn sh_code(script: &str, stdin: &[u8]) -> Option<i32> {
     use std::io::Write;
     let mut child = std::process::Command::new("sh")
         .arg("-c")
@@ -369,7 +388,7 @@ pub(crate) fn sh(script: &str, stdin: &[u8]) -> bool {
         .unwrap();
     // A script that refuses exits without reading: a broken pipe is fine.
     let _ = child.stdin.take().unwrap().write_all(stdin);
-    child.wait().unwrap().success()
+    child.wait().unwrap().code()
 }
 
 /// A fresh folder under the system's temporary one, and a site there.
@@ -399,7 +418,17 @@ mod tests {
             .unwrap()
             .stdout;
 
-        assert!(!sh(&upload_script(&layout, "r1"), &tar));
+        // Another deploy's complete release: refused, and said so apart
+        // from a failed upload (whose part of a release is this run's).
+        assert_eq!(sh_code(&upload_script(&layout, "r1"), &tar), Some(EXISTS));
+        assert_ne!(
+            sh_code(&upload_script(&layout, "r3"), b"not a tar"),
+            Some(EXISTS)
+        );
+        assert_ne!(
+            sh_code(&upload_script(&layout, "r3"), b"not a tar"),
+            Some(0)
+        );
         assert_eq!(
             std::fs::read_to_string(dir.join("releases/r1/app.py")).unwrap(),
             "live"

@@ -3,7 +3,7 @@
 //! delta upload is applied to.
 
 use crate::base::shell::quote;
-use crate::remote::release::{read_line, Layout};
+use crate::remote::release::{read_line, refuse_existing, Layout};
 
 /// Deletion lists longer than this, quoted, go on stdin ahead of the
 /// archive instead of in the script: the script is one argument to the
@@ -38,11 +38,11 @@ pub fn upload_delta_script(
     let tree = format!("{source}/tree");
     let stamp = quote(&format!("{source}/COMMIT"));
     let mut script = format!(
-        "if [ -f {dir}/REVISION ]; then echo 'release {name} already exists here; deploy again in a second' >&2; exit 1; fi\n\
+        "{refuse}\n\
          {read}\n\
          [ \"$c\" = {base} ] || {{ echo 'the source of the last upload is not here' >&2; exit 1; }}\n\
          : > {stamp} || exit 1\n",
-        name = release.replace('\'', ""),
+        refuse = refuse_existing(layout, release),
         read = read_line("c", &format!("{source}/COMMIT")),
         base = quote(base),
     );

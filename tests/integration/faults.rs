@@ -1,7 +1,7 @@
 //! Faults late in a deploy, on real sshd hosts: SIGINT, SIGTERM and
 //! SIGKILL of the controller while hosts restart and while they are
 //! health-checked, on 1 and on 3 hosts; a network cut after the switch with
-//! a migration. Phases are reached by waiting for markers the hosts write,
+//! a migration; a host whose disk is full. Phases are reached by waiting for markers the hosts write,
 //! never by sleeping. Every run must leave each host on a complete release
 //! that is the one the app actually serves.
 
@@ -298,4 +298,94 @@ fn a_step_still_running_after_gantry_was_killed_is_shown_by_status() {
             .stdout
             .contains("still running")
     });
+}
+
+/// A tmpfs of `size` mounted on `dir` while it lives.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount a tmpfs on {}", dir.display());
+        SmallDisk(dir.to_path_buf())
+    }
+
+    /// Fills the disk but for `room` bytes.
+    fn fill_but(&self, room: u64) -> std::path::PathBuf {
+        use std::io::Write;
+        let ballast = self.0.join("ballast");
+        let mut f = std::fs::File::create(&ballast).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let len = f.metadata().unwrap().len();
+        f.set_len(len.saturating_sub(room)).unwrap();
+        ballast
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_on_a_host_changes_nothing_and_the_deploy_after_room_is_made_is_whole() {
+    let mut t = Test::new().hosts(1).start();
+    let disk = SmallDisk::mount(&t.site("staging", 0), "16m");
+    let good = t.configure(&[("staging", &[0])]);
+    t.gantry(&["deploy", "staging"]).success();
+    let before = t.current("staging", 0);
+    let ballast = disk.fill_but(256 * 1024);
+
+    // Two megabytes that do not compress, where a quarter of one is free.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let big: String = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("{:02x}", x as u8)
+        })
+        .collect();
+    let bad = t.commit("A big file", &[("data.txt", &big)]);
+    let out = t.command(&["deploy", "staging"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(
+        stderr.contains("every host was left serving what it served before"),
+        "{stderr}"
+    );
+    assert_eq!(t.current("staging", 0), before, "{stderr}");
+    let (_, body) = t.get("staging", 0, "/health").unwrap();
+    assert_eq!(body.trim(), format!("ok {good}"), "{stderr}");
+    assert!(
+        !t.releases("staging", 0)
+            .iter()
+            .any(|r| r.ends_with(&bad[..8])),
+        "no part of the new release is left\n{stderr}"
+    );
+    assert!(
+        !t.site("staging", 0).join(".gantry/lock").exists(),
+        "the lock is given back\n{stderr}"
+    );
+
+    // With room again, the same commit deploys whole.
+    std::fs::remove_file(ballast).unwrap();
+    t.gantry(&["deploy", "staging"]).success();
+    let (_, body) = t.get("staging", 0, "/health").unwrap();
+    assert_eq!(body.trim(), format!("ok {bad}"));
+    let sent = std::fs::read_to_string(t.site("staging", 0).join("current/data.txt")).unwrap();
+    assert!(sent == big, "the big file arrived whole");
+    drop(disk);
 }

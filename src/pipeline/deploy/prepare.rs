@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use crate::data::steps::REUSED_MARK;
 use crate::error::HostProblem;
 use crate::ledger::git::{Commit, Delta};
-use crate::remote::release::Planned;
+use crate::remote::release::{self, Planned};
 use crate::remote::site::{each, Site};
 use crate::remote::source;
 
@@ -135,12 +135,21 @@ impl Run<'_> {
         })
     }
 
-    /// A failed batch: when the upload had gone through, the new release
-    /// folder is this run's, to remove.
+    /// A failed batch: when the upload had begun (a failed one too, unless
+    /// it found another deploy's release of that name or the host was
+    /// lost), the new release folder, whole or in part, is this run's, to
+    /// remove.
     fn made_here(&self, site: &Site, steps: &[Planned], problem: HostProblem) -> HostProblem {
         let upload = steps.iter().position(|s| s.upload);
         let failed = steps.iter().position(|s| s.name == problem.step);
-        if matches!((upload, failed), (Some(u), Some(f)) if f > u) {
+        let made = match (upload, failed) {
+            (Some(u), Some(f)) if f > u => true,
+            (Some(u), Some(f)) if f == u => {
+                !problem.unreachable && problem.code != Some(release::EXISTS)
+            }
+            _ => false,
+        };
+        if made {
             self.created
                 .lock()
                 .expect("created lock")
