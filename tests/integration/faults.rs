@@ -389,3 +389,69 @@ fn a_full_disk_on_a_host_changes_nothing_and_the_deploy_after_room_is_made_is_wh
     assert!(sent == big, "the big file arrived whole");
     drop(disk);
 }
+
+/// The bytes free on the file system of `dir`.
+fn room(dir: &Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().last().unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn a_disk_too_full_for_the_rehearsal_leaves_the_database_and_the_disk_as_they_were() {
+    let mut t = Test::new().hosts(1).start();
+    let disk = SmallDisk::mount(&t.site("staging", 0), "32m");
+    t.configure(&[("staging", &[0])]);
+    t.gantry(&["deploy", "staging"]).success();
+    let site = t.site("staging", 0);
+    // Six megabytes of live data, and three free.
+    let db = site.join("shared/data/app.sqlite3");
+    let rows = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) \
+                INSERT INTO items (text) SELECT hex(randomblob(1000)) FROM n;";
+    let filled = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg(rows)
+        .status()
+        .unwrap();
+    assert!(filled.success());
+    let data = std::fs::read(&db).unwrap();
+    let _ballast = disk.fill_but(3 * 1024 * 1024);
+    let free = room(&site);
+    let before = t.current("staging", 0);
+    let bad = t.commit(
+        "A column",
+        &[(
+            "migrations/0002_note.sql",
+            "ALTER TABLE items ADD COLUMN note TEXT;\n",
+        )],
+    );
+
+    let out = t.command(&["deploy", "staging"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("copy the database failed"), "{stderr}");
+    assert!(stderr.contains("database or disk is full"), "{stderr}");
+    assert!(
+        std::fs::read(&db).unwrap() == data,
+        "the database is byte-identical\n{stderr}"
+    );
+    assert_eq!(t.current("staging", 0), before, "{stderr}");
+    assert!(
+        !t.releases("staging", 0)
+            .iter()
+            .any(|r| r.ends_with(&bad[..8])),
+        "{stderr}"
+    );
+    // No copy, no part of a release left: the room is what it was (but
+    // for the history's new line).
+    assert!(
+        room(&site) + 256 * 1024 > free,
+        "{} bytes free before, {} after\n{stderr}",
+        free,
+        room(&site)
+    );
+}
