@@ -335,9 +335,15 @@ pub fn switch_back_script(layout: &Layout, previous: Option<&str>) -> String {
     }
 }
 
-/// Removes a release that never went live.
+/// Removes a release that did not go live, unless `current` points at it:
+/// a host that could not be switched back runs it.
 pub fn discard_script(layout: &Layout, release: &str) -> String {
-    format!("rm -rf {}", quote(&layout.release(release)))
+    format!(
+        "t=$(readlink {current} 2>/dev/null); [ \"${{t##*/}}\" = {name} ] || rm -rf {dir}",
+        current = quote(&layout.current()),
+        name = quote(release),
+        dir = quote(&layout.release(release))
+    )
 }
 
 /// Appends a line to the host's history.
@@ -436,6 +442,20 @@ mod tests {
         assert!(sh(&upload_script(&layout, "r2"), &tar));
         assert!(!dir.join("releases/r2/stale").exists());
         assert!(dir.join("releases/r2/hostname").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn discard_never_removes_the_release_current_points_at() {
+        let (dir, layout) = scratch("discard");
+        for r in ["r1", "r2"] {
+            std::fs::create_dir_all(dir.join("releases").join(r)).unwrap();
+        }
+        std::os::unix::fs::symlink("releases/r1", dir.join("current")).unwrap();
+        assert!(sh(&discard_script(&layout, "r1"), b""));
+        assert!(dir.join("releases/r1").exists());
+        assert!(sh(&discard_script(&layout, "r2"), b""));
+        assert!(!dir.join("releases/r2").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

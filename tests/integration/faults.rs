@@ -455,3 +455,37 @@ fn a_disk_too_full_for_the_rehearsal_leaves_the_database_and_the_disk_as_they_we
         room(&site)
     );
 }
+
+#[test]
+fn a_host_that_cannot_be_switched_back_keeps_the_release_it_runs() {
+    let mut t = Test::new().hosts(1).start();
+    let config = fault_config(&mut t, &[0]);
+    t.write_config(&config);
+    // The restart holds, then fails when `fail-restart` is there.
+    let hook = format!("{HOLD_RESTART}[ ! -e \"$GANTRY_PATH/fail-restart\" ]\n");
+    t.commit("Add config", &[("ci/hold_restart.sh", &hook)]);
+    t.gantry(&["deploy", "staging"]).success();
+    let site = t.site("staging", 0);
+    let old = t.current("staging", 0).unwrap();
+    let new = t.commit("New", &[("NOTES", "new\n")]);
+    std::fs::write(site.join("hold-restart"), "").unwrap();
+    std::fs::write(site.join("fail-restart"), "").unwrap();
+    let mut deploy = t.command(&["deploy", "staging"]).spawn().unwrap();
+    let stderr = collect(deploy.stderr.take().unwrap());
+    wait_until(60, "the restart to hold", || {
+        site.join("holding-restart").exists()
+    });
+    // A folder where the switch back makes its new link: it cannot be
+    // renamed over `current`, so the host stays on the new release.
+    std::fs::create_dir_all(site.join(format!(".current-{old}/in-the-way"))).unwrap();
+    std::fs::remove_file(site.join("hold-restart")).unwrap();
+    let code = deploy.wait().unwrap().code();
+    let stderr = stderr.finish();
+    assert_eq!(code, Some(9), "{stderr}");
+    assert!(stderr.contains("switching back failed"), "{stderr}");
+    let current = t.current("staging", 0).unwrap();
+    assert!(current.ends_with(&new[..8]), "{current}\n{stderr}");
+    // What `current` points at is still there, whole.
+    let revision = std::fs::read_to_string(site.join("current/REVISION"));
+    assert_eq!(revision.unwrap_or_default().trim(), new, "{stderr}");
+}
