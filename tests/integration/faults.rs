@@ -456,14 +456,23 @@ fn a_disk_too_full_for_the_rehearsal_leaves_the_database_and_the_disk_as_they_we
     );
 }
 
-#[test]
-fn a_host_that_cannot_be_switched_back_keeps_the_release_it_runs() {
-    let mut t = Test::new().hosts(1).start();
-    let config = fault_config(&mut t, &[0]);
+/// What a deploy whose restart fails did, with `obstacle` put on the
+/// site while the restart held: Gantry's exit code and stderr, the commit
+/// and release served before, and the new commit.
+struct FailedRestart {
+    code: Option<i32>,
+    stderr: String,
+    good: String,
+    old: String,
+    new: String,
+}
+
+fn failed_restart(t: &mut Test, obstacle: impl FnOnce(&Path, &str)) -> FailedRestart {
+    let config = fault_config(t, &[0]);
     t.write_config(&config);
     // The restart holds, then fails when `fail-restart` is there.
     let hook = format!("{HOLD_RESTART}[ ! -e \"$GANTRY_PATH/fail-restart\" ]\n");
-    t.commit("Add config", &[("ci/hold_restart.sh", &hook)]);
+    let good = t.commit("Add config", &[("ci/hold_restart.sh", &hook)]);
     t.gantry(&["deploy", "staging"]).success();
     let site = t.site("staging", 0);
     let old = t.current("staging", 0).unwrap();
@@ -475,12 +484,29 @@ fn a_host_that_cannot_be_switched_back_keeps_the_release_it_runs() {
     wait_until(60, "the restart to hold", || {
         site.join("holding-restart").exists()
     });
-    // A folder where the switch back makes its new link: it cannot be
-    // renamed over `current`, so the host stays on the new release.
-    std::fs::create_dir_all(site.join(format!(".current-{old}/in-the-way"))).unwrap();
+    obstacle(&site, &old);
     std::fs::remove_file(site.join("hold-restart")).unwrap();
     let code = deploy.wait().unwrap().code();
-    let stderr = stderr.finish();
+    FailedRestart {
+        code,
+        stderr: stderr.finish(),
+        good,
+        old,
+        new,
+    }
+}
+
+#[test]
+fn a_host_that_cannot_be_switched_back_keeps_the_release_it_runs() {
+    let mut t = Test::new().hosts(1).start();
+    // A folder where the switch back makes its new link: it cannot be
+    // renamed over `current`, so the host stays on the new release.
+    let FailedRestart {
+        code, stderr, new, ..
+    } = failed_restart(&mut t, |site, old| {
+        std::fs::create_dir_all(site.join(format!(".current-{old}/in-the-way"))).unwrap();
+    });
+    let site = t.site("staging", 0);
     assert_eq!(code, Some(9), "{stderr}");
     assert!(stderr.contains("switching back failed"), "{stderr}");
     let current = t.current("staging", 0).unwrap();
@@ -488,4 +514,35 @@ fn a_host_that_cannot_be_switched_back_keeps_the_release_it_runs() {
     // What `current` points at is still there, whole.
     let revision = std::fs::read_to_string(site.join("current/REVISION"));
     assert_eq!(revision.unwrap_or_default().trim(), new, "{stderr}");
+}
+
+#[test]
+fn a_host_put_back_whose_report_cannot_be_written_is_found_back() {
+    let mut t = Test::new().hosts(1).start();
+    // The host puts itself back, but no verdict can be written (as on a
+    // full disk), nor can Gantry's own putting back start.
+    let verdict = t.site("staging", 0).join(".gantry/activation/verdict.tmp");
+    let FailedRestart {
+        code,
+        stderr,
+        good,
+        old,
+        ..
+    } = failed_restart(&mut t, |_, _| {
+        std::fs::create_dir_all(verdict.join("in-the-way")).unwrap();
+    });
+    std::fs::remove_dir_all(&verdict).unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "but `current` points at the old release again and it answers the health check"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("every host was left serving what it served before"),
+        "{stderr}"
+    );
+    assert_eq!(t.current("staging", 0).unwrap(), old, "{stderr}");
+    assert_eq!(served(&mut t, 0).0, good, "{stderr}");
 }

@@ -3,6 +3,7 @@
 //! failure; then the check from here. All at once or in batches; a failure
 //! anywhere switches every switched host back.
 
+use crate::base::shell::quote;
 use crate::error::HostProblem;
 use crate::remote::activation::{self, Activation, HostState, Verdict};
 use crate::remote::health;
@@ -222,61 +223,21 @@ impl Run<'_> {
     ) -> Vec<HostProblem> {
         let results = each_host(switched, |s| async move {
             let site = &self.sites[s.index];
-            let p = self.printer;
-            let Some(previous) = &s.previous else {
-                // No release was live here before: none is now.
-                let script = release::switch_back_script(&site.layout, None);
-                return site
-                    .step_always(p, "switch back", None, &script, None)
-                    .await
-                    .map(|_| ());
-            };
-            // The old release's commit is not known here: its check looks
-            // at the status (a `{commit}` in the body matches anything).
-            let vars = release::run_vars(&site.spec, &site.layout, Some(previous), Some(""));
-            let health = self.config.deploy.health.as_ref();
-            let (restart, check) = self.activation_steps(site, previous, "");
-            let activation = Activation {
-                layout: &site.layout,
-                release: previous,
-                put_back: None,
-                restart: restart.map(|r| r.script),
-                check,
-            };
-            let out = site
-                .step_always(p, "switch back", None, &activation.run_script(), None)
-                .await?;
-            match activation::parse(&out.stdout) {
-                Verdict::Ok => match health.filter(|h| !h.on_host) {
-                    None => Ok(()),
-                    Some(check) => {
-                        let url = check.url.render(&vars);
-                        p.host(site.name(), &format!("health check {url}"));
-                        let body = check.body.as_ref().map(|b| b.render(&vars));
-                        health::check_from(check, &url, body.as_deref(), site, false)
-                            .await
-                            .map_err(|f| {
-                                site.problem(
-                                    "putting back: health check",
-                                    None,
-                                    None,
-                                    &f.to_string(),
-                                )
-                            })
-                    }
-                },
-                Verdict::Failed {
-                    step, code, detail, ..
-                } => Err(HostProblem {
-                    host: site.name().to_string(),
-                    step: format!("putting back: {step}"),
-                    command: None,
-                    code,
-                    output: detail.clone(),
-                    detail,
-                    unreachable: false,
-                    key: None,
-                }),
+            match self.switch_back_one(s).await {
+                Err(problem) if !problem.unreachable && self.found_back(site, s).await => {
+                    self.printer.warn(&format!(
+                        "{}: putting back reported no success ({}), but `current` points at the old release again{}",
+                        site.name(),
+                        problem.detail.lines().next().unwrap_or(""),
+                        if self.config.deploy.health.is_some() {
+                            " and it answers the health check"
+                        } else {
+                            ""
+                        }
+                    ));
+                    Ok(())
+                }
+                result => result,
             }
         })
         .await;
@@ -288,5 +249,92 @@ impl Run<'_> {
             }
         }
         problems
+    }
+
+    /// Puts host `s` back: switch back, restart the old release, check it.
+    async fn switch_back_one(&self, s: &Switched) -> Result<(), HostProblem> {
+        let site = &self.sites[s.index];
+        let p = self.printer;
+        let Some(previous) = &s.previous else {
+            // No release was live here before: none is now.
+            let script = release::switch_back_script(&site.layout, None);
+            return site
+                .step_always(p, "switch back", None, &script, None)
+                .await
+                .map(|_| ());
+        };
+        // The old release's commit is not known here: its check looks
+        // at the status (a `{commit}` in the body matches anything).
+        let vars = release::run_vars(&site.spec, &site.layout, Some(previous), Some(""));
+        let health = self.config.deploy.health.as_ref();
+        let (restart, check) = self.activation_steps(site, previous, "");
+        let activation = Activation {
+            layout: &site.layout,
+            release: previous,
+            put_back: None,
+            restart: restart.map(|r| r.script),
+            check,
+        };
+        let out = site
+            .step_always(p, "switch back", None, &activation.run_script(), None)
+            .await?;
+        match activation::parse(&out.stdout) {
+            Verdict::Ok => match health.filter(|h| !h.on_host) {
+                None => Ok(()),
+                Some(check) => {
+                    let url = check.url.render(&vars);
+                    p.host(site.name(), &format!("health check {url}"));
+                    let body = check.body.as_ref().map(|b| b.render(&vars));
+                    health::check_from(check, &url, body.as_deref(), site, false)
+                        .await
+                        .map_err(|f| {
+                            site.problem("putting back: health check", None, None, &f.to_string())
+                        })
+                }
+            },
+            Verdict::Failed {
+                step, code, detail, ..
+            } => Err(HostProblem {
+                host: site.name().to_string(),
+                step: format!("putting back: {step}"),
+                command: None,
+                code,
+                output: detail.clone(),
+                detail,
+                unreachable: false,
+                key: None,
+            }),
+        }
+    }
+
+    /// Whether host `s`, whose putting back reported a failure, is back all
+    /// the same (its report could not be written: a full disk): `current`
+    /// points at the old release again, and the old commit answers the
+    /// health check.
+    async fn found_back(&self, site: &Site, s: &Switched) -> bool {
+        let current = quote(&site.layout.current());
+        let script = format!("t=$(readlink {current}) && echo \"${{t##*/}}\" || echo none");
+        let Ok(out) = site
+            .step_always(self.printer, "where current points", None, &script, None)
+            .await
+        else {
+            return false;
+        };
+        let points = out.stdout.trim();
+        if points != s.previous.as_deref().unwrap_or("none") {
+            return false;
+        }
+        let (Some(previous), Some(check)) = (&s.previous, &self.config.deploy.health) else {
+            return true;
+        };
+        let commit = site.serving_commit.as_deref().unwrap_or("");
+        let vars = release::run_vars(&site.spec, &site.layout, Some(previous), Some(commit));
+        let url = check.url.render(&vars);
+        self.printer
+            .host(site.name(), &format!("health check {url}"));
+        let body = check.body.as_ref().map(|b| b.render(&vars));
+        health::check_from(check, &url, body.as_deref(), site, false)
+            .await
+            .is_ok()
     }
 }
