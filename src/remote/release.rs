@@ -99,7 +99,7 @@ pub fn lock_script(layout: &Layout, info_json: &str) -> String {
     let lock = quote(&layout.lock());
     format!(
         "{{ [ -d {gantry} ] && [ -d {releases} ] && [ -d {shared} ]; }} || mkdir -p {gantry} {releases} {shared} || exit 1\n\
-         if mkdir {lock} 2>/dev/null; then\n  printf '%s\\n' {info} > {lock}/info || exit 1\n  echo acquired\n\
+         if mkdir {lock} 2>/dev/null; then\n  printf '%s\\n' {info} > {lock}/info || {{ rm -rf {lock}; printf 'cannot write %s/info: is the disk full?\\n' {lock} >&2; exit 1; }}\n  echo acquired\n\
          else\n  echo held\n  cat {lock}/info 2>/dev/null\nfi",
         gantry = quote(&layout.gantry()),
         releases = quote(&layout.releases()),

@@ -546,3 +546,29 @@ fn a_host_put_back_whose_report_cannot_be_written_is_found_back() {
     assert_eq!(t.current("staging", 0).unwrap(), old, "{stderr}");
     assert_eq!(served(&mut t, 0).0, good, "{stderr}");
 }
+
+#[test]
+fn a_disk_too_full_for_the_lock_leaves_no_lock() {
+    let mut t = Test::new().hosts(1).start();
+    let disk = SmallDisk::mount(&t.site("staging", 0), "16m");
+    t.configure(&[("staging", &[0])]);
+    t.gantry(&["deploy", "staging"]).success();
+    let before = t.current("staging", 0);
+    t.commit("Second", &[("NEWS", "second\n")]);
+    let ballast = disk.fill_but(0);
+    let out = t.command(&["deploy", "staging"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(".gantry/lock/info: is the disk full?"),
+        "{stderr}"
+    );
+    assert_eq!(t.current("staging", 0), before, "{stderr}");
+    assert!(
+        !t.site("staging", 0).join(".gantry/lock").exists(),
+        "no lock without its record is left\n{stderr}"
+    );
+    // With room again, the next deploy is not held by anything.
+    std::fs::remove_file(ballast).unwrap();
+    t.gantry(&["deploy", "staging"]).success();
+}
