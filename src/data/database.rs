@@ -142,19 +142,21 @@ impl Db {
 
     /// Backs the database up to `dest` (mode 0600). Prints `missing` when a
     /// SQLite file does not exist yet (nothing to back up), else `ok`.
+    /// A backup that fails part way (a full disk) is removed: a part of
+    /// one is never listed as a backup.
     pub fn backup_script(&self, dest: &str) -> String {
         let dir = dest.rsplit_once('/').map_or(".", |(d, _)| d);
         match self.engine {
             Kind::Sqlite => format!(
                 "set -e\numask 077\nmkdir -p {dir}\nif [ ! -e {db} ]; then echo missing; exit 0; fi\n\
-                 python3 -c {code} {db} {dest}\nchmod 600 {dest}\necho ok",
+                 python3 -c {code} {db} {dest} || {{ rm -f {dest}; exit 1; }}\nchmod 600 {dest}\necho ok",
                 dir = quote(dir),
                 db = quote(&self.location),
                 dest = quote(dest),
                 code = quote(SQLITE_COPY),
             ),
             Kind::Postgres => format!(
-                "{pre}set -e\numask 077\nmkdir -p {dir}\npg_dump -Fc --no-owner --no-acl -f {dest} {url}\nchmod 600 {dest}\necho ok",
+                "{pre}set -e\numask 077\nmkdir -p {dir}\npg_dump -Fc --no-owner --no-acl -f {dest} {url} || {{ rm -f {dest}; exit 1; }}\nchmod 600 {dest}\necho ok",
                 pre = self.prelude,
                 dir = quote(dir),
                 dest = quote(dest),
