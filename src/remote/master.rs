@@ -221,13 +221,15 @@ pub fn private_dir(dir: &std::path::Path, uid: u32) -> Result<(), String> {
 }
 
 /// Starts a process that waits for this one to end, then closes every SSH
-/// master left in `dir` (Gantry killed outright) and removes the folder.
+/// master left in `dir` (Gantry killed outright), stops any `ssh` still
+/// connecting for it, and removes the folder.
 fn watch(dir: &std::path::Path) {
     let script = r#"trap '' INT TERM HUP
 while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
 for s in "$2"/*/master; do
   [ -S "$s" ] && ssh -O exit -S "$s" gantry >/dev/null 2>&1
 done
+for d in "$2"/*/; do [ -d "$d" ] && pkill -f "$2/" 2>/dev/null; break; done
 rm -rf "$2""#;
     let _ = std::process::Command::new("sh")
         .args(["-c", script, "gantry-watch"])

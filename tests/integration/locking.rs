@@ -1,7 +1,7 @@
 //! The deploy lock: concurrent deploys are refused, a killed deploy leaves a
 //! recognisably stale lock and a site still serving what it served.
 
-use crate::harness::{collect, copy_dir, interrupt, processes_matching, wait_until, Test};
+use crate::harness::{collect, copy_dir, interrupt, processes_matching, signal, wait_until, Test};
 
 #[test]
 fn second_deploy_is_refused_while_the_first_holds_the_lock() {
@@ -454,6 +454,21 @@ fn a_host_that_fails_to_connect_late_or_an_interrupt_leaves_no_release_and_no_lo
     );
     assert!(stderr.contains("unchanged (not reached)"), "{stderr}");
     unchanged(&t, &stderr);
+
+    // Gantry killed outright while the third host is still connecting:
+    // that `ssh` does not outlive it either (its watcher stops it).
+    hang_up_now(false);
+    let mut deploy = t.command(&["deploy", "live"]).spawn().unwrap();
+    wait_until(60, "a release to be prepared on a connected host", || {
+        prepared(&t)
+    });
+    signal(deploy.id(), "KILL");
+    deploy.wait().unwrap();
+    let masters = format!("gantry-ssh-0/{}/", deploy.id());
+    wait_until(15, "no ssh of the killed gantry to be left", || {
+        !processes_matching(&masters)
+    });
+    hang_up_now(true);
 }
 
 #[test]
