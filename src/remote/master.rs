@@ -76,15 +76,15 @@ impl Master {
         }
         // `--` keeps a host name that starts with `-` from being an option.
         cmd.arg("--").arg(to.host);
-        let mut connecting = Connecting {
+        let mut launching = Launching {
             child: Some(
                 cmd.spawn()
                     .map_err(|e| failed(format!("cannot start ssh: {e}")))?,
             ),
             folder: Some(folder),
         };
-        let status = connecting.child.as_mut().expect("just set").wait().await;
-        let folder = connecting.folder.take().expect("just set");
+        let status = launching.child.as_mut().expect("just set").wait().await;
+        let folder = launching.folder.take().expect("just set");
         match status {
             Ok(status) if status.success() => {
                 let ctl = folder.join("master").into_boxed_path();
@@ -132,12 +132,12 @@ impl Drop for Master {
 /// is killed and a master that already listens is closed. The socket is
 /// made before `ssh` forks into the background, so once the `ssh` Gantry
 /// started is dead, either no master was forked or its socket is there.
-struct Connecting {
+struct Launching {
     child: Option<tokio::process::Child>,
     folder: Option<PathBuf>,
 }
 
-impl Drop for Connecting {
+impl Drop for Launching {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.start_kill();
