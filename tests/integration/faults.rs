@@ -300,6 +300,18 @@ fn a_step_still_running_after_gantry_was_killed_is_shown_by_status() {
     });
 }
 
+/// Host 0 of staging still points at the release `before`, and no part of
+/// the release of commit `bad` is left there.
+fn still_on(t: &Test, before: &Option<String>, bad: &str, stderr: &str) {
+    assert_eq!(&t.current("staging", 0), before, "{stderr}");
+    assert!(
+        !t.releases("staging", 0)
+            .iter()
+            .any(|r| r.ends_with(&bad[..8])),
+        "no part of the new release is left\n{stderr}"
+    );
+}
+
 /// A tmpfs of `size` mounted on `dir` while it lives.
 struct SmallDisk(std::path::PathBuf);
 
@@ -366,15 +378,9 @@ fn a_full_disk_on_a_host_changes_nothing_and_the_deploy_after_room_is_made_is_wh
         stderr.contains("every host was left serving what it served before"),
         "{stderr}"
     );
-    assert_eq!(t.current("staging", 0), before, "{stderr}");
+    still_on(&t, &before, &bad, &stderr);
     let (_, body) = t.get("staging", 0, "/health").unwrap();
     assert_eq!(body.trim(), format!("ok {good}"), "{stderr}");
-    assert!(
-        !t.releases("staging", 0)
-            .iter()
-            .any(|r| r.ends_with(&bad[..8])),
-        "no part of the new release is left\n{stderr}"
-    );
     assert!(
         !t.site("staging", 0).join(".gantry/lock").exists(),
         "the lock is given back\n{stderr}"
@@ -440,13 +446,7 @@ fn too_full_for(args: &[&str], step: &str) {
         std::fs::read(&db).unwrap() == data,
         "the database is byte-identical\n{stderr}"
     );
-    assert_eq!(t.current("staging", 0), before, "{stderr}");
-    assert!(
-        !t.releases("staging", 0)
-            .iter()
-            .any(|r| r.ends_with(&bad[..8])),
-        "{stderr}"
-    );
+    still_on(&t, &before, &bad, &stderr);
     // No copy, no backup, no part of a release left: the room is what it was (but
     // for the history's new line).
     assert!(
