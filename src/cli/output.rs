@@ -210,10 +210,11 @@ impl Printer {
         }
     }
 
-    pub fn warn(&self, text: &str) {
+    /// `warning: …`; the wordings are `error::Warning`'s.
+    pub fn warn(&self, text: impl std::fmt::Display) {
         if self.verbosity >= Verbosity::Normal {
             let label = self.paint("warning:", AnsiColor::Yellow);
-            self.line(&format!("{label} {}", printable(text)));
+            self.line(&format!("{label} {}", printable(&text.to_string())));
         }
     }
 

@@ -20,7 +20,7 @@ use crate::cli::exit::ExitStatus;
 use crate::cli::output::{Printer, Verbosity};
 use crate::config::{self, Config};
 use crate::data::backups;
-use crate::error::Error;
+use crate::error::{Error, Warning};
 use crate::pipeline::{plan, promote};
 use crate::remote::{locking, pool, site};
 
@@ -111,9 +111,7 @@ fn watch_signals(printer: std::sync::Arc<Printer>) {
                 _ = term.recv() => {}
             }
             if !site::interrupted() {
-                printer.warn(
-                    "interrupted: no new step will start; what this run changed is being put back",
-                );
+                printer.warn(Warning::Interrupted);
             }
             site::interrupt();
         }

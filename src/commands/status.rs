@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::base::time::{self, Shown};
 use crate::config::{Config, Environment};
-use crate::error::{Error, HostProblem};
+use crate::error::{Error, HostProblem, Warning};
 use crate::ledger::git::Repo;
 use crate::ledger::Event;
 use crate::model::history;
@@ -101,10 +101,16 @@ pub async fn status(
     let repo = Repo::at(&config.dir);
     let remote = &config.app.remote;
     if let Err(e) = crate::ledger::sync(&repo, remote) {
-        printer.warn(&format!("could not fetch the ledger from `{remote}`: {e}"));
+        printer.warn(Warning::LedgerNotFetched {
+            remote: remote.to_string(),
+            cause: e.to_string(),
+        });
     }
     let remote_tags = crate::ledger::remote_tags_by_commit(&repo, remote).unwrap_or_else(|e| {
-        printer.warn(&format!("could not read the tags of `{remote}`: {e}"));
+        printer.warn(Warning::TagsNotRead {
+            remote: remote.to_string(),
+            cause: e.to_string(),
+        });
         Default::default()
     });
     let mut problems = Vec::new();

@@ -11,7 +11,7 @@ use crate::cli::output::Printer;
 use crate::config::{Config, Environment};
 use crate::data::database::Db;
 use crate::data::steps::Steps;
-use crate::error::Error;
+use crate::error::{Error, Warning};
 use crate::model::history::{Action, Outcome, Record};
 use crate::model::lock::LockInfo;
 use crate::remote::site::{self, Site};
@@ -149,7 +149,9 @@ pub async fn restore(
                             )
                             .await
                         {
-                            printer.warn(&format!("restored, but the restart failed: {p}"));
+                            printer.warn(Warning::RestoredNotRestarted {
+                                cause: p.to_string(),
+                            });
                         } else if let Some(check) = &config.deploy.health {
                             // Back only when the app answers again.
                             let vars = steps.vars();
@@ -159,10 +161,11 @@ pub async fn restore(
                                 crate::remote::health::check_from(check, &url, None, site, false)
                                     .await
                             {
-                                printer.warn(&format!(
-                                    "restored, but the app does not answer: GET {} after {} attempts: {}",
-                                    f.url, f.attempts, f.last
-                                ));
+                                printer.warn(Warning::RestoredNotAnswering {
+                                    url: f.url,
+                                    attempts: f.attempts,
+                                    last: f.last,
+                                });
                             }
                         }
                     }

@@ -23,7 +23,7 @@ use crate::data::database::{hide_password, Db, Kind, Violation};
 use crate::data::fingerprint::{self, Fingerprint};
 use crate::data::steps::{failed_migration, Steps};
 use crate::data::wiring::{self, Answer};
-use crate::error::{CopyNotUsed, Error, HostProblem, WrongDatabase};
+use crate::error::{CopyNotUsed, Error, HostProblem, Warning, WrongDatabase};
 use crate::ledger::git::{Commit, Repo};
 use crate::model::lock::LockInfo;
 use crate::remote::locking;
@@ -196,7 +196,9 @@ pub async fn rehearse_on(
         .step_always(printer, "delete the copy", None, &cleanup, None)
         .await
     {
-        printer.warn(&format!("could not delete the rehearsal's copy: {p}"));
+        printer.warn(Warning::CopyNotDeleted {
+            cause: p.to_string(),
+        });
     }
     let after = read_fingerprint(site, &db, &db.location, true, printer)
         .await
@@ -213,11 +215,10 @@ pub async fn rehearse_on(
         )));
     }
     if !changes.content.is_empty() {
-        printer.warn(&format!(
-            "`{}`'s database took writes while the rehearsal ran ({}); its schema and applied migrations did not change, so these are the app's own writes",
-            env.name,
-            changes.content.join("; ")
-        ));
+        printer.warn(Warning::WritesDuringRehearsal {
+            env: env.name.clone(),
+            changes: changes.content.clone(),
+        });
     }
     let report = result?;
     if report.migration.is_some() {
@@ -376,9 +377,7 @@ impl Scratch<'_> {
                     })));
                 }
                 if !checked && unchanged {
-                    printer.warn(
-                        "the copy did not change: either no migration was pending, or the app did not use the copy (set `database.check` so Gantry can tell)",
-                    );
+                    printer.warn(Warning::CopyUnchanged);
                 }
                 return Ok(report);
             }

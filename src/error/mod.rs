@@ -1,11 +1,13 @@
 //! Every error Gantry reports, as data: the host, step, command, exit
 //! status and output, typed causes kept as `source`. `render` words them all
-//! in one place, each with its hints on what to do.
+//! in one place, each with its hints on what to do; `warning` words what
+//! went wrong without stopping the command.
 
 mod problem;
 mod render;
 #[cfg(test)]
 mod tests;
+mod warning;
 
 use std::path::PathBuf;
 
@@ -17,6 +19,7 @@ pub use problem::{
     CopyNotUsed, Failure, HeldLock, HostProblem, KeyProblem, RealChanged, WrongDatabase,
     NOT_LOCKED, NOT_REACHED, NO_RELEASE,
 };
+pub use warning::{Done, Warning};
 
 /// Why a git command failed.
 #[derive(Debug)]

@@ -5,7 +5,7 @@
 
 use crate::cli::output::Printer;
 use crate::config::{Config, Environment};
-use crate::error::Error;
+use crate::error::{Done, Error, Warning};
 use crate::ledger::git::{Commit, Repo};
 use crate::ledger::{self, Event};
 use crate::model::history::{Action, Outcome};
@@ -103,7 +103,9 @@ pub async fn deploy_env(
     let tags = match ledger::tag(&repo, &config.app.remote, commit, &env.tags, &message) {
         Ok(t) => t,
         Err(e) => {
-            printer.warn(&format!("the deploy succeeded, but tagging it failed: {e}"));
+            printer.warn(Warning::NotTagged {
+                cause: e.to_string(),
+            });
             Vec::new()
         }
     };
@@ -114,9 +116,10 @@ pub async fn deploy_env(
     event.hosts = hosts;
     event.tags = tags.clone();
     if let Err(e) = ledger::record(&repo, &config.app.remote, &commit.sha, &event) {
-        printer.warn(&format!(
-            "the deploy succeeded, but recording it in the git remote failed: {e}"
-        ));
+        printer.warn(Warning::NotRecorded {
+            done: Done::Deploy,
+            cause: e.to_string(),
+        });
     }
     if !tags.is_empty() {
         printer.headline(&format!(
@@ -150,10 +153,10 @@ pub fn after_rollback(
     let commit = match repo.resolve(&summary.commit) {
         Ok(c) => c,
         Err(e) => {
-            printer.warn(&format!(
-                "the rollback succeeded, but its commit {} is not in this repository, so the tags were not moved: {e}",
-                summary.commit
-            ));
+            printer.warn(Warning::RollbackCommitMissing {
+                commit: summary.commit.to_string(),
+                cause: e.to_string(),
+            });
             return Vec::new();
         }
     };
@@ -174,9 +177,9 @@ pub fn after_rollback(
         }
         Ok(None) => Vec::new(),
         Err(e) => {
-            printer.warn(&format!(
-                "the rollback succeeded, but moving the tag failed: {e}"
-            ));
+            printer.warn(Warning::TagNotMoved {
+                cause: e.to_string(),
+            });
             Vec::new()
         }
     };
@@ -184,9 +187,10 @@ pub fn after_rollback(
     event.release = Some(summary.release.clone());
     event.hosts = summary.per_host.iter().map(|h| h.host.clone()).collect();
     if let Err(e) = ledger::record(&repo, remote, &commit.sha, &event) {
-        printer.warn(&format!(
-            "the rollback succeeded, but recording it in the git remote failed: {e}"
-        ));
+        printer.warn(Warning::NotRecorded {
+            done: Done::Rollback,
+            cause: e.to_string(),
+        });
     }
     moved
 }
@@ -211,11 +215,11 @@ fn gate(
         ));
     }
     if force {
-        printer.warn(&format!(
-            "{} is not verified on `{required}`; deploying to `{}` anyway because of --force (recorded as forced)",
-            commit.short(),
-            env.name
-        ));
+        printer.warn(Warning::Forced {
+            commit: commit.short().to_string(),
+            required: required.to_string(),
+            env: env.name.clone(),
+        });
         return Ok((
             true,
             format!("not verified on {required}; forced past the gate"),

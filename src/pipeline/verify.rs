@@ -9,7 +9,7 @@ use std::process::Stdio;
 
 use crate::cli::output::Printer;
 use crate::config::{Config, Environment};
-use crate::error::Error;
+use crate::error::{Done, Error, Warning};
 use crate::ledger::git::Repo;
 use crate::ledger::{self, Event};
 use crate::model::history::{Action, Outcome, Record};
@@ -144,9 +144,10 @@ pub async fn verify(
         Err(reasons) => reasons.join("; "),
     });
     if let Err(e) = ledger::record(&repo, &config.app.remote, &running.commit, &event) {
-        printer.warn(&format!(
-            "could not record the verification in the git remote: {e}"
-        ));
+        printer.warn(Warning::NotRecorded {
+            done: Done::Verification,
+            cause: e.to_string(),
+        });
     }
     match outcome {
         Ok(()) => {

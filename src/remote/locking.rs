@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 
 use crate::cli::output::Printer;
 use crate::config::{Config, Environment};
-use crate::error::{Error, HeldLock, HostProblem};
+use crate::error::{Error, HeldLock, HostProblem, Warning};
 use crate::model::lock::LockInfo;
 use crate::remote::release;
 use crate::remote::site::{close, connect, each_host, interrupted, Site};
@@ -149,9 +149,9 @@ pub fn wait_deadline() -> Option<std::time::Instant> {
 
 /// The warning that `--lock-wait` is waiting.
 pub fn announce_wait(env: &str, printer: &Printer) {
-    printer.warn(&format!(
-        "`{env}` is locked by another deploy; waiting for it (--lock-wait)"
-    ));
+    printer.warn(Warning::WaitingForLock {
+        env: env.to_string(),
+    });
 }
 
 /// Takes the lock on one host and reads, in the same channel, what it
@@ -260,7 +260,9 @@ pub async fn give_back(sites: &[&Site], info: &LockInfo, printer: &Printer) {
             .step_always(printer, "unlock", None, &script, None)
             .await
         {
-            printer.warn(&format!("could not release the lock: {p}"));
+            printer.warn(Warning::NotUnlocked {
+                cause: p.to_string(),
+            });
         }
     })
     .await;

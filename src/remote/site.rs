@@ -11,7 +11,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::cli::output::Printer;
 use crate::config::{Config, Environment, HostSpec};
-use crate::error::{Error, HostProblem};
+use crate::error::{Error, HostProblem, Warning};
 use crate::model::history::Record;
 use crate::remote::host::{Connection, HostError, Output};
 use crate::remote::pool;
@@ -237,7 +237,9 @@ impl Site {
             .step_always(printer, "record history", None, &script, None)
             .await
         {
-            printer.warn(&format!("could not write history: {p}"));
+            printer.warn(Warning::HistoryNotWritten {
+                cause: p.to_string(),
+            });
         }
     }
 }

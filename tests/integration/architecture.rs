@@ -294,3 +294,43 @@ fn a_long_function_is_found_when_there_is_one() {
     assert_eq!(long_functions(&nested), expected);
     assert_eq!(long_functions(&short), Vec::<String>::new());
 }
+
+/// The warnings given to the printer as text made on the spot, not as an
+/// `error::Warning` (worded once and pinned by a snapshot).
+fn loose_warnings(text: &str) -> Vec<String> {
+    let squeezed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    squeezed
+        .match_indices(".warn(")
+        .map(|(at, _)| squeezed[at + 6..].trim_start())
+        .filter(|rest| {
+            rest.starts_with('&') || rest.starts_with('"') || rest.starts_with("format!")
+        })
+        .map(|rest| {
+            rest.split_inclusive(';')
+                .next()
+                .unwrap_or(rest)
+                .chars()
+                .take(60)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_warning_is_worded_in_error_warning() {
+    let found: Vec<String> = sources(&src())
+        .iter()
+        .flat_map(|(rel, text)| {
+            loose_warnings(text)
+                .into_iter()
+                .map(move |w| format!("{}: warn({w}", rel.display()))
+        })
+        .collect();
+    assert!(
+        found.is_empty(),
+        "make these `error::Warning`s:\n{}",
+        found.join("\n")
+    );
+    let loose = "printer.warn(\n    &format!(\"could not {x}\"));\np.warn(Warning::Interrupted);";
+    assert_eq!(loose_warnings(loose), ["&format!(\"could not {x}\"));"]);
+}

@@ -1,9 +1,10 @@
 //! Faults late in a deploy, on real sshd hosts: SIGINT, SIGTERM and
 //! SIGKILL of the controller while hosts restart and while they are
 //! health-checked, on 1 and on 3 hosts; a network cut after the switch with
-//! a migration; a host whose disk is full. Phases are reached by waiting for markers the hosts write,
-//! never by sleeping. Every run must leave each host on a complete release
-//! that is the one the app actually serves.
+//! a migration; a host that cannot be put back. Phases are reached by
+//! waiting for markers the hosts write, never by sleeping. Every run must
+//! leave each host on a complete release that is the one the app actually
+//! serves. Full disks are in `full_disk.rs`.
 
 use std::path::Path;
 
@@ -300,176 +301,6 @@ fn a_step_still_running_after_gantry_was_killed_is_shown_by_status() {
     });
 }
 
-/// Host 0 of staging still points at the release `before`, and no part of
-/// the release of commit `bad` is left there.
-fn still_on(t: &Test, before: &Option<String>, bad: &str, stderr: &str) {
-    assert_eq!(&t.current("staging", 0), before, "{stderr}");
-    assert!(
-        !t.releases("staging", 0)
-            .iter()
-            .any(|r| r.ends_with(&bad[..8])),
-        "no part of the new release is left\n{stderr}"
-    );
-}
-
-/// A tmpfs of `size` mounted on `dir` while it lives.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(dir: &Path, size: &str) -> SmallDisk {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount a tmpfs on {}", dir.display());
-        SmallDisk(dir.to_path_buf())
-    }
-
-    /// Fills the disk but for `room` bytes.
-    fn fill_but(&self, room: u64) -> std::path::PathBuf {
-        use std::io::Write;
-        let ballast = self.0.join("ballast");
-        let mut f = std::fs::File::create(&ballast).unwrap();
-        let chunk = vec![0u8; 64 * 1024];
-        while f.write_all(&chunk).is_ok() {}
-        let len = f.metadata().unwrap().len();
-        f.set_len(len.saturating_sub(room)).unwrap();
-        ballast
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
-#[test]
-fn a_full_disk_on_a_host_changes_nothing_and_the_deploy_after_room_is_made_is_whole() {
-    let mut t = Test::new().hosts(1).start();
-    let disk = SmallDisk::mount(&t.site("staging", 0), "16m");
-    let good = t.configure(&[("staging", &[0])]);
-    t.gantry(&["deploy", "staging"]).success();
-    let before = t.current("staging", 0);
-    let ballast = disk.fill_but(256 * 1024);
-
-    // Two megabytes that do not compress, where a quarter of one is free.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let big: String = (0..1 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            format!("{:02x}", x as u8)
-        })
-        .collect();
-    let bad = t.commit("A big file", &[("data.txt", &big)]);
-    let out = t.command(&["deploy", "staging"]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("No space left on device"), "{stderr}");
-    assert!(
-        stderr.contains("every host was left serving what it served before"),
-        "{stderr}"
-    );
-    still_on(&t, &before, &bad, &stderr);
-    let (_, body) = t.get("staging", 0, "/health").unwrap();
-    assert_eq!(body.trim(), format!("ok {good}"), "{stderr}");
-    assert!(
-        !t.site("staging", 0).join(".gantry/lock").exists(),
-        "the lock is given back\n{stderr}"
-    );
-
-    // With room again, the same commit deploys whole.
-    std::fs::remove_file(ballast).unwrap();
-    t.gantry(&["deploy", "staging"]).success();
-    let (_, body) = t.get("staging", 0, "/health").unwrap();
-    assert_eq!(body.trim(), format!("ok {bad}"));
-    let sent = std::fs::read_to_string(t.site("staging", 0).join("current/data.txt")).unwrap();
-    assert!(sent == big, "the big file arrived whole");
-    drop(disk);
-}
-
-/// The bytes free on the file system of `dir`.
-fn room(dir: &Path) -> u64 {
-    let out = std::process::Command::new("df")
-        .args(["--output=avail", "-B1"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().last().unwrap().trim().parse().unwrap()
-}
-
-/// Six megabytes of live data, three free, and a commit with a migration,
-/// deployed with `args`: it fails at `step` because the disk is full, and
-/// leaves the database byte-identical and the disk's room as it was.
-fn too_full_for(args: &[&str], step: &str) {
-    let mut t = Test::new().hosts(1).start();
-    let disk = SmallDisk::mount(&t.site("staging", 0), "32m");
-    t.configure(&[("staging", &[0])]);
-    t.gantry(&["deploy", "staging"]).success();
-    let site = t.site("staging", 0);
-    let db = site.join("shared/data/app.sqlite3");
-    let rows = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) \
-                INSERT INTO items (text) SELECT hex(randomblob(1000)) FROM n;";
-    let filled = std::process::Command::new("sqlite3")
-        .arg(&db)
-        .arg(rows)
-        .status()
-        .unwrap();
-    assert!(filled.success());
-    let data = std::fs::read(&db).unwrap();
-    let _ballast = disk.fill_but(3 * 1024 * 1024);
-    let free = room(&site);
-    let before = t.current("staging", 0);
-    let bad = t.commit(
-        "A column",
-        &[(
-            "migrations/0002_note.sql",
-            "ALTER TABLE items ADD COLUMN note TEXT;\n",
-        )],
-    );
-
-    let out = t.command(args).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&format!("{step} failed")), "{stderr}");
-    assert!(stderr.contains("database or disk is full"), "{stderr}");
-    assert!(
-        std::fs::read(&db).unwrap() == data,
-        "the database is byte-identical\n{stderr}"
-    );
-    still_on(&t, &before, &bad, &stderr);
-    // No copy, no backup, no part of a release left: the room is what it was (but
-    // for the history's new line).
-    assert!(
-        room(&site) + 256 * 1024 > free,
-        "{} bytes free before, {} after\n{stderr}",
-        free,
-        room(&site)
-    );
-}
-
-#[test]
-fn a_disk_too_full_for_the_rehearsal_leaves_the_database_and_the_disk_as_they_were() {
-    too_full_for(&["deploy", "staging"], "copy the database");
-}
-
-#[test]
-fn a_disk_too_full_for_the_backup_leaves_the_database_and_the_disk_as_they_were() {
-    too_full_for(
-        &["deploy", "staging", "--no-rehearse"],
-        "back up the database",
-    );
-}
-
 /// What a deploy whose restart fails did, with `obstacle` put on the
 /// site while the restart held: Gantry's exit code and stderr, the commit
 /// and release served before, and the new commit.
@@ -559,30 +390,4 @@ fn a_host_put_back_whose_report_cannot_be_written_is_found_back() {
     );
     assert_eq!(t.current("staging", 0).unwrap(), old, "{stderr}");
     assert_eq!(served(&mut t, 0).0, good, "{stderr}");
-}
-
-#[test]
-fn a_disk_too_full_for_the_lock_leaves_no_lock() {
-    let mut t = Test::new().hosts(1).start();
-    let disk = SmallDisk::mount(&t.site("staging", 0), "16m");
-    t.configure(&[("staging", &[0])]);
-    t.gantry(&["deploy", "staging"]).success();
-    let before = t.current("staging", 0);
-    t.commit("Second", &[("NEWS", "second\n")]);
-    let ballast = disk.fill_but(0);
-    let out = t.command(&["deploy", "staging"]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert!(
-        stderr.contains(".gantry/lock/info: is the disk full?"),
-        "{stderr}"
-    );
-    assert_eq!(t.current("staging", 0), before, "{stderr}");
-    assert!(
-        !t.site("staging", 0).join(".gantry/lock").exists(),
-        "no lock without its record is left\n{stderr}"
-    );
-    // With room again, the next deploy is not held by anything.
-    std::fs::remove_file(ballast).unwrap();
-    t.gantry(&["deploy", "staging"]).success();
 }

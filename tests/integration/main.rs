@@ -8,6 +8,7 @@ mod cli;
 mod config_errors;
 mod deploy;
 mod faults;
+mod full_disk;
 mod hosts;
 mod https;
 mod locking;

@@ -12,7 +12,7 @@ use crate::migrations::{self, add_item, assert_same, copy_over, Engine};
 /// The usual fixture on staging (host 0) and live (host 1), with `shared`
 /// and `database` as given. Each build appends a line to
 /// `sites/<env>/builds-<hostid>`, so a test can count them.
-fn usual_config(t: &mut Test, shared: &str, database: &str) -> String {
+pub fn usual_config(t: &mut Test, shared: &str, database: &str) -> String {
     let python = django_python();
     let tail = migrations::restart_and_two_environments(t, database);
     format!(
@@ -36,11 +36,11 @@ build = ["echo built >> {{path}}/../builds-{{hostid}}", "{{python}} -m compileal
     )
 }
 
-const KEPT_IN_SHARED: &str = "\"src/db.sqlite3\"";
-const SQLITE_IN_SHARED: &str = "engine = \"sqlite\"\npath = \"{shared}/src/db.sqlite3\"";
+pub const KEPT_IN_SHARED: &str = "\"src/db.sqlite3\"";
+pub const SQLITE_IN_SHARED: &str = "engine = \"sqlite\"\npath = \"{shared}/src/db.sqlite3\"";
 
 /// Lays a stage of the example's history over the usual fixture's app folder.
-fn commit_stage(t: &Test, stage: &str, message: &str) -> String {
+pub fn commit_stage(t: &Test, stage: &str, message: &str) -> String {
     copy_over(
         &examples().join("django/stages").join(stage),
         &t.repo.join("src"),
@@ -58,7 +58,7 @@ fn builds(t: &Test) -> (usize, usize) {
     (count("staging", "h0"), count("live", "h1"))
 }
 
-fn live_db(t: &Test) -> std::path::PathBuf {
+pub fn live_db(t: &Test) -> std::path::PathBuf {
     t.site("live", 1).join("shared/src/db.sqlite3")
 }
 

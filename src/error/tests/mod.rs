@@ -11,6 +11,7 @@ use crate::model::lock::LockInfo;
 use crate::model::violation::Violation;
 
 mod data;
+mod warnings;
 
 fn commit() -> Commit {
     Commit {

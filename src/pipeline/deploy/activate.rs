@@ -4,7 +4,7 @@
 //! anywhere switches every switched host back.
 
 use crate::base::shell::quote;
-use crate::error::HostProblem;
+use crate::error::{HostProblem, Warning};
 use crate::remote::activation::{self, Activation, HostState, Verdict};
 use crate::remote::health;
 use crate::remote::release::{self, Planned};
@@ -225,16 +225,11 @@ impl Run<'_> {
             let site = &self.sites[s.index];
             match self.switch_back_one(s).await {
                 Err(problem) if !problem.unreachable && self.found_back(site, s).await => {
-                    self.printer.warn(&format!(
-                        "{}: putting back reported no success ({}), but `current` points at the old release again{}",
-                        site.name(),
-                        problem.detail.lines().next().unwrap_or(""),
-                        if self.config.deploy.health.is_some() {
-                            " and it answers the health check"
-                        } else {
-                            ""
-                        }
-                    ));
+                    self.printer.warn(Warning::FoundBack {
+                        host: site.name().to_string(),
+                        reported: problem.detail.lines().next().unwrap_or("").to_string(),
+                        healthy: self.config.deploy.health.is_some(),
+                    });
                     Ok(())
                 }
                 result => result,

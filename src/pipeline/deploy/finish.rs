@@ -3,7 +3,7 @@
 //! removed where this run made it, the failure recorded, and the error
 //! built with what every host serves now.
 
-use crate::error::{Error, Failure, HostProblem};
+use crate::error::{Error, Failure, HostProblem, Warning};
 use crate::ledger::git::Commit;
 use crate::model::history::{Action, Outcome, Record};
 use crate::remote::site::{self, each_host};
@@ -45,9 +45,9 @@ impl Run<'_> {
                 Ok(out) => site.note_released(&out.stdout),
                 Err(e) => {
                     site.note_released(&e.output);
-                    p.warn(&format!(
-                        "could not record the deploy or prune old releases: {e}"
-                    ));
+                    p.warn(Warning::NotRecordedOnHost {
+                        cause: e.to_string(),
+                    });
                 }
             }
             self.printer

@@ -10,7 +10,7 @@ use crate::data::fingerprint::Fingerprint;
 use crate::data::rehearse::{self, Source};
 use crate::data::steps::{failed_migration, MigratePlan, NO_DATABASE_MARK};
 use crate::data::wiring::{self, Answer};
-use crate::error::{Error, HostProblem, WrongDatabase};
+use crate::error::{Error, HostProblem, Warning, WrongDatabase};
 use crate::ledger::git::Commit;
 use crate::remote::site::Site;
 
@@ -167,10 +167,9 @@ impl Run<'_> {
     ) -> Result<Rehearsal, Stop> {
         let p = self.printer;
         if !self.rehearse {
-            p.warn(&format!(
-                "migrations are pending on `{}` and are not rehearsed (--no-rehearse; recorded)",
-                self.env.name
-            ));
+            p.warn(Warning::NotRehearsed {
+                env: self.env.name.clone(),
+            });
             return Ok(Rehearsal::Skipped);
         }
         let source = Source::Prepared(release);
@@ -331,8 +330,9 @@ impl Run<'_> {
             .step_always(self.printer, "prune backups", None, &script, None)
             .await
         {
-            self.printer
-                .warn(&format!("could not prune old backups: {e}"));
+            self.printer.warn(Warning::BackupsNotPruned {
+                cause: e.to_string(),
+            });
         }
     }
 }

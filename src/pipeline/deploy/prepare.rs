@@ -7,7 +7,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::data::steps::REUSED_MARK;
-use crate::error::HostProblem;
+use crate::error::{HostProblem, Warning};
 use crate::ledger::git::{Commit, Delta};
 use crate::remote::release::{self, Planned};
 use crate::remote::site::{each, Site};
@@ -103,11 +103,10 @@ impl Run<'_> {
                 {
                     return Err(self.made_here(site, &planned, p));
                 }
-                Err(p) => self.printer.warn(&format!(
-                    "{}: the delta upload failed ({}); sending the whole archive",
-                    site.name(),
-                    p.detail.lines().last().unwrap_or("")
-                )),
+                Err(p) => self.printer.warn(Warning::DeltaFailed {
+                    host: site.name().to_string(),
+                    cause: p.detail.lines().last().unwrap_or("").to_string(),
+                }),
             }
         }
         let outputs = match outputs {

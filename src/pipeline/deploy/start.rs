@@ -19,7 +19,9 @@ use futures_util::future::join_all;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::HostSpec;
-use crate::error::{Error, Failure, HeldLock, HostProblem, NOT_LOCKED, NOT_REACHED, NO_RELEASE};
+use crate::error::{
+    Error, Failure, HeldLock, HostProblem, Warning, NOT_LOCKED, NOT_REACHED, NO_RELEASE,
+};
 use crate::ledger::git::Commit;
 use crate::remote::site::{self, each_host, Connecting, Site};
 use crate::remote::{locking, release};
@@ -290,8 +292,9 @@ impl Run<'_> {
                 .step_always(self.printer, step, None, &script, None)
                 .await
             {
-                self.printer
-                    .warn(&format!("could not put the host back: {p}"));
+                self.printer.warn(Warning::NotPutBack {
+                    cause: p.to_string(),
+                });
             }
         })
         .await;

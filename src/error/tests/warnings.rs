@@ -1,0 +1,124 @@
+//! Every warning: what went wrong without stopping the command.
+
+use insta::assert_snapshot;
+
+use crate::error::{Done, Warning};
+
+#[test]
+fn every_warning() {
+    let cause = || "`git push -q origin refs/notes/gantry` failed: rejected".to_string();
+    let fetch =
+        "`git fetch -q origin refs/notes/gantry` failed: could not read from remote repository";
+    let all = [
+        Warning::NotRecordedOnHost {
+            cause: "web1: record, prune, unlock failed (exit status 1)".into(),
+        },
+        Warning::NotRecorded {
+            done: Done::Deploy,
+            cause: cause(),
+        },
+        Warning::NotRecorded {
+            done: Done::Rollback,
+            cause: cause(),
+        },
+        Warning::NotRecorded {
+            done: Done::Verification,
+            cause: cause(),
+        },
+        Warning::NotTagged { cause: cause() },
+        Warning::TagNotMoved { cause: cause() },
+        Warning::RollbackCommitMissing {
+            commit: "1a2b3c4d".into(),
+            cause: "`1a2b3c4d` is not a revision".into(),
+        },
+        Warning::Forced {
+            commit: "1a2b3c4d".into(),
+            required: "staging".into(),
+            env: "live".into(),
+        },
+        Warning::NotRehearsed { env: "live".into() },
+        Warning::DeltaFailed {
+            host: "web1".into(),
+            cause: "tar: Unexpected EOF in archive".into(),
+        },
+        Warning::BackupsNotPruned {
+            cause: "web1: prune backups failed (exit status 1)".into(),
+        },
+        Warning::NotPutBack {
+            cause: "web1: unlock failed (exit status 1)".into(),
+        },
+        Warning::FoundBack {
+            host: "web1".into(),
+            reported: "no verdict".into(),
+            healthy: true,
+        },
+        Warning::FoundBack {
+            host: "web1".into(),
+            reported: "no verdict".into(),
+            healthy: false,
+        },
+        Warning::RestoredNotRestarted {
+            cause: "web1: restart failed (exit status 1)".into(),
+        },
+        Warning::RestoredNotAnswering {
+            url: "http://web1:8000/health".into(),
+            attempts: 30,
+            last: "connection refused".into(),
+        },
+        Warning::CopyNotDeleted {
+            cause: "web1: drop the copy failed (exit status 1)".into(),
+        },
+        Warning::WritesDuringRehearsal {
+            env: "live".into(),
+            changes: vec![
+                "lists_item: 3 rows → 4".into(),
+                "lists_list: 1 row → 2".into(),
+            ],
+        },
+        Warning::CopyUnchanged,
+        Warning::WaitingForLock { env: "live".into() },
+        Warning::NotUnlocked {
+            cause: "web1: unlock failed (exit status 1)".into(),
+        },
+        Warning::HistoryNotWritten {
+            cause: "web1: record history failed (exit status 1)".into(),
+        },
+        Warning::LedgerNotFetched {
+            remote: "origin".into(),
+            cause: fetch.into(),
+        },
+        Warning::TagsNotRead {
+            remote: "origin".into(),
+            cause: fetch.into(),
+        },
+        Warning::Interrupted,
+    ];
+    let text: Vec<String> = all.iter().map(ToString::to_string).collect();
+    assert_snapshot!(text.join("\n"), @r"
+    could not record the deploy or prune old releases: web1: record, prune, unlock failed (exit status 1)
+    the deploy succeeded, but recording it in the git remote failed: `git push -q origin refs/notes/gantry` failed: rejected
+    the rollback succeeded, but recording it in the git remote failed: `git push -q origin refs/notes/gantry` failed: rejected
+    could not record the verification in the git remote: `git push -q origin refs/notes/gantry` failed: rejected
+    the deploy succeeded, but tagging it failed: `git push -q origin refs/notes/gantry` failed: rejected
+    the rollback succeeded, but moving the tag failed: `git push -q origin refs/notes/gantry` failed: rejected
+    the rollback succeeded, but its commit 1a2b3c4d is not in this repository, so the tags were not moved: `1a2b3c4d` is not a revision
+    1a2b3c4d is not verified on `staging`; deploying to `live` anyway because of --force (recorded as forced)
+    migrations are pending on `live` and are not rehearsed (--no-rehearse; recorded)
+    web1: the delta upload failed (tar: Unexpected EOF in archive); sending the whole archive
+    could not prune old backups: web1: prune backups failed (exit status 1)
+    could not put the host back: web1: unlock failed (exit status 1)
+    web1: putting back reported no success (no verdict), but `current` points at the old release again and it answers the health check
+    web1: putting back reported no success (no verdict), but `current` points at the old release again
+    restored, but the restart failed: web1: restart failed (exit status 1)
+    restored, but the app does not answer: GET http://web1:8000/health after 30 attempts: connection refused
+    could not delete the rehearsal's copy: web1: drop the copy failed (exit status 1)
+    `live`'s database took writes while the rehearsal ran (lists_item: 3 rows → 4; lists_list: 1 row → 2); its schema and applied migrations did not change, so these are the app's own writes
+    the copy did not change: either no migration was pending, or the app did not use the copy (set `database.check` so Gantry can tell)
+    `live` is locked by another deploy; waiting for it (--lock-wait)
+    could not release the lock: web1: unlock failed (exit status 1)
+    could not write history: web1: record history failed (exit status 1)
+    could not fetch the ledger from `origin`: `git fetch -q origin refs/notes/gantry` failed: could not read from remote repository
+    could not read the tags of `origin`: `git fetch -q origin refs/notes/gantry` failed: could not read from remote repository
+    interrupted: no new step will start; what this run changed is being put back
+    ");
+}

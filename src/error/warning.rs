@@ -1,0 +1,219 @@
+//! What went wrong without stopping the command, as data, worded here
+//! once; the printer shows it as `warning: …`. `tests/warnings.rs` pins
+//! every wording.
+
+use std::fmt::{self, Formatter};
+
+/// A command that succeeded on the hosts, named in a warning about what
+/// came after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    Deploy,
+    Rollback,
+    Verification,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warning {
+    /// The history on a host, or pruning its old releases, failed after
+    /// the deploy.
+    NotRecordedOnHost {
+        cause: String,
+    },
+    /// The ledger in the git remote could not be written.
+    NotRecorded {
+        done: Done,
+        cause: String,
+    },
+    /// The deploy's tags could not be pushed.
+    NotTagged {
+        cause: String,
+    },
+    /// A rollback's tag could not be moved.
+    TagNotMoved {
+        cause: String,
+    },
+    /// A rollback to a commit this repository does not have.
+    RollbackCommitMissing {
+        commit: String,
+        cause: String,
+    },
+    /// `--force` past a gate.
+    Forced {
+        commit: String,
+        required: String,
+        env: String,
+    },
+    /// `--no-rehearse` with migrations pending.
+    NotRehearsed {
+        env: String,
+    },
+    DeltaFailed {
+        host: String,
+        cause: String,
+    },
+    BackupsNotPruned {
+        cause: String,
+    },
+    /// A host locked by this run, put back after the deploy stopped early.
+    NotPutBack {
+        cause: String,
+    },
+    /// A host whose putting back reported no success but is back.
+    FoundBack {
+        host: String,
+        reported: String,
+        healthy: bool,
+    },
+    RestoredNotRestarted {
+        cause: String,
+    },
+    RestoredNotAnswering {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
+    CopyNotDeleted {
+        cause: String,
+    },
+    /// The real database's rows changed while a rehearsal ran, but not its
+    /// schema: the app's own writes.
+    WritesDuringRehearsal {
+        env: String,
+        changes: Vec<String>,
+    },
+    /// A rehearsal whose copy did not change, without `database.check`.
+    CopyUnchanged,
+    /// `--lock-wait` is waiting for another deploy.
+    WaitingForLock {
+        env: String,
+    },
+    NotUnlocked {
+        cause: String,
+    },
+    HistoryNotWritten {
+        cause: String,
+    },
+    /// `status` could not bring the ledger or the tags from the git remote.
+    LedgerNotFetched {
+        remote: String,
+        cause: String,
+    },
+    TagsNotRead {
+        remote: String,
+        cause: String,
+    },
+    /// Ctrl-C or SIGTERM, the first time.
+    Interrupted,
+}
+
+impl fmt::Display for Done {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Done::Deploy => "deploy",
+            Done::Rollback => "rollback",
+            Done::Verification => "verification",
+        })
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::NotRecordedOnHost { cause } => {
+                write!(f, "could not record the deploy or prune old releases: {cause}")
+            }
+            Warning::NotRecorded {
+                done: Done::Verification,
+                cause,
+            } => write!(
+                f,
+                "could not record the verification in the git remote: {cause}"
+            ),
+            Warning::NotRecorded { done, cause } => write!(
+                f,
+                "the {done} succeeded, but recording it in the git remote failed: {cause}"
+            ),
+            Warning::NotTagged { cause } => {
+                write!(f, "the deploy succeeded, but tagging it failed: {cause}")
+            }
+            Warning::TagNotMoved { cause } => {
+                write!(f, "the rollback succeeded, but moving the tag failed: {cause}")
+            }
+            Warning::RollbackCommitMissing { commit, cause } => write!(
+                f,
+                "the rollback succeeded, but its commit {commit} is not in this repository, so the tags were not moved: {cause}"
+            ),
+            Warning::Forced {
+                commit,
+                required,
+                env,
+            } => write!(
+                f,
+                "{commit} is not verified on `{required}`; deploying to `{env}` anyway because of --force (recorded as forced)"
+            ),
+            Warning::NotRehearsed { env } => write!(
+                f,
+                "migrations are pending on `{env}` and are not rehearsed (--no-rehearse; recorded)"
+            ),
+            Warning::DeltaFailed { host, cause } => write!(
+                f,
+                "{host}: the delta upload failed ({cause}); sending the whole archive"
+            ),
+            Warning::BackupsNotPruned { cause } => {
+                write!(f, "could not prune old backups: {cause}")
+            }
+            Warning::NotPutBack { cause } => write!(f, "could not put the host back: {cause}"),
+            Warning::FoundBack {
+                host,
+                reported,
+                healthy,
+            } => write!(
+                f,
+                "{host}: putting back reported no success ({reported}), but `current` points at the old release again{}",
+                if *healthy {
+                    " and it answers the health check"
+                } else {
+                    ""
+                }
+            ),
+            Warning::RestoredNotRestarted { cause } => {
+                write!(f, "restored, but the restart failed: {cause}")
+            }
+            Warning::RestoredNotAnswering {
+                url,
+                attempts,
+                last,
+            } => write!(
+                f,
+                "restored, but the app does not answer: GET {url} after {attempts} attempts: {last}"
+            ),
+            Warning::CopyNotDeleted { cause } => {
+                write!(f, "could not delete the rehearsal's copy: {cause}")
+            }
+            Warning::WritesDuringRehearsal { env, changes } => write!(
+                f,
+                "`{env}`'s database took writes while the rehearsal ran ({}); its schema and applied migrations did not change, so these are the app's own writes",
+                changes.join("; ")
+            ),
+            Warning::CopyUnchanged => f.write_str(
+                "the copy did not change: either no migration was pending, or the app did not use the copy (set `database.check` so Gantry can tell)",
+            ),
+            Warning::WaitingForLock { env } => write!(
+                f,
+                "`{env}` is locked by another deploy; waiting for it (--lock-wait)"
+            ),
+            Warning::NotUnlocked { cause } => write!(f, "could not release the lock: {cause}"),
+            Warning::HistoryNotWritten { cause } => write!(f, "could not write history: {cause}"),
+            Warning::LedgerNotFetched { remote, cause } => {
+                write!(f, "could not fetch the ledger from `{remote}`: {cause}")
+            }
+            Warning::TagsNotRead { remote, cause } => {
+                write!(f, "could not read the tags of `{remote}`: {cause}")
+            }
+            Warning::Interrupted => f.write_str(
+                "interrupted: no new step will start; what this run changed is being put back",
+            ),
+        }
+    }
+}
