@@ -160,6 +160,9 @@ fail() {
     failed[$1]=$2
     echo "$1: FAILED ($2)" >&2
     grep -h -i -E 'penalt|refus|error|fatal' "$dir"/h*/sshd.log 2>/dev/null | tail -5 >&2 || true
+    # And what the apps that did not answer said (their log is in the site's
+    # shared data folder, for every tool).
+    grep -H -i -E 'error|exception|traceback' "$dir"/sites/"$1"/*/shared/data/app.log 2>/dev/null | tail -10 >&2 || true
 }
 for tool in $tools; do
     times=() ctl=() hosts=()

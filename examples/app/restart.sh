@@ -9,13 +9,17 @@ data=$(dirname "$DB_PATH")
 mkdir -p "$data"
 pidfile="$data/app.pid"
 
+# Whether process $1 still runs: a killed process can linger as a zombie,
+# whose cmdline is empty, before its /proc entry disappears. (`[ -s ]`
+# cannot tell: every file in /proc has the size 0.)
+running() { [ -n "$(tr -d '\000' 2>/dev/null <"/proc/$1/cmdline")" ]; }
+
 if [ -f "$pidfile" ]; then
     old=$(cat "$pidfile")
     if [ -n "$old" ] && kill "$old" 2>/dev/null; then
-        # A killed process can linger as a zombie: it is gone once its
-        # cmdline is empty or its /proc entry has disappeared.
+        # The new app can bind the port only once the old one is gone.
         i=0
-        while [ -s "/proc/$old/cmdline" ] && [ $i -lt 100 ]; do
+        while running "$old" && [ $i -lt 100 ]; do
             i=$((i + 1))
             sleep 0.1
         done

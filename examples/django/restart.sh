@@ -6,11 +6,15 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 pidfile="$GANTRY_SHARED/gunicorn.pid"
+# Whether process $1 still runs (a zombie's cmdline is empty; `[ -s ]`
+# cannot tell, every file in /proc has the size 0).
+running() { [ -n "$(tr -d '\000' 2>/dev/null <"/proc/$1/cmdline")" ]; }
 if [ -f "$pidfile" ]; then
     old=$(cat "$pidfile")
     if [ -n "$old" ] && kill "$old" 2>/dev/null; then
+        # The new gunicorn can bind the port only once the old one is gone.
         i=0
-        while [ -s "/proc/$old/cmdline" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+        while running "$old" && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
     fi
     rm -f "$pidfile"
 fi
