@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use crate::harness::{collect, processes_matching, signal, wait_until, Test};
+use crate::harness::{collect, processes_matching, signal, sqlite, wait_until, Test};
 
 /// The restart waits while `hold-restart` exists in the site folder (and
 /// says so with `holding-restart`), after the switch.
@@ -252,15 +252,11 @@ fn network_cut_after_the_switch_keeps_the_migrated_database_for_the_cut_host() {
     // The reachable host is back on the old release; the database it
     // shares with the cut host's new release keeps the migration.
     assert_eq!(t.current("staging", 0), old);
-    let applied = std::process::Command::new("sqlite3")
-        .arg(t.site("staging", 0).join("shared/data/app.sqlite3"))
-        .arg("SELECT name FROM schema_migrations ORDER BY name")
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&applied.stdout).contains("0100_notes.sql"),
-        "the migration was kept"
+    let applied = sqlite(
+        &t.site("staging", 0).join("shared/data/app.sqlite3"),
+        "SELECT name FROM schema_migrations ORDER BY name",
     );
+    assert!(applied.contains("0100_notes.sql"), "the migration was kept");
     // The cut host finished its activation by itself and serves what
     // `current` points at: the new release.
     t.hosts[1].netns.as_ref().unwrap().restore();

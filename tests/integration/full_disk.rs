@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::harness::Test;
+use crate::harness::{sqlite, Test};
 use crate::migrations::{self, Engine};
 use crate::real_apps;
 
@@ -194,12 +194,7 @@ fn fill_sqlite(db: &Path, table: &str, values: &str) {
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) \
          INSERT INTO {table} SELECT {values} FROM n;"
     );
-    let filled = std::process::Command::new("sqlite3")
-        .arg(db)
-        .arg(rows)
-        .status()
-        .unwrap();
-    assert!(filled.success());
+    sqlite(db, &rows);
 }
 
 #[test]
@@ -231,12 +226,7 @@ fn the_usual_django_app_on_a_full_disk_keeps_its_database_and_its_release() {
     t.commit("Add config", &[]);
     t.gantry(&["release"]).success();
     let db = real_apps::live_db(&t);
-    let made = std::process::Command::new("sqlite3")
-        .arg(&db)
-        .arg("INSERT INTO lists_list DEFAULT VALUES;")
-        .status()
-        .unwrap();
-    assert!(made.success());
+    sqlite(&db, "INSERT INTO lists_list DEFAULT VALUES;");
     fill_sqlite(
         &db,
         "lists_item (text, list_id)",

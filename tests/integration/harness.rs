@@ -702,6 +702,17 @@ pub fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Runs `sql` on the SQLite file `db` with the `sqlite3` shell; its output.
+pub fn sqlite(db: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3").arg(db).arg(sql).output().unwrap();
+    assert!(
+        out.status.success(),
+        "sqlite3 {sql:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::harness::{django_python, examples, git, wait_until, Test};
+use crate::harness::{django_python, examples, git, sqlite, wait_until, Test};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -151,12 +151,7 @@ fn live_items(t: &Test, engine: Engine) -> Vec<String> {
     let text = match engine {
         Engine::Sqlite => {
             let db = t.site("live", 1).join("shared/db.sqlite3");
-            let out = std::process::Command::new("sqlite3")
-                .arg(db)
-                .arg(sql)
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).into_owned()
+            sqlite(&db, sql)
         }
         Engine::Postgres => t.postgres.as_ref().unwrap().sql("live", sql),
     };

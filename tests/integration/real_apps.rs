@@ -6,7 +6,7 @@
 //! an app that ignores the variable is never reported as passed, and a
 //! database Gantry does not protect is refused before anything migrates.
 
-use crate::harness::{django_python, examples, Test};
+use crate::harness::{django_python, examples, sqlite, Test};
 use crate::migrations::{self, add_item, assert_same, copy_over, Engine};
 
 /// The usual fixture on staging (host 0) and live (host 1), with `shared`
@@ -151,12 +151,8 @@ fn usual_django_rehearsals_leave_the_shared_database_byte_identical() {
         t.get("live", 1, "/health").unwrap().1.trim(),
         format!("ok {dedupe}")
     );
-    let items = std::process::Command::new("sqlite3")
-        .arg(live_db(&t))
-        .arg("SELECT text FROM lists_item ORDER BY id")
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&items.stdout), "milk\neggs\n");
+    let items = sqlite(&live_db(&t), "SELECT text FROM lists_item ORDER BY id");
+    assert_eq!(items, "milk\neggs\n");
     // The config stays on this machine.
     let current = t.site("live", 1).join("current");
     assert!(current.join("src/manage.py").exists());
@@ -224,12 +220,7 @@ fn usual_django_without_the_shared_link_is_never_rehearsed_as_passed() {
     t.commit("Add config", &[]);
     let real = t.site("live", 1).join("shared/db.sqlite3");
     std::fs::create_dir_all(real.parent().unwrap()).unwrap();
-    let made = std::process::Command::new("sqlite3")
-        .arg(&real)
-        .arg("CREATE TABLE kept (x); INSERT INTO kept VALUES (1);")
-        .status()
-        .unwrap();
-    assert!(made.success());
+    sqlite(&real, "CREATE TABLE kept (x); INSERT INTO kept VALUES (1);");
     let before = std::fs::read(&real).unwrap();
 
     let run = t.gantry(&["rehearse", "live"]);
