@@ -4,6 +4,13 @@ naming the migration, when one fails; that migration leaves no trace.
 
     python3 migrate.py            apply pending migrations
     python3 migrate.py --check    exit 1 when migrations are pending
+    python3 migrate.py --reverse  reverse the migrations named in
+                                  GANTRY_MIGRATIONS (newest first), each by
+                                  the part of its file after `-- down`;
+                                  exits 3 for one without that part
+
+Gantry runs `--reverse` when a deploy that applied migrations is put back
+and the release going back does not run on the new schema.
 """
 
 import os
@@ -21,25 +28,50 @@ def pending(conn):
     return [n for n in sorted(os.listdir(folder)) if n.endswith(".sql") and n not in done]
 
 
+def parts(name):
+    """The migration's SQL statements up and down (None without `-- down`)."""
+    with open(os.path.join(HERE, "migrations", name)) as f:
+        text = f.read()
+    up, sep, down = text.partition("\n-- down\n")
+    split = lambda sql: [s for s in sql.split(";") if s.strip()]
+    return split(up), (split(down) if sep else None)
+
+
+def run(conn, name, statements, record):
+    try:
+        conn.execute("BEGIN")
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute(record, (name,))
+        conn.execute("COMMIT")
+    except sqlite3.Error as e:
+        conn.execute("ROLLBACK")
+        print(f"migration {name} failed: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def reverse(conn):
+    for name in os.environ.get("GANTRY_MIGRATIONS", "").split():
+        _, down = parts(name)
+        if down is None:
+            print(f"migration {name} is irreversible (no `-- down` part)", file=sys.stderr)
+            sys.exit(3)
+        run(conn, name, down, "DELETE FROM schema_migrations WHERE name = ?")
+        print(f"reversed {name}")
+
+
 def main():
     conn = sqlite3.connect(DB_PATH, timeout=10, isolation_level=None)
+    if "--reverse" in sys.argv:
+        reverse(conn)
+        return
     todo = pending(conn)
     if "--check" in sys.argv:
         print("\n".join(todo) if todo else "no pending migrations")
         sys.exit(1 if todo else 0)
     for name in todo:
-        with open(os.path.join(HERE, "migrations", name)) as f:
-            sql = f.read()
-        try:
-            conn.execute("BEGIN")
-            for statement in [s for s in sql.split(";") if s.strip()]:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_migrations (name) VALUES (?)", (name,))
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            conn.execute("ROLLBACK")
-            print(f"migration {name} failed: {e}", file=sys.stderr)
-            sys.exit(1)
+        up, _ = parts(name)
+        run(conn, name, up, "INSERT INTO schema_migrations (name) VALUES (?)")
         print(f"applied {name}")
     if not todo:
         print("no pending migrations")

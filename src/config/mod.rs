@@ -216,6 +216,11 @@ pub struct Database {
     /// Exits non-zero when migrations are pending (`manage.py migrate
     /// --check`); without it, migrations always count as pending.
     pub check: Option<Template>,
+    /// Reverses the migrations a failed deploy applied, run in the new
+    /// release with `GANTRY_MIGRATIONS` (newest first, space-separated);
+    /// the Django preset reverses without it (`manage.py migrate APP
+    /// PREVIOUS`).
+    pub reverse: Option<Template>,
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +243,7 @@ impl Database {
             env_var: None,
             keep_backups: 5,
             check: None,
+            reverse: None,
         }
     }
 }

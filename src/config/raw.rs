@@ -68,6 +68,7 @@ pub struct RawDatabase {
     pub env_var: Option<S<String>>,
     pub keep_backups: Option<S<i64>>,
     pub check: Option<S<String>>,
+    pub reverse: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -106,6 +106,7 @@ pub async fn restore(
     let info = LockInfo::new(&format!("gantry restore {env_name} {backup}"), None, false);
     let sites = locking::lock(sites, &env.name, &info, printer).await?;
     let site = &sites[0];
+    let host = site.name().to_string();
     let serving = site.serving.clone().unwrap_or_default();
     let vars = release::run_vars(&site.spec, &site.layout, Some(&serving), None);
     let result = match Db::new(
@@ -118,12 +119,13 @@ pub async fn restore(
         }),
         Some(db) => {
             let path = format!("{}/{backup}", site.layout.backups());
+            let saved = saved_path(&site.layout, &db);
             match site
                 .step(
                     printer,
                     "restore the database",
                     None,
-                    &db.restore_script(&path),
+                    &crate::data::restore::script(&db, &path, &saved),
                     None,
                 )
                 .await
@@ -171,9 +173,11 @@ pub async fn restore(
                     }
                     let mut record =
                         Record::new(Action::Restore, &env.name, site.name(), Outcome::Ok);
-                    record.message = Some(format!("restored the database from {backup}"));
+                    record.message = Some(format!(
+                        "restored the database from {backup}; the database as it was is saved in {saved}"
+                    ));
                     site.record(printer, &record).await;
-                    Ok(())
+                    Ok(saved)
                 }
             }
         }
@@ -181,9 +185,25 @@ pub async fn restore(
     locking::unlock(&sites, &info, printer).await;
     site::close(sites).await;
     printer.finish_hosts();
-    result?;
-    printer.headline(&format!("Restored `{env_name}`'s database from {backup}"));
+    let saved = result?;
+    printer.headline(&format!(
+        "Restored `{env_name}`'s database from {backup}; the database as it was is saved in {saved} on {host}"
+    ));
     Ok(())
+}
+
+/// Where a restore saves the database it replaces: beside the backups,
+/// not among them (those are pruned by count).
+pub fn saved_path(layout: &release::Layout, db: &Db) -> String {
+    let ext = match db.engine {
+        crate::data::database::Kind::Sqlite => "sqlite3",
+        crate::data::database::Kind::Postgres => "dump",
+    };
+    format!(
+        "{}/saved/{}.{ext}",
+        layout.gantry(),
+        crate::base::time::Utc::now().compact()
+    )
 }
 
 /// `backups`: what `--json` prints and the text is drawn from.

@@ -156,47 +156,10 @@ impl Db {
                 code = quote(SQLITE_COPY),
             ),
             Kind::Postgres => format!(
-                "{pre}set -e\numask 077\nmkdir -p {dir}\npg_dump -Fc --no-owner --no-acl -f {dest} {url} || {{ rm -f {dest}; exit 1; }}\nchmod 600 {dest}\necho ok",
+                "{pre}set -e\numask 077\nmkdir -p {dir}\npg_dump -Fc -f {dest} {url} || {{ rm -f {dest}; exit 1; }}\nchmod 600 {dest}\necho ok",
                 pre = self.prelude,
                 dir = quote(dir),
                 dest = quote(dest),
-                url = self.arg(&self.location),
-            ),
-        }
-    }
-
-    /// Puts a backup back. SQLite: the copy is renamed over the file (keeping
-    /// its mode and owner) and stale `-wal`/`-shm`/`-journal` files are
-    /// removed; the app must then be restarted, as it still holds the old
-    /// file open. PostgreSQL: the `public` schema is emptied and the dump
-    /// restored in one transaction, so the app never sees a half-restored
-    /// database.
-    pub fn restore_script(&self, backup: &str) -> String {
-        match self.engine {
-            Kind::Sqlite => {
-                let db = &self.location;
-                let tmp = format!("{db}.gantry-restore");
-                format!(
-                    "set -e\n[ -f {backup} ] || {{ echo 'backup {shown} is missing' >&2; exit 1; }}\n\
-                     cp {backup} {tmp}\n\
-                     if [ -e {db} ]; then chmod --reference={db} {tmp} 2>/dev/null || true; chown --reference={db} {tmp} 2>/dev/null || true; fi\n\
-                     mv -f {tmp} {db}\nrm -f {wal} {shm} {journal}\necho restored",
-                    backup = quote(backup),
-                    shown = backup.replace('\'', ""),
-                    tmp = quote(&tmp),
-                    db = quote(db),
-                    wal = quote(&format!("{db}-wal")),
-                    shm = quote(&format!("{db}-shm")),
-                    journal = quote(&format!("{db}-journal")),
-                )
-            }
-            Kind::Postgres => format!(
-                "{pre}set -e\n[ -f {backup} ] || {{ echo 'backup {shown} is missing' >&2; exit 1; }}\n\
-                 {{ echo 'BEGIN;'; echo 'DROP SCHEMA IF EXISTS public CASCADE;'; echo 'CREATE SCHEMA public;'; \
-                 pg_restore --no-owner --no-acl -f - {backup}; echo 'COMMIT;'; }} | psql -X -q -v ON_ERROR_STOP=1 {url} >/dev/null\necho restored",
-                pre = self.prelude,
-                backup = quote(backup),
-                shown = backup.replace('\'', ""),
                 url = self.arg(&self.location),
             ),
         }

@@ -6,7 +6,7 @@
 //! exactly what changed: a rehearsal that touched the real database, a
 //! copy the app never used, a migration that migrated something else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::base::shell::quote;
 use crate::data::database::{Db, Kind};
@@ -29,8 +29,16 @@ pub struct Fingerprint {
     /// Rails', Alembic's, knex's, Flyway's), and a hash of them (`-`
     /// without such a table).
     pub migrations: (u64, String),
-    /// PostgreSQL: rows per table.
+    /// Rows per table.
     pub rows: BTreeMap<String, u64>,
+    /// A sum of each table's rows' hashes: with `rows`, what tells the
+    /// tables whose rows changed between two fingerprints.
+    pub sums: BTreeMap<String, String>,
+    /// Every object of the schema, one line each (`schema`): on
+    /// PostgreSQL with schemas, owners, privileges, extensions, comments.
+    pub objects: BTreeSet<String>,
+    /// The migrations the migration table lists, in the order applied.
+    pub applied: Vec<String>,
 }
 
 /// Reads a SQLite file's identity without writing to it (read-only URI).
@@ -63,7 +71,24 @@ tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = '
 known = [t for t in MIGRATION_TABLES if t in tables]
 rows = [r for t in known for r in c.execute('SELECT * FROM "%s" ORDER BY 1' % t).fetchall()]
 print("migrations", len(rows), digest(rows) if known else "-")
+for t in sorted(tables):
+    if t.startswith("sqlite_"):
+        continue
+    n, s = 0, 0
+    for r in c.execute('SELECT * FROM "%s"' % t.replace('"', '""')):
+        n += 1
+        s = (s + int.from_bytes(hashlib.sha256(repr(r).encode()).digest()[:8], "big")) % (1 << 64)
+    print("rows", t.replace(" ", "%20"), n)
+    print("sum", t.replace(" ", "%20"), s)
 "#;
+
+/// The SQLite script whole: identity, then the schema's objects.
+fn sqlite_script() -> String {
+    format!(
+        "{SQLITE_FINGERPRINT}{}",
+        crate::data::schema::SQLITE_OBJECTS
+    )
+}
 
 /// PostgreSQL: schema, migrations and row counts, one line each.
 const POSTGRES_FINGERPRINT: &str = "\
@@ -75,6 +100,9 @@ UNION ALL SELECT CASE WHEN to_regclass('public.django_migrations') IS NULL THEN 
  (xpath('/row/c/text()', query_to_xml('SELECT count(*)::text || '' '' || left(md5(coalesce(string_agg(app || ''.'' || name, '','' ORDER BY id), '''')), 16) AS c FROM public.django_migrations', false, true, '')))[1]::text END
 UNION ALL SELECT 'rows ' || table_name || ' ' || \
  (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text \
+ FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'
+UNION ALL SELECT 'sum ' || table_name || ' ' || \
+ (xpath('/row/c/text()', query_to_xml(format('SELECT coalesce(sum(hashtext(t::text)::bigint), 0) AS c FROM %I.%I t', table_schema, table_name), false, true, '')))[1]::text \
  FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'";
 
 /// The script that prints the fingerprint of the database at `location`
@@ -88,14 +116,15 @@ fn script_reading_whole(db: &Db, location: &str, whole: u64) -> String {
     match db.engine {
         Kind::Sqlite => format!(
             "python3 -c {} {} {whole}",
-            quote(SQLITE_FINGERPRINT),
+            quote(&sqlite_script()),
             quote(location)
         ),
         Kind::Postgres => format!(
-            "{}psql -X -A -t -v ON_ERROR_STOP=1 {} -c {}",
+            "{}psql -X -A -t -v ON_ERROR_STOP=1 {} -c {} -c {}",
             db.prelude(),
             quote(&crate::data::database::without_password(location)),
-            quote(POSTGRES_FINGERPRINT)
+            quote(POSTGRES_FINGERPRINT),
+            quote(crate::data::schema::POSTGRES_OBJECTS)
         ),
     }
 }
@@ -105,6 +134,14 @@ impl Fingerprint {
     pub fn parse(out: &str) -> Fingerprint {
         let mut f = Fingerprint::default();
         for line in out.lines() {
+            if let Some(object) = line.strip_prefix("object ") {
+                f.objects.insert(object.to_string());
+                continue;
+            }
+            if let Some(migration) = line.strip_prefix("applied ") {
+                f.applied.push(migration.to_string());
+                continue;
+            }
             let mut parts = line.split_whitespace();
             match (parts.next(), parts.next(), parts.next()) {
                 (Some("missing"), _, _) => f.missing = true,
@@ -117,6 +154,9 @@ impl Fingerprint {
                 }
                 (Some("rows"), Some(table), Some(n)) => {
                     f.rows.insert(table.to_string(), n.parse().unwrap_or(0));
+                }
+                (Some("sum"), Some(table), Some(n)) => {
+                    f.sums.insert(table.to_string(), n.to_string());
                 }
                 _ => {}
             }
@@ -147,6 +187,23 @@ impl Fingerprint {
         if self.schema != before.schema {
             c.structural
                 .push("the schema changed (tables, columns, indexes or constraints)".into());
+        } else if self.objects != before.objects {
+            let diff = crate::data::schema::Diff::between(&before.objects, &self.objects);
+            let mut seen: Vec<String> = diff
+                .removed
+                .iter()
+                .map(|l| format!("- {}", crate::data::schema::shown(l)))
+                .chain(
+                    diff.added
+                        .iter()
+                        .map(|l| format!("+ {}", crate::data::schema::shown(l))),
+                )
+                .collect();
+            seen.truncate(4);
+            c.structural.push(format!(
+                "the schema changed (owners, privileges, schemas, extensions or comments: {})",
+                seen.join("; ")
+            ));
         }
         if self.migrations != before.migrations {
             c.structural.push(format!(
@@ -163,8 +220,13 @@ impl Fingerprint {
                 short(&self.contents)
             ));
         }
-        let tables: std::collections::BTreeSet<&String> =
-            before.rows.keys().chain(self.rows.keys()).collect();
+        // SQLite's file version already says its rows changed.
+        let tables: std::collections::BTreeSet<&String> = before
+            .rows
+            .keys()
+            .chain(self.rows.keys())
+            .filter(|_| self.contents.is_none())
+            .collect();
         for t in tables {
             let (a, b) = (before.rows.get(t), self.rows.get(t));
             if a != b {
@@ -176,6 +238,21 @@ impl Fingerprint {
             }
         }
         c
+    }
+}
+
+impl Fingerprint {
+    /// The tables whose rows differ from `before` (added, removed or
+    /// changed), by their counts and sums.
+    pub fn tables_changed(&self, before: &Fingerprint) -> Vec<String> {
+        let tables: BTreeSet<&String> = before.rows.keys().chain(self.rows.keys()).collect();
+        tables
+            .into_iter()
+            .filter(|t| {
+                before.rows.get(*t) != self.rows.get(*t) || before.sums.get(*t) != self.sums.get(*t)
+            })
+            .map(|t| t.replace("%20", " "))
+            .collect()
     }
 }
 

@@ -2,13 +2,17 @@
 //! restores (`database`, `backups`), fingerprints of the real database
 //! (`fingerprint`), asking the app which database it opens (`wiring`), the
 //! build and migrate steps (`steps`) and rehearsals on a copy
-//! (`rehearse`). Imports the layers below (`remote` and down); never
+//! (`rehearse`), the schema as objects (`schema`) and how a deploy's
+//! migrations are put back (`undo`). Imports the layers below (`remote` and down); never
 //! `pipeline` or `commands`.
 
 pub mod backups;
 pub mod database;
 pub mod fingerprint;
 pub mod rehearse;
+pub mod restore;
 pub mod rows;
+pub mod schema;
 pub mod steps;
+pub mod undo;
 pub mod wiring;

@@ -252,6 +252,32 @@ impl<'a> Steps<'a> {
                 inline: false,
             }
         });
+        let put_back = db.as_ref().map(|_| {
+            let reverse = match (&database.reverse, &self.config.app.django) {
+                (Some(r), _) => format!(
+                    "`{}` (GANTRY_MIGRATIONS: the migrations, newest first)",
+                    r.render(&vars)
+                ),
+                (None, Some(python)) => format!(
+                    "`{} manage.py migrate APP PREVIOUS` for each app",
+                    python.render(&vars)
+                ),
+                (None, None) => "nothing: `[database] reverse` is not set".into(),
+            };
+            Planned {
+                name: "if the deploy is put back after this".into(),
+                shown: None,
+                script: format!(
+                    "# the schema and the migration records are compared with what they were\n\
+                     # (never the rows): the same -> nothing is done; the migrations only added\n\
+                     # what the serving release never writes -> kept; else they are reversed by\n\
+                     # {reverse};\n\
+                     # the backup is restored only when that cannot be done (docs/data.md)"
+                ),
+                upload: false,
+                inline: false,
+            }
+        });
         MigratePlan {
             fingerprint,
             ask,
@@ -259,6 +285,7 @@ impl<'a> Steps<'a> {
             rehearse,
             backup,
             migrate: self.command("migrate", migrate, false),
+            put_back,
             db,
         }
     }
@@ -341,6 +368,8 @@ pub struct MigratePlan {
     /// The backup step and the file it writes.
     pub backup: Option<(Planned, String)>,
     pub migrate: Planned,
+    /// What putting the database back would do (shown by `plan`).
+    pub put_back: Option<Planned>,
     pub db: Option<Db>,
 }
 
@@ -353,6 +382,7 @@ impl MigratePlan {
             .collect();
         steps.extend(self.backup.iter().map(|(s, _)| s.clone()));
         steps.push(self.migrate.clone());
+        steps.extend(self.put_back.iter().cloned());
         steps
     }
 }

@@ -4,6 +4,7 @@
 //! went wrong without stopping the command.
 
 mod problem;
+mod put_back;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -19,6 +20,7 @@ pub use problem::{
     CopyNotUsed, Failure, HeldLock, HostProblem, KeyProblem, RealChanged, WrongDatabase,
     NOT_LOCKED, NOT_REACHED, NO_RELEASE,
 };
+pub use put_back::PutBack;
 pub use warning::{Done, Warning};
 
 /// Why a git command failed.

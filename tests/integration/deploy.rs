@@ -1,6 +1,6 @@
 //! Deploys, failed deploys and rollbacks: what ends up serving on each host.
 
-use crate::harness::Test;
+use crate::harness::{sqlite, Test};
 
 #[test]
 fn deploy_to_one_host_serves_the_new_commit() {
@@ -285,19 +285,36 @@ fn rolling_deploy_switches_back_every_batch_when_a_later_batch_fails() {
 }
 
 #[test]
-fn failed_activation_after_a_migration_gives_the_old_release_its_database_back() {
+fn failed_activation_after_a_migration_keeps_what_only_added_and_reverses_the_rest() {
     let mut t = Test::new().hosts(1).start();
     let config = t
         .config(&[("staging", &[0])])
-        .replace("retries = 40", "retries = 6");
+        .replace("retries = 40", "retries = 6")
+        .replace(
+            "check = \"python3 migrate.py --check\"",
+            "check = \"python3 migrate.py --check\"\nreverse = \"python3 migrate.py --reverse\"",
+        );
     t.write_config(&config);
     let good = t.commit("Add config", &[]);
     t.gantry(&["deploy", "staging"]).success();
     let db = t.site("staging", 0).join("shared/data/app.sqlite3");
-    let before = std::fs::read(&db).unwrap();
+    let schema = || {
+        sqlite(
+            &db,
+            "SELECT type, name, sql FROM sqlite_master ORDER BY 1, 2",
+        )
+    };
+    let applied = || {
+        sqlite(&db, "SELECT name FROM schema_migrations ORDER BY rowid")
+            .trim()
+            .to_string()
+    };
+    crate::migrations::add_item(&mut t, "staging", 0, "milk");
     let serving = t.current("staging", 0);
 
-    // A release whose migration passes but which then fails its health check.
+    // A release whose migration passes but which then fails its health
+    // check. The column has a default: the old release runs on it, so it
+    // is kept (with its record), and nothing is restored.
     let bad = t.commit(
         "Add a done flag",
         &[(
@@ -309,18 +326,36 @@ fn failed_activation_after_a_migration_gives_the_old_release_its_database_back()
     t.gantry(&["deploy", "staging"])
         .code(1)
         .stderr_has("health check failed")
-        .stderr_has("the database was restored from")
+        .stderr_has(
+            "keeps migration 0002_done.sql: the release that serves again runs on its schema",
+        )
         .stderr_has("every host was left serving what it served before");
-
     assert_eq!(t.current("staging", 0), serving);
     assert_eq!(
         t.get("staging", 0, "/health").unwrap().1.trim(),
         format!("ok {good}")
     );
-    assert!(
-        std::fs::read(&db).unwrap() == before,
-        "the database is byte for byte what it was"
+    assert_eq!(applied(), "0001_items.sql\n0002_done.sql");
+    let kept = schema();
+
+    // A unique index is reversed by `[database] reverse`, every row kept.
+    let unique = t.commit(
+        "Items are unique",
+        &[(
+            "migrations/0003_unique.sql",
+            "CREATE UNIQUE INDEX items_text ON items (text);\n-- down\nDROP INDEX items_text;\n",
+        )],
     );
+    std::fs::write(t.site("staging", 0).join("shared/data/unhealthy"), &unique).unwrap();
+    t.gantry(&["deploy", "staging"])
+        .code(1)
+        .stderr_has("migration 0003_unique.sql reversed on")
+        .stderr_has("(`python3 migrate.py --reverse`): every row is kept")
+        .stderr_has("the reversal removed what they had added: index items_text on items");
+    assert_eq!(schema(), kept, "the schema is what it was");
+    assert_eq!(applied(), "0001_items.sql\n0002_done.sql");
+    assert_eq!(sqlite(&db, "SELECT text FROM items").trim(), "milk");
+    assert_eq!(t.current("staging", 0), serving);
 }
 
 #[test]

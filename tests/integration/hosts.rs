@@ -170,7 +170,8 @@ fn plan_prints_the_commands_and_changes_nothing() {
         .stdout_has("python3 migrate.py")
         .stdout_has("mv -T")
         .stdout_has("GET http://127.0.0.1:")
-        .stdout_has("Nothing was run.");
+        .stdout_has("Nothing was run.")
+        .stdout_has("else they are reversed by\n# nothing: `[database] reverse` is not set;");
     // Migrations run once: only the first host's plan has them.
     assert_eq!(run.stdout.matches("# migrate").count(), 1);
     assert!(!t.site("staging", 0).exists());
@@ -200,6 +201,7 @@ fn plan_prints_the_commands_and_changes_nothing() {
             "rehearse on a copy",
             "back up the database",
             "migrate",
+            "if the deploy is put back after this",
             "switch current",
             "restart"
         ]

@@ -16,6 +16,7 @@ mod locking;
 mod migrations;
 mod network;
 mod pipeline;
+mod put_back;
 mod real_apps;
 mod schema;
 mod setup;

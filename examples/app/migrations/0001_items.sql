@@ -2,3 +2,6 @@ CREATE TABLE items (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     text TEXT NOT NULL
 );
+
+-- down
+DROP TABLE items;

@@ -99,6 +99,7 @@ impl Loader<'_> {
         let (own_url, url) = pick(o.url, g.url);
         let (own_var, env_var) = pick(o.env_var, g.env_var);
         let (own_check, check) = pick(o.check, g.check);
+        let (own_reverse, reverse) = pick(o.reverse, g.reverse);
         let check = check.or_else(|| preset.map(|p| p.check.clone()));
         let keep = o.keep_backups.is_some();
         let keep_backups = match o.keep_backups.or(g.keep_backups) {
@@ -180,11 +181,16 @@ impl Loader<'_> {
             Some(c) => Some(check_template(c, &key_of("check", own_check))?),
             None => None,
         };
+        let reverse = match &reverse {
+            Some(r) => Some(check_template(r, &key_of("reverse", own_reverse))?),
+            None => None,
+        };
         Ok(Database {
             engine,
             env_var,
             keep_backups,
             check,
+            reverse,
         })
     }
 

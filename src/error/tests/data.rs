@@ -110,3 +110,47 @@ fn the_app_opens_another_database() {
           = help: make the settings read the database from DB_PATH (`"NAME": os.environ["DB_PATH"]`, or DATABASE_URL for PostgreSQL), or point `[database]` at what the app uses; a SQLite file must be kept in `deploy.shared`
         "#);
 }
+
+#[test]
+fn what_putting_the_database_back_did() {
+    let migrations = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let all = [
+        PutBack::Unchanged {
+            host: "web1".into(),
+        },
+        PutBack::Kept {
+            host: "web1".into(),
+            migrations: migrations(&["lists.0002_note"]),
+        },
+        PutBack::Reversed {
+            host: "web1".into(),
+            migrations: migrations(&["lists.0002_note", "lists.0003_unique"]),
+            command: ".venv/bin/python manage.py migrate lists 0001_initial".into(),
+            removes: vec![
+                "column lists_item.note, with its values".into(),
+                "index lists_item_uniq on lists_item".into(),
+            ],
+        },
+        PutBack::Restored {
+            host: "web1".into(),
+            backup: "/srv/app/.gantry/backups/x.sqlite3".into(),
+            why: "reversing the migrations failed: IrreversibleError".into(),
+            since: "2026-12-03T09:00:00Z".into(),
+            until: "2026-12-03T09:00:14Z".into(),
+            tables: vec!["lists_item".into()],
+            saved: "/srv/app/.gantry/saved/20261203T090014.000Z.sqlite3".into(),
+        },
+        PutBack::KeptForStuckHosts {
+            hosts: vec!["web2".into()],
+            backup: Some("/srv/app/.gantry/backups/x.sqlite3".into()),
+        },
+    ];
+    let text: Vec<String> = all.iter().map(ToString::to_string).collect();
+    assert_snapshot!(text.join("\n"), @r"
+    the database on web1 has its schema and migration records as they were (the failed migration rolled back by itself): nothing was restored, and every write made meanwhile is kept
+    the database on web1 keeps migration lists.0002_note: the release that serves again runs on its schema (they only added), so nothing was reversed or restored, and every write is kept
+    migrations lists.0002_note and lists.0003_unique reversed on web1 (`.venv/bin/python manage.py migrate lists 0001_initial`): every row is kept; the reversal removed what they had added: column lists_item.note, with its values, index lists_item_uniq on lists_item
+    the database on web1 was restored from /srv/app/.gantry/backups/x.sqlite3 (reversing the migrations failed: IrreversibleError); what was written to it from 2026-12-03T09:00:00Z to 2026-12-03T09:00:14Z is not in it (rows changed in: lists_item), but in the database as it was just before the restore, saved in /srv/app/.gantry/saved/20261203T090014.000Z.sqlite3
+    the database was kept migrated, because web2 still runs the new release on it; the backup taken before the migration is /srv/app/.gantry/backups/x.sqlite3
+    ");
+}

@@ -174,37 +174,6 @@ impl Run<'_> {
         (restart, check)
     }
 
-    /// Restarts `release` in `current` on `site` and checks it: after a
-    /// SQLite restore, so the serving release reopens the restored file.
-    pub(super) async fn restart_and_check(
-        &self,
-        site: &Site,
-        release: &str,
-        commit: &str,
-        always: bool,
-    ) -> Result<(), HostProblem> {
-        let p = self.printer;
-        let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
-        if let Some(restart) = &self.config.deploy.restart {
-            let steps = self.steps(site, release, commit);
-            let step = steps.command("restart", restart, true);
-            if always {
-                site.run_always(p, &step, None).await?;
-            } else {
-                site.run(p, &step, None).await?;
-            }
-        }
-        if let Some(check) = &self.config.deploy.health {
-            let url = check.url.render(&vars);
-            p.host(site.name(), &format!("health check {url}"));
-            let body = check.body.as_ref().map(|b| b.render(&vars));
-            if let Err(f) = health::check_from(check, &url, body.as_deref(), site, !always).await {
-                return Err(site.problem("health check", None, None, &f.to_string()));
-            }
-        }
-        Ok(())
-    }
-
     /// A host that runs `release` and could not be put back.
     pub(super) fn stuck(&self, host: &str, release: &str) {
         self.account()

@@ -41,6 +41,11 @@ pub(super) struct Migrated {
     pub backup: Option<String>,
     /// The migration created the database (there was none).
     pub created: bool,
+    /// The database's fingerprint before the migration: what putting it
+    /// back compares with.
+    pub before: Option<Fingerprint>,
+    /// When that fingerprint was read (UTC).
+    pub since: String,
 }
 
 fn host(e: HostProblem) -> Stop {
@@ -82,6 +87,7 @@ impl Run<'_> {
         // have created an empty file) is not backed up: it is removed if
         // the migration fails.
         let created = before.as_ref().is_some_and(|f| f.missing);
+        let since = crate::base::time::Utc::now().iso();
         let mut backup = None;
         if let (false, Some((step, path))) = (created, &plan.backup) {
             site.step(p, &step.name, None, &step.script, None)
@@ -93,22 +99,23 @@ impl Run<'_> {
                 site.name()
             ));
         }
+        let migrated = plan.db.as_ref().map(|db| Migrated {
+            db: db.clone(),
+            backup,
+            created,
+            before,
+            since,
+        });
         let problem = match site.run(p, &plan.migrate, None).await {
             Err(problem) => problem,
             Ok(_) => {
-                let Some(db) = &plan.db else {
+                let Some(migrated) = migrated else {
                     return Ok(Migration {
                         rehearsal,
                         migrated: None,
                     });
                 };
-                let migrated = Migrated {
-                    db: db.clone(),
-                    backup,
-                    created,
-                };
-                self.check_it_changed(site, &plan, before.as_ref(), &migrated)
-                    .await?;
+                self.check_it_changed(site, &plan, &migrated).await?;
                 self.prune_backups(site).await;
                 return Ok(Migration {
                     rehearsal,
@@ -117,7 +124,7 @@ impl Run<'_> {
             }
         };
         Err(self
-            .migration_failed(site, &plan, problem, backup, created)
+            .migration_failed(site, release, problem, migrated)
             .await)
     }
 
@@ -191,15 +198,15 @@ impl Run<'_> {
     }
 
     /// The database that was backed up must be the one that changed, when
-    /// the check said migrations were pending; if not, it is put back.
+    /// the check said migrations were pending; if not, the deploy stops
+    /// (that database is as it was: nothing to put back).
     async fn check_it_changed(
         &self,
         site: &Site,
         plan: &MigratePlan,
-        before: Option<&Fingerprint>,
         migrated: &Migrated,
     ) -> Result<(), Stop> {
-        let (Some(_), Some(before)) = (&plan.check, before) else {
+        let (Some(_), Some(before)) = (&plan.check, &migrated.before) else {
             return Ok(());
         };
         let db = &migrated.db;
@@ -218,40 +225,37 @@ impl Run<'_> {
                 db.shown()
             ),
         );
-        let recovery = self
-            .put_database_back(db, migrated.backup.as_deref(), migrated.created, true)
-            .await;
-        Err(Stop::Host(problem, recovery))
+        // Nothing changed in the database Gantry protects: nothing to put back.
+        Err(Stop::Host(problem, Vec::new()))
     }
 
-    /// A failed migration: the database goes back, and the constraint it
-    /// violated is read with the rows that violate it.
+    /// A failed migration: the database goes back (only what changed:
+    /// nothing when the migration rolled back by itself), and the
+    /// constraint it violated is read with the rows that violate it.
     async fn migration_failed(
         &self,
         site: &Site,
-        plan: &MigratePlan,
+        release: &str,
         mut problem: HostProblem,
-        backup: Option<String>,
-        created: bool,
+        migrated: Option<Migrated>,
     ) -> Stop {
         let p = self.printer;
         if let Some(name) = failed_migration(&problem.output) {
             problem.step = format!("migration {name}");
         }
-        let Some(db) = &plan.db else {
+        let Some(migrated) = migrated else {
             return host(problem);
         };
+        let db = &migrated.db;
         let violation = Violation::parse(&problem.output);
         // SQLite: the violating rows are read from the backup, which holds
         // the data as it was before the migration.
         let mut rows = Vec::new();
-        if let (Some(v), Some(path), Kind::Sqlite) = (&violation, &backup, db.engine) {
+        if let (Some(v), Some(path), Kind::Sqlite) = (&violation, &migrated.backup, db.engine) {
             rows = rehearse::violating_rows(site, db, path, v, p).await;
         }
-        let recovery = self
-            .put_database_back(db, backup.as_deref(), created, true)
-            .await;
-        // PostgreSQL: from the database itself, once restored.
+        let recovery = self.put_database_back(&migrated, release).await;
+        // PostgreSQL: from the database itself, as it is put back.
         if let (Some(v), Kind::Postgres, true) = (&violation, db.engine, recovery.is_empty()) {
             rows = rehearse::violating_rows(site, db, &db.location, v, p).await;
         }
@@ -259,64 +263,6 @@ impl Run<'_> {
             self.account().constraint = Some((v.describe(), rows));
         }
         Stop::Host(problem, recovery)
-    }
-
-    /// Puts the database back as it was before this deploy's migration:
-    /// the backup restored (and, for SQLite, the serving release restarted
-    /// so it reopens the file), or a database the migration created
-    /// removed. `restart` restarts (and checks) the serving release on the
-    /// migrate host after a SQLite restore, unless something else will.
-    /// Returns the problems met; those need a person.
-    pub(super) async fn put_database_back(
-        &self,
-        db: &Db,
-        backup: Option<&str>,
-        created: bool,
-        restart: bool,
-    ) -> Vec<HostProblem> {
-        let p = self.printer;
-        let site = &self.sites[self.env.migrate_host];
-        let mut recovery = Vec::new();
-        if let Some(path) = backup {
-            let script = db.restore_script(path);
-            match site
-                .step_always(p, "restore the database", None, &script, None)
-                .await
-            {
-                Ok(_) => {
-                    self.note(format!(
-                        "the database was restored from {path} (taken just before the migration)"
-                    ));
-                    // A SQLite app still holds the replaced file open: restart
-                    // the release that serves, so it reopens the restored one.
-                    if let (Kind::Sqlite, Some(serving), true) = (db.engine, &site.serving, restart)
-                    {
-                        if let Err(e) = self.restart_and_check(site, serving, "", true).await {
-                            recovery.push(e);
-                        }
-                    }
-                }
-                Err(mut e) => {
-                    e.detail.push_str(&format!(
-                        "\nthe backup is at {path} on {}; restore it with `gantry restore {} {}`",
-                        site.name(),
-                        self.env.name,
-                        path.rsplit('/').next().unwrap_or(path)
-                    ));
-                    recovery.push(e);
-                }
-            }
-        } else if created && db.engine == Kind::Sqlite {
-            // There was no database before: leave none.
-            let script = db.remove_script();
-            if let Err(e) = site
-                .step_always(p, "remove the new database", None, &script, None)
-                .await
-            {
-                recovery.push(e);
-            }
-        }
-        recovery
     }
 
     /// Keeps the newest `keep_backups` backups on the migrate host.

@@ -21,6 +21,7 @@ mod activate;
 mod finish;
 mod migrate;
 mod prepare;
+mod put_back;
 mod rollback;
 mod start;
 
@@ -432,19 +433,12 @@ impl<'a> Run<'a> {
             .map(|(h, _)| h.clone())
             .collect();
         if stuck.is_empty() {
-            let back = self.put_database_back(&m.db, m.backup.as_deref(), m.created, true);
-            recovery.extend(back.await);
+            recovery.extend(self.put_database_back(&m, release).await);
         } else {
-            let kept = m
-                .backup
-                .as_deref()
-                .map(|b| format!("; the backup taken before the migration is {b}"))
-                .unwrap_or_default();
-            self.note(format!(
-                "the database was kept migrated, because {} still run{} the new release on it{kept}",
-                stuck.join(", "),
-                if stuck.len() == 1 { "s" } else { "" }
-            ));
+            self.data_note(crate::error::PutBack::KeptForStuckHosts {
+                hosts: stuck,
+                backup: m.backup.clone(),
+            });
         }
         recovery
     }

@@ -9,11 +9,16 @@ use crate::cli::output::Printer;
 use crate::config::FILE_NAME;
 use crate::error::Error;
 
+mod database;
+
+use database::{ask_local, url_from_env};
+pub use database::{guess_from_app, read_settings, DatabaseGuess};
+
 /// The JSON Schema of `gantry.toml` (`gantry schema`).
-pub const SCHEMA: &str = include_str!("../../docs/gantry.schema.json");
+pub const SCHEMA: &str = include_str!("../../../docs/gantry.schema.json");
 
 /// The commented generic example.
-pub const EXAMPLE: &str = include_str!("../../examples/gantry.example.toml");
+pub const EXAMPLE: &str = include_str!("../../../examples/gantry.example.toml");
 
 /// What was found about a Django app.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +49,9 @@ pub fn init(force: bool, preset: Option<&str>, printer: &Printer) -> Result<(), 
                 },
                 d.settings
             );
-            let db = ask_local(&repo, &d).unwrap_or_else(|| read_settings(&repo, &d));
+            let db = url_from_env(&repo, &d)
+                .or_else(|| ask_local(&repo, &d))
+                .unwrap_or_else(|| read_settings(&repo, &d));
             (django_config(&repo, &d, &db), what)
         }
         (None, Some("django")) => {
@@ -142,149 +149,6 @@ fn find_manage(dir: &Path, depth: usize) -> Option<PathBuf> {
         .collect();
     entries.sort();
     entries.into_iter().find_map(|d| find_manage(&d, depth + 1))
-}
-
-/// The `[database]` and `deploy.shared` that `init` writes, from what the
-/// app says (or its settings show) about its default database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatabaseGuess {
-    /// The lines under `[database]`.
-    pub table: String,
-    /// Entries of `deploy.shared`, relative to the release's root.
-    pub shared: Vec<String>,
-    /// Where the guess came from, as a comment.
-    pub source: String,
-}
-
-/// Asks the app in this repository which database it uses, with the
-/// Python next to it (its `.venv`, else `python3`); `None` when it cannot
-/// answer here (Django not installed, settings that need the server's
-/// environment).
-fn ask_local(repo: &Path, d: &Django) -> Option<DatabaseGuess> {
-    let dir = repo.join(&d.root);
-    let python = [dir.join(".venv/bin/python"), repo.join(".venv/bin/python")]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("python3"));
-    let mut child = std::process::Command::new(python)
-        .args(["manage.py", "shell", "-c", crate::data::wiring::DJANGO_ASK])
-        .current_dir(&dir)
-        .env_remove("DB_PATH")
-        .env_remove("DATABASE_URL")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(50))
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut out).ok()?;
-    let app: crate::data::wiring::AppDatabase = out
-        .lines()
-        .find_map(|l| l.strip_prefix("GANTRY-DB "))
-        .and_then(|j| serde_json::from_str(j).ok())?;
-    guess_from_app(repo, &app)
-}
-
-/// `[database]` from the app's answer: a SQLite file inside the repository
-/// is kept in `deploy.shared` at the same place; PostgreSQL gets its URL
-/// (without a password).
-pub fn guess_from_app(
-    repo: &Path,
-    app: &crate::data::wiring::AppDatabase,
-) -> Option<DatabaseGuess> {
-    let source = "# Filled in from what the app says: `manage.py shell`, DATABASES[\"default\"]."
-        .to_string();
-    if app.engine.contains("sqlite") {
-        let file = app.file.as_deref().unwrap_or(&app.name);
-        let repo = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_path_buf());
-        let rel = Path::new(file)
-            .strip_prefix(&repo)
-            .ok()?
-            .to_string_lossy()
-            .into_owned();
-        return Some(DatabaseGuess {
-            table: format!("engine = \"sqlite\"\npath = \"{{shared}}/{rel}\""),
-            shared: vec![rel],
-            source,
-        });
-    }
-    if app.engine.contains("postg") {
-        let user = if app.user.is_empty() {
-            String::new()
-        } else {
-            format!("{}@", app.user)
-        };
-        let host = if app.host.is_empty() {
-            "localhost"
-        } else {
-            &app.host
-        };
-        let port = if app.port.is_empty() {
-            "5432"
-        } else {
-            &app.port
-        };
-        return Some(DatabaseGuess {
-            table: format!(
-                "engine = \"postgres\"\nurl = \"postgresql://{user}{host}:{port}/{}\"   # the password: PGPASSWORD under [secrets]",
-                app.name
-            ),
-            shared: Vec::new(),
-            source,
-        });
-    }
-    None
-}
-
-/// `[database]` from the settings file's text, when the app cannot be
-/// asked here: `DB_PATH` means a SQLite file Gantry places, `DATABASE_URL`
-/// PostgreSQL, anything else Django's default `BASE_DIR / "db.sqlite3"`
-/// next to `manage.py`, kept in `deploy.shared`.
-pub fn read_settings(repo: &Path, d: &Django) -> DatabaseGuess {
-    let settings = repo
-        .join(&d.root)
-        .join(format!("{}.py", d.settings.replace('.', "/")));
-    let text = std::fs::read_to_string(settings).unwrap_or_default();
-    let source =
-        "# Read from the settings file (the app could not be asked here): check it.".to_string();
-    if text.contains("DB_PATH") {
-        return DatabaseGuess {
-            table: "engine = \"sqlite\"\npath = \"{shared}/db.sqlite3\"   # given to the app as DB_PATH".into(),
-            shared: Vec::new(),
-            source,
-        };
-    }
-    if text.contains("DATABASE_URL") {
-        return DatabaseGuess {
-            table: "engine = \"postgres\"\nurl = \"postgresql://app@localhost:5432/{app}\"   # the settings must read DATABASE_URL".into(),
-            shared: Vec::new(),
-            source,
-        };
-    }
-    let rel = if d.root.is_empty() {
-        "db.sqlite3".to_string()
-    } else {
-        format!("{}/db.sqlite3", d.root)
-    };
-    DatabaseGuess {
-        table: format!("engine = \"sqlite\"\npath = \"{{shared}}/{rel}\""),
-        shared: vec![rel],
-        source,
-    }
 }
 
 fn django_config(repo: &Path, d: &Django, db: &DatabaseGuess) -> String {
@@ -418,6 +282,41 @@ mod tests {
         };
         assert_eq!(path.source(), "{shared}/src/db.sqlite3");
         assert_eq!(config.environments[1].requires.as_deref(), Some("staging"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn settings_that_read_database_url_get_postgres_from_it() {
+        let dir = std::env::temp_dir().join(format!("gantry-init-url-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("site/settings")).unwrap();
+        std::fs::write(
+            dir.join("manage.py"),
+            "os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"site.settings.production\")\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("site/settings/production.py"),
+            "from .base import *\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("site/settings/base.py"),
+            "import dj_database_url\nDATABASES = {\"default\": dj_database_url.config(default=\"sqlite:///db.sqlite3\")}\n",
+        )
+        .unwrap();
+        let found = detect(&dir).unwrap();
+        let db = url_from_env(&dir, &found).expect("DATABASE_URL is read");
+        let text = django_config(&dir, &found, &db);
+        let config = crate::config::parse(&dir.join("gantry.toml"), &text).expect("it loads");
+        let database = &config.environments[1].database;
+        assert!(matches!(
+            database.engine,
+            crate::config::Engine::Postgres { .. }
+        ));
+        assert_eq!(database.env_var.as_deref(), Some("DATABASE_URL"));
+        std::fs::remove_file(dir.join("site/settings/base.py")).unwrap();
+        assert!(url_from_env(&dir, &found).is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
