@@ -92,6 +92,11 @@ pub enum Command {
         /// Deploy even when every host already serves the commit.
         #[arg(long)]
         redeploy: bool,
+        /// Hold the app's writes while migrations run: the nginx site that
+        /// `gantry setup` writes answers non-GET requests with 503 and
+        /// `Retry-After` until the deploy is done or put back.
+        #[arg(long)]
+        maintenance: bool,
     },
     /// Run the health checks and the functional tests against an
     /// environment, and record the result against the commit it runs.

@@ -166,12 +166,14 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
             force,
             no_rehearse,
             redeploy,
+            maintenance,
         } => {
             let options = promote::DeployOptions {
                 command: format!("gantry deploy {env} {rev}"),
                 force: *force,
                 rehearse: !no_rehearse,
                 redeploy: *redeploy,
+                maintenance: *maintenance,
             };
             ship::deploy(&config()?, env, rev, &options, printer).await
         }

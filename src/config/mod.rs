@@ -221,6 +221,9 @@ pub struct Database {
     /// the Django preset reverses without it (`manage.py migrate APP
     /// PREVIOUS`).
     pub reverse: Option<Template>,
+    /// Hold the app's writes while migrations run, on every deploy (as
+    /// `--maintenance` does for one).
+    pub maintenance: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -244,6 +247,7 @@ impl Database {
             keep_backups: 5,
             check: None,
             reverse: None,
+            maintenance: false,
         }
     }
 }

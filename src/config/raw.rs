@@ -69,6 +69,7 @@ pub struct RawDatabase {
     pub keep_backups: Option<S<i64>>,
     pub check: Option<S<String>>,
     pub reverse: Option<S<String>>,
+    pub maintenance: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -68,6 +68,13 @@ pub enum Warning {
     RestoredNotRestarted {
         cause: String,
     },
+    /// The maintenance file could not be removed: the site still refuses
+    /// writes.
+    WritesStillHeld {
+        host: String,
+        file: String,
+        cause: String,
+    },
     RestoredNotAnswering {
         url: String,
         attempts: u32,
@@ -180,6 +187,10 @@ impl fmt::Display for Warning {
             Warning::RestoredNotRestarted { cause } => {
                 write!(f, "restored, but the restart failed: {cause}")
             }
+            Warning::WritesStillHeld { host, file, cause } => write!(
+                f,
+                "{host} still answers writes with 503: {file} could not be removed ({cause}); remove it, or run `gantry unlock`"
+            ),
             Warning::RestoredNotAnswering {
                 url,
                 attempts,

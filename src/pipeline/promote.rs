@@ -28,6 +28,8 @@ pub struct DeployOptions {
     pub force: bool,
     /// Rehearse pending migrations first (cleared by `--no-rehearse`).
     pub rehearse: bool,
+    /// Hold writes while migrations run (`--maintenance`).
+    pub maintenance: bool,
     /// Deploy even when every host already serves the commit.
     pub redeploy: bool,
 }
@@ -69,6 +71,7 @@ pub async fn deploy_env(
         command: options.command.clone(),
         rehearse: options.rehearse,
         redeploy: options.redeploy,
+        maintenance: options.maintenance,
     };
     let summary = deploy::deploy(
         config,
@@ -276,6 +279,7 @@ pub async fn promote(
         force,
         rehearse,
         redeploy: false,
+        maintenance: false,
     };
     deploy_env(config, to, &commit, &options, printer).await
 }
@@ -333,6 +337,7 @@ pub async fn release(
             force: false,
             rehearse: true,
             redeploy: false,
+            maintenance: false,
         };
         match deploy_env(config, &env.name, &commit, &options, printer).await {
             Ok(d) => {

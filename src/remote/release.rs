@@ -132,7 +132,27 @@ pub fn read_line(var: &str, file: &str) -> String {
 /// Removes the lock whoever holds it, printing the holder's record first.
 pub fn force_unlock_script(layout: &Layout) -> String {
     let lock = quote(&layout.lock());
-    format!("if [ -d {lock} ]; then cat {lock}/info 2>/dev/null; echo; rm -rf {lock}; fi")
+    format!(
+        "if [ -d {lock} ]; then cat {lock}/info 2>/dev/null; echo; rm -rf {lock}; fi; {}",
+        release_writes_script(layout)
+    )
+}
+
+/// The file whose presence makes the nginx site `gantry setup` writes
+/// answer non-GET requests with 503 (`--maintenance`).
+pub fn maintenance_file(layout: &Layout) -> String {
+    format!("{}/maintenance", layout.gantry())
+}
+
+/// Holds the app's writes: the maintenance file, naming since when.
+pub fn hold_writes_script(layout: &Layout) -> String {
+    let file = quote(&maintenance_file(layout));
+    format!("date -u +%Y-%m-%dT%H:%M:%SZ > {file}.tmp && mv -f {file}.tmp {file}")
+}
+
+/// Lets writes through again.
+pub fn release_writes_script(layout: &Layout) -> String {
+    format!("rm -f {}", quote(&maintenance_file(layout)))
 }
 
 /// Unpacks the archive on stdin into a new release folder. A folder of

@@ -211,20 +211,7 @@ fn nginx_site_serves_static_files_and_proxies_the_app() {
     );
     t.gantry(&["deploy", "staging"]).success();
 
-    let prefix = format!("{}/", t.dir.join("nginx").display());
-    let started = Command::new("nginx")
-        .args(["-p", &prefix, "-c"])
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    wait_until(20, "nginx to listen", || {
-        http_get("127.0.0.1", port, "/").is_some()
-    });
+    let _nginx = Nginx::start(&t, &conf, port);
     let (status, css) = http_get("127.0.0.1", port, "/static/lists/style.css").unwrap();
     assert_eq!(status, 200);
     assert!(css.contains("gantry-example-style"), "{css}");
@@ -234,11 +221,101 @@ fn nginx_site_serves_static_files_and_proxies_the_app() {
         page.contains("<title>To-Do</title>") && page.contains(&sha),
         "{page}"
     );
-    let _ = Command::new("nginx")
-        .args(["-p", &prefix, "-c"])
-        .arg(&conf)
-        .args(["-s", "stop"])
-        .status();
+}
+
+/// The test's nginx, stopped when dropped.
+struct Nginx {
+    prefix: String,
+    conf: std::path::PathBuf,
+}
+
+impl Nginx {
+    fn start(t: &Test, conf: &Path, port: u16) -> Nginx {
+        let prefix = format!("{}/", t.dir.join("nginx").display());
+        let started = Command::new("nginx")
+            .args(["-p", &prefix, "-c"])
+            .arg(conf)
+            .output()
+            .unwrap();
+        assert!(
+            started.status.success(),
+            "{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        wait_until(20, "nginx to listen", || {
+            http_get("127.0.0.1", port, "/").is_some()
+        });
+        Nginx {
+            prefix,
+            conf: conf.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("nginx")
+            .args(["-p", &self.prefix, "-c"])
+            .arg(&self.conf)
+            .args(["-s", "stop"])
+            .status();
+    }
+}
+
+/// POSTs an item through nginx: the status line and the headers.
+fn post_item(port: u16, text: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = format!("text={text}");
+    write!(
+        s,
+        "POST /items HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn maintenance_holds_writes_at_the_nginx_site_while_migrations_run() {
+    let mut t = Test::new().hosts(1).django().start();
+    let conf = nginx_conf(&t);
+    let port = free_port();
+    let config = django_setup_config(&mut t, port).replace(
+        "restart = \"sh restart.sh\"",
+        "migrate = \"sh ci/hooks.sh && {python} manage.py migrate --noinput\"\nrestart = \"sh restart.sh\"",
+    );
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["setup", "staging"]).success();
+    t.gantry(&["deploy", "staging"]).success();
+    let _nginx = Nginx::start(&t, &conf, port);
+    assert!(post_item(port, "before").starts_with("HTTP/1.1 201"));
+
+    // A migration that waits on the `hold` file while it runs.
+    crate::migrations::commit_stage(&t, "1-unique", "Items are unique per list");
+    let site = t.site("staging", 0);
+    std::fs::write(site.join("hold"), "").unwrap();
+    let mut deploy = t
+        .command(&["deploy", "staging", "--maintenance", "--no-rehearse"])
+        .spawn()
+        .unwrap();
+    let stderr = crate::harness::collect(deploy.stderr.take().unwrap());
+    wait_until(60, "the migration to start", || {
+        site.join("holding").exists()
+    });
+    let held = post_item(port, "during");
+    assert!(held.starts_with("HTTP/1.1 503"), "{held}");
+    assert!(held.contains("Retry-After: 10"), "{held}");
+    let (status, page) = http_get("127.0.0.1", port, "/").unwrap();
+    assert_eq!(status, 200, "reads go on: {page}");
+    std::fs::remove_file(site.join("hold")).unwrap();
+    let status = deploy.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", stderr.finish());
+    assert!(!site.join(".gantry/maintenance").exists());
+    assert!(post_item(port, "after").starts_with("HTTP/1.1 201"));
 }
 
 #[test]

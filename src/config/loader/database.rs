@@ -185,12 +185,17 @@ impl Loader<'_> {
             Some(r) => Some(check_template(r, &key_of("reverse", own_reverse))?),
             None => None,
         };
+        let maintenance = o
+            .maintenance
+            .or(g.maintenance)
+            .is_some_and(|m| *m.get_ref());
         Ok(Database {
             engine,
             env_var,
             keep_backups,
             check,
             reverse,
+            maintenance,
         })
     }
 

@@ -65,6 +65,7 @@ impl Run<'_> {
         problems: Vec<HostProblem>,
         mut recovery: Vec<HostProblem>,
     ) -> Error {
+        self.release_writes().await;
         let problems_ref = &problems;
         let created = self.created.lock().expect("created lock").clone();
         let created = &created;

@@ -87,6 +87,7 @@ impl Run<'_> {
         // have created an empty file) is not backed up: it is removed if
         // the migration fails.
         let created = before.as_ref().is_some_and(|f| f.missing);
+        self.hold_writes().await.map_err(host)?;
         let since = crate::base::time::Utc::now().iso();
         let mut backup = None;
         if let (false, Some((step, path))) = (created, &plan.backup) {

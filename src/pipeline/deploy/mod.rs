@@ -19,6 +19,7 @@
 
 mod activate;
 mod finish;
+mod maintenance;
 mod migrate;
 mod prepare;
 mod put_back;
@@ -107,6 +108,9 @@ pub struct Options {
     pub rehearse: bool,
     /// Deploy even when every host already serves the commit.
     pub redeploy: bool,
+    /// Hold writes while migrations run (`--maintenance`; also
+    /// `database.maintenance`).
+    pub maintenance: bool,
 }
 
 /// The headline of a deploy, printed before connecting.
@@ -204,6 +208,7 @@ pub async fn rollback(
         command: info.command.clone(),
         rehearse: false,
         redeploy: true,
+        maintenance: false,
     };
     let body = async |sites: &[Site]| {
         let run = Run::new(config, env, printer, sites, &options, &info);
@@ -297,6 +302,10 @@ struct Run<'a> {
     forced: bool,
     /// Rehearse pending migrations before running them.
     rehearse: bool,
+    /// Hold writes on every host while migrations run.
+    maintenance: bool,
+    /// Writes are held now (the maintenance file is on the hosts).
+    holding: std::sync::atomic::AtomicBool,
     /// Deltas from each base commit the hosts keep the source of.
     deltas: Deltas,
     /// Hosts on which this run created the new release folder: the only
@@ -323,6 +332,8 @@ impl<'a> Run<'a> {
             info,
             forced: false,
             rehearse: options.rehearse,
+            maintenance: options.maintenance || env.database.maintenance,
+            holding: Default::default(),
             deltas: Deltas::default(),
             created: Mutex::default(),
             account: Mutex::default(),
@@ -389,6 +400,7 @@ impl<'a> Run<'a> {
             Some(problems) => problems,
             None if site::interrupted() => vec![self.interrupt_problem("activate")],
             None => {
+                self.release_writes().await;
                 self.finish(commit, release, rehearsal).await;
                 if !site::interrupted() {
                     return Ok((rehearsal, prepared));
