@@ -21,10 +21,13 @@ use crate::cli::output::Printer;
 use crate::config::{Config, Environment};
 use crate::data::database::{hide_password, Db, Kind, Violation};
 use crate::data::fingerprint::{self, Fingerprint};
+use crate::data::schema::Diff;
 use crate::data::steps::{failed_migration, Steps};
+use crate::data::undo::{self, Undo};
 use crate::data::wiring::{self, Answer};
 use crate::error::{CopyNotUsed, Error, HostProblem, Warning, WrongDatabase};
 use crate::ledger::git::{Commit, Repo};
+use crate::model::commit::Foreseen;
 use crate::model::lock::LockInfo;
 use crate::remote::locking;
 use crate::remote::release::{self, Layout};
@@ -108,6 +111,9 @@ pub fn announce(report: &Report, printer: &Printer) {
             report.env,
             crate::base::time::human(std::time::Duration::from_secs_f64(report.seconds))
         ));
+        if let Some(foreseen) = &report.put_back {
+            printer.headline(&foreseen.describe());
+        }
     } else {
         printer.headline(&format!(
             "Rehearsal: {} has no pending migrations for {}",
@@ -183,6 +189,7 @@ pub async fn rehearse_on(
         output: String::new(),
         violation: None,
         rows: Vec::new(),
+        put_back: None,
     };
     let result = match scratch_copy.prepare(name, commit, source).await {
         Ok(steps) => scratch_copy.migrate(&steps, report).await,
@@ -379,6 +386,7 @@ impl Scratch<'_> {
                 if !checked && unchanged {
                     printer.warn(Warning::CopyUnchanged);
                 }
+                report.put_back = Some(self.foresee(steps, &copy_before, &copy_after).await);
                 return Ok(report);
             }
             Err(p) if p.unreachable || interrupted() => return Err(self.fail(p)),
@@ -391,6 +399,61 @@ impl Scratch<'_> {
             report.rows = violating_rows(site, db, copy, v, printer).await;
         }
         Ok(report)
+    }
+}
+
+impl Scratch<'_> {
+    /// What putting the deploy back would do, found on the copy the
+    /// migrations just ran on: a reversal is run there, and must leave a
+    /// schema the serving release runs on.
+    async fn foresee(
+        &self,
+        steps: &Steps<'_>,
+        before: &Fingerprint,
+        after: &Fingerprint,
+    ) -> Foreseen {
+        let reversible = undo::reversible(self.config, self.env.database.reverse.as_ref());
+        match undo::decide(before, after, reversible) {
+            Undo::Nothing | Undo::Keep { .. } => Foreseen::Keep,
+            Undo::Restore { why } => Foreseen::Restore { why },
+            Undo::Reverse { applied, .. } => {
+                let removes =
+                    undo::removed_by_reversal(&Diff::between(&before.objects, &after.objects));
+                let reverse = self.env.database.reverse.as_ref();
+                let Some(reversal) = undo::reverse_command(
+                    self.config,
+                    reverse,
+                    &steps.vars(),
+                    &before.applied,
+                    &applied,
+                ) else {
+                    return Foreseen::Restore {
+                        why: "the migrations' names cannot be given to a reversal".into(),
+                    };
+                };
+                let step = undo::step(steps, &reversal);
+                if let Err(e) = self.site.run(self.printer, &step, None).await {
+                    let last = e.output.lines().last().unwrap_or("").trim().to_string();
+                    return Foreseen::Restore {
+                        why: format!("reversing them fails on the copy: {last}"),
+                    };
+                }
+                match read_fingerprint(self.site, self.db, self.copy, false, self.printer).await {
+                    Ok(back)
+                        if matches!(
+                            undo::decide(before, &back, false),
+                            Undo::Nothing | Undo::Keep { .. }
+                        ) =>
+                    {
+                        Foreseen::Reverse { removes }
+                    }
+                    _ => Foreseen::Restore {
+                        why: "the reversal leaves a schema the serving release does not run on"
+                            .into(),
+                    },
+                }
+            }
+        }
     }
 }
 

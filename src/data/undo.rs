@@ -18,7 +18,9 @@ use crate::base::shell::quote;
 use crate::config::{Config, Template, Vars};
 use crate::data::database::plain_identifier;
 use crate::data::fingerprint::Fingerprint;
-use crate::data::schema::{applied_since, Diff};
+use crate::data::schema::{applied_since, shown, Diff};
+use crate::data::steps::Steps;
+use crate::remote::release::{self, Planned};
 
 /// What putting the database back takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +162,61 @@ pub fn reverse_command(
         shown,
         env,
     })
+}
+
+/// The step that runs `reversal` in the release of `steps` (its files
+/// hold the migrations), with the database the steps see.
+pub fn step(steps: &Steps, reversal: &Reversal) -> Planned {
+    let mut extra = steps.db_env.clone();
+    extra.extend(reversal.env.iter().cloned());
+    Planned {
+        name: "reverse migrations".into(),
+        script: release::command_script(
+            steps.config,
+            &steps.vars(),
+            &steps.layout.release(steps.release),
+            &reversal.command,
+            &extra,
+        ),
+        shown: Some(reversal.shown.clone()),
+        upload: false,
+        inline: false,
+    }
+}
+
+/// What reversing the migrations removes, in words: what they added to the
+/// tables that were there before, with its values.
+pub fn removed_by_reversal(diff: &Diff) -> Vec<String> {
+    let new_tables: Vec<&str> = diff
+        .added
+        .iter()
+        .filter_map(|l| l.strip_prefix("table "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    diff.added
+        .iter()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split(' ').collect();
+            if words[0] != "table" && words.get(1).is_some_and(|t| new_tables.contains(t)) {
+                return None;
+            }
+            match words.as_slice() {
+                ["table", table, ..] => Some(format!("table {}, with its rows", shown(table))),
+                ["column", table, column, ..] => Some(format!(
+                    "column {}.{}, with its values",
+                    shown(table),
+                    shown(column)
+                )),
+                ["index", table, name, ..] => {
+                    Some(format!("index {} on {}", shown(name), shown(table)))
+                }
+                ["constraint", table, name, ..] => {
+                    Some(format!("constraint {} on {}", shown(name), shown(table)))
+                }
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

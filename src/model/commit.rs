@@ -33,4 +33,38 @@ pub struct Report {
     pub violation: Option<crate::model::violation::Violation>,
     /// The rows that violate it, one line per group or row.
     pub rows: Vec<String>,
+    /// What putting the deploy back would do to the database, tried on
+    /// the copy once the migrations passed there.
+    pub put_back: Option<Foreseen>,
+}
+
+/// What putting a deploy back would do to its database, as the rehearsal
+/// found it on the copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Foreseen {
+    /// The migrations only add: the new schema would be kept.
+    Keep,
+    /// They would be reversed (it was done on the copy), removing this.
+    Reverse { removes: Vec<String> },
+    /// Only the backup could put it back, for this reason.
+    Restore { why: String },
+}
+
+impl Foreseen {
+    /// One line for the rehearsal's report.
+    pub fn describe(&self) -> String {
+        match self {
+            Foreseen::Keep => "if this deploy is put back, its new schema is kept (the migrations only add what the serving release never writes)".into(),
+            Foreseen::Reverse { removes } if removes.is_empty() => {
+                "if this deploy is put back, its migrations are reversed (done on the copy too: it works)".into()
+            }
+            Foreseen::Reverse { removes } => format!(
+                "if this deploy is put back, its migrations are reversed (done on the copy too: it works), removing {}",
+                removes.join(", ")
+            ),
+            Foreseen::Restore { why } => format!(
+                "if this deploy is put back, only the backup can do it ({why}): writes made meanwhile would be in the saved copy, not the database; deploy with `--maintenance` to hold them"
+            ),
+        }
+    }
 }

@@ -362,6 +362,11 @@ fn story(engine: Engine) {
     let views = views_with_marker(&live.t);
     live.commit("Health looks at a marker", &[("lists/views.py", &views)]);
     std::fs::write(site(&live, 0).join("unhealthy"), "").unwrap();
+    // The rehearsal says ahead what putting it back would do: it reversed
+    // the migration on the copy.
+    live.t.gantry(&["rehearse", "live"]).success().stderr_has(
+        "if this deploy is put back, its migrations are reversed (done on the copy too: it works), removing ",
+    );
     let run = live.deploy_with_writers(&["deploy", "live"], "health");
     run.code(1)
         .stderr_has("health check")
@@ -389,6 +394,10 @@ fn story(engine: Engine) {
     // 5. A migration that only adds a nullable column is kept.
     live.remove(&["lists/migrations/0002_item_unique.py"], "No constraint");
     live.commit("A note", &[("lists/migrations/0002_note.py", NOTE)]);
+    live.t
+        .gantry(&["rehearse", "live"])
+        .success()
+        .stderr_has("if this deploy is put back, its new schema is kept (the migrations only add");
     let run = live.deploy_with_writers(&["deploy", "live"], "keep");
     run.code(1).stderr_has(
         "keeps migration lists.0002_note: the release that serves again runs on its schema",
@@ -406,6 +415,9 @@ fn story(engine: Engine) {
     live.commit(
         "An irreversible migration",
         &[("lists/migrations/0002_irreversible.py", IRREVERSIBLE)],
+    );
+    live.t.gantry(&["rehearse", "live"]).success().stderr_has(
+        "if this deploy is put back, only the backup can do it (reversing them fails on the copy",
     );
     let writers = Writers::start(live.targets(), "restore");
     crate::harness::wait_until(30, "the first acknowledged write", || {
@@ -444,6 +456,24 @@ fn story(engine: Engine) {
     if engine == Engine::Postgres {
         assert_eq!(live.schema(), schema, "the schema after a restore");
     }
+
+    // `gantry restore` by hand keeps every grant, schema, extension and
+    // comment too, and saves what it replaces.
+    let backups = live.t.gantry(&["backups", "live", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&backups.stdout).unwrap();
+    // The newest: taken just before the irreversible migration.
+    let list = value["backups"].as_array().unwrap();
+    let newest = list.last().unwrap()["name"].as_str().unwrap().to_string();
+    live.t
+        .gantry(&["restore", "live", &newest, "--yes"])
+        .success()
+        .stderr_has("the database as it was is saved in");
+    assert_eq!(live.schema(), schema, "the schema after `gantry restore`");
+    assert_eq!(
+        std::fs::read_dir(&saved_dir).unwrap().count(),
+        2,
+        "`gantry restore` saved the database it replaced"
+    );
 }
 
 #[test]

@@ -595,6 +595,7 @@ fn json_output_of_status_log_and_plan_matches_its_snapshot() {
             {"name": "rehearse on a copy", "stdin": null},
             {"name": "back up the database", "stdin": null},
             {"name": "migrate", "stdin": null},
+            {"name": "if the deploy is put back after this", "stdin": null},
             {"name": "switch current", "stdin": null},
             {"name": "restart", "stdin": null},
         ])

@@ -162,29 +162,15 @@ impl Loader<'_> {
                     .with_hint("use `sqlite`, `postgres` or `none`"));
             }
         };
-        let env_var = match env_var {
-            Some(v) if !crate::base::shell::is_var_name(v.get_ref()) => {
-                return Err(self.error(
-                    v.span(),
-                    &key_of("env_var", own_var),
-                    format!("`{}` is not a valid environment variable name", v.get_ref()),
-                ));
-            }
-            Some(v) => Some(v.get_ref().clone()),
-            None => match &engine {
-                Engine::None => None,
-                Engine::Sqlite { .. } => Some("DB_PATH".to_string()),
-                Engine::Postgres { .. } => Some("DATABASE_URL".to_string()),
-            },
+        let env_var = self.env_var(env_var, &engine, &key_of("env_var", own_var))?;
+        let optional = |value: &Option<S<String>>, field: &str, own: bool| {
+            value
+                .as_ref()
+                .map(|v| check_template(v, &key_of(field, own)))
+                .transpose()
         };
-        let check = match &check {
-            Some(c) => Some(check_template(c, &key_of("check", own_check))?),
-            None => None,
-        };
-        let reverse = match &reverse {
-            Some(r) => Some(check_template(r, &key_of("reverse", own_reverse))?),
-            None => None,
-        };
+        let check = optional(&check, "check", own_check)?;
+        let reverse = optional(&reverse, "reverse", own_reverse)?;
         let maintenance = o
             .maintenance
             .or(g.maintenance)
@@ -197,6 +183,29 @@ impl Loader<'_> {
             reverse,
             maintenance,
         })
+    }
+
+    /// The variable that gives the app its database: as set, or the
+    /// engine's usual one.
+    fn env_var(
+        &self,
+        value: Option<S<String>>,
+        engine: &Engine,
+        key: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        match value {
+            Some(v) if !crate::base::shell::is_var_name(v.get_ref()) => Err(self.error(
+                v.span(),
+                key,
+                format!("`{}` is not a valid environment variable name", v.get_ref()),
+            )),
+            Some(v) => Ok(Some(v.get_ref().clone())),
+            None => Ok(match engine {
+                Engine::None => None,
+                Engine::Sqlite { .. } => Some("DB_PATH".to_string()),
+                Engine::Postgres { .. } => Some("DATABASE_URL".to_string()),
+            }),
+        }
     }
 
     pub(super) fn tags(

@@ -154,3 +154,25 @@ fn what_putting_the_database_back_did() {
     the database was kept migrated, because web2 still runs the new release on it; the backup taken before the migration is /srv/app/.gantry/backups/x.sqlite3
     ");
 }
+
+#[test]
+fn what_a_rehearsal_foresees_for_putting_back() {
+    use crate::model::commit::Foreseen;
+    let all = [
+        Foreseen::Keep,
+        Foreseen::Reverse { removes: vec![] },
+        Foreseen::Reverse {
+            removes: vec!["index lists_item_uniq on lists_item".into()],
+        },
+        Foreseen::Restore {
+            why: "reversing them fails on the copy: IrreversibleError".into(),
+        },
+    ];
+    let text: Vec<String> = all.iter().map(Foreseen::describe).collect();
+    assert_snapshot!(text.join("\n"), @r"
+    if this deploy is put back, its new schema is kept (the migrations only add what the serving release never writes)
+    if this deploy is put back, its migrations are reversed (done on the copy too: it works)
+    if this deploy is put back, its migrations are reversed (done on the copy too: it works), removing index lists_item_uniq on lists_item
+    if this deploy is put back, only the backup can do it (reversing them fails on the copy: IrreversibleError): writes made meanwhile would be in the saved copy, not the database; deploy with `--maintenance` to hold them
+    ");
+}

@@ -9,10 +9,9 @@ use crate::base::time::Utc;
 use crate::data::database::Kind;
 use crate::data::fingerprint::Fingerprint;
 use crate::data::rehearse;
-use crate::data::schema::{shown, Diff};
+use crate::data::schema::Diff;
 use crate::data::undo::{self, Undo};
 use crate::error::{HostProblem, PutBack};
-use crate::remote::release::{self, Planned};
 
 use super::migrate::Migrated;
 use super::Run;
@@ -59,7 +58,8 @@ impl Run<'_> {
                 Vec::new()
             }
             Undo::Reverse { applied, .. } => {
-                let removes = removed_by_reversal(&Diff::between(&before.objects, &now.objects));
+                let removes =
+                    undo::removed_by_reversal(&Diff::between(&before.objects, &now.objects));
                 match self.reverse(m, release, before, &applied).await {
                     Ok(command) => {
                         self.data_note(PutBack::Reversed {
@@ -104,21 +104,7 @@ impl Run<'_> {
         ) else {
             return Err("the migrations' names cannot be given to a reversal".into());
         };
-        let mut extra = steps.db_env.clone();
-        extra.extend(reversal.env);
-        let step = Planned {
-            name: "reverse migrations".into(),
-            script: release::command_script(
-                self.config,
-                &steps.vars(),
-                &site.layout.release(release),
-                &reversal.command,
-                &extra,
-            ),
-            shown: Some(reversal.shown.clone()),
-            upload: false,
-            inline: false,
-        };
+        let step = undo::step(&steps, &reversal);
         let shown = reversal.shown;
         // Each migration reverses in its own transaction, so a reversal
         // that SQLite refused because the app was writing (`database is
@@ -233,39 +219,4 @@ fn short(note: &PutBack) -> &'static str {
         PutBack::Restored { .. } => "backup restored (last resort)",
         PutBack::KeptForStuckHosts { .. } => "kept migrated",
     }
-}
-
-/// What reversing the migrations removes, in words: what they added to the
-/// tables that were there before, with its values.
-fn removed_by_reversal(diff: &Diff) -> Vec<String> {
-    let new_tables: Vec<&str> = diff
-        .added
-        .iter()
-        .filter_map(|l| l.strip_prefix("table "))
-        .filter_map(|rest| rest.split(' ').next())
-        .collect();
-    diff.added
-        .iter()
-        .filter_map(|line| {
-            let words: Vec<&str> = line.split(' ').collect();
-            if words[0] != "table" && words.get(1).is_some_and(|t| new_tables.contains(t)) {
-                return None;
-            }
-            match words.as_slice() {
-                ["table", table, ..] => Some(format!("table {}, with its rows", shown(table))),
-                ["column", table, column, ..] => Some(format!(
-                    "column {}.{}, with its values",
-                    shown(table),
-                    shown(column)
-                )),
-                ["index", table, name, ..] => {
-                    Some(format!("index {} on {}", shown(name), shown(table)))
-                }
-                ["constraint", table, name, ..] => {
-                    Some(format!("constraint {} on {}", shown(name), shown(table)))
-                }
-                _ => None,
-            }
-        })
-        .collect()
 }
