@@ -17,7 +17,7 @@ pub use diagnostic::ConfigError;
 pub use service::{context_for_check, render};
 pub use ssh_view::{local_user, ssh_view, ssh_views, SshView, SshViews};
 pub use target::parse_target;
-pub use template::{Template, Vars};
+pub use template::{check_values, expanded, Template, VarError, Vars};
 
 use loader::{did_you_mean, Loader};
 use raw::RawConfig;

@@ -141,9 +141,128 @@ impl Template {
     }
 }
 
+/// Whether `name` is a placeholder Gantry fills in itself (its value is
+/// never a template).
+fn built_in(name: &str) -> bool {
+    super::LOAD_NAMES.contains(&name) || super::RUN_NAMES.contains(&name)
+}
+
+/// `vars` with the placeholders inside the values of `[vars]` filled in
+/// (`static = "{current}/staticfiles"`), each value from the others,
+/// once every name is known (at run time). A value that does not parse,
+/// or names itself, is left as written: the load refused both already
+/// (`check_values`).
+pub fn expanded(vars: &Vars) -> Vars {
+    let mut out = Vars::new();
+    for name in vars.keys() {
+        let value = resolve(vars, name, &mut Vec::new()).unwrap_or_else(|_| vars[name].clone());
+        out.insert(name.clone(), value);
+    }
+    out
+}
+
+/// Why a variable's value cannot be filled in: a name it refers to that
+/// nothing defines, or a chain back to itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VarError {
+    Unknown { name: String, range: Range<usize> },
+    Cycle { chain: Vec<String> },
+}
+
+/// Checks that every user variable's value can be filled in from `vars`
+/// and the names known only at run time; the first that cannot, with why.
+pub fn check_values(vars: &Vars) -> Result<(), (String, VarError)> {
+    for name in vars.keys().filter(|n| !built_in(n)) {
+        let Ok(t) = Template::parse(&vars[name]) else {
+            continue;
+        };
+        let known = |n: &str| vars.contains_key(n) || super::RUN_NAMES.contains(&n);
+        if let Some((unknown, range)) = t.unknown_name(known) {
+            let name = name.clone();
+            let unknown = unknown.to_string();
+            return Err((
+                name,
+                VarError::Unknown {
+                    name: unknown,
+                    range,
+                },
+            ));
+        }
+        let mut with_run = vars.clone();
+        for run in super::RUN_NAMES {
+            with_run.entry(run.to_string()).or_default();
+        }
+        if let Err(chain) = resolve(&with_run, name, &mut Vec::new()) {
+            return Err((name.clone(), VarError::Cycle { chain }));
+        }
+    }
+    Ok(())
+}
+
+/// The value of `name` with its placeholders filled in, recursively;
+/// `Err` with the chain when it refers back to itself.
+fn resolve(vars: &Vars, name: &str, seen: &mut Vec<String>) -> Result<String, Vec<String>> {
+    let raw = vars.get(name).map_or("", String::as_str);
+    if built_in(name) || !raw.contains('{') && !raw.contains('}') {
+        return Ok(raw.to_string());
+    }
+    if seen.iter().any(|s| s == name) {
+        let mut chain = seen.clone();
+        chain.push(name.to_string());
+        return Err(chain);
+    }
+    let Ok(t) = Template::parse(raw) else {
+        return Ok(raw.to_string());
+    };
+    seen.push(name.to_string());
+    let mut out = String::new();
+    for segment in &t.segments {
+        match segment {
+            Segment::Lit(text) => out.push_str(text),
+            Segment::Var(sub, _) => out.push_str(&resolve(vars, sub, seen)?),
+        }
+    }
+    seen.pop();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_of_vars_are_filled_in_from_each_other() {
+        let v = vars(&[
+            ("current", "/srv/app/current"),
+            ("static", "{current}/staticfiles"),
+            ("media", "{static}/../media {{raw}}"),
+        ]);
+        let e = expanded(&v);
+        assert_eq!(e["static"], "/srv/app/current/staticfiles");
+        assert_eq!(e["media"], "/srv/app/current/staticfiles/../media {raw}");
+        assert_eq!(check_values(&v), Ok(()));
+        let unknown = vars(&[("static", "{nosuch}/x")]);
+        assert_eq!(
+            check_values(&unknown),
+            Err((
+                "static".into(),
+                VarError::Unknown {
+                    name: "nosuch".into(),
+                    range: 0..8
+                }
+            ))
+        );
+        let cycle = vars(&[("a", "{b}"), ("b", "x{a}")]);
+        assert_eq!(
+            check_values(&cycle),
+            Err((
+                "a".into(),
+                VarError::Cycle {
+                    chain: vec!["a".into(), "b".into(), "a".into()]
+                }
+            ))
+        );
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> Vars {
         pairs

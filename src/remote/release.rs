@@ -392,7 +392,8 @@ pub fn run_vars(
         release.map_or_else(|| layout.current(), |r| layout.release(r)),
     );
     vars.insert("commit".into(), commit.unwrap_or("").to_string());
-    vars
+    // `[vars]` values may name other variables (`{current}/staticfiles`).
+    crate::config::expanded(&vars)
 }
 
 /// Runs `script` with the real `sh`, `stdin` on its stdin: did it succeed?

@@ -184,3 +184,29 @@ fn config_error_newline_in_an_env_file_value() {
               = help: systemd's EnvironmentFile and `gantry setup` read one variable per line
             "#);
 }
+
+#[test]
+fn config_error_unknown_name_inside_a_var() {
+    let config = format!("[vars]\nstatic = \"{{current}}/{{nosuch}}\"\n\n{BASE}");
+    insta::assert_snapshot!(check(&config, &["plan", "staging"]), @r#"
+    error: unknown placeholder `{nosuch}` (key `vars.static`)
+     --> gantry.toml:2:21
+      |
+    2 | static = "{current}/{nosuch}"
+      |                     ^^^^^^^^
+      |
+      = help: known placeholders here: {app} {commit} {current} {env} {host} {path} {port} {release} {shared} {static} {user}; define others under `[vars]` (write `{{` for a literal brace)
+    "#);
+}
+
+#[test]
+fn config_error_var_that_refers_to_itself() {
+    let config = format!("[vars]\na = \"{{b}}/x\"\nb = \"{{a}}\"\n\n{BASE}");
+    insta::assert_snapshot!(check(&config, &["plan", "staging"]), @r#"
+    error: `a` refers to itself: a → b → a (key `vars.a`)
+     --> gantry.toml:2:5
+      |
+    2 | a = "{b}/x"
+      |     ^^^^^^^
+    "#);
+}

@@ -269,6 +269,9 @@ fn constraint_story(engine: Engine) {
         &before,
         "live's database is as it was",
     );
+    let failed = t.history("live", 1).pop().unwrap();
+    assert_eq!(failed["outcome"], "failed");
+    assert_eq!(failed["rehearsal"], "skipped", "{failed}");
     assert_eq!(t.current("live", 1), live_release);
     assert_eq!(
         t.get("live", 1, "/health").unwrap().1.trim(),

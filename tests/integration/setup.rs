@@ -197,7 +197,11 @@ fn nginx_site_serves_static_files_and_proxies_the_app() {
     let mut t = Test::new().hosts(1).django().start();
     let conf = nginx_conf(&t);
     let port = free_port();
-    let config = django_setup_config(&mut t, port);
+    // A `[vars]` value that names another placeholder is filled in.
+    let config = django_setup_config(&mut t, port).replace(
+        "wsgi = \"superlists.wsgi\"",
+        "wsgi = \"superlists.wsgi\"\nstatic = \"{current}/static\"",
+    );
     t.write_config(&config);
     let sha = t.commit("Add config", &[]);
     // Setup's reload runs `nginx -t` on the rendered site.
@@ -207,6 +211,11 @@ fn nginx_site_serves_static_files_and_proxies_the_app() {
     let site = std::fs::read_to_string(t.dir.join("nginx/sites/site-staging")).unwrap();
     assert!(
         site.contains(&format!("listen 127.0.0.1:{port};")),
+        "{site}"
+    );
+    let current = t.site("staging", 0).join("current");
+    assert!(
+        site.contains(&format!("alias {}/static/;", current.display())),
         "{site}"
     );
     t.gantry(&["deploy", "staging"]).success();

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use super::super::raw::{self, RawHost, S};
+use super::super::VarError;
 use super::super::*;
 use super::{Context, Loader};
 
@@ -76,7 +77,8 @@ impl Loader<'_> {
         let hosts_key = format!("{prefix}.hosts");
         let mut hosts = Vec::new();
         for host_raw in hosts_raw.get_ref() {
-            let host = self.host(host_raw, &hosts, &env_name, &hosts_key, &env_vars, cx)?;
+            let levels = (&env_vars, &e.vars);
+            let host = self.host(host_raw, &hosts, &env_name, &hosts_key, levels, cx)?;
             hosts.push(host);
         }
         let parallel = match e.parallel {
@@ -124,7 +126,7 @@ impl Loader<'_> {
         hosts: &[HostSpec],
         env_name: &str,
         hosts_key: &str,
-        env_vars: &Vars,
+        (env_vars, env_raw): (&Vars, &raw::RawVars),
         cx: &Context<'_>,
     ) -> Result<HostSpec, ConfigError> {
         let span = host_raw.span();
@@ -154,7 +156,8 @@ impl Loader<'_> {
                 format!("host `{}` is listed twice", address.get_ref()),
             ));
         }
-        let host_vars = self.vars(&host_vars, &format!("{hosts_key}.vars"))?;
+        let host_raw_vars = host_vars;
+        let host_vars = self.vars(&host_raw_vars, &format!("{hosts_key}.vars"))?;
         let mut vars = Vars::new();
         vars.insert("app".into(), cx.app_name.to_string());
         vars.insert("env".into(), env_name.to_string());
@@ -185,6 +188,29 @@ impl Loader<'_> {
         vars.extend(cx.global_vars.clone());
         vars.extend(env_vars.clone());
         vars.extend(host_vars);
+        if let Err((name, why)) = check_values(&vars) {
+            let env_key = format!("environments.{env_name}.vars");
+            let levels = [
+                (&host_raw_vars, format!("{hosts_key}.vars")),
+                (env_raw, env_key),
+                (cx.global_raw, "vars".to_string()),
+            ];
+            let (value, key) = levels
+                .iter()
+                .find_map(|(raw, key)| raw.get(&name).map(|v| (v, format!("{key}.{name}"))))
+                .expect("a user variable is written at one of the levels");
+            return Err(match why {
+                VarError::Unknown {
+                    name: unknown,
+                    range,
+                } => self.unknown_placeholder(value, &key, &unknown, range, &vars, true),
+                VarError::Cycle { chain } => self.error(
+                    value.span(),
+                    &key,
+                    format!("`{name}` refers to itself: {}", chain.join(" → ")),
+                ),
+            });
+        }
         let known = |n: &str| vars.contains_key(n);
         if let Some((name, range)) = cx.path_template.unknown_name(known) {
             return Err(self.unknown_placeholder(

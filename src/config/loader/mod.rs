@@ -40,6 +40,8 @@ struct Context<'a> {
     app_name: &'a str,
     ssh_config: Option<&'a Path>,
     global_vars: &'a Vars,
+    /// `[vars]` as written, for pointing at a value.
+    global_raw: &'a raw::RawVars,
     path_raw: &'a S<String>,
     path_template: &'a Template,
     templates: &'a Templates,
@@ -131,6 +133,7 @@ impl Loader<'_> {
             app_name: &app.name,
             ssh_config: ssh.config.as_deref(),
             global_vars: &global_vars,
+            global_raw: &raw.vars,
             path_raw: &path_raw,
             path_template: &path_template,
             templates: &templates,

@@ -138,7 +138,9 @@ impl Loader<'_> {
                     format!("`{name}` is not a valid variable name (letters, digits, `_`, `-`)"),
                 ));
             }
-            self.no_nul(value, &format!("{key}.{name}"))?;
+            // A value may name other variables: its syntax is checked here,
+            // its names once every level is known (`check_values`).
+            self.template(value, &format!("{key}.{name}"))?;
             vars.insert(name.clone(), value.get_ref().clone());
         }
         Ok(vars)

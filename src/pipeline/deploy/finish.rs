@@ -67,6 +67,7 @@ impl Run<'_> {
     ) -> Error {
         self.release_writes().await;
         let problems_ref = &problems;
+        let rehearsal = self.account().rehearsal;
         let created = self.created.lock().expect("created lock").clone();
         let created = &created;
         let discarded = each_host(self.sites, |site| async move {
@@ -89,6 +90,7 @@ impl Run<'_> {
             record.commit = Some(commit.sha.clone());
             record.release = Some(release.to_string());
             record.previous = site.serving.clone();
+            record.rehearsal = rehearsal.record();
             record.message = Some(match problems.iter().find(|p| p.host == site.name()) {
                 Some(p) => format!("{} failed here; old release kept", p.step),
                 None => "failed on another host; old release kept".to_string(),

@@ -83,6 +83,7 @@ impl Run<'_> {
             Some(_) => self.rehearse_first(site, commit, release).await?,
             None => Rehearsal::NotNeeded,
         };
+        self.account().rehearsal = rehearsal;
         // A database that did not exist before this deploy (the check may
         // have created an empty file) is not backed up: it is removed if
         // the migration fails.

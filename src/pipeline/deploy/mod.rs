@@ -289,6 +289,8 @@ struct Account {
     constraint: Option<(String, Vec<String>)>,
     /// Hosts that run the new release and could not be put back, with it.
     stuck: Vec<(String, String)>,
+    /// What became of the rehearsal, for the record of a failed deploy.
+    rehearsal: Rehearsal,
 }
 
 /// One deploy or rollback of one environment, on hosts already locked.
