@@ -188,29 +188,13 @@ impl Loader<'_> {
         vars.extend(cx.global_vars.clone());
         vars.extend(env_vars.clone());
         vars.extend(host_vars);
-        if let Err((name, why)) = check_values(&vars) {
-            let env_key = format!("environments.{env_name}.vars");
-            let levels = [
-                (&host_raw_vars, format!("{hosts_key}.vars")),
-                (env_raw, env_key),
-                (cx.global_raw, "vars".to_string()),
-            ];
-            let (value, key) = levels
-                .iter()
-                .find_map(|(raw, key)| raw.get(&name).map(|v| (v, format!("{key}.{name}"))))
-                .expect("a user variable is written at one of the levels");
-            return Err(match why {
-                VarError::Unknown {
-                    name: unknown,
-                    range,
-                } => self.unknown_placeholder(value, &key, &unknown, range, &vars, true),
-                VarError::Cycle { chain } => self.error(
-                    value.span(),
-                    &key,
-                    format!("`{name}` refers to itself: {}", chain.join(" → ")),
-                ),
-            });
-        }
+        let env_key = format!("environments.{env_name}.vars");
+        let levels = [
+            (&host_raw_vars, format!("{hosts_key}.vars")),
+            (env_raw, env_key),
+            (cx.global_raw, "vars".to_string()),
+        ];
+        self.check_var_values(&vars, &levels)?;
         let known = |n: &str| vars.contains_key(n);
         if let Some((name, range)) = cx.path_template.unknown_name(known) {
             return Err(self.unknown_placeholder(
@@ -244,6 +228,34 @@ impl Loader<'_> {
             target,
             path: path.trim_end_matches('/').to_string(),
             vars,
+        })
+    }
+
+    /// Every `[vars]` value can be filled in for this host: the names it
+    /// uses exist and none comes back to itself; else the error points at
+    /// the value where it is written (host, environment or global).
+    fn check_var_values(
+        &self,
+        vars: &Vars,
+        levels: &[(&raw::RawVars, String)],
+    ) -> Result<(), ConfigError> {
+        let Err((name, why)) = check_values(vars) else {
+            return Ok(());
+        };
+        let (value, key) = levels
+            .iter()
+            .find_map(|(raw, key)| raw.get(&name).map(|v| (v, format!("{key}.{name}"))))
+            .expect("a user variable is written at one of the levels");
+        Err(match why {
+            VarError::Unknown {
+                name: unknown,
+                range,
+            } => self.unknown_placeholder(value, &key, &unknown, range, vars, true),
+            VarError::Cycle { chain } => self.error(
+                value.span(),
+                &key,
+                format!("`{name}` refers to itself: {}", chain.join(" → ")),
+            ),
         })
     }
 
