@@ -35,17 +35,19 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
             crate::config::Engine::Sqlite { .. } => &["python3"],
             crate::config::Engine::Postgres { .. } => &["pg_dump", "pg_restore", "psql"],
         };
+        // `gantry setup` installs the unit and the site with sudo when asked.
+        let sudo: &[&str] = if config.setup.sudo { &["sudo"] } else { &[] };
         let results = each(&sites, 32, |site| async move {
-            let extra = if site.name() == migrate_host {
-                db_tools
+            let extra: Vec<&str> = if site.name() == migrate_host {
+                db_tools.iter().chain(sudo).copied().collect()
             } else {
-                &[]
+                sudo.to_vec()
             };
             site.step(
                 printer,
                 "check",
                 None,
-                &inspect::check_script(&site.layout, extra),
+                &inspect::check_script(&site.layout, &extra),
                 None,
             )
             .await
@@ -64,7 +66,13 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
                     printer.result(&checked.line());
                     hosts_json.push(checked);
                 }
-                Err(p) => {
+                Err(mut p) => {
+                    if config.setup.sudo
+                        && p.output.contains("missing tools:")
+                        && p.output.contains(" sudo")
+                    {
+                        p.detail.push_str("\n`setup.sudo = true` asks for `sudo`: install it, or set `sudo = false` with a user that may write the unit's and the site's folders");
+                    }
                     hosts_json.push(Checked {
                         env: env.name.clone(),
                         host: site.name().to_string(),

@@ -274,14 +274,21 @@ async fn run_ssh(
         drain(child.stderr().take(), Stream::Err, lines)
     )
     .map_err(|e| HostError::Lost(e.to_string()))?;
-    let status = child.wait().await.map_err(|e| lost(&e))?;
+    let code = match child.wait().await {
+        Ok(status) => status.code(),
+        // openssh reports the exit status 127 (a command not found, here
+        // one inside the script) as an error of its own: it is the
+        // script's status, with its output; the connection is fine.
+        Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => Some(127),
+        Err(e) => return Err(lost(&e)),
+    };
     if let Some(w) = writer {
         // A script that exits without reading all of stdin is reported
         // by its own exit status; a write error alone is not a failure.
         let _ = w.await;
     }
     Ok(Output {
-        code: status.code(),
+        code,
         stdout,
         stderr,
     })

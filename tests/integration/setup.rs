@@ -92,7 +92,7 @@ fn setup_twice_changes_nothing_and_keeps_the_generated_secret() {
         .success()
         .stdout_has("+ layout")
         .stdout_has("created")
-        .stdout_has("4 items changed, 0 unchanged");
+        .stdout_has("4 items changed (4 created, 0 updated), 0 unchanged");
     let env_file = t.site("staging", 0).join("shared/.env");
     assert_eq!(mode(&env_file), 0o600);
     let key = env_value(&env_file, "DJANGO_SECRET_KEY").expect("a secret key was generated");
@@ -609,4 +609,72 @@ fn json_output_of_status_log_and_plan_matches_its_snapshot() {
             {"name": "restart", "stdin": null},
         ])
     );
+}
+
+#[test]
+fn setup_on_a_host_without_sudo_says_so_and_check_finds_it_first() {
+    let mut t = Test::new()
+        .hosts(1)
+        .hosts_without(&["sudo"])
+        .django()
+        .start();
+    let port = free_port();
+    let config = django_setup_config(&mut t, port).replace("[setup]\n", "[setup]\nsudo = true\n");
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["check", "staging"])
+        .code(1)
+        .stderr_has("missing tools: sudo")
+        .stderr_has("`setup.sudo = true` asks for `sudo`");
+    let run = t.gantry(&["setup", "staging"]);
+    run.code(1)
+        .stdout_has("✗ systemd unit: failed")
+        .stdout_has("0 created, 0 updated, 0 unchanged, 1 failed")
+        .stderr_has("sudo: not found")
+        .stderr_has("`sudo` is not installed on");
+    assert!(!run.stderr.contains("connection lost"), "{}", run.stderr);
+    assert!(
+        !run.stdout.contains("everything was already set up"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_reload_that_failed_is_retried_by_the_next_setup_until_it_succeeds() {
+    let mut t = Test::new().hosts(1).django().start();
+    nginx_conf(&t);
+    let port = free_port();
+    let reloads = t.dir.join("reloads");
+    let ok = t.dir.join("reload-ok");
+    let config = django_setup_config(&mut t, port).replace(
+        "reload = \"\" }",
+        &format!(
+            "reload = \"echo reloaded >> {} && test -e {}\" }}",
+            reloads.display(),
+            ok.display()
+        ),
+    );
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    let count = || {
+        std::fs::read_to_string(&reloads)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    // The unit is installed, its reload fails: setup fails and says so.
+    t.gantry(&["setup", "staging"])
+        .code(1)
+        .stderr_has("reload systemd unit");
+    assert_eq!(count(), 1);
+    // The unit is unchanged now, but its reload never succeeded: again.
+    std::fs::write(&ok, "").unwrap();
+    t.gantry(&["setup", "staging"])
+        .success()
+        .stdout_has("reload pending: the last one did not succeed");
+    assert_eq!(count(), 2);
+    // Done: nothing to reload.
+    t.gantry(&["setup", "staging"]).success();
+    assert_eq!(count(), 2);
 }

@@ -18,6 +18,9 @@ use crate::remote::locking;
 use crate::remote::release::{self, Layout};
 use crate::remote::site::{self, each, each_host, Site};
 
+/// What the install script says of a file whose last reload failed.
+const PENDING: &str = "reload pending: the last one did not succeed; reloading again";
+
 /// The marker a generated secret's line carries up to the host, where the
 /// existing value is kept or a new one made.
 const GENERATE: &str = "@@GANTRY_GENERATE@@";
@@ -95,10 +98,16 @@ pub async fn setup(
     for (spec, result) in env.hosts.iter().zip(results) {
         match result {
             Ok(items) => report.add(&spec.name, items),
-            Err(p) => {
-                report
-                    .text
-                    .push_str(&format!("{}\n  ✗ {}\n", spec.name, p.step));
+            Err(mut p) => {
+                report.fail(&spec.name, &p.step);
+                if config.setup.sudo && p.code == Some(127) && p.output.contains("sudo: not found")
+                {
+                    p.detail.push_str(&format!(
+                        "\n`sudo` is not installed on {}, and `setup.sudo = true` asks for it: install it, or set `sudo = false` with a user that may write {}",
+                        spec.name,
+                        "the unit's and the site's folders"
+                    ));
+                }
                 problems.push(p);
             }
         }
@@ -284,14 +293,30 @@ async fn install(
     let target = format!("{dir}/{}", service.kind.file_name(&name));
     let sudo = if config.setup.sudo { "sudo -n " } else { "" };
     let dry = if options.dry_run { "1" } else { "0" };
+    // A reload that has not succeeded yet is remembered on the host (in
+    // the site's `.gantry/`, never beside the installed file), so that
+    // the next setup reloads even when the file is unchanged.
+    let pending = format!(
+        "{}/reload-pending/{}",
+        site.layout.gantry(),
+        service.kind.file_name(&name)
+    );
     let script = format!(
         "set -e\nt={target}\ntmp=$(mktemp)\ncat > \"$tmp\"\n\
-         if [ -f \"$t\" ] && cmp -s \"$tmp\" \"$t\"; then rm -f \"$tmp\"; echo unchanged; exit 0; fi\n\
+         if [ -f \"$t\" ] && cmp -s \"$tmp\" \"$t\"; then rm -f \"$tmp\"; echo unchanged; if [ -e {pending} ]; then echo {pending_mark}; fi; exit 0; fi\n\
          if [ {dry} = 1 ]; then if [ -f \"$t\" ]; then echo 'would update'; diff -u \"$t\" \"$tmp\" | tail -n +3 || true; else echo 'would create'; fi; rm -f \"$tmp\"; exit 0; fi\n\
          state=created; [ -f \"$t\" ] && state=updated\n\
-         {sudo}mkdir -p {dir}\n{sudo}install -m 0644 \"$tmp\" \"$t\"\nrm -f \"$tmp\"\necho $state",
+         {sudo}mkdir -p {dir}\n{sudo}install -m 0644 \"$tmp\" \"$t\"\nrm -f \"$tmp\"\n\
+         {mark}echo $state",
         target = quote(&target),
         dir = quote(&dir),
+        pending = quote(&pending),
+        pending_mark = quote(PENDING),
+        mark = if service.reload.is_some() {
+            format!("mkdir -p \"$(dirname {p})\" && touch {p}\n", p = quote(&pending))
+        } else {
+            String::new()
+        },
     );
     let label = service.kind.label();
     let out = site
@@ -303,14 +328,16 @@ async fn install(
         state,
         detail,
     };
-    if matches!(item.state, State::Created | State::Updated) {
+    let retry = item.detail.iter().any(|l| l == PENDING);
+    if matches!(item.state, State::Created | State::Updated) || retry {
         if let Some(reload) = &service.reload {
             let command = reload.render_shell(&context);
             let script = format!(
-                "export GANTRY_UNIT={}\nexport GANTRY_ENV={}\n{sudo}sh -c {}",
+                "export GANTRY_UNIT={}\nexport GANTRY_ENV={}\n{sudo}sh -c {} && rm -f {}",
                 quote(&service.kind.file_name(&name)),
                 quote(&env.name),
-                quote(&command)
+                quote(&command),
+                quote(&pending)
             );
             site.step(
                 printer,

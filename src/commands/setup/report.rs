@@ -9,7 +9,11 @@ use super::items::{Item, State};
 pub(super) struct Report {
     pub text: String,
     pub changed: usize,
+    pub created: usize,
+    pub updated: usize,
     pub unchanged: usize,
+    /// Items that failed (one per host that stopped on one).
+    pub failed: usize,
     pub hosts: Vec<HostItems>,
 }
 
@@ -37,6 +41,11 @@ impl Report {
         for item in &items {
             if item.state.changed() {
                 self.changed += 1;
+            }
+            if item.state == State::Created {
+                self.created += 1;
+            } else if item.state == State::Updated {
+                self.updated += 1;
             } else if item.state == State::Unchanged {
                 self.unchanged += 1;
             }
@@ -52,16 +61,31 @@ impl Report {
         });
     }
 
+    /// A host that stopped on the item `what`.
+    pub(super) fn fail(&mut self, host: &str, what: &str) {
+        self.text.push_str(&format!("{host}\n  ✗ {what}: failed\n"));
+        self.failed += 1;
+    }
+
     /// The report's text, with its closing count.
     pub(super) fn close(&self, dry_run: bool) -> String {
         let mut text = self.text.clone();
         let (changed, unchanged) = (self.changed, self.unchanged);
         let s = if changed == 1 { "" } else { "s" };
-        text.push_str(&match (dry_run, changed) {
-            (true, 0) => format!("nothing to change ({unchanged} items unchanged)"),
-            (true, n) => format!("{n} item{s} would change; nothing was changed"),
-            (false, 0) => format!("everything was already set up: {unchanged} items unchanged"),
-            (false, n) => format!("{n} item{s} changed, {unchanged} unchanged"),
+        text.push_str(&match (dry_run, changed, self.failed) {
+            (true, 0, 0) => format!("nothing to change ({unchanged} items unchanged)"),
+            (true, n, 0) => format!("{n} item{s} would change; nothing was changed"),
+            (false, 0, 0) => {
+                format!("everything was already set up: {unchanged} items unchanged")
+            }
+            (false, n, 0) => format!(
+                "{n} item{s} changed ({} created, {} updated), {unchanged} unchanged",
+                self.created, self.updated
+            ),
+            (_, _, failed) => format!(
+                "{} created, {} updated, {unchanged} unchanged, {failed} failed",
+                self.created, self.updated
+            ),
         });
         text
     }
