@@ -114,6 +114,22 @@ async fn check_with(
     })
 }
 
+/// What a status usually means, where it says more than its number.
+fn why_status(status: u16, url: &str) -> String {
+    if status != 400 {
+        return String::new();
+    }
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.split(':').next().unwrap_or(authority),
+    };
+    format!(
+        " (Django answers 400 to a host name it does not allow: add `{host}` to ALLOWED_HOSTS, through the variable the settings read it from, set under `[env]`, then `gantry setup ENV --force` and `gantry deploy ENV --redeploy`)"
+    )
+}
+
 /// The first wait between quick tries while nothing listens.
 const QUICK: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -141,7 +157,11 @@ async fn once(
             if status != health.status {
                 Err(NoAnswer {
                     starting: status == 502,
-                    why: format!("status {status}, expected {}", health.status),
+                    why: format!(
+                        "status {status}, expected {}{}",
+                        health.status,
+                        why_status(status, url)
+                    ),
                 })
             } else if want.is_some_and(|w| !answer.contains(w)) {
                 Err(format!(
@@ -214,6 +234,12 @@ sys.stdout.write(body.decode(errors="replace") + "\n" + str(code))
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_400_names_allowed_hosts() {
+        insta::assert_snapshot!(why_status(400, "http://web1:8000/health"), @" (Django answers 400 to a host name it does not allow: add `web1` to ALLOWED_HOSTS, through the variable the settings read it from, set under `[env]`, then `gantry setup ENV --force` and `gantry deploy ENV --redeploy`)");
+        assert_eq!(why_status(500, "http://web1:8000/health"), "");
+    }
     use std::time::Duration;
 
     /// The wait between retries in these tests.
