@@ -221,9 +221,21 @@ pub struct Database {
     /// the Django preset reverses without it (`manage.py migrate APP
     /// PREVIOUS`).
     pub reverse: Option<Template>,
-    /// Hold the app's writes while migrations run, on every deploy (as
-    /// `--maintenance` does for one).
-    pub maintenance: bool,
+    /// When a deploy holds the app's writes while migrations run.
+    pub maintenance: Maintenance,
+}
+
+/// When a deploy holds the app's writes while its migrations run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Maintenance {
+    /// Only with `--maintenance`.
+    #[default]
+    Never,
+    /// Whenever migrations are pending.
+    Always,
+    /// When the rehearsal found that only the backup could put the deploy
+    /// back (or there was no rehearsal to tell).
+    Irreversible,
 }
 
 #[derive(Debug, Clone)]
@@ -247,7 +259,7 @@ impl Database {
             keep_backups: 5,
             check: None,
             reverse: None,
-            maintenance: false,
+            maintenance: Maintenance::Never,
         }
     }
 }

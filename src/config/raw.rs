@@ -69,7 +69,15 @@ pub struct RawDatabase {
     pub keep_backups: Option<S<i64>>,
     pub check: Option<S<String>>,
     pub reverse: Option<S<String>>,
-    pub maintenance: Option<S<bool>>,
+    pub maintenance: Option<S<RawMaintenance>>,
+}
+
+/// `maintenance = true`, `false`, or `"irreversible"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawMaintenance {
+    On(bool),
+    When(String),
 }
 
 #[derive(Debug, Deserialize)]

@@ -289,24 +289,8 @@ fn post_item(port: u16, text: &str) -> String {
 
 #[test]
 fn maintenance_holds_writes_at_the_nginx_site_while_migrations_run() {
-    let mut t = Test::new().hosts(1).django().start();
-    let conf = nginx_conf(&t);
-    let port = free_port();
-    let config = django_setup_config(&mut t, port).replace(
-        "restart = \"sh restart.sh\"",
-        "migrate = \"sh ci/hooks.sh && {python} manage.py migrate --noinput\"\nrestart = \"sh restart.sh\"",
-    );
-    t.write_config(&config);
-    t.commit("Add config", &[]);
-    t.gantry(&["setup", "staging"]).success();
-    t.gantry(&["deploy", "staging"]).success();
-    let _nginx = Nginx::start(&t, &conf, port);
-    assert!(post_item(port, "before").starts_with("HTTP/1.1 201"));
-
-    // A migration that waits on the `hold` file while it runs.
-    crate::migrations::commit_stage(&t, "1-unique", "Items are unique per list");
+    let (t, port, _nginx) = held_migration(None);
     let site = t.site("staging", 0);
-    std::fs::write(site.join("hold"), "").unwrap();
     let mut deploy = t
         .command(&["deploy", "staging", "--maintenance", "--no-rehearse"])
         .spawn()
@@ -325,6 +309,76 @@ fn maintenance_holds_writes_at_the_nginx_site_while_migrations_run() {
     assert_eq!(status.code(), Some(0), "{}", stderr.finish());
     assert!(!site.join(".gantry/maintenance").exists());
     assert!(post_item(port, "after").starts_with("HTTP/1.1 201"));
+}
+
+/// `maintenance = "irreversible"` holds writes for a migration only the
+/// backup could undo (the rehearsal finds it), and not for one that can
+/// be reversed.
+#[test]
+fn maintenance_when_irreversible_holds_writes_only_for_what_cannot_be_reversed() {
+    for (migration, held) in [(REVERSIBLE, false), (IRREVERSIBLE, true)] {
+        let (t, port, _nginx) = held_migration(Some(migration));
+        let site = t.site("staging", 0);
+        let mut deploy = t.command(&["deploy", "staging"]).spawn().unwrap();
+        let stderr = crate::harness::collect(deploy.stderr.take().unwrap());
+        wait_until(120, "the migration to start", || {
+            site.join("holding").exists()
+        });
+        let answer = post_item(port, "during");
+        std::fs::remove_file(site.join("hold")).unwrap();
+        let status = deploy.wait().unwrap();
+        let stderr = stderr.finish();
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        if held {
+            assert!(answer.starts_with("HTTP/1.1 503"), "{answer}\n{stderr}");
+            assert!(stderr.contains("only the backup can do it"), "{stderr}");
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 201"), "{answer}\n{stderr}");
+        }
+        assert!(!site.join(".gantry/maintenance").exists());
+    }
+}
+
+const REVERSIBLE: &str = "from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n    dependencies = [(\"lists\", \"0001_initial\")]\n    operations = [migrations.AlterUniqueTogether(name=\"item\", unique_together={(\"list\", \"text\")})]\n";
+
+const IRREVERSIBLE: &str = "from django.db import migrations\n\n\ndef touch(apps, schema_editor):\n    pass\n\n\nclass Migration(migrations.Migration):\n    dependencies = [(\"lists\", \"0001_initial\")]\n    operations = [migrations.RunPython(touch), migrations.AlterUniqueTogether(name=\"item\", unique_together={(\"list\", \"text\")})]\n";
+
+/// A Django site set up and deployed behind the test's nginx, then a
+/// commit whose migration waits, on the real database only (not the
+/// rehearsal's copy), while the site holds a `hold` file. With a
+/// migration, `database.maintenance = "irreversible"` and that migration;
+/// else the example's unique constraint. Returns nginx's port and nginx.
+fn held_migration(migration: Option<&str>) -> (Test, u16, Nginx) {
+    let mut t = Test::new().hosts(1).django().start();
+    let conf = nginx_conf(&t);
+    let port = free_port();
+    let mut config = django_setup_config(&mut t, port).replace(
+        "restart = \"sh restart.sh\"",
+        "migrate = \"sh ci/hold_real.sh && {python} manage.py migrate --noinput\"\nrestart = \"sh restart.sh\"",
+    );
+    if migration.is_some() {
+        config = config.replace(
+            "[database]\n",
+            "[database]\nmaintenance = \"irreversible\"\n",
+        );
+    }
+    t.write_config(&config);
+    let hold = "if [ -e \"$GANTRY_PATH/hold\" ] && [ \"$DB_PATH\" = \"$GANTRY_PATH/shared/db.sqlite3\" ]; then\n    touch \"$GANTRY_PATH/holding\"\n    i=0\n    while [ -e \"$GANTRY_PATH/hold\" ] && [ $i -lt 600 ]; do i=$((i + 1)); sleep 0.1; done\nfi\n";
+    t.commit("Add config", &[("ci/hold_real.sh", hold)]);
+    t.gantry(&["setup", "staging"]).success();
+    t.gantry(&["deploy", "staging"]).success();
+    let nginx = Nginx::start(&t, &conf, port);
+    assert!(post_item(port, "before").starts_with("HTTP/1.1 201"));
+    match migration {
+        None => {
+            crate::migrations::commit_stage(&t, "1-unique", "Items are unique per list");
+        }
+        Some(m) => {
+            t.commit("A migration", &[("lists/migrations/0002_unique.py", m)]);
+        }
+    }
+    std::fs::write(t.site("staging", 0).join("hold"), "").unwrap();
+    (t, port, nginx)
 }
 
 #[test]

@@ -171,10 +171,24 @@ impl Loader<'_> {
         };
         let check = optional(&check, "check", own_check)?;
         let reverse = optional(&reverse, "reverse", own_reverse)?;
-        let maintenance = o
-            .maintenance
-            .or(g.maintenance)
-            .is_some_and(|m| *m.get_ref());
+        let own = o.maintenance.is_some();
+        let maintenance = match o.maintenance.or(g.maintenance) {
+            None => Maintenance::Never,
+            Some(m) => match m.get_ref() {
+                raw::RawMaintenance::On(true) => Maintenance::Always,
+                raw::RawMaintenance::On(false) => Maintenance::Never,
+                raw::RawMaintenance::When(w) if w == "irreversible" => Maintenance::Irreversible,
+                raw::RawMaintenance::When(w) => {
+                    return Err(self
+                        .error(
+                            m.span(),
+                            &key_of("maintenance", own),
+                            format!("unknown maintenance `{w}`"),
+                        )
+                        .with_hint("use `true`, `false` or `\"irreversible\"` (hold writes only when the rehearsal finds that only the backup could put the deploy back)"));
+                }
+            },
+        };
         Ok(Database {
             engine,
             env_var,

@@ -7,6 +7,7 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::config::Maintenance;
 use crate::error::HostProblem;
 use crate::remote::release;
 use crate::remote::site::each_host;
@@ -14,9 +15,16 @@ use crate::remote::site::each_host;
 use super::Run;
 
 impl Run<'_> {
-    /// Holds writes on every host, when this deploy is to.
+    /// Holds writes on every host, when this deploy is to: always, or
+    /// when only the backup could put it back (as far as the rehearsal
+    /// could tell).
     pub(super) async fn hold_writes(&self) -> Result<(), HostProblem> {
-        if !self.maintenance {
+        let hold = match self.maintenance {
+            Maintenance::Never => false,
+            Maintenance::Always => true,
+            Maintenance::Irreversible => self.account().only_the_backup != Some(false),
+        };
+        if !hold {
             return Ok(());
         }
         self.holding.store(true, Ordering::SeqCst);

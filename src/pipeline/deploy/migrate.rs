@@ -187,6 +187,10 @@ impl Run<'_> {
                 if report.pending {
                     rehearse::announce(&report, p);
                 }
+                self.account().only_the_backup = report
+                    .put_back
+                    .as_ref()
+                    .map(|f| matches!(f, crate::model::commit::Foreseen::Restore { .. }));
                 Ok(Rehearsal::Passed(report.seconds))
             }
             Err(error) => {

@@ -291,6 +291,9 @@ struct Account {
     stuck: Vec<(String, String)>,
     /// What became of the rehearsal, for the record of a failed deploy.
     rehearsal: Rehearsal,
+    /// Whether the rehearsal found that only the backup could put this
+    /// deploy back (`None`: it did not tell).
+    only_the_backup: Option<bool>,
 }
 
 /// One deploy or rollback of one environment, on hosts already locked.
@@ -304,8 +307,8 @@ struct Run<'a> {
     forced: bool,
     /// Rehearse pending migrations before running them.
     rehearse: bool,
-    /// Hold writes on every host while migrations run.
-    maintenance: bool,
+    /// When to hold writes on every host while migrations run.
+    maintenance: crate::config::Maintenance,
     /// Writes are held now (the maintenance file is on the hosts).
     holding: std::sync::atomic::AtomicBool,
     /// Deltas from each base commit the hosts keep the source of.
@@ -334,7 +337,11 @@ impl<'a> Run<'a> {
             info,
             forced: false,
             rehearse: options.rehearse,
-            maintenance: options.maintenance || env.database.maintenance,
+            maintenance: if options.maintenance {
+                crate::config::Maintenance::Always
+            } else {
+                env.database.maintenance
+            },
             holding: Default::default(),
             deltas: Deltas::default(),
             created: Mutex::default(),
