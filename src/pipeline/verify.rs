@@ -233,6 +233,17 @@ async fn run(
             }
             cmd.env("GANTRY_ENV", &env.name)
                 .env("GANTRY_COMMIT", &running.commit);
+            // The repository's virtualenv, when it has one (in the app's
+            // folder or at the root): its `python` runs the tests, as
+            // `source .venv/bin/activate` would.
+            if let Some(venv) = local_venv(&config.dir, config.app.root.as_deref()) {
+                let path = std::env::var_os("PATH").unwrap_or_default();
+                let mut paths = vec![venv.join("bin")];
+                paths.extend(std::env::split_paths(&path));
+                if let Ok(joined) = std::env::join_paths(paths) {
+                    cmd.env("PATH", joined).env("VIRTUAL_ENV", &venv);
+                }
+            }
             for (name, value) in &verify.env {
                 cmd.env(name, value.render(&vars));
             }
@@ -273,4 +284,13 @@ fn outcome_of(passed: bool) -> Outcome {
     } else {
         Outcome::Failed
     }
+}
+
+/// The repository's virtualenv: `.venv` in the app's folder, else at the
+/// repository's root.
+fn local_venv(dir: &std::path::Path, root: Option<&str>) -> Option<std::path::PathBuf> {
+    root.map(|r| dir.join(r).join(".venv"))
+        .into_iter()
+        .chain([dir.join(".venv")])
+        .find(|v| v.join("bin/python").exists())
 }

@@ -210,3 +210,17 @@ fn config_error_var_that_refers_to_itself() {
       |     ^^^^^^^
     "#);
 }
+
+#[test]
+fn config_error_unknown_maintenance() {
+    let config = format!("{BASE}\n[database]\nmaintenance = \"sometimes\"\n");
+    insta::assert_snapshot!(check(&config, &["plan", "staging"]), @r#"
+    error: unknown maintenance `sometimes` (key `database.maintenance`)
+     --> gantry.toml:8:15
+      |
+    8 | maintenance = "sometimes"
+      |               ^^^^^^^^^^^
+      |
+      = help: use `true`, `false` or `"irreversible"` (hold writes only when the rehearsal finds that only the backup could put the deploy back)
+    "#);
+}

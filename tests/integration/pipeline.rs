@@ -568,3 +568,31 @@ fn a_release_opens_one_connection_per_host() {
     t.commit("Second", &[("NEWS", "2\n")]);
     assert_eq!(masters_started(&t, &["release"]), 2);
 }
+
+/// The functional tests run with the repository's `.venv` when there is
+/// one: its `python` is first on the PATH, as after `activate`.
+#[test]
+fn verify_runs_the_functional_tests_with_the_repositorys_venv() {
+    let mut t = Test::new().hosts(1).start();
+    let config = t.config(&[("staging", &[0])]);
+    let verify = "\n[verify]\ncommand = \"python functional_tests.py\"\nenv = { STAGING_SERVER = \"{host}:{app_port}\" }\n";
+    t.write_config(&format!("{config}{verify}"));
+    t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    // A virtualenv whose python notes that it ran, then runs the tests.
+    let bin = t.repo.join(".venv/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let python = bin.join("python");
+    std::fs::write(
+        &python,
+        "#!/bin/sh\necho \"$VIRTUAL_ENV\" > \"$(dirname \"$0\")/../../venv-used\"\nexec python3 \"$@\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+    t.gantry(&["verify", "staging"])
+        .success()
+        .stderr_has("python functional_tests.py");
+    let used = std::fs::read_to_string(t.repo.join("venv-used")).expect("the .venv's python ran");
+    assert_eq!(used.trim(), t.repo.join(".venv").display().to_string());
+}

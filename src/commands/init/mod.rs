@@ -151,6 +151,32 @@ fn find_manage(dir: &Path, depth: usize) -> Option<PathBuf> {
     entries.into_iter().find_map(|d| find_manage(&d, depth + 1))
 }
 
+/// `[verify]`: the app's functional tests when it has a `functional_tests`
+/// module beside `manage.py` (run with the repository's `.venv`, when
+/// there is one); otherwise a smoke check of the home page, and how to add
+/// the tests.
+fn verify_section(repo: &Path, d: &Django, manage: &str) -> String {
+    let dir = repo.join(&d.root);
+    if dir.join("functional_tests").is_dir() || dir.join("functional_tests.py").is_file() {
+        return format!(
+            "# The functional tests, run from this machine against staging (with the\n\
+             # repository's .venv when there is one).\n\
+             [verify]\ncommand = \"python {manage} test functional_tests\"\n\
+             env = {{ STAGING_SERVER = \"{{domain}}\" }}\n"
+        );
+    }
+    format!(
+        "# No `functional_tests` module next to manage.py: a smoke check that the home\n\
+         # page answers HTML. With the book's functional tests, use instead:\n\
+         #   command = \"python {manage} test functional_tests\"\n\
+         #   env = {{ STAGING_SERVER = \"{{domain}}\" }}\n\
+         [verify]\ncommand = '''{SMOKE} {{domain}}'''\n"
+    )
+}
+
+/// The smoke check's command: the home page must answer HTML.
+const SMOKE: &str = "python3 -c \"import sys, urllib.request; b = urllib.request.urlopen('http://' + sys.argv[1] + '/', timeout=10).read().decode(errors='replace').lower(); sys.exit(0 if '<html' in b or '<!doctype' in b else 'the home page is not HTML')\"";
+
 fn django_config(repo: &Path, d: &Django, db: &DatabaseGuess) -> String {
     let project = d.settings.split('.').next().unwrap_or("app").to_string();
     let name = if project.is_empty() {
@@ -181,6 +207,7 @@ fn django_config(repo: &Path, d: &Django, db: &DatabaseGuess) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let (db_source, db_table) = (&db.source, &db.table);
+    let verify = verify_section(repo, d, &manage);
     let requirements = if d.requirements {
         ""
     } else {
@@ -229,11 +256,7 @@ sudo = true
 systemd = {{ name = "gunicorn-{{domain}}" }}   # gunicorn on a unix socket
 nginx = {{ name = "{{domain}}" }}              # static files, and the rest proxied
 
-# The functional tests, run from this machine against staging.
-[verify]
-command = "python {manage} test functional_tests"
-env = {{ STAGING_SERVER = "{{domain}}" }}
-
+{verify}
 [environments.staging]
 hosts = ["deploy@staging.example.com"]
 vars = {{ domain = "staging.example.com" }}
@@ -317,6 +340,33 @@ mod tests {
         assert_eq!(database.env_var.as_deref(), Some("DATABASE_URL"));
         std::fs::remove_file(dir.join("site/settings/base.py")).unwrap();
         assert!(url_from_env(&dir, &found).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn verify_runs_the_functional_tests_only_where_there_are_some() {
+        let dir = std::env::temp_dir().join(format!("gantry-init-verify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("manage.py"),
+            "os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"site.settings\")\n",
+        )
+        .unwrap();
+        let found = detect(&dir).unwrap();
+        let verify = |dir: &Path| {
+            let text = django_config(dir, &found, &read_settings(dir, &found));
+            let config = crate::config::parse(&dir.join("gantry.toml"), &text).expect("it loads");
+            config
+                .verify
+                .expect("a verify command")
+                .command
+                .source()
+                .to_string()
+        };
+        assert!(verify(&dir).starts_with("python3 -c "), "a smoke check");
+        std::fs::create_dir_all(dir.join("functional_tests")).unwrap();
+        assert_eq!(verify(&dir), "python manage.py test functional_tests");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -172,23 +172,8 @@ impl Loader<'_> {
         let check = optional(&check, "check", own_check)?;
         let reverse = optional(&reverse, "reverse", own_reverse)?;
         let own = o.maintenance.is_some();
-        let maintenance = match o.maintenance.or(g.maintenance) {
-            None => Maintenance::Never,
-            Some(m) => match m.get_ref() {
-                raw::RawMaintenance::On(true) => Maintenance::Always,
-                raw::RawMaintenance::On(false) => Maintenance::Never,
-                raw::RawMaintenance::When(w) if w == "irreversible" => Maintenance::Irreversible,
-                raw::RawMaintenance::When(w) => {
-                    return Err(self
-                        .error(
-                            m.span(),
-                            &key_of("maintenance", own),
-                            format!("unknown maintenance `{w}`"),
-                        )
-                        .with_hint("use `true`, `false` or `\"irreversible\"` (hold writes only when the rehearsal finds that only the backup could put the deploy back)"));
-                }
-            },
-        };
+        let maintenance =
+            self.maintenance(o.maintenance.or(g.maintenance), &key_of("maintenance", own))?;
         Ok(Database {
             engine,
             env_var,
@@ -197,6 +182,25 @@ impl Loader<'_> {
             reverse,
             maintenance,
         })
+    }
+
+    /// `maintenance = true | false | "irreversible"`.
+    fn maintenance(
+        &self,
+        value: Option<S<raw::RawMaintenance>>,
+        key: &str,
+    ) -> Result<Maintenance, ConfigError> {
+        let Some(m) = value else {
+            return Ok(Maintenance::Never);
+        };
+        match m.get_ref() {
+            raw::RawMaintenance::On(true) => Ok(Maintenance::Always),
+            raw::RawMaintenance::On(false) => Ok(Maintenance::Never),
+            raw::RawMaintenance::When(w) if w == "irreversible" => Ok(Maintenance::Irreversible),
+            raw::RawMaintenance::When(w) => Err(self
+                .error(m.span(), key, format!("unknown maintenance `{w}`"))
+                .with_hint("use `true`, `false` or `\"irreversible\"` (hold writes only when the rehearsal finds that only the backup could put the deploy back)")),
+        }
     }
 
     /// The variable that gives the app its database: as set, or the
