@@ -180,6 +180,9 @@ pub struct Deploy {
     pub build: Vec<BuildStep>,
     pub migrate: Option<Template>,
     pub restart: Option<Template>,
+    /// Prints the app's recent log on a host (`tail -n 20 …`, `journalctl
+    /// -u …`): shown when a health check fails.
+    pub logs: Option<Template>,
     pub env: Vec<(String, Template)>,
     pub health: Option<Health>,
 }

@@ -128,6 +128,7 @@ pub struct RawDeploy {
     pub build: Vec<S<RawBuild>>,
     pub migrate: Option<S<String>>,
     pub restart: Option<S<String>>,
+    pub logs: Option<S<String>>,
     #[serde(default)]
     pub env: RawVars,
     pub health: Option<S<RawHealth>>,

@@ -71,6 +71,7 @@ $4 == "COMMENT" && $6 == "EXTENSION" && ($7 in E) { next }
 { print }' "$toc" >"$toc.keep"
 export gantry_saved="$saved" gantry_url="$url"
 mkdir -p "$(dirname "$saved")"
+attempt() {
 {
     echo 'BEGIN;'
     echo 'SET client_min_messages = warning;'
@@ -81,6 +82,8 @@ DO $gantry$ DECLARE r record; BEGIN
   FOR r IN SELECT format('LOCK TABLE %I.%I IN EXCLUSIVE MODE', n.nspname, c.relname) AS q
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+    -- Tables that reference others first, as the app's writes lock them.
+    ORDER BY (SELECT count(*) FROM pg_constraint f WHERE f.conrelid = c.oid AND f.contype = 'f') DESC
   LOOP EXECUTE r.q; END LOOP;
 END $gantry$;
 \! umask 077; pg_dump -Fc -f "$gantry_saved" "$gantry_url" || { rm -f "$gantry_saved"; echo 'the database could not be saved as it is, so nothing was restored' >&2; kill $PPID; }
@@ -114,6 +117,17 @@ SQL
     pg_restore -L "$toc.keep" -f - "$backup"
     echo 'COMMIT;'
 } | psql -X -q -v ON_ERROR_STOP=1 "$url" >/dev/null
+}
+# The app's transactions may take the same locks in another order: a
+# deadlock aborts this transaction (nothing changed), which is tried again.
+tries=0
+err=$(mktemp)
+until attempt 2>"$err"; do
+    tries=$((tries + 1))
+    if [ $tries -ge 5 ] || ! grep -q "deadlock detected" "$err"; then cat "$err" >&2; rm -f "$err"; exit 1; fi
+    sleep 1
+done
+rm -f "$err"
 echo restored"#;
 
 /// The script that saves the database as it is to `saved`, then puts

@@ -106,13 +106,19 @@ fn failing_health_check_on_one_host_puts_all_back() {
     let bad = t.commit("Broken release", &[("NEWS", "broken\n")]);
     // The third host's app reports itself unhealthy when it runs `bad`.
     std::fs::write(t.site("staging", 2).join("shared/data/unhealthy"), &bad).unwrap();
-    let config = config.replace("retries = 40", "retries = 6");
+    // The app's log says why; the report shows its last lines.
+    let config = config.replace("retries = 40", "retries = 6").replace(
+        "restart = \"sh restart.sh\"",
+        "restart = \"sh restart.sh\"\nlogs = \"tail -n 3 {shared}/data/app.log\"",
+    );
     t.write_config(&config);
     let run = t.gantry(&["deploy", "staging", &bad]);
 
     run.code(1)
         .stderr_has(&format!("{}: health check failed", t.address(2)))
-        .stderr_has("status 500, expected 200");
+        .stderr_has("status 500, expected 200")
+        .stderr_has("app log (`tail -n 3")
+        .stderr_has("\"GET /health HTTP/1.1\" 500");
     for (i, before) in before.iter().enumerate() {
         assert_eq!(
             &t.current("staging", i),

@@ -232,6 +232,7 @@ keep_releases = 5
 # `app.root`.
 shared = [{shared}]
 restart = "sudo systemctl restart gunicorn-{{domain}}"
+logs = "sudo journalctl -u gunicorn-{{domain}} -n 20 --no-pager"   # shown when a health check fails
 health = {{ url = "http://{{domain}}/", status = 200, timeout = "5s", retries = 20, interval = "500ms" }}
 
 # Backed up before migrations, restored if they fail, rehearsed on a copy

@@ -90,6 +90,7 @@ impl Loader<'_> {
             };
         let migrate = optional(&d.migrate, "deploy.migrate")?;
         let restart = optional(&d.restart, "deploy.restart")?;
+        let logs = optional(&d.logs, "deploy.logs")?;
         let mut env = Vec::new();
         for (name, key, value, t) in self.env_table(&d.env, "deploy.env")? {
             templates.push((key, value, t.clone()));
@@ -110,6 +111,7 @@ impl Loader<'_> {
                 build,
                 migrate,
                 restart,
+                logs,
                 env,
                 health,
             },

@@ -119,6 +119,11 @@ impl Run<'_> {
                     unreachable: false,
                     key: None,
                 };
+                let problem = if problem.step.contains("health") {
+                    self.with_app_log(site, release, commit, problem).await
+                } else {
+                    problem
+                };
                 let switched = match state {
                     HostState::Old | HostState::Back => false,
                     HostState::New | HostState::Unknown => true,
@@ -135,11 +140,9 @@ impl Run<'_> {
             p.host(site.name(), &format!("health check {url}"));
             let body = check.body.as_ref().map(|b| b.render(&vars));
             if let Err(f) = health::check_from(check, &url, body.as_deref(), site, true).await {
-                return (
-                    previous,
-                    true,
-                    Err(site.problem("health check", None, None, &f.to_string())),
-                );
+                let problem = site.problem("health check", None, None, &f.to_string());
+                let problem = self.with_app_log(site, release, commit, problem).await;
+                return (previous, true, Err(problem));
             }
         }
         (previous, true, Ok(()))
@@ -172,6 +175,38 @@ impl Run<'_> {
                 activation::host_check_script(h, &h.url.render(&vars), body.as_deref())
             });
         (restart, check)
+    }
+
+    /// `problem`, a failed health check of `release` on `site`, with the
+    /// app's recent log (`deploy.logs`), which usually says why.
+    async fn with_app_log(
+        &self,
+        site: &Site,
+        release: &str,
+        commit: &str,
+        mut problem: HostProblem,
+    ) -> HostProblem {
+        let Some(logs) = &self.config.deploy.logs else {
+            return problem;
+        };
+        let step = self
+            .steps(site, release, commit)
+            .command("app log", logs, false);
+        let shown = step.shown.clone().unwrap_or_default();
+        match site.run_always(self.printer, &step, None).await {
+            Ok(out) => {
+                let text = format!("{}{}", out.stdout, out.stderr);
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(20)..];
+                problem
+                    .detail
+                    .push_str(&format!("\napp log (`{shown}`):\n{}", tail.join("\n")));
+            }
+            Err(e) => problem
+                .detail
+                .push_str(&format!("\napp log: `{shown}` failed: {}", e.detail.trim())),
+        }
+        problem
     }
 
     /// A host that runs `release` and could not be put back.
