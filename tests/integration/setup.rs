@@ -111,6 +111,16 @@ fn setup_twice_changes_nothing_and_keeps_the_generated_secret() {
     );
     let unit = t.dir.join("systemd/gunicorn-staging.service");
     let before = std::fs::metadata(&env_file).unwrap().modified().unwrap();
+    // The app runs, started with the env file's values.
+    t.gantry(&["deploy", "staging"]).success();
+    let pid_file = t.site("staging", 0).join("shared/gunicorn.pid");
+    let pid = || {
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let started = pid();
 
     let second = t.gantry(&["setup", "staging"]);
     second
@@ -142,10 +152,17 @@ fn setup_twice_changes_nothing_and_keeps_the_generated_secret() {
         .stdout_has("differs")
         .stdout_has("--force");
     assert_eq!(env_value(&env_file, "GREETING").as_deref(), Some("hello"));
+    assert_eq!(pid(), started, "a file left alone restarts nothing");
     t.gantry(&["setup", "staging", "--force"])
         .success()
-        .stdout_has("updated");
+        .stdout_has("updated")
+        .stdout_has("the app was restarted");
     assert_eq!(env_value(&env_file, "GREETING").as_deref(), Some("bonjour"));
+    // The app runs with the new value.
+    assert_ne!(pid(), started);
+    let environ = std::fs::read(format!("/proc/{}/environ", pid())).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(environ.contains("GREETING=bonjour"), "{environ}");
     assert_eq!(env_value(&env_file, "DJANGO_SECRET_KEY"), Some(key));
     assert_eq!(mode(&env_file), 0o600);
     assert!(unit.exists());

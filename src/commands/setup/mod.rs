@@ -254,6 +254,13 @@ async fn host(
                     .into(),
             );
         }
+        // The app reads its environment when it starts: a changed file
+        // reaches it only through a restart.
+        if state == State::Updated && !options.dry_run {
+            if let Some(release) = restart_serving(config, env, site, printer).await? {
+                detail.push(format!("the app was restarted ({release}) to read it"));
+            }
+        }
         items.push(Item {
             what: format!("{file} (mode 0600)"),
             state,
@@ -350,6 +357,34 @@ async fn install(
         }
     }
     Ok(item)
+}
+
+/// Restarts the release `current` points at on `site`, if there is one
+/// and a restart command; returns the release restarted.
+async fn restart_serving(
+    config: &Config,
+    env: &Environment,
+    site: &Site,
+    printer: &Printer,
+) -> Result<Option<String>, HostProblem> {
+    let Some(restart) = &config.deploy.restart else {
+        return Ok(None);
+    };
+    let script = format!(
+        "t=$(readlink {} 2>/dev/null) && echo \"${{t##*/}}\" || true",
+        quote(&site.layout.current())
+    );
+    let out = site
+        .step(printer, "where current points", None, &script, None)
+        .await?;
+    let release = out.stdout.trim().to_string();
+    if release.is_empty() {
+        return Ok(None);
+    }
+    let steps = crate::data::steps::Steps::new(config, env, &site.spec, &site.layout, &release, "");
+    site.run(printer, &steps.command("restart", restart, true), None)
+        .await?;
+    Ok(Some(release))
 }
 
 /// Merges the wanted env file (stdin) with the one on the host: generated
