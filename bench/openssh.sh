@@ -13,9 +13,17 @@ suite=${2:-trixie}
 work=$(mktemp -d /tmp/gantry-openssh.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/lists/partial"
+# The Debian archive this machine's apt already uses (its deb822 sources,
+# else sources.list): no archive's address is written here.
+uri=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+[ -n "$uri" ] || uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' /etc/apt/sources.list 2>/dev/null || true)
+if [ -z "$uri" ]; then
+    echo "bench/openssh.sh: no Debian archive in this machine's apt sources" >&2
+    exit 1
+fi
 cat > "$work/src.sources" <<SRC
 Types: deb-src
-URIs: http://deb.debian.org/debian
+URIs: $uri
 Suites: $suite
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
