@@ -994,3 +994,25 @@ pub fn processes_matching(text: &str) -> bool {
         .unwrap()
         .success()
 }
+
+/// POSTs an item (form field `text`) to the app at `ip:port`, as a user
+/// would: its whole answer, or `None` when nothing listens there.
+pub fn post_item(ip: &str, port: u16, text: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect((ip, port)).ok()?;
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(15)));
+    let body = format!("text={text}");
+    let request = format!(
+        "POST /items HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    Some(answer)
+}
+
+/// Whether an answer says the item was added (201).
+pub fn created(answer: &str) -> bool {
+    answer.starts_with("HTTP/1.1 201") || answer.starts_with("HTTP/1.0 201")
+}

@@ -111,22 +111,9 @@ pub fn copy_over(from: &Path, to: &Path) {
 
 /// Adds an item through the app, as a user would.
 pub fn add_item(t: &mut Test, env: &str, i: usize, text: &str) {
-    use std::io::{Read, Write};
     let port = t.app_port(env, i);
-    let body = format!("text={text}");
-    let mut s = std::net::TcpStream::connect((t.ip(i), port)).unwrap();
-    write!(
-        s,
-        "POST /items HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(
-        answer.starts_with("HTTP/1.1 201") || answer.starts_with("HTTP/1.0 201"),
-        "{answer}"
-    );
+    let answer = crate::harness::post_item(t.ip(i), port, text).expect("the app listens");
+    assert!(crate::harness::created(&answer), "{answer}");
 }
 
 /// What live's database holds, to compare before and after: SQLite's file

@@ -9,10 +9,8 @@
 //! role, a second schema, an extension, a comment) is the same after each
 //! put-back as before.
 
-use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::harness::{sqlite, Test};
 use crate::migrations::Engine;
@@ -66,23 +64,14 @@ impl Writers {
 
 /// Adds an item; true when the app answered 201.
 fn post(ip: &str, port: u16, text: &str) -> bool {
-    let Ok(mut s) = std::net::TcpStream::connect((ip, port)) else {
-        // Nothing listens between a stop and a start: not acknowledged.
-        std::thread::yield_now();
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(15)));
-    let body = format!("text={text}");
-    let request = format!(
-        "POST /items HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    if s.write_all(request.as_bytes()).is_err() {
-        return false;
+    match crate::harness::post_item(ip, port, text) {
+        Some(answer) => crate::harness::created(&answer),
+        None => {
+            // Nothing listens between a stop and a start: not acknowledged.
+            std::thread::yield_now();
+            false
+        }
     }
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 201") || answer.starts_with("HTTP/1.0 201")
 }
 
 struct Live {

@@ -288,20 +288,9 @@ impl Drop for Nginx {
     }
 }
 
-/// POSTs an item through nginx: the status line and the headers.
+/// POSTs an item through nginx: the whole answer.
 fn post_item(port: u16, text: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let body = format!("text={text}");
-    write!(
-        s,
-        "POST /items HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    answer
+    crate::harness::post_item("127.0.0.1", port, text).expect("nginx listens")
 }
 
 #[test]

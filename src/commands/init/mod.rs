@@ -274,16 +274,24 @@ requires = "staging"   # only commits verified on staging go live
 mod tests {
     use super::*;
 
-    #[test]
-    fn finds_a_django_app_in_a_subfolder() {
-        let dir = std::env::temp_dir().join(format!("gantry-init-{}", std::process::id()));
+    /// A fresh folder named after `case`, with a `manage.py` in `root`
+    /// naming `settings`.
+    fn app(case: &str, root: &str, settings: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gantry-init-{case}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("src/.venv")).unwrap();
+        std::fs::create_dir_all(dir.join(root)).unwrap();
         std::fs::write(
-            dir.join("src/manage.py"),
-            "os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"superlists.settings\")\n",
+            dir.join(root).join("manage.py"),
+            format!("os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"{settings}\")\n"),
         )
         .unwrap();
+        dir
+    }
+
+    #[test]
+    fn finds_a_django_app_in_a_subfolder() {
+        let dir = app("subfolder", "src", "superlists.settings");
+        std::fs::create_dir_all(dir.join("src/.venv")).unwrap();
         std::fs::write(dir.join("requirements.txt"), "django\n").unwrap();
         assert_eq!(
             detect(&dir),
@@ -311,14 +319,8 @@ mod tests {
 
     #[test]
     fn settings_that_read_database_url_get_postgres_from_it() {
-        let dir = std::env::temp_dir().join(format!("gantry-init-url-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = app("url", "", "site.settings.production");
         std::fs::create_dir_all(dir.join("site/settings")).unwrap();
-        std::fs::write(
-            dir.join("manage.py"),
-            "os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"site.settings.production\")\n",
-        )
-        .unwrap();
         std::fs::write(
             dir.join("site/settings/production.py"),
             "from .base import *\n",
@@ -346,14 +348,7 @@ mod tests {
 
     #[test]
     fn verify_runs_the_functional_tests_only_where_there_are_some() {
-        let dir = std::env::temp_dir().join(format!("gantry-init-verify-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("manage.py"),
-            "os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"site.settings\")\n",
-        )
-        .unwrap();
+        let dir = app("verify", "", "site.settings");
         let found = detect(&dir).unwrap();
         let verify = |dir: &Path| {
             let text = django_config(dir, &found, &read_settings(dir, &found));
