@@ -183,6 +183,10 @@ pub struct Deploy {
     /// Prints the app's recent log on a host (`tail -n 20 …`, `journalctl
     /// -u …`): shown when a health check fails.
     pub logs: Option<Template>,
+    /// Stops the app on a host (`systemctl stop …`): run when a first
+    /// deploy failed after starting it, so nothing runs from a release
+    /// that is gone.
+    pub stop: Option<Template>,
     pub env: Vec<(String, Template)>,
     pub health: Option<Health>,
 }

@@ -129,6 +129,7 @@ pub struct RawDeploy {
     pub migrate: Option<S<String>>,
     pub restart: Option<S<String>>,
     pub logs: Option<S<String>>,
+    pub stop: Option<S<String>>,
     #[serde(default)]
     pub env: RawVars,
     pub health: Option<S<RawHealth>>,

@@ -38,8 +38,23 @@ pub fn render(template: &str, context: &BTreeMap<String, String>) -> Result<Stri
 pub fn context_for_check(host: &HostSpec) -> BTreeMap<String, String> {
     let mut c: BTreeMap<String, String> = host.vars.clone();
     for k in [
-        "path", "release", "shared", "current", "commit", "workdir", "env_file", "gunicorn",
-        "socket", "upstream", "wsgi", "listen", "domain", "static",
+        "path",
+        "release",
+        "shared",
+        "current",
+        "commit",
+        "workdir",
+        "env_file",
+        "gunicorn",
+        "socket",
+        "upstream",
+        "wsgi",
+        "listen",
+        "domain",
+        "static",
+        "static_url",
+        "media",
+        "media_url",
     ] {
         c.entry(k.to_string()).or_insert_with(|| format!("/{k}"));
     }

@@ -112,6 +112,19 @@ pub enum Warning {
     },
     /// Ctrl-C or SIGTERM, the first time.
     Interrupted,
+    /// `init`: the requirements have no gunicorn, which the unit runs.
+    InitWithoutGunicorn {
+        uwsgi: bool,
+    },
+    /// `init`: `ALLOWED_HOSTS` is written in the settings.
+    InitFixedAllowedHosts {
+        file: String,
+    },
+    /// `init`: the app, asked with the settings and values written, still
+    /// runs with `DEBUG = True`.
+    InitDebugOn {
+        module: String,
+    },
 }
 
 impl fmt::Display for Done {
@@ -224,6 +237,20 @@ impl fmt::Display for Warning {
             }
             Warning::Interrupted => f.write_str(
                 "interrupted: no new step will start; what this run changed is being put back",
+            ),
+            Warning::InitWithoutGunicorn { uwsgi: true } => f.write_str(
+                "gunicorn is not in the requirements, uwsgi is: the systemd unit runs gunicorn; add gunicorn to requirements.txt, or give `setup.systemd` a template of your own that runs uwsgi",
+            ),
+            Warning::InitWithoutGunicorn { uwsgi: false } => f.write_str(
+                "gunicorn is not in the requirements, and the systemd unit runs it: add gunicorn to requirements.txt",
+            ),
+            Warning::InitFixedAllowedHosts { file } => write!(
+                f,
+                "ALLOWED_HOSTS is written in `{file}`, not read from a variable: add each environment's domain there, or Django answers 400 to every request on the servers"
+            ),
+            Warning::InitDebugOn { module } => write!(
+                f,
+                "the app runs with DEBUG = True with `{module}` and the values in `[env]`: turn DEBUG off in it before a deploy"
             ),
         }
     }

@@ -23,6 +23,7 @@ pub struct TestBuilder {
     isolated: usize,
     django: bool,
     usual: bool,
+    split: bool,
     postgres: bool,
     /// Commands the hosts' PATH leaves out.
     without: Vec<String>,
@@ -61,6 +62,16 @@ impl TestBuilder {
     pub fn django_usual(mut self) -> TestBuilder {
         self.django = true;
         self.usual = true;
+        self
+    }
+
+    /// The repo holds the example Django app wired like open-source apps
+    /// (`tests/fixtures/django-split`): settings split into base, dev and
+    /// production, `STATIC_ROOT` and `MEDIA_ROOT` in sub-folders, an upload
+    /// view, no functional tests.
+    pub fn django_split(mut self) -> TestBuilder {
+        self.django = true;
+        self.split = true;
         self
     }
 
@@ -108,7 +119,9 @@ impl TestBuilder {
             }
             test.write_ssh_config();
         }
-        if self.usual {
+        if self.split {
+            test.make_split_django_repo();
+        } else if self.usual {
             test.make_usual_django_repo();
         } else {
             test.make_repo(if self.django { "django" } else { "app" });
@@ -192,6 +205,7 @@ impl Test {
             isolated: 0,
             django: false,
             usual: false,
+            split: false,
             postgres: false,
             without: Vec::new(),
         }
@@ -389,6 +403,28 @@ check = "python3 migrate.py --check"
             src.join("superlists/settings.py"),
         )
         .unwrap();
+        self.init_repo();
+    }
+
+    /// The split fixture: `src/` as the usual one, the settings package
+    /// and upload view over the example's, manage.py defaulting to `dev`.
+    fn make_split_django_repo(&self) {
+        let src = self.repo.join("src");
+        copy_dir(&examples().join("django"), &src);
+        std::fs::rename(
+            src.join("requirements.txt"),
+            self.repo.join("requirements.txt"),
+        )
+        .unwrap();
+        std::fs::remove_file(src.join("superlists/settings.py")).unwrap();
+        copy_dir(
+            &fixtures().join("django-split/superlists"),
+            &src.join("superlists"),
+        );
+        let manage = std::fs::read_to_string(src.join("manage.py")).unwrap();
+        let dev = manage.replace("\"superlists.settings\"", "\"superlists.settings.dev\"");
+        assert_ne!(manage, dev, "manage.py names its settings");
+        std::fs::write(src.join("manage.py"), dev).unwrap();
         self.init_repo();
     }
 
@@ -998,12 +1034,16 @@ pub fn processes_matching(text: &str) -> bool {
 /// POSTs an item (form field `text`) to the app at `ip:port`, as a user
 /// would: its whole answer, or `None` when nothing listens there.
 pub fn post_item(ip: &str, port: u16, text: &str) -> Option<String> {
+    post(ip, port, "/items", &format!("text={text}"))
+}
+
+/// POSTs `body` (form-encoded) to `path`: the whole answer.
+pub fn post(ip: &str, port: u16, path: &str, body: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect((ip, port)).ok()?;
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(15)));
-    let body = format!("text={text}");
     let request = format!(
-        "POST /items HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(request.as_bytes()).ok()?;
@@ -1015,4 +1055,59 @@ pub fn post_item(ip: &str, port: u16, text: &str) -> Option<String> {
 /// Whether an answer says the item was added (201).
 pub fn created(answer: &str) -> bool {
     answer.starts_with("HTTP/1.1 201") || answer.starts_with("HTTP/1.0 201")
+}
+
+/// A private nginx for the test, on a loopback port, including the sites
+/// `gantry setup` installs into `<dir>/nginx/sites`.
+pub fn nginx_conf(t: &Test) -> std::path::PathBuf {
+    let prefix = t.dir.join("nginx");
+    std::fs::create_dir_all(prefix.join("sites")).unwrap();
+    std::fs::create_dir_all(prefix.join("tmp")).unwrap();
+    let p = prefix.display();
+    let conf = format!(
+        "user root;\npid {p}/nginx.pid;\nerror_log {p}/error.log;\nevents {{}}\nhttp {{\n  include /etc/nginx/mime.types;\n  access_log off;\n  \
+         client_body_temp_path {p}/tmp;\n  proxy_temp_path {p}/tmp;\n  include {p}/sites/*;\n}}\n"
+    );
+    let path = prefix.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+/// The test's nginx, stopped when dropped.
+pub struct Nginx {
+    prefix: String,
+    conf: std::path::PathBuf,
+}
+
+impl Nginx {
+    pub fn start(t: &Test, conf: &Path, port: u16) -> Nginx {
+        let prefix = format!("{}/", t.dir.join("nginx").display());
+        let started = Command::new("nginx")
+            .args(["-p", &prefix, "-c"])
+            .arg(conf)
+            .output()
+            .unwrap();
+        assert!(
+            started.status.success(),
+            "{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        wait_until(20, "nginx to listen", || {
+            http_get("127.0.0.1", port, "/").is_some()
+        });
+        Nginx {
+            prefix,
+            conf: conf.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("nginx")
+            .args(["-p", &self.prefix, "-c"])
+            .arg(&self.conf)
+            .args(["-s", "stop"])
+            .status();
+    }
 }

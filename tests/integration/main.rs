@@ -7,6 +7,7 @@ mod architecture;
 mod cli;
 mod config_errors;
 mod deploy;
+mod django_apps;
 mod examples;
 mod faults;
 mod full_disk;

@@ -283,7 +283,7 @@ fn init_asks_the_usual_django_app_for_its_database() {
         "{written}"
     );
     assert!(
-        written.contains("shared = [\"src/db.sqlite3\", \"media/\"]"),
+        written.contains("shared = [\"src/db.sqlite3\"]"),
         "{written}"
     );
     assert!(

@@ -5,23 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{django_python, free_port, git, http_get, wait_until, Test};
-
-/// A private nginx for the test, on a loopback port, including the sites
-/// `gantry setup` installs into `<dir>/nginx/sites`.
-fn nginx_conf(t: &Test) -> std::path::PathBuf {
-    let prefix = t.dir.join("nginx");
-    std::fs::create_dir_all(prefix.join("sites")).unwrap();
-    std::fs::create_dir_all(prefix.join("tmp")).unwrap();
-    let p = prefix.display();
-    let conf = format!(
-        "user root;\npid {p}/nginx.pid;\nerror_log {p}/error.log;\nevents {{}}\nhttp {{\n  include /etc/nginx/mime.types;\n  access_log off;\n  \
-         client_body_temp_path {p}/tmp;\n  proxy_temp_path {p}/tmp;\n  include {p}/sites/*;\n}}\n"
-    );
-    let path = prefix.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    path
-}
+use crate::harness::{
+    django_python, free_port, git, http_get, nginx_conf, wait_until, Nginx, Test,
+};
 
 fn django_setup_config(t: &mut Test, nginx_port: u16) -> String {
     let python = django_python();
@@ -249,45 +235,6 @@ fn nginx_site_serves_static_files_and_proxies_the_app() {
     );
 }
 
-/// The test's nginx, stopped when dropped.
-struct Nginx {
-    prefix: String,
-    conf: std::path::PathBuf,
-}
-
-impl Nginx {
-    fn start(t: &Test, conf: &Path, port: u16) -> Nginx {
-        let prefix = format!("{}/", t.dir.join("nginx").display());
-        let started = Command::new("nginx")
-            .args(["-p", &prefix, "-c"])
-            .arg(conf)
-            .output()
-            .unwrap();
-        assert!(
-            started.status.success(),
-            "{}",
-            String::from_utf8_lossy(&started.stderr)
-        );
-        wait_until(20, "nginx to listen", || {
-            http_get("127.0.0.1", port, "/").is_some()
-        });
-        Nginx {
-            prefix,
-            conf: conf.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = Command::new("nginx")
-            .args(["-p", &self.prefix, "-c"])
-            .arg(&self.conf)
-            .args(["-s", "stop"])
-            .status();
-    }
-}
-
 /// POSTs an item through nginx: the whole answer.
 fn post_item(port: u16, text: &str) -> String {
     crate::harness::post_item("127.0.0.1", port, text).expect("nginx listens")
@@ -511,7 +458,7 @@ fn init_on_the_django_example_writes_a_config_that_checks_and_deploys() {
         .replace("restart = \"sudo systemctl restart gunicorn-{domain}\"", "restart = \"sh restart.sh\"\nenv = { PYTHON = \"{python}\", APP_HOST = \"127.0.0.1\", APP_PORT = \"{app_port}\" }")
         .replace("[vars]\n", &format!("[vars]\npython = \"{}\"\napp_port = \"{port}\"\n", django_python()))
         .replace("[setup]\nsudo = true", &format!("[setup]\nsudo = false\n# systemd and nginx are tested on their own\n[ssh]\nconfig = \"{dir}/ssh_config\"\n\n[unused]"))
-        .replace("systemd = { name = \"gunicorn-{domain}\" }   # gunicorn on a unix socket\nnginx = { name = \"{domain}\" }              # static files, and the rest proxied\n", "");
+        .replace("systemd = { name = \"gunicorn-{domain}\" }   # gunicorn on a unix socket\nnginx = { name = \"{domain}\" }              # static and media files, and the rest proxied\n", "");
     let config = config.replace("\n[unused]\n", "\n");
     t.write_config(&config);
     t.commit("Add the config gantry init wrote", &[]);

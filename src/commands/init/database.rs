@@ -1,8 +1,8 @@
-//! `gantry init`'s `[database]`: asked of the app where it can be (its
-//! `.venv`), else read from its settings; `DATABASE_URL` read by the
+//! `gantry init`'s `[database]`: from the app's answer where it could be
+//! asked (`ask`), else read from its settings; `DATABASE_URL` read by the
 //! settings means PostgreSQL whatever they fall back on here.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::Django;
 
@@ -16,49 +16,6 @@ pub struct DatabaseGuess {
     pub shared: Vec<String>,
     /// Where the guess came from, as a comment.
     pub source: String,
-}
-
-/// Asks the app in this repository which database it uses, with the
-/// Python next to it (its `.venv`, else `python3`); `None` when it cannot
-/// answer here (Django not installed, settings that need the server's
-/// environment).
-pub(super) fn ask_local(repo: &Path, d: &Django) -> Option<DatabaseGuess> {
-    let dir = repo.join(&d.root);
-    let python = [dir.join(".venv/bin/python"), repo.join(".venv/bin/python")]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("python3"));
-    let mut child = std::process::Command::new(python)
-        .args(["manage.py", "shell", "-c", crate::data::wiring::DJANGO_ASK])
-        .current_dir(&dir)
-        .env_remove("DB_PATH")
-        .env_remove("DATABASE_URL")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(50))
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut out).ok()?;
-    let app: crate::data::wiring::AppDatabase = out
-        .lines()
-        .find_map(|l| l.strip_prefix("GANTRY-DB "))
-        .and_then(|j| serde_json::from_str(j).ok())?;
-    guess_from_app(repo, &app)
 }
 
 /// `[database]` from the app's answer: a SQLite file inside the repository

@@ -9,10 +9,15 @@ use crate::cli::output::Printer;
 use crate::config::FILE_NAME;
 use crate::error::Error;
 
+mod ask;
 mod database;
+mod settings;
+mod write;
 
-use database::{ask_local, url_from_env};
+use database::url_from_env;
 pub use database::{guess_from_app, read_settings, DatabaseGuess};
+use settings::Read;
+use write::{django_config, Plan};
 
 /// The JSON Schema of `gantry.toml` (`gantry schema`).
 pub const SCHEMA: &str = include_str!("../../../docs/gantry.schema.json");
@@ -40,19 +45,24 @@ pub fn init(force: bool, preset: Option<&str>, printer: &Printer) -> Result<(), 
     let found = detect(&repo);
     let (text, what) = match (found, preset) {
         (Some(d), _) => {
+            let plan = plan(&repo, d);
             let what = format!(
-                "a Django app ({}settings `{}`)",
-                if d.root.is_empty() {
+                "a Django app ({}settings `{}`{})",
+                if plan.d.root.is_empty() {
                     String::new()
                 } else {
-                    format!("in `{}/`, ", d.root)
+                    format!("in `{}/`, ", plan.d.root)
                 },
-                d.settings
+                plan.module,
+                match &plan.instead_of {
+                    Some(default) => format!(" for servers, beside manage.py's `{default}`"),
+                    None => String::new(),
+                }
             );
-            let db = url_from_env(&repo, &d)
-                .or_else(|| ask_local(&repo, &d))
-                .unwrap_or_else(|| read_settings(&repo, &d));
-            (django_config(&repo, &d, &db), what)
+            for warning in warnings(&plan) {
+                printer.warn(warning);
+            }
+            (django_config(&repo, &plan), what)
         }
         (None, Some("django")) => {
             let d = Django {
@@ -60,9 +70,8 @@ pub fn init(force: bool, preset: Option<&str>, printer: &Printer) -> Result<(), 
                 settings: format!("{}.settings", repo_name(&repo)),
                 requirements: true,
             };
-            let db = read_settings(&repo, &d);
             (
-                django_config(&repo, &d, &db),
+                django_config(&repo, &plan(&repo, d)),
                 "a Django app (no manage.py found: check `app.root`)".to_string(),
             )
         }
@@ -77,6 +86,81 @@ pub fn init(force: bool, preset: Option<&str>, printer: &Printer) -> Result<(), 
         "For completion and checks in your editor: `gantry schema > gantry.schema.json`, then `#:schema ./gantry.schema.json` as the file's first line",
     );
     Ok(())
+}
+
+/// What `init` finds out about the app: its settings' text first, then
+/// the app itself, asked with the environment `init` is about to write.
+fn plan(repo: &Path, d: Django) -> Plan {
+    let (module, instead_of) = settings::server_module(repo, &d);
+    let files = settings::files(repo, &d, &module);
+    let (gunicorn, uwsgi) = (requires(repo, &d, "gunicorn"), requires(repo, &d, "uwsgi"));
+    let mut plan = Plan {
+        module,
+        instead_of,
+        db: read_settings(repo, &d),
+        allowed: settings::reads(&files, "ALLOWED_HOSTS", "ALLOWED_HOST"),
+        debug: settings::reads(&files, "DEBUG", "DEBUG"),
+        secret: settings::reads(&files, "SECRET_KEY", "SECRET_KEY"),
+        answer: None,
+        gunicorn,
+        uwsgi,
+        d,
+    };
+    plan.answer = ask::ask(repo, &plan.d, &plan.module, &plan.stand_in_env());
+    // The servers install the requirements: what is installed here counts
+    // only without them.
+    if let Some(a) = plan.answer.as_ref().filter(|_| !plan.d.requirements) {
+        plan.gunicorn |= a.gunicorn;
+        plan.uwsgi |= a.uwsgi;
+    }
+    let asked = plan.answer.as_ref().and_then(|a| a.database.as_ref());
+    plan.db = url_from_env(repo, &plan.d)
+        .or_else(|| asked.and_then(|db| guess_from_app(repo, db)))
+        .unwrap_or_else(|| read_settings(repo, &plan.d));
+    plan
+}
+
+/// Whether the requirements name `package` (`requirements*.txt`, a
+/// `requirements/` folder, `pyproject.toml`; in the app's folder or the
+/// repository's root).
+fn requires(repo: &Path, d: &Django, package: &str) -> bool {
+    let mut files = Vec::new();
+    for dir in [repo.join(&d.root), repo.to_path_buf()] {
+        files.push(dir.join("pyproject.toml"));
+        for folder in [dir.clone(), dir.join("requirements")] {
+            if let Ok(entries) = std::fs::read_dir(&folder) {
+                files.extend(entries.flatten().map(|e| e.path()).filter(|p| {
+                    let name = p.file_name().unwrap_or_default().to_string_lossy();
+                    name.ends_with(".txt") && (name.starts_with("requirements") || folder != dir)
+                }));
+            }
+        }
+    }
+    files.iter().any(|f| {
+        std::fs::read_to_string(f).is_ok_and(|t| {
+            t.lines()
+                .map(|l| l.trim_start().to_ascii_lowercase())
+                .any(|l| l.starts_with(package) || l.contains(&format!("\"{package}")))
+        })
+    })
+}
+
+/// What the user should know before deploying with the file `init` wrote.
+fn warnings(plan: &Plan) -> Vec<crate::error::Warning> {
+    use crate::error::Warning;
+    let mut out = Vec::new();
+    if !plan.gunicorn {
+        out.push(Warning::InitWithoutGunicorn { uwsgi: plan.uwsgi });
+    }
+    if let Read::Fixed { file } = &plan.allowed {
+        out.push(Warning::InitFixedAllowedHosts { file: file.clone() });
+    }
+    if plan.answer.as_ref().is_some_and(|a| a.with_env && a.debug) {
+        out.push(Warning::InitDebugOn {
+            module: plan.module.clone(),
+        });
+    }
+    out
 }
 
 fn repo_root(dir: &Path) -> Option<PathBuf> {
@@ -151,125 +235,6 @@ fn find_manage(dir: &Path, depth: usize) -> Option<PathBuf> {
     entries.into_iter().find_map(|d| find_manage(&d, depth + 1))
 }
 
-/// `[verify]`: the app's functional tests when it has a `functional_tests`
-/// module beside `manage.py` (run with the repository's `.venv`, when
-/// there is one); otherwise a smoke check of the home page, and how to add
-/// the tests.
-fn verify_section(repo: &Path, d: &Django, manage: &str) -> String {
-    let dir = repo.join(&d.root);
-    if dir.join("functional_tests").is_dir() || dir.join("functional_tests.py").is_file() {
-        return format!(
-            "# The functional tests, run from this machine against staging (with the\n\
-             # repository's .venv when there is one).\n\
-             [verify]\ncommand = \"python {manage} test functional_tests\"\n\
-             env = {{ STAGING_SERVER = \"{{domain}}\" }}\n"
-        );
-    }
-    format!(
-        "# No `functional_tests` module next to manage.py: a smoke check that the home\n\
-         # page answers HTML. With the book's functional tests, use instead:\n\
-         #   command = \"python {manage} test functional_tests\"\n\
-         #   env = {{ STAGING_SERVER = \"{{domain}}\" }}\n\
-         [verify]\ncommand = '''{SMOKE} {{domain}}'''\n"
-    )
-}
-
-/// The smoke check's command: the home page must answer HTML.
-const SMOKE: &str = "python3 -c \"import sys, urllib.request; b = urllib.request.urlopen('http://' + sys.argv[1] + '/', timeout=10).read().decode(errors='replace').lower(); sys.exit(0 if '<html' in b or '<!doctype' in b else 'the home page is not HTML')\"";
-
-fn django_config(repo: &Path, d: &Django, db: &DatabaseGuess) -> String {
-    let project = d.settings.split('.').next().unwrap_or("app").to_string();
-    let name = if project.is_empty() {
-        repo_name(repo)
-    } else {
-        project.clone()
-    };
-    let root_line = if d.root.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "root = \"{}\"            # the app's folder; commands run there\n",
-            d.root
-        )
-    };
-    let manage = if d.root.is_empty() {
-        "manage.py".to_string()
-    } else {
-        format!("{}/manage.py", d.root)
-    };
-    let settings = &d.settings;
-    let shared = db
-        .shared
-        .iter()
-        .map(String::as_str)
-        .chain(["media/"])
-        .map(|p| format!("\"{p}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let (db_source, db_table) = (&db.source, &db.table);
-    let verify = verify_section(repo, d, &manage);
-    let requirements = if d.requirements {
-        ""
-    } else {
-        "# No requirements.txt was found: the preset's build installs from it.\n"
-    };
-    format!(
-        r#"# gantry.toml for the Django app `{name}`, written by `gantry init`.
-# Set the hosts and domains below, then: `gantry check`, `gantry setup staging`,
-# `gantry release`. Reference: the README's "Configuration reference".
-{requirements}
-[app]
-name = "{name}"
-preset = "django"   # build: .venv + requirements.txt + collectstatic; migrate; pending check
-{root_line}
-[vars]
-wsgi = "{project}.wsgi"   # gunicorn serves {{wsgi}}:application
-
-[deploy]
-path = "/home/{{user}}/sites/{{domain}}"
-keep_releases = 5
-# Kept across releases; paths are relative to the release's root, not
-# `app.root`.
-shared = [{shared}]
-restart = "sudo systemctl restart gunicorn-{{domain}}"
-logs = "sudo journalctl -u gunicorn-{{domain}} -n 20 --no-pager"   # shown when a health check fails
-health = {{ url = "http://{{domain}}/", status = 200, timeout = "5s", retries = 20, interval = "500ms" }}
-
-# Backed up before migrations, restored if they fail, rehearsed on a copy
-# before each deploy. Every deploy asks the app which database it opens
-# and stops if it is not this one.
-{db_source}
-[database]
-{db_table}
-
-# Written to the shared .env (mode 0600) by `gantry setup`; every command and
-# the gunicorn service read it.
-[env]
-DJANGO_SETTINGS_MODULE = "{settings}"
-DJANGO_ALLOWED_HOST = "{{domain}}"
-DJANGO_DEBUG_FALSE = "y"
-
-[secrets]
-DJANGO_SECRET_KEY = {{ generate = true }}   # made once on each server, kept
-
-[setup]
-sudo = true
-systemd = {{ name = "gunicorn-{{domain}}" }}   # gunicorn on a unix socket
-nginx = {{ name = "{{domain}}" }}              # static files, and the rest proxied
-
-{verify}
-[environments.staging]
-hosts = ["deploy@staging.example.com"]
-vars = {{ domain = "staging.example.com" }}
-
-[environments.live]
-hosts = ["deploy@example.com"]
-vars = {{ domain = "example.com" }}
-requires = "staging"   # only commits verified on staging go live
-"#
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,7 +269,7 @@ mod tests {
         let found = detect(&dir).unwrap();
         let db = read_settings(&dir, &found);
         assert_eq!(db.shared, ["src/db.sqlite3"]);
-        let text = django_config(&dir, &found, &db);
+        let text = django_config(&dir, &plan(&dir, found));
         let config = crate::config::parse(&dir.join("gantry.toml"), &text)
             .expect("the written config loads");
         assert_eq!(config.app.root.as_deref(), Some("src"));
@@ -332,8 +297,8 @@ mod tests {
         )
         .unwrap();
         let found = detect(&dir).unwrap();
-        let db = url_from_env(&dir, &found).expect("DATABASE_URL is read");
-        let text = django_config(&dir, &found, &db);
+        assert!(url_from_env(&dir, &found).is_some(), "DATABASE_URL is read");
+        let text = django_config(&dir, &plan(&dir, found.clone()));
         let config = crate::config::parse(&dir.join("gantry.toml"), &text).expect("it loads");
         let database = &config.environments[1].database;
         assert!(matches!(
@@ -351,7 +316,7 @@ mod tests {
         let dir = app("verify", "", "site.settings");
         let found = detect(&dir).unwrap();
         let verify = |dir: &Path| {
-            let text = django_config(dir, &found, &read_settings(dir, &found));
+            let text = django_config(dir, &plan(dir, found.clone()));
             let config = crate::config::parse(&dir.join("gantry.toml"), &text).expect("it loads");
             config
                 .verify
@@ -378,7 +343,7 @@ mod tests {
         std::fs::set_permissions(&pip, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         let found = detect(&dir).unwrap();
-        let text = django_config(&dir, &found, &read_settings(&dir, &found));
+        let text = django_config(&dir, &plan(&dir, found));
         let config = crate::config::parse(&dir.join("gantry.toml"), &text).unwrap();
         let venv = &config.deploy.build[0];
         let cache = venv

@@ -54,6 +54,9 @@ pub fn context(config: &Config, host: &HostSpec, layout: &Layout) -> BTreeMap<St
         ("listen", "80".into()),
         ("domain", c.get("host").cloned().unwrap_or_default()),
         ("static", format!("{workdir}/static")),
+        ("static_url", "/static/".into()),
+        ("media", format!("{shared}/media")),
+        ("media_url", "/media/".into()),
     ];
     for (k, v) in defaults {
         c.entry(k.to_string()).or_insert(v);

@@ -91,6 +91,7 @@ impl Loader<'_> {
         let migrate = optional(&d.migrate, "deploy.migrate")?;
         let restart = optional(&d.restart, "deploy.restart")?;
         let logs = optional(&d.logs, "deploy.logs")?;
+        let stop = optional(&d.stop, "deploy.stop")?;
         let mut env = Vec::new();
         for (name, key, value, t) in self.env_table(&d.env, "deploy.env")? {
             templates.push((key, value, t.clone()));
@@ -112,6 +113,7 @@ impl Loader<'_> {
                 migrate,
                 restart,
                 logs,
+                stop,
                 env,
                 health,
             },

@@ -132,3 +132,24 @@ fn writes_still_held() {
     };
     assert_snapshot!(w.to_string(), @"web1 still answers writes with 503: /srv/app/.gantry/maintenance could not be removed (connection lost); remove it, or run `gantry unlock`");
 }
+
+#[test]
+fn what_init_warns_of() {
+    let all = [
+        Warning::InitWithoutGunicorn { uwsgi: true },
+        Warning::InitWithoutGunicorn { uwsgi: false },
+        Warning::InitFixedAllowedHosts {
+            file: "src/shop/settings/production.py".into(),
+        },
+        Warning::InitDebugOn {
+            module: "shop.settings".into(),
+        },
+    ];
+    let text: Vec<String> = all.iter().map(|w| w.to_string()).collect();
+    assert_snapshot!(text.join("\n"), @r"
+    gunicorn is not in the requirements, uwsgi is: the systemd unit runs gunicorn; add gunicorn to requirements.txt, or give `setup.systemd` a template of your own that runs uwsgi
+    gunicorn is not in the requirements, and the systemd unit runs it: add gunicorn to requirements.txt
+    ALLOWED_HOSTS is written in `src/shop/settings/production.py`, not read from a variable: add each environment's domain there, or Django answers 400 to every request on the servers
+    the app runs with DEBUG = True with `shop.settings` and the values in `[env]`: turn DEBUG off in it before a deploy
+    ");
+}
