@@ -293,6 +293,9 @@ pub struct Health {
     /// A PEM file of certificate authorities to trust (a private CA) for
     /// checks made from this machine, instead of the bundled web roots.
     pub ca: Option<PathBuf>,
+    /// The `[env]` variable that Django's `ALLOWED_HOSTS` reads (a name
+    /// holding `ALLOWED_HOST`), named when a check answers 400.
+    pub hosts_var: Option<String>,
 }
 
 #[derive(Debug, Clone)]

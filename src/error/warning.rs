@@ -112,6 +112,16 @@ pub enum Warning {
     },
     /// Ctrl-C or SIGTERM, the first time.
     Interrupted,
+    /// A failed first deploy put the host back to serving nothing, and
+    /// there is no `deploy.stop` for the app it started.
+    AppMayStillRun {
+        host: String,
+    },
+    /// `deploy.stop` failed after a failed first deploy.
+    AppNotStopped {
+        host: String,
+        cause: String,
+    },
     /// `init`: the requirements have no gunicorn, which the unit runs.
     InitWithoutGunicorn {
         uwsgi: bool,
@@ -237,6 +247,14 @@ impl fmt::Display for Warning {
             }
             Warning::Interrupted => f.write_str(
                 "interrupted: no new step will start; what this run changed is being put back",
+            ),
+            Warning::AppMayStillRun { host } => write!(
+                f,
+                "{host} serves no release again, but the app this deploy started may still run from the removed one: stop it by hand, and set `deploy.stop` (`sudo systemctl stop UNIT`) so a failed first deploy stops it"
+            ),
+            Warning::AppNotStopped { host, cause } => write!(
+                f,
+                "{host} serves no release again, but stopping the app this deploy started failed: {cause}; stop it by hand"
             ),
             Warning::InitWithoutGunicorn { uwsgi: true } => f.write_str(
                 "gunicorn is not in the requirements, uwsgi is: the systemd unit runs gunicorn; add gunicorn to requirements.txt, or give `setup.systemd` a template of your own that runs uwsgi",

@@ -115,7 +115,7 @@ async fn check_with(
 }
 
 /// What a status usually means, where it says more than its number.
-fn why_status(status: u16, url: &str) -> String {
+fn why_status(status: u16, url: &str, hosts_var: Option<&str>) -> String {
     if status != 400 {
         return String::new();
     }
@@ -125,9 +125,14 @@ fn why_status(status: u16, url: &str) -> String {
         Some(v6) => v6.split(']').next().unwrap_or(v6),
         None => authority.split(':').next().unwrap_or(authority),
     };
-    format!(
-        " (Django answers 400 to a host name it does not allow: add `{host}` to ALLOWED_HOSTS, through the variable the settings read it from, set under `[env]`, then `gantry setup ENV --force` and `gantry deploy ENV --redeploy`)"
-    )
+    match hosts_var {
+        Some(var) => format!(
+            " (Django answers 400 to a host name it does not allow: ALLOWED_HOSTS reads `{var}`; set it to allow `{host}` under `[env]`, then `gantry setup ENV`, which restarts the app)"
+        ),
+        None => format!(
+            " (Django answers 400 to a host name it does not allow: add `{host}` to ALLOWED_HOSTS in the settings, or read it from a variable set under `[env]`, then deploy again)"
+        ),
+    }
 }
 
 /// The first wait between quick tries while nothing listens.
@@ -160,7 +165,7 @@ async fn once(
                     why: format!(
                         "status {status}, expected {}{}",
                         health.status,
-                        why_status(status, url)
+                        why_status(status, url, health.hosts_var.as_deref())
                     ),
                 })
             } else if want.is_some_and(|w| !answer.contains(w)) {
@@ -237,8 +242,9 @@ mod tests {
 
     #[test]
     fn a_400_names_allowed_hosts() {
-        insta::assert_snapshot!(why_status(400, "http://web1:8000/health"), @" (Django answers 400 to a host name it does not allow: add `web1` to ALLOWED_HOSTS, through the variable the settings read it from, set under `[env]`, then `gantry setup ENV --force` and `gantry deploy ENV --redeploy`)");
-        assert_eq!(why_status(500, "http://web1:8000/health"), "");
+        insta::assert_snapshot!(why_status(400, "http://web1:8000/health", Some("DJANGO_ALLOWED_HOSTS")), @" (Django answers 400 to a host name it does not allow: ALLOWED_HOSTS reads `DJANGO_ALLOWED_HOSTS`; set it to allow `web1` under `[env]`, then `gantry setup ENV`, which restarts the app)");
+        insta::assert_snapshot!(why_status(400, "http://web1:8000/health", None), @" (Django answers 400 to a host name it does not allow: add `web1` to ALLOWED_HOSTS in the settings, or read it from a variable set under `[env]`, then deploy again)");
+        assert_eq!(why_status(500, "http://web1:8000/health", None), "");
     }
     use std::time::Duration;
 
@@ -272,6 +278,7 @@ mod tests {
             interval: TICK,
             on_host: false,
             ca: None,
+            hosts_var: None,
         }
     }
 

@@ -6,7 +6,9 @@
 //! pruning and a rollback; `/static/` and `/media/` answer through the
 //! nginx site `gantry setup` writes.
 
-use crate::harness::{django_python, free_port, http_get, nginx_conf, post, Nginx, Test};
+use crate::harness::{
+    django_python, free_port, http_get, nginx_conf, post, wait_until, Nginx, Test,
+};
 
 /// A `.venv` in the app's folder, as a developer has one (not committed).
 fn venv(t: &Test) {
@@ -196,4 +198,42 @@ fn uploads_survive_releases_pruning_and_a_rollback_behind_the_nginx_site() {
     let (status, missing) = get(port, "/no-such-page");
     assert_eq!(status, 404);
     assert!(!missing.contains("DEBUG = True"), "{missing}");
+}
+
+/// Whether process `pid` runs (a zombie's cmdline is empty).
+fn running(pid: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+}
+
+#[test]
+fn a_first_deploy_refused_by_allowed_hosts_names_the_variable_and_stops_the_app() {
+    let mut t = Test::new().hosts(1).django_split().start();
+    nginx_conf(&t);
+    let config = from_init(&mut t, free_port());
+    // The environment's domain is not the one the check asks for.
+    t.write_config(&swap(
+        &config,
+        "domain = \"127.0.0.1\"",
+        "domain = \"www.example.com\"",
+    ));
+    t.commit("Add config", &[]);
+    t.gantry(&["setup", "staging"]).success();
+    let run = t.gantry(&["deploy", "staging"]);
+    run.code(1).stderr_has(
+        "status 400, expected 200 (Django answers 400 to a host name it does not allow: ALLOWED_HOSTS reads `DJANGO_ALLOWED_HOSTS`",
+    );
+    // The app's recent log is shown.
+    run.stderr_has("app log (`tail -n 20 ");
+    assert_eq!(t.current("staging", 0), None, "no release is live");
+    let pid = std::fs::read_to_string(t.site("staging", 0).join("shared/gunicorn.pid")).unwrap();
+    let pid = pid.trim();
+    wait_until(30, "the app the deploy started to stop", || !running(pid));
+
+    // The domain set right: setup writes it, and the deploy goes through.
+    t.write_config(&config);
+    t.commit("The right domain", &[]);
+    t.gantry(&["setup", "staging"])
+        .success()
+        .stdout_has("~ DJANGO_ALLOWED_HOSTS (value changed)");
+    t.gantry(&["deploy", "staging"]).success();
 }

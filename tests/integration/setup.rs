@@ -123,8 +123,9 @@ fn setup_twice_changes_nothing_and_keeps_the_generated_secret() {
     );
     assert_eq!(env_value(&env_file, "DJANGO_SECRET_KEY"), Some(key.clone()));
 
-    // A changed value: shown by --dry-run without values, refused without
-    // --force, replaced with it; the generated secret stays.
+    // A changed value: shown by --dry-run without values, written by the
+    // next setup, which restarts the app; the generated secret stays, and a
+    // line added on the host by hand stays too (until --force).
     t.write_config(&config.replace("GREETING = \"hello\"", "GREETING = \"bonjour\""));
     let dry = t.gantry(&["setup", "staging", "--dry-run"]);
     dry.success()
@@ -132,23 +133,27 @@ fn setup_twice_changes_nothing_and_keeps_the_generated_secret() {
         .stdout_has("~ GREETING (value changed)")
         .stdout_has("nothing was changed");
     assert!(!dry.stdout.contains("bonjour") && !dry.stdout.contains(&key));
+    assert_eq!(pid(), started, "a dry run restarts nothing");
+    let mut text = std::fs::read_to_string(&env_file).unwrap();
+    text.push_str("BY_HAND=1\n");
+    std::fs::write(&env_file, text).unwrap();
     t.gantry(&["setup", "staging"])
         .success()
-        .stdout_has("! ")
-        .stdout_has("differs")
-        .stdout_has("--force");
-    assert_eq!(env_value(&env_file, "GREETING").as_deref(), Some("hello"));
-    assert_eq!(pid(), started, "a file left alone restarts nothing");
-    t.gantry(&["setup", "staging", "--force"])
-        .success()
         .stdout_has("updated")
+        .stdout_has("~ GREETING (value changed)")
+        .stdout_has("= BY_HAND (not in the config: kept; --force removes it)")
         .stdout_has("the app was restarted");
     assert_eq!(env_value(&env_file, "GREETING").as_deref(), Some("bonjour"));
+    assert_eq!(env_value(&env_file, "BY_HAND").as_deref(), Some("1"));
     // The app runs with the new value.
     assert_ne!(pid(), started);
     let environ = std::fs::read(format!("/proc/{}/environ", pid())).unwrap();
     let environ = String::from_utf8_lossy(&environ);
     assert!(environ.contains("GREETING=bonjour"), "{environ}");
+    t.gantry(&["setup", "staging", "--force"])
+        .success()
+        .stdout_has("- BY_HAND");
+    assert_eq!(env_value(&env_file, "BY_HAND"), None);
     assert_eq!(env_value(&env_file, "DJANGO_SECRET_KEY"), Some(key));
     assert_eq!(mode(&env_file), 0o600);
     assert!(unit.exists());

@@ -11,7 +11,7 @@ use crate::remote::site::Site;
 pub(super) struct Item {
     pub what: String,
     pub state: State,
-    /// Lines of a diff for `--dry-run` and `differs`.
+    /// Lines of a diff for `--dry-run` and `updated`.
     pub detail: Vec<String>,
 }
 
@@ -24,9 +24,6 @@ pub(super) enum State {
     Created,
     #[serde(rename = "updated")]
     Updated,
-    /// The host's copy differs and was kept (no `--force`).
-    #[serde(rename = "differs")]
-    Differs,
     #[serde(rename = "would create")]
     WouldCreate,
     #[serde(rename = "would update")]
@@ -34,11 +31,10 @@ pub(super) enum State {
 }
 
 impl State {
-    const ALL: [State; 6] = [
+    const ALL: [State; 5] = [
         State::Unchanged,
         State::Created,
         State::Updated,
-        State::Differs,
         State::WouldCreate,
         State::WouldUpdate,
     ];
@@ -48,7 +44,6 @@ impl State {
             State::Unchanged => "unchanged",
             State::Created => "created",
             State::Updated => "updated",
-            State::Differs => "differs",
             State::WouldCreate => "would create",
             State::WouldUpdate => "would update",
         }
@@ -71,7 +66,6 @@ impl State {
         match self {
             State::Unchanged => "=",
             State::Created | State::WouldCreate => "+",
-            State::Differs => "!",
             State::Updated | State::WouldUpdate => "~",
         }
     }

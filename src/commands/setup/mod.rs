@@ -251,12 +251,6 @@ async fn host(
             .await?;
         let (state, mut detail) =
             answer(&out.stdout).map_err(|l| unexpected(site, "env file", &l))?;
-        if state == State::Differs {
-            detail.push(
-                "not overwritten: `gantry setup --force` replaces it (generated secrets are kept)"
-                    .into(),
-            );
-        }
         // The app reads its environment when it starts: a changed file
         // reaches it only through a restart.
         if state == State::Updated && !options.dry_run {
@@ -412,6 +406,15 @@ while IFS= read -r line; do
     *) printf '%s\n' "$line" ;;
   esac
 done > "$new"
+# Lines the host has for names the config does not give are kept, unless
+# --force.
+ours=$(sed 's/=.*//' "$new")
+if [ -f "$f" ] && [ {force} != 1 ]; then
+  while IFS= read -r line; do
+    case "$line" in *=*) ;; *) continue ;; esac
+    grep -q "^${{line%%=*}}=" "$new" || printf '%s\n' "$line" >> "$new"
+  done < "$f"
+fi
 if [ -f "$f" ] && cmp -s "$new" "$f"; then echo unchanged; exit 0; fi
 keys() {{ sed 's/=.*//' "$1" | sort; }}
 changes() {{
@@ -421,17 +424,21 @@ changes() {{
     if [ -z "$a" ]; then echo "+ $k"; elif [ "$a" != "$b" ]; then echo "~ $k (value changed)"; fi
   done
   for k in $(keys "$f"); do grep -q "^$k=" "$new" || echo "- $k"; done
+  if [ {force} != 1 ]; then
+    for k in $(keys "$f"); do printf '%s\n' "$ours" | grep -qx "$k" || echo "= $k (not in the config: kept; --force removes it)"; done
+  fi
 }}
 if [ {dry} = 1 ]; then
   if [ -f "$f" ]; then echo 'would update'; changes; else echo 'would create'; fi
   exit 0
 fi
-if [ -f "$f" ] && [ {force} != 1 ]; then echo differs; changes; exit 0; fi
 state=created; [ -f "$f" ] && state=updated
+what=$(changes)
 chmod 600 "$new"
 mv -f "$new" "$f"
 trap - EXIT
-echo $state"#,
+echo $state
+[ -z "$what" ] || printf '%s\n' "$what""#,
         file = quote(file),
     )
 }

@@ -195,6 +195,7 @@ impl Loader<'_> {
                             Some(path)
                         }
                     },
+                    hosts_var: None,
                 })
     }
 

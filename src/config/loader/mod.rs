@@ -155,6 +155,15 @@ impl Loader<'_> {
             &environments,
             &dir,
         )?;
+        let mut deploy = deploy;
+        if let Some(health) = deploy.health.as_mut() {
+            health.hosts_var = setup
+                .env
+                .iter()
+                .map(|(name, _)| name)
+                .find(|name| name.contains("ALLOWED_HOST"))
+                .cloned();
+        }
         Ok(Config {
             file: self.file.to_path_buf(),
             dir,

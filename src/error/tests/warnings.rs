@@ -153,3 +153,21 @@ fn what_init_warns_of() {
     the app runs with DEBUG = True with `shop.settings` and the values in `[env]`: turn DEBUG off in it before a deploy
     ");
 }
+
+#[test]
+fn a_failed_first_deploy_that_cannot_stop_the_app() {
+    let all = [
+        Warning::AppMayStillRun {
+            host: "web1".into(),
+        },
+        Warning::AppNotStopped {
+            host: "web1".into(),
+            cause: "`sudo systemctl stop gunicorn-shop` failed (exit status 5)".into(),
+        },
+    ];
+    let text: Vec<String> = all.iter().map(|w| w.to_string()).collect();
+    assert_snapshot!(text.join("\n"), @r"
+    web1 serves no release again, but the app this deploy started may still run from the removed one: stop it by hand, and set `deploy.stop` (`sudo systemctl stop UNIT`) so a failed first deploy stops it
+    web1 serves no release again, but stopping the app this deploy started failed: `sudo systemctl stop gunicorn-shop` failed (exit status 5); stop it by hand
+    ");
+}

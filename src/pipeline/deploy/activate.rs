@@ -177,6 +177,25 @@ impl Run<'_> {
         (restart, check)
     }
 
+    /// Stops the app a failed first deploy started from `release`
+    /// (`deploy.stop`), or says it may still run.
+    async fn stop_app(&self, site: &Site, release: &str) {
+        let host = site.name().to_string();
+        let Some(stop) = &self.config.deploy.stop else {
+            if self.config.deploy.restart.is_some() {
+                self.printer.warn(Warning::AppMayStillRun { host });
+            }
+            return;
+        };
+        let step = self.steps(site, release, "").command("stop", stop, false);
+        if let Err(e) = site.run_always(self.printer, &step, None).await {
+            self.printer.warn(Warning::AppNotStopped {
+                host,
+                cause: e.detail.trim().to_string(),
+            });
+        }
+    }
+
     /// `problem`, a failed health check of `release` on `site`, with the
     /// app's recent log (`deploy.logs`), which usually says why.
     async fn with_app_log(
@@ -227,7 +246,7 @@ impl Run<'_> {
     ) -> Vec<HostProblem> {
         let results = each_host(switched, |s| async move {
             let site = &self.sites[s.index];
-            match self.switch_back_one(s).await {
+            match self.switch_back_one(s, release).await {
                 Err(problem) if !problem.unreachable && self.found_back(site, s).await => {
                     self.printer.warn(Warning::FoundBack {
                         host: site.name().to_string(),
@@ -251,16 +270,17 @@ impl Run<'_> {
     }
 
     /// Puts host `s` back: switch back, restart the old release, check it.
-    async fn switch_back_one(&self, s: &Switched) -> Result<(), HostProblem> {
+    async fn switch_back_one(&self, s: &Switched, release: &str) -> Result<(), HostProblem> {
         let site = &self.sites[s.index];
         let p = self.printer;
         let Some(previous) = &s.previous else {
-            // No release was live here before: none is now.
+            // No release was live here before: none is now, and the app
+            // this deploy started stops.
             let script = release::switch_back_script(&site.layout, None);
-            return site
-                .step_always(p, "switch back", None, &script, None)
-                .await
-                .map(|_| ());
+            site.step_always(p, "switch back", None, &script, None)
+                .await?;
+            self.stop_app(site, release).await;
+            return Ok(());
         };
         // The old release's commit is not known here: its check looks
         // at the status (a `{commit}` in the body matches anything).
