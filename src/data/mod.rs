@@ -8,6 +8,7 @@
 
 pub mod backups;
 pub mod database;
+pub mod env_file;
 pub mod fingerprint;
 pub mod rehearse;
 pub mod restore;

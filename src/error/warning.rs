@@ -122,6 +122,15 @@ pub enum Warning {
         host: String,
         cause: String,
     },
+    /// A host's env file lacks lines `[env]` gives (or the file), found
+    /// before a deploy.
+    EnvFileDiffers {
+        host: String,
+        env: String,
+        file: String,
+        /// Empty when there is no file.
+        names: Vec<String>,
+    },
     /// `init`: the requirements have no gunicorn, which the unit runs.
     InitWithoutGunicorn {
         uwsgi: bool,
@@ -248,6 +257,21 @@ impl fmt::Display for Warning {
             Warning::Interrupted => f.write_str(
                 "interrupted: no new step will start; what this run changed is being put back",
             ),
+            Warning::AppMayStillRun { .. }
+            | Warning::AppNotStopped { .. }
+            | Warning::EnvFileDiffers { .. }
+            | Warning::InitWithoutGunicorn { .. }
+            | Warning::InitFixedAllowedHosts { .. }
+            | Warning::InitDebugOn { .. } => self.fmt_app(f),
+        }
+    }
+}
+
+impl Warning {
+    /// The warnings about the app's own wiring: its env file, its stop,
+    /// what `init` found.
+    fn fmt_app(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
             Warning::AppMayStillRun { host } => write!(
                 f,
                 "{host} serves no release again, but the app this deploy started may still run from the removed one: stop it by hand, and set `deploy.stop` (`sudo systemctl stop UNIT`) so a failed first deploy stops it"
@@ -255,6 +279,25 @@ impl fmt::Display for Warning {
             Warning::AppNotStopped { host, cause } => write!(
                 f,
                 "{host} serves no release again, but stopping the app this deploy started failed: {cause}; stop it by hand"
+            ),
+            Warning::EnvFileDiffers {
+                host,
+                env,
+                file,
+                names,
+            } if names.is_empty() => write!(
+                f,
+                "{host} has no env file ({file}): the app runs without the config's `[env]`; `gantry setup {env}` writes it"
+            ),
+            Warning::EnvFileDiffers {
+                host,
+                env,
+                file,
+                names,
+            } => write!(
+                f,
+                "{file} on {host} does not say what the config does for {}: the app does not see the config's values; `gantry setup {env}` writes them and restarts the app",
+                names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
             ),
             Warning::InitWithoutGunicorn { uwsgi: true } => f.write_str(
                 "gunicorn is not in the requirements, uwsgi is: the systemd unit runs gunicorn; add gunicorn to requirements.txt, or give `setup.systemd` a template of your own that runs uwsgi",
@@ -270,6 +313,7 @@ impl fmt::Display for Warning {
                 f,
                 "the app runs with DEBUG = True with `{module}` and the values in `[env]`: turn DEBUG off in it before a deploy"
             ),
+            _ => Ok(()),
         }
     }
 }

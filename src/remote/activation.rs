@@ -33,6 +33,12 @@ pub fn dir(layout: &Layout) -> String {
     format!("{}/activation", layout.gantry())
 }
 
+/// Touched by every activation that went through: the app read the env
+/// file then (`data::env_file`).
+pub fn env_started_file(layout: &Layout) -> String {
+    format!("{}/env-started", layout.gantry())
+}
+
 /// The file naming the release last activated to the end.
 pub fn activated_file(layout: &Layout) -> String {
     format!("{}/activated", layout.gantry())
@@ -82,9 +88,10 @@ impl Activation<'_> {
             ));
         }
         s.push_str(&format!(
-            "printf '%s\\n' {} > {}\nverdict ok\n",
+            "printf '%s\\n' {} > {}\n: > {}\nverdict ok\n",
             quote(self.release),
-            quote(&activated_file(self.layout))
+            quote(&activated_file(self.layout)),
+            quote(&env_started_file(self.layout))
         ));
         s
     }

@@ -61,6 +61,9 @@ pub struct Site {
     /// The commit whose pristine source the host keeps (the base of a
     /// delta upload).
     pub source_commit: Option<String>,
+    /// The env file changed after the app last started: a deploy of the
+    /// commit it serves deploys again.
+    pub env_changed: bool,
     /// This run's lock here was already given back by a phase's own script
     /// (the finish phase's), so the frame's unlock skips the host.
     pub(super) released: AtomicBool,
@@ -76,6 +79,7 @@ impl Site {
             serving: None,
             serving_commit: None,
             source_commit: None,
+            env_changed: false,
             released: Default::default(),
         }
     }

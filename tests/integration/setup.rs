@@ -690,3 +690,53 @@ fn a_reload_that_failed_is_retried_by_the_next_setup_until_it_succeeds() {
     t.gantry(&["setup", "staging"]).success();
     assert_eq!(count(), 2);
 }
+
+#[test]
+fn a_deploy_says_when_the_env_file_is_not_the_config_and_restarts_when_it_changed() {
+    let mut t = Test::new().hosts(1).django().start();
+    nginx_conf(&t);
+    let config = django_setup_config(&mut t, free_port());
+    t.write_config(&config);
+    let sha = t.commit("Add config", &[]);
+    t.gantry(&["setup", "staging"]).success();
+    t.gantry(&["deploy", "staging"]).success();
+    let env_file = t.site("staging", 0).join("shared/.env");
+    let pid_file = t.site("staging", 0).join("shared/gunicorn.pid");
+    let pid = || {
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let started = pid();
+
+    // The config changed, setup not run: said before anything runs; the
+    // host's file did not change, so nothing is deployed.
+    t.write_config(&config.replace("GREETING = \"hello\"", "GREETING = \"bonjour\""));
+    t.gantry(&["deploy", "staging", &sha])
+        .success()
+        .stderr_has("does not say what the config does for `GREETING`")
+        .stderr_has("`gantry setup staging` writes them")
+        .stderr_has("nothing to do");
+    assert_eq!(pid(), started);
+
+    // The file changed on the host after the app started (by hand): the
+    // commit it serves is deployed again, and the app reads the file.
+    let text = std::fs::read_to_string(&env_file).unwrap();
+    std::fs::write(
+        &env_file,
+        text.replace("GREETING=hello", "GREETING=bonjour"),
+    )
+    .unwrap();
+    t.gantry(&["deploy", "staging", &sha])
+        .success()
+        .stderr_has("The env file changed on")
+        .stderr_has("since the app started: deploying");
+    assert_ne!(pid(), started);
+    let environ = std::fs::read(format!("/proc/{}/environ", pid())).unwrap();
+    assert!(String::from_utf8_lossy(&environ).contains("GREETING=bonjour"));
+    // Read once: the next deploy of the same commit does nothing.
+    t.gantry(&["deploy", "staging", &sha])
+        .success()
+        .stderr_has("nothing to do");
+}

@@ -220,17 +220,10 @@ async fn host(
 
     // The env file, with the secrets on stdin, never on a command line.
     if config.setup.has_env_file() {
-        let vars = release::run_vars(&site.spec, layout, None, None);
         let mut text = String::new();
-        for (name, value) in &config.setup.env {
-            text.push_str(&format!("{name}={}\n", quote(&value.render(&vars))));
-        }
-        // The app reads its database from the same variable the migrate
-        // command sees.
-        if let Some(db) = crate::data::database::Db::new(&env.database, &vars, "") {
-            for (name, value) in db.app_env(&db.location) {
-                text.push_str(&format!("{name}={}\n", quote(&value)));
-            }
+        for (_, line) in crate::data::env_file::lines(config, env, &site.spec, layout) {
+            text.push_str(&line);
+            text.push('\n');
         }
         for secret in &config.setup.secrets {
             match &secret.value {
@@ -381,6 +374,15 @@ async fn restart_serving(
     let steps = crate::data::steps::Steps::new(config, env, &site.spec, &site.layout, &release, "");
     site.run(printer, &steps.command("restart", restart, true), None)
         .await?;
+    let started = crate::remote::activation::env_started_file(&site.layout);
+    site.step(
+        printer,
+        "record the restart",
+        None,
+        &format!(": > {}", quote(&started)),
+        None,
+    )
+    .await?;
     Ok(Some(release))
 }
 

@@ -171,3 +171,18 @@ fn a_failed_first_deploy_that_cannot_stop_the_app() {
     web1 serves no release again, but stopping the app this deploy started failed: `sudo systemctl stop gunicorn-shop` failed (exit status 5); stop it by hand
     ");
 }
+
+#[test]
+fn an_env_file_that_differs_from_the_config() {
+    let differs = |names: &[&str]| Warning::EnvFileDiffers {
+        host: "web1".into(),
+        env: "live".into(),
+        file: "/srv/shop/shared/.env".into(),
+        names: names.iter().map(|n| n.to_string()).collect(),
+    };
+    let text = [differs(&["DJANGO_DEBUG", "GREETING"]), differs(&[])].map(|w| w.to_string());
+    assert_snapshot!(text.join("\n"), @r"
+    /srv/shop/shared/.env on web1 does not say what the config does for `DJANGO_DEBUG`, `GREETING`: the app does not see the config's values; `gantry setup live` writes them and restarts the app
+    web1 has no env file (/srv/shop/shared/.env): the app runs without the config's `[env]`; `gantry setup live` writes it
+    ");
+}

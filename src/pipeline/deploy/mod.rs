@@ -165,13 +165,26 @@ pub async fn deploy(
         // A deploy of what every host already serves does nothing (the
         // start prepared none of them).
         let sha = Some(commit.sha.as_str());
-        if !options.redeploy && sites.iter().all(|s| s.serving_commit.as_deref() == sha) {
+        let serves = |s: &Site| s.serving_commit.as_deref() == sha;
+        if !options.redeploy && sites.iter().all(|s| serves(s) && !s.env_changed) {
             let serving = sites[0].serving.clone().unwrap_or_default();
             return Ok::<_, Error>(summary(
                 serving,
                 Rehearsal::NotNeeded,
                 true,
                 Prepared::default(),
+            ));
+        }
+        let changed: Vec<&str> = sites
+            .iter()
+            .filter(|s| serves(s) && s.env_changed)
+            .map(Site::name)
+            .collect();
+        if !changed.is_empty() {
+            printer.headline(&format!(
+                "The env file changed on {} since the app started: deploying {} again so the app reads it",
+                changed.join(", "),
+                commit.short()
             ));
         }
         let run = Run {

@@ -19,6 +19,7 @@ use futures_util::future::join_all;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::HostSpec;
+use crate::data::env_file;
 use crate::error::{
     Error, Failure, HeldLock, HostProblem, Warning, NOT_LOCKED, NOT_REACHED, NO_RELEASE,
 };
@@ -172,14 +173,18 @@ impl Run<'_> {
         if first {
             shared.first.send_replace(Some(taken));
         }
-        let site = match site {
+        let mut site = match site {
             Ok(site) => site,
             Err(p) => {
                 let (site, early) = (Err(p), None);
                 return HostStart { site, lock, early };
             }
         };
-        let serves = site.serving_commit.as_deref() == Some(commit.sha.as_str());
+        if taken {
+            self.compare_env_file(&mut site).await;
+        }
+        let serves =
+            site.serving_commit.as_deref() == Some(commit.sha.as_str()) && !site.env_changed;
         let mut early = None;
         if let (true, Some(go)) = (taken && (redeploy || !serves), shared.go.get()) {
             let _permit = shared.preparing.acquire().await.expect("semaphore open");
@@ -193,6 +198,36 @@ impl Run<'_> {
         }
         let site = Ok(site);
         HostStart { site, lock, early }
+    }
+
+    /// Compares the host's env file with the config's `[env]` (said when
+    /// they differ), and notes whether it changed after the app last
+    /// started.
+    async fn compare_env_file(&self, site: &mut Site) {
+        if !self.config.setup.has_env_file() {
+            return;
+        }
+        let file = format!("{}/{}", site.layout.shared(), self.config.setup.env_file);
+        let lines = env_file::lines(self.config, self.env, &site.spec, &site.layout);
+        let started = crate::remote::activation::env_started_file(&site.layout);
+        let script = env_file::compare_script(&file, &started, &lines);
+        let Ok(out) = site
+            .step(self.printer, "compare the env file", None, &script, None)
+            .await
+        else {
+            // An unreachable host stops the start at its next step.
+            return;
+        };
+        let compared = env_file::parse(&out.stdout);
+        site.env_changed = compared.changed;
+        if compared.missing || !compared.differs.is_empty() {
+            self.printer.warn(Warning::EnvFileDiffers {
+                host: site.name().to_string(),
+                env: self.env.name.clone(),
+                file,
+                names: compared.differs,
+            });
+        }
     }
 
     /// Connects to one host and, once the gate is open and (for any host
