@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::cli::output::Printer;
 use crate::config::Config;
-use crate::error::{Error, HostProblem};
+use crate::error::{Error, HostProblem, Warning};
 use crate::remote::inspect;
 use crate::remote::release;
 use crate::remote::site::{self, each};
@@ -84,6 +84,7 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
                 }
             }
         }
+        written_in_release(config, &sites, printer).await;
         let wiring = check_database(config, env, &sites[env.migrate_host], printer).await;
         site::close(sites).await;
         match wiring {
@@ -111,6 +112,46 @@ pub async fn check(config: &Config, only: Option<&str>, printer: &Printer) -> Re
             what: "check".into(),
             problems,
         })
+    }
+}
+
+/// Warns of what the running app wrote inside the release each host
+/// serves (files newer than the release that git did not ship): it goes
+/// when the release is pruned unless it is kept in `deploy.shared`.
+async fn written_in_release(config: &Config, sites: &[site::Site], printer: &Printer) {
+    let results = each(sites, 32, |site| async move {
+        let script = inspect::written_script(&site.layout);
+        site.step(
+            printer,
+            "look for files the app wrote in the release",
+            None,
+            &script,
+            None,
+        )
+        .await
+    })
+    .await;
+    let repo = crate::ledger::git::Repo::at(&config.dir);
+    for (site, result) in sites.iter().zip(results) {
+        let Ok(out) = result else { continue };
+        let mut lines = out.stdout.lines();
+        let Some(commit) = lines.next().and_then(|l| l.strip_prefix("commit ")) else {
+            continue;
+        };
+        let written: Vec<String> = lines.map(str::to_string).collect();
+        if written.is_empty() {
+            continue;
+        }
+        // Unknown here (another clone's commit): every path is named by
+        // its top folder.
+        let shipped: Vec<String> = repo
+            .git(&["ls-tree", "-r", "--name-only", commit])
+            .map(|t| t.lines().map(str::to_string).collect())
+            .unwrap_or_default();
+        printer.warn(Warning::WrittenInRelease {
+            host: site.name().to_string(),
+            kept: crate::model::written::to_keep(&written, &shipped),
+        });
     }
 }
 

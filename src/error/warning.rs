@@ -131,6 +131,12 @@ pub enum Warning {
         /// Empty when there is no file.
         names: Vec<String>,
     },
+    /// `check`: the running app wrote files inside the release: what to
+    /// keep in `deploy.shared`, with how many files each holds.
+    WrittenInRelease {
+        host: String,
+        kept: Vec<(String, usize)>,
+    },
     /// `init`: the requirements have no gunicorn, which the unit runs.
     InitWithoutGunicorn {
         uwsgi: bool,
@@ -260,6 +266,7 @@ impl fmt::Display for Warning {
             Warning::AppMayStillRun { .. }
             | Warning::AppNotStopped { .. }
             | Warning::EnvFileDiffers { .. }
+            | Warning::WrittenInRelease { .. }
             | Warning::InitWithoutGunicorn { .. }
             | Warning::InitFixedAllowedHosts { .. }
             | Warning::InitDebugOn { .. } => self.fmt_app(f),
@@ -298,6 +305,15 @@ impl Warning {
                 f,
                 "{file} on {host} does not say what the config does for {}: the app does not see the config's values; `gantry setup {env}` writes them and restarts the app",
                 names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            ),
+            Warning::WrittenInRelease { host, kept } => write!(
+                f,
+                "the app on {host} writes inside the release, and what it wrote goes when the release is pruned: {}; keep it across releases with `deploy.shared = [{}]` (relative to the release's root)",
+                kept.iter()
+                    .map(|(path, n)| format!("`{path}` ({n} file{})", if *n == 1 { "" } else { "s" }))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                kept.iter().map(|(path, _)| format!("\"{path}\"")).collect::<Vec<_>>().join(", ")
             ),
             Warning::InitWithoutGunicorn { uwsgi: true } => f.write_str(
                 "gunicorn is not in the requirements, uwsgi is: the systemd unit runs gunicorn; add gunicorn to requirements.txt, or give `setup.systemd` a template of your own that runs uwsgi",

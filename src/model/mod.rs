@@ -7,3 +7,4 @@ pub mod commit;
 pub mod history;
 pub mod lock;
 pub mod violation;
+pub mod written;

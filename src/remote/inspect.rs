@@ -108,3 +108,16 @@ pub fn check_script(layout: &Layout, extra: &[&str]) -> String {
         extra = extra.join(" "),
     )
 }
+
+/// The files in the release `current` points at that are newer than its
+/// `REVISION` (written last when it was built): what the running app wrote
+/// there. Python's bytecode caches are left out; shared links are not
+/// followed. Prints `commit SHA`, then the paths (at most 500).
+pub fn written_script(layout: &Layout) -> String {
+    format!(
+        "cd -P {current} 2>/dev/null && [ -f REVISION ] || exit 0\n\
+         echo \"commit $(cat REVISION)\"\n\
+         find . -newer REVISION -type f ! -path '*/__pycache__/*' ! -name '*.pyc' 2>/dev/null | head -n 500\ntrue",
+        current = quote(&layout.current()),
+    )
+}

@@ -186,6 +186,10 @@ fn uploads_survive_releases_pruning_and_a_rollback_behind_the_nginx_site() {
         assert_eq!(get(port, "/static/lists/style.css").0, 200);
     }
     assert!(!t.releases("staging", 0).contains(&first), "pruned");
+    // Nothing the app writes is left inside the release.
+    let check = t.gantry(&["check", "staging"]);
+    check.success();
+    assert!(!check.stderr.contains("writes inside"), "{}", check.stderr);
     t.gantry(&["rollback", "staging"]).success();
     assert_eq!(
         get(port, "/media/uploads/photo.txt"),
@@ -236,4 +240,29 @@ fn a_first_deploy_refused_by_allowed_hosts_names_the_variable_and_stops_the_app(
         .success()
         .stdout_has("~ DJANGO_ALLOWED_HOSTS (value changed)");
     t.gantry(&["deploy", "staging"]).success();
+}
+
+#[test]
+fn check_names_the_folder_an_app_writes_inside_the_release() {
+    let mut t = Test::new().hosts(1).django_split().start();
+    nginx_conf(&t);
+    // Uploads kept in a folder the app does not use (what `init` wrote
+    // before it asked the app).
+    let config = swap(
+        &from_init(&mut t, free_port()),
+        "shared = [\"src/db.sqlite3\", \"src/media/\"]",
+        "shared = [\"src/db.sqlite3\", \"media/\"]",
+    );
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["setup", "staging"]).success();
+    t.gantry(&["deploy", "staging"]).success();
+    let app = t.app_port("staging", 0);
+    for name in ["a.txt", "b.txt"] {
+        let answer = post("127.0.0.1", app, &format!("/upload?name={name}"), "x").unwrap();
+        assert!(answer.contains(" 201 "), "{answer}");
+    }
+    t.gantry(&["check", "staging"]).success().stderr_has(
+        "writes inside the release, and what it wrote goes when the release is pruned: `src/media/` (2 files); keep it across releases with `deploy.shared = [\"src/media/\"]`",
+    );
 }

@@ -186,3 +186,12 @@ fn an_env_file_that_differs_from_the_config() {
     web1 has no env file (/srv/shop/shared/.env): the app runs without the config's `[env]`; `gantry setup live` writes it
     ");
 }
+
+#[test]
+fn files_the_app_wrote_inside_the_release() {
+    let w = Warning::WrittenInRelease {
+        host: "web1".into(),
+        kept: vec![("src/db.sqlite3".into(), 1), ("src/media/".into(), 118)],
+    };
+    assert_snapshot!(w.to_string(), @r#"the app on web1 writes inside the release, and what it wrote goes when the release is pruned: `src/db.sqlite3` (1 file), `src/media/` (118 files); keep it across releases with `deploy.shared = ["src/db.sqlite3", "src/media/"]` (relative to the release's root)"#);
+}
