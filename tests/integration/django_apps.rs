@@ -10,19 +10,6 @@ use crate::harness::{
     django_python, free_port, http_get, nginx_conf, post, wait_until, Nginx, Test,
 };
 
-/// A `.venv` in the app's folder, as a developer has one (not committed).
-fn venv(t: &Test) {
-    let bin = t.repo.join("src/.venv/bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let python = bin.join("python");
-    std::fs::write(
-        &python,
-        format!("#!/bin/sh\nexec {} \"$@\"\n", django_python()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-}
-
 fn written(t: &Test) -> String {
     std::fs::read_to_string(t.repo.join("gantry.toml")).unwrap()
 }
@@ -36,7 +23,7 @@ fn swap(text: &str, from: &str, to: &str) -> String {
 #[test]
 fn init_asks_a_split_settings_app_what_it_reads() {
     let t = Test::new().django_split().start();
-    venv(&t);
+    t.app_venv();
     t.gantry(&["init"]).success().stderr_has(
         "settings `superlists.settings.production` for servers, beside manage.py's `superlists.settings.dev`",
     );
@@ -95,7 +82,7 @@ fn init_asks_a_split_settings_app_what_it_reads() {
 /// fixture's interpreter, its sites under the test's folder, `restart.sh`
 /// and the test's nginx.
 fn from_init(t: &mut Test, nginx_port: u16) -> String {
-    venv(t);
+    t.app_venv();
     t.gantry(&["init"]).success();
     let dir = t.dir.display().to_string();
     let app_port = t.app_port("staging", 0);
@@ -229,9 +216,8 @@ fn a_first_deploy_refused_by_allowed_hosts_names_the_variable_and_stops_the_app(
     // The app's recent log is shown.
     run.stderr_has("app log (`tail -n 20 ");
     assert_eq!(t.current("staging", 0), None, "no release is live");
-    let pid = std::fs::read_to_string(t.site("staging", 0).join("shared/gunicorn.pid")).unwrap();
-    let pid = pid.trim();
-    wait_until(30, "the app the deploy started to stop", || !running(pid));
+    let pid = t.app_pid("staging", 0);
+    wait_until(30, "the app the deploy started to stop", || !running(&pid));
 
     // The domain set right: setup writes it, and the deploy goes through.
     t.write_config(&config);

@@ -388,9 +388,9 @@ check = "python3 migrate.py --check"
         self.commit("The example app", &[]);
     }
 
-    /// The Django example laid out the usual way: `src/` with fixed-path
-    /// settings, `requirements.txt` at the root.
-    fn make_usual_django_repo(&self) {
+    /// The Django example in `src/`, its requirements at the root: the
+    /// app's folder.
+    fn django_in_src(&self) -> PathBuf {
         let src = self.repo.join("src");
         copy_dir(&examples().join("django"), &src);
         std::fs::rename(
@@ -398,6 +398,34 @@ check = "python3 migrate.py --check"
             self.repo.join("requirements.txt"),
         )
         .unwrap();
+        src
+    }
+
+    /// A `.venv` in the app's folder `src/` whose python is the tests'
+    /// Django interpreter, as a developer has one (not committed).
+    pub fn app_venv(&self) {
+        let bin = self.repo.join("src/.venv/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let python = bin.join("python");
+        std::fs::write(
+            &python,
+            format!("#!/bin/sh\nexec {} \"$@\"\n", django_python()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+
+    /// The pid gunicorn wrote for the example app on host `i` of `env`.
+    pub fn app_pid(&self, env: &str, i: usize) -> String {
+        let file = self.site(env, i).join("shared/gunicorn.pid");
+        std::fs::read_to_string(file).unwrap().trim().to_string()
+    }
+
+    /// The Django example laid out the usual way: `src/` with fixed-path
+    /// settings, `requirements.txt` at the root.
+    fn make_usual_django_repo(&self) {
+        let src = self.django_in_src();
         std::fs::copy(
             fixtures().join("django-usual/settings.py"),
             src.join("superlists/settings.py"),
@@ -409,13 +437,7 @@ check = "python3 migrate.py --check"
     /// The split fixture: `src/` as the usual one, the settings package
     /// and upload view over the example's, manage.py defaulting to `dev`.
     fn make_split_django_repo(&self) {
-        let src = self.repo.join("src");
-        copy_dir(&examples().join("django"), &src);
-        std::fs::rename(
-            src.join("requirements.txt"),
-            self.repo.join("requirements.txt"),
-        )
-        .unwrap();
+        let src = self.django_in_src();
         std::fs::remove_file(src.join("superlists/settings.py")).unwrap();
         copy_dir(
             &fixtures().join("django-split/superlists"),

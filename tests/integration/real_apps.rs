@@ -264,16 +264,7 @@ fn an_app_whose_migrations_ignore_the_copy_fails_its_rehearsal() {
 #[test]
 fn init_asks_the_usual_django_app_for_its_database() {
     let t = Test::new().django_usual().start();
-    // The app's own virtualenv, as a developer has it (not committed).
-    let venv = t.repo.join("src/.venv/bin");
-    std::fs::create_dir_all(&venv).unwrap();
-    let python = venv.join("python");
-    std::fs::write(
-        &python,
-        format!("#!/bin/sh\nexec {} \"$@\"\n", django_python()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    t.app_venv();
     t.gantry(&["init"])
         .success()
         .stderr_has("in `src/`, settings `superlists.settings`");

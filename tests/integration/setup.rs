@@ -99,13 +99,7 @@ fn setup_twice_changes_nothing_and_keeps_the_generated_secret() {
     let before = std::fs::metadata(&env_file).unwrap().modified().unwrap();
     // The app runs, started with the env file's values.
     t.gantry(&["deploy", "staging"]).success();
-    let pid_file = t.site("staging", 0).join("shared/gunicorn.pid");
-    let pid = || {
-        std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let pid = || t.app_pid("staging", 0);
     let started = pid();
 
     let second = t.gantry(&["setup", "staging"]);
@@ -701,13 +695,7 @@ fn a_deploy_says_when_the_env_file_is_not_the_config_and_restarts_when_it_change
     t.gantry(&["setup", "staging"]).success();
     t.gantry(&["deploy", "staging"]).success();
     let env_file = t.site("staging", 0).join("shared/.env");
-    let pid_file = t.site("staging", 0).join("shared/gunicorn.pid");
-    let pid = || {
-        std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let pid = || t.app_pid("staging", 0);
     let started = pid();
 
     // The config changed, setup not run: said before anything runs; the

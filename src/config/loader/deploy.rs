@@ -90,8 +90,16 @@ impl Loader<'_> {
             };
         let migrate = optional(&d.migrate, "deploy.migrate")?;
         let restart = optional(&d.restart, "deploy.restart")?;
-        let logs = optional(&d.logs, "deploy.logs")?;
-        let stop = optional(&d.stop, "deploy.stop")?;
+        // A restart through systemd says where the log is and how to stop
+        // the app: its unit's journal, `systemctl stop`.
+        let unit = restart.as_ref().and_then(|r| systemd_unit(r.source()));
+        let from_unit = |command: &str| {
+            unit.as_ref()
+                .and_then(|(sudo, unit)| Template::parse(&format!("{sudo}{command} {unit}")).ok())
+        };
+        let logs = optional(&d.logs, "deploy.logs")?
+            .or_else(|| from_unit("journalctl -n 20 --no-pager -u"));
+        let stop = optional(&d.stop, "deploy.stop")?.or_else(|| from_unit("systemctl stop"));
         let mut env = Vec::new();
         for (name, key, value, t) in self.env_table(&d.env, "deploy.env")? {
             templates.push((key, value, t.clone()));
@@ -227,5 +235,72 @@ impl Loader<'_> {
                 Some(Verify { command: t, env })
             }
         })
+    }
+}
+
+/// The unit a restart command restarts with systemd (`sudo systemctl
+/// restart gunicorn-{domain}`), with the `sudo ` it runs under.
+fn systemd_unit(restart: &str) -> Option<(&'static str, String)> {
+    let words: Vec<&str> = restart.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "systemctl")?;
+    let verb = words.get(at + 1)?;
+    if !matches!(*verb, "restart" | "try-restart" | "reload-or-restart") {
+        return None;
+    }
+    let unit = words.get(at + 2).filter(|u| {
+        !u.starts_with('-')
+            && u.chars()
+                .all(|c| c.is_alphanumeric() || "-_.@{}".contains(c))
+    })?;
+    let sudo = if words[..at].contains(&"sudo") {
+        "sudo "
+    } else {
+        ""
+    };
+    Some((sudo, unit.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::systemd_unit;
+
+    #[test]
+    fn a_systemd_restart_names_its_unit() {
+        assert_eq!(
+            systemd_unit("sudo systemctl restart gunicorn-{domain}"),
+            Some(("sudo ", "gunicorn-{domain}".to_string()))
+        );
+        assert_eq!(
+            systemd_unit("systemctl --user restart app.service"),
+            None,
+            "options before the verb are not guessed at"
+        );
+        assert_eq!(
+            systemd_unit("systemctl try-restart web@1"),
+            Some(("", "web@1".to_string()))
+        );
+        assert_eq!(systemd_unit("sh restart.sh"), None);
+        assert_eq!(systemd_unit("sudo systemctl restart $(cat unit)"), None);
+    }
+
+    #[test]
+    fn logs_and_stop_follow_a_systemd_restart_unless_set() {
+        let text = |extra: &str| {
+            format!("[app]\nname = \"x\"\n[deploy]\npath = \"/srv/x\"\nrestart = \"sudo systemctl restart gunicorn-{{env}}\"\n{extra}[environments.staging]\nhosts = [\"local\"]\n")
+        };
+        let path = std::path::Path::new("/tmp/gantry.toml");
+        let config = crate::config::parse(path, &text("")).unwrap();
+        let source =
+            |t: &Option<crate::config::Template>| t.as_ref().map(|t| t.source().to_string());
+        assert_eq!(
+            source(&config.deploy.logs).as_deref(),
+            Some("sudo journalctl -n 20 --no-pager -u gunicorn-{env}")
+        );
+        assert_eq!(
+            source(&config.deploy.stop).as_deref(),
+            Some("sudo systemctl stop gunicorn-{env}")
+        );
+        let config = crate::config::parse(path, &text("logs = \"tail app.log\"\n")).unwrap();
+        assert_eq!(source(&config.deploy.logs).as_deref(), Some("tail app.log"));
     }
 }
