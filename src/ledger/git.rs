@@ -177,37 +177,49 @@ impl Repo {
     }
 
     /// What changed from `base` to `commit` (without Gantry's config), as a
-    /// gzipped tar of the added and modified files and a list of deleted
+    /// gzipped tar of the added and modified entries and a list of deleted
     /// ones; `None` when `base` is not in this repository or too much
-    /// changed for a delta to pay.
-    pub fn delta(&self, base: &str, commit: &Commit) -> Result<Option<Delta>, Error> {
+    /// changed for a delta to pay. Computed from the two archives
+    /// (`archive` is the commit's), entry by entry: path, type, mode,
+    /// content, link.
+    pub fn delta(
+        &self,
+        base: &str,
+        commit: &Commit,
+        archive: &[u8],
+    ) -> Result<Option<Delta>, Error> {
         if self
             .git(&["cat-file", "-e", &format!("{base}^{{commit}}")])
             .is_err()
         {
             return Ok(None);
         }
-        let exclude = format!(":(exclude){}", crate::config::FILE_NAME);
-        let listing = self.git(&[
-            "diff",
-            "--name-status",
-            "--no-renames",
-            "-z",
-            base,
-            &commit.sha,
-            "--",
-            ".",
-            &exclude,
-        ])?;
-        let mut fields = listing.split('\0').filter(|f| !f.is_empty());
-        let (mut changed, mut deleted) = (Vec::new(), Vec::new());
-        while let (Some(status), Some(path)) = (fields.next(), fields.next()) {
-            if status.starts_with('D') {
-                deleted.push(path.to_string());
-            } else {
-                changed.push(path.to_string());
+        // The archives, not the trees: what `export-subst`, `export-ignore`
+        // and `.gitattributes` make of the files is what the host has.
+        let old = self.archive(&Commit {
+            sha: base.to_string(),
+            ..commit.clone()
+        })?;
+        let (Some(old), Some(new)) = (super::tar::entries(&old), super::tar::entries(archive))
+        else {
+            return Ok(None);
+        };
+        let mut changed = Vec::new();
+        for (path, entry) in &new {
+            match old.get(path) {
+                // A folder that became a file or the other way round: the
+                // whole archive.
+                Some(was) if was.is_dir() != entry.is_dir() => return Ok(None),
+                Some(was) if was == entry => {}
+                _ if entry.is_dir() => {}
+                _ => changed.push(path.clone()),
             }
         }
+        let deleted: Vec<String> = old
+            .iter()
+            .filter(|(path, entry)| !entry.is_dir() && !new.contains_key(*path))
+            .map(|(path, _)| path.clone())
+            .collect();
         if changed.len() > 2000 {
             return Ok(None);
         }

@@ -4,6 +4,7 @@
 //! `v1`, `v2`, …). Notes and tags are pushed right after they are written.
 
 pub mod git;
+pub mod tar;
 
 use serde::{Deserialize, Serialize};
 

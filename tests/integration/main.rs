@@ -4,6 +4,7 @@
 mod harness;
 
 mod architecture;
+mod archive;
 mod cli;
 mod config_errors;
 mod deploy;

@@ -270,13 +270,21 @@ struct Deltas(tokio::sync::Mutex<BTreeMap<String, Option<Arc<Delta>>>>);
 impl Deltas {
     /// The delta from `base` to `commit`; `None` when git cannot make one
     /// (the base is not in this repository, or too much changed).
-    async fn from(&self, dir: &Path, base: &str, commit: &Commit) -> Option<Arc<Delta>> {
+    /// `archive` is the commit's, as every host without a base gets it.
+    async fn from(
+        &self,
+        dir: &Path,
+        base: &str,
+        commit: &Commit,
+        archive: &[u8],
+    ) -> Option<Arc<Delta>> {
         let mut made = self.0.lock().await;
         if let Some(delta) = made.get(base) {
             return delta.clone();
         }
         let (repo, from, to) = (Repo::at(dir), base.to_string(), commit.clone());
-        let delta = tokio::task::spawn_blocking(move || repo.delta(&from, &to))
+        let archive = archive.to_vec();
+        let delta = tokio::task::spawn_blocking(move || repo.delta(&from, &to, &archive))
             .await
             .ok()
             .and_then(Result::ok)

@@ -82,7 +82,11 @@ impl Run<'_> {
         let token = &self.info.token;
         let steps = self.steps(site, release, &commit.sha).prepare();
         let delta = match &site.source_commit {
-            Some(base) => self.deltas.from(&self.config.dir, base, commit).await,
+            Some(base) => {
+                self.deltas
+                    .from(&self.config.dir, base, commit, archive)
+                    .await
+            }
             None => None,
         };
         let mut sent = archive.len();
