@@ -39,34 +39,44 @@ pub async fn get(
         .map_err(|e| format!("the check could not run: {e}"))?
 }
 
+/// An agent for one check: TLS through `tls` (the web's roots, or
+/// `health.ca`), its refusals left in `slot`.
 fn agent(
     timeout: std::time::Duration,
     ca: Option<&std::path::Path>,
+    slot: super::tls::Slot,
 ) -> Result<ureq::Agent, String> {
-    use ureq::tls::{Certificate, RootCerts, TlsConfig};
-    let mut tls = TlsConfig::builder();
-    if let Some(path) = ca {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
-        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if certs.is_empty() {
-            return Err(format!("{} holds no PEM certificate", path.display()));
+    let certs = match ca {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+            let certs: Vec<rustls_pki_types::CertificateDer<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => {
+                        Some(rustls_pki_types::CertificateDer::from(c.der().to_vec()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(format!("{} holds no PEM certificate", path.display()));
+            }
+            Some(certs)
         }
-        tls = tls.root_certs(RootCerts::Specific(std::sync::Arc::new(certs)));
-    }
+        None => None,
+    };
+    let connector = super::tls::connector(certs.as_deref(), slot)?;
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .max_redirects(0)
         .user_agent("gantry")
-        .tls_config(tls.build())
         .build();
-    Ok(ureq::Agent::new_with_config(config))
+    Ok(ureq::Agent::with_parts(
+        config,
+        connector,
+        ureq::unversioned::resolver::DefaultResolver::default(),
+    ))
 }
 
 fn get_blocking(
@@ -74,7 +84,8 @@ fn get_blocking(
     timeout: std::time::Duration,
     ca: Option<&std::path::Path>,
 ) -> Result<(u16, String), NoAnswer> {
-    let agent = agent(timeout, ca)?;
+    let slot = super::tls::Slot::default();
+    let agent = agent(timeout, ca, slot.clone())?;
     let first: ureq::http::Uri = url
         .parse()
         .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
@@ -86,7 +97,7 @@ fn get_blocking(
             .call()
             .map_err(|e| NoAnswer {
                 starting: matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused),
-                why: describe(&e, &current),
+                why: describe(&e, &current, &slot),
             })?;
         let status = response.status().as_u16();
         if (300..400).contains(&status) {
@@ -139,38 +150,32 @@ fn resolve(base: &str, location: &str) -> Result<String, String> {
     }
 }
 
-/// A failed request in words; TLS failures say which check failed.
-fn describe(e: &ureq::Error, url: &str) -> String {
-    let text = e.to_string();
-    let lower = text.to_lowercase();
-    let host = url
-        .parse::<ureq::http::Uri>()
-        .ok()
-        .and_then(|u| u.host().map(str::to_string))
-        .unwrap_or_default();
-    let tls = if lower.contains("expired") {
-        Some("the site's certificate has expired".to_string())
-    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
-        Some(format!("the site's certificate is not valid for `{host}`"))
-    } else if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
-        Some("the site's certificate is not signed by an authority this machine trusts (for a private CA, set `deploy.health.ca`)".to_string())
-    } else {
-        None
-    };
-    match (tls, e) {
-        (Some(reason), _) => format!("TLS: {reason} ({text})"),
-        (None, ureq::Error::Io(io)) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-            format!(
-                "cannot connect to {}: {io}",
-                url.split('/').nth(2).unwrap_or(url)
-            )
-        }
-        (None, ureq::Error::ConnectionFailed) | (None, ureq::Error::Io(_)) => {
-            format!(
-                "cannot connect to {}: {text}",
-                url.split('/').nth(2).unwrap_or(url)
-            )
-        }
-        (None, _) => text,
+/// A failed request in words: a refused certificate as the verifier
+/// worded it, never a library's own text for it.
+fn describe(e: &ureq::Error, url: &str, slot: &super::tls::Slot) -> String {
+    let site = url.split('/').nth(2).unwrap_or(url);
+    if let Some(refusal) = slot.lock().ok().and_then(|s| s.clone()) {
+        return format!("TLS: {refusal}");
+    }
+    let handshake =
+        || format!("TLS: the handshake with {site} failed (does it speak HTTPS on that port?)");
+    match e {
+        ureq::Error::Io(io) if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => handshake(),
+        ureq::Error::Io(io) => format!("cannot connect to {site}: {}", io_words(io)),
+        ureq::Error::ConnectionFailed => format!("cannot connect to {site}"),
+        ureq::Error::HostNotFound => format!("`{site}` does not resolve to an address"),
+        ureq::Error::Timeout(_) => format!("{site} did not answer in time"),
+        ureq::Error::Rustls(_) | ureq::Error::Tls(_) => handshake(),
+        ureq::Error::Protocol(_) => format!("{site} did not answer in HTTP"),
+        _ => format!("the request to {site} failed"),
+    }
+}
+
+/// An I/O error in words: the system's message.
+fn io_words(io: &std::io::Error) -> String {
+    match io.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::TimedOut => "timed out".into(),
+        _ => io.to_string(),
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod activation;
 pub mod batch;
+pub mod certificate;
 pub mod health;
 pub mod host;
 pub mod http;
@@ -21,3 +22,4 @@ pub mod prune;
 pub mod release;
 pub mod site;
 pub mod source;
+pub mod tls;

@@ -334,3 +334,36 @@ fn every_warning_is_worded_in_error_warning() {
     let loose = "printer.warn(\n    &format!(\"could not {x}\"));\np.warn(Warning::Interrupted);";
     assert_eq!(loose_warnings(loose), ["&format!(\"could not {x}\"));"]);
 }
+
+/// The places in `text` (outside its tests) that format a value with
+/// `Debug` (`{:?}`, `{e:?}`, `{:#?}`): a library's `Debug` text is no
+/// message for a user.
+fn debug_formats(text: &str) -> Vec<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+    code.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .filter(|l| l.contains(":?}") || l.contains(":#?}"))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn no_message_shows_a_value_s_debug_text() {
+    let mut found = Vec::new();
+    for (rel, text) in sources(&src()) {
+        if rel.starts_with("error/tests") {
+            continue;
+        }
+        for line in debug_formats(&text) {
+            found.push(format!("{}: {line}", rel.display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "Debug formatting in messages:\n{}",
+        found.join("\n")
+    );
+    // It finds one when there is one, and not in tests.
+    let sample = "fn f(e: E) -> String {\n    format!(\"failed: {e:?}\")\n}\n#[cfg(test)]\nmod tests { fn t() { assert!(x, \"{y:?}\"); } }\n";
+    assert_eq!(debug_formats(sample), ["format!(\"failed: {e:?}\")"]);
+}

@@ -82,7 +82,8 @@ fn every_release_equals_git_archive_of_its_commit_after_any_sequence_of_deltas()
         )
         .unwrap();
     };
-    let steps: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Change<'a> = Box<dyn Fn() + 'a>;
+    let steps: Vec<(&str, Change)> = vec![
         (
             "export-subst and export-ignore",
             Box::new(|| {

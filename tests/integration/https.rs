@@ -24,9 +24,30 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA, and three server certificates it signs: for 127.0.0.1, for
-/// another name, and one that expired in 2020.
+/// another name, and one that expired in 2020; and a self-signed one for
+/// 127.0.0.1 as `openssl req -x509` makes it (`CA:TRUE`).
 fn certificates(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "self.key",
+            "-out",
+            "self.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=self",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+    );
     openssl(
         dir,
         &[
@@ -181,25 +202,33 @@ fn https_health_checks_trust_a_private_ca_and_say_why_a_certificate_fails() {
     let mut t = Test::new().hosts(1).start();
     certificates(&t.dir.join("certs"));
     std::fs::copy(t.dir.join("certs/ca.pem"), t.repo.join("ca.pem")).unwrap();
+    std::fs::copy(t.dir.join("certs/self.pem"), t.repo.join("self.pem")).unwrap();
     let app_port = t.app_port("staging", 0);
     let (good, wrong, expired, plain) = (free_port(), free_port(), free_port(), free_port());
+    let own = free_port();
     let _nginx = Nginx::start(
         &t,
         app_port,
-        &[(good, "good"), (wrong, "wrong"), (expired, "expired")],
+        &[
+            (good, "good"),
+            (wrong, "wrong"),
+            (expired, "expired"),
+            (own, "self"),
+        ],
         plain,
         good,
     );
     let base = t.config(&[("staging", &[0])]);
-    let with = |url: &str, ca: bool| {
+    let trusting = |url: &str, ca: Option<&str>| {
         base.replace(
             "url = \"http://{host}:{app_port}/health\"",
             &format!(
                 "url = \"{url}\"{}",
-                if ca { ", ca = \"ca.pem\"" } else { "" }
+                ca.map(|f| format!(", ca = \"{f}\"")).unwrap_or_default()
             ),
         )
     };
+    let with = |url: &str, ca: bool| trusting(url, ca.then_some("ca.pem"));
     let https = |port: u16| format!("https://127.0.0.1:{port}/health");
 
     // A deploy whose check speaks HTTPS to the private CA's certificate.
@@ -217,13 +246,40 @@ fn https_health_checks_trust_a_private_ca_and_say_why_a_certificate_fails() {
     };
     verify(&t, with(&https(good), false))
         .code(6)
-        .stderr_has("TLS: the site's certificate is not signed by an authority this machine trusts (for a private CA, set `deploy.health.ca`)");
+        .stderr_has("TLS: the site's certificate is signed by an issuer this check does not trust: set `deploy.health.ca` to your authority's certificate (PEM)");
     verify(&t, with(&https(wrong), true))
         .code(6)
-        .stderr_has("TLS: the site's certificate is not valid for `127.0.0.1`");
+        .stderr_has("TLS: the site's certificate is issued for `other.example`, not `127.0.0.1`");
     verify(&t, with(&https(expired), true))
         .code(6)
-        .stderr_has("TLS: the site's certificate has expired");
+        .stderr_has("TLS: the site's certificate expired on 2020-01-02: renew it");
+
+    // A self-signed certificate (CA:TRUE, as `openssl req -x509` makes
+    // it): trusted exactly when `health.ca` names it, and only for its
+    // names; it trusts nothing it did not sign.
+    verify(&t, trusting(&https(own), Some("self.pem"))).success();
+    verify(&t, trusting(&https(own), Some("ca.pem")))
+        .code(6)
+        .stderr_has("TLS: the site's certificate is self-signed: set `deploy.health.ca` to that certificate (PEM) to trust exactly it");
+    verify(&t, trusting(&https(own), None))
+        .code(6)
+        .stderr_has("TLS: the site's certificate is self-signed");
+    verify(
+        &t,
+        trusting(&format!("https://localhost:{own}/health"), Some("self.pem")),
+    )
+    .code(6)
+    .stderr_has("TLS: the site's certificate is issued for `127.0.0.1`, not `localhost`");
+    verify(&t, trusting(&https(good), Some("self.pem")))
+        .code(6)
+        .stderr_has("not trust");
+    // Over plain HTTP to a TLS port, or TLS to a plain one: a sentence.
+    let run = verify(
+        &t,
+        trusting(&format!("https://127.0.0.1:{plain}/health"), Some("ca.pem")),
+    );
+    run.code(6).stderr_has("TLS: the handshake with 127.0.0.1:");
+    assert!(!run.stderr.contains("Other("), "{}", run.stderr);
     // http:// that redirects to https:// on the same site is followed.
     verify(&t, with(&format!("http://127.0.0.1:{plain}/health"), true)).success();
 }

@@ -77,7 +77,7 @@ fn run(
     module: &str,
     env: &[(String, String)],
 ) -> Option<Answer> {
-    let code = format!("{DJANGO_ASK}DOMAIN = {DOMAIN:?}\n{APP_ASK}");
+    let code = format!("{DJANGO_ASK}DOMAIN = \"{DOMAIN}\"\n{APP_ASK}");
     let mut child = std::process::Command::new(python)
         .args(["manage.py", "shell", "-c", &code])
         .current_dir(repo.join(&d.root))
