@@ -135,6 +135,10 @@ make_repo() {
     git -C "$dir/origin.git" config receive.autogc false
     cp -r "$here/examples/app" "$dir/repo"
     rm -rf "$dir/repo/__pycache__"
+    # The commit stamped into a file by `git archive` (`export-subst`), as
+    # apps stamp their version: every commit's archive differs there.
+    printf 'VERSION export-subst\n' > "$dir/repo/.gitattributes"
+    printf 'commit $Format:%%H$\n' > "$dir/repo/VERSION"
     (cd "$dir/repo" && git init -q -b main && git add -A \
         && git -c user.name=b -c user.email=b@b commit -qm bench \
         && git remote add origin "$dir/origin.git" && git push -q origin main)

@@ -146,6 +146,9 @@ check() {
     while read -r port site app; do
         curl -sf "http://127.0.0.1:$app/health" | grep -q "$commit" \
             || { echo "$tool: $site does not serve $commit" >&2; return 1; }
+        # The file `git archive` stamps with the commit has this one's.
+        grep -q "commit $commit" "$site/current/VERSION" \
+            || { echo "$tool: $site's VERSION is not $commit's" >&2; return 1; }
     done < "$dir/hosts.$tool"
 }
 
