@@ -3,6 +3,8 @@
 GET /        the commit this release runs and the items in the database
 GET /health  "ok <commit>" (status 500 when the data folder's `unhealthy`
              file names this commit, so tests can break one release)
+GET /slow?s=N  answers after N seconds (at most 30): a request in flight
+Every answer names the commit in an `X-Release` header.
 POST /items  adds an item (form field `text`)
 
 Settings come from the environment: APP_HOST (default 127.0.0.1), APP_PORT,
@@ -14,6 +16,7 @@ import html
 import os
 import sqlite3
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
@@ -51,6 +54,7 @@ class Handler(BaseHTTPRequestHandler):
     def send(self, status, text, content_type="text/plain; charset=utf-8"):
         body = text.encode()
         self.send_response(status)
+        self.send_header("X-Release", COMMIT)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -62,6 +66,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.send(500, f"unhealthy {COMMIT}\n")
             else:
                 self.send(200, f"ok {COMMIT}\n")
+            return
+        if self.path.startswith("/slow?s="):
+            time.sleep(min(float(self.path.split("=", 1)[1] or 0), 30))
+            self.send(200, f"slow {COMMIT}\n")
             return
         if self.path != "/":
             self.send(404, "not found\n")

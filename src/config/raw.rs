@@ -133,6 +133,19 @@ pub struct RawDeploy {
     #[serde(default)]
     pub env: RawVars,
     pub health: Option<S<RawHealth>>,
+    pub handover: Option<S<RawHandover>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHandover {
+    pub ports: S<Vec<S<String>>>,
+    pub start: S<String>,
+    pub stop: S<String>,
+    pub reload: Option<S<String>>,
+    pub upstream: Option<S<String>>,
+    pub drain: Option<S<String>>,
+    pub check: Option<S<String>>,
 }
 
 /// A build step: a command, or a table that says what the command depends

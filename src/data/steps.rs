@@ -311,6 +311,21 @@ impl<'a> Steps<'a> {
 }
 
 impl Steps<'_> {
+    /// A user command run in the release folder with more variables
+    /// (`GANTRY_PORT` for a handover's start and stop).
+    pub fn command_with(&self, template: &Template, extra: &[(String, String)]) -> String {
+        let vars = self.vars();
+        let mut env = self.db_env.clone();
+        env.extend(extra.iter().cloned());
+        release::command_script(
+            self.config,
+            &vars,
+            &self.layout.release(self.release),
+            &template.render_shell(&vars),
+            &env,
+        )
+    }
+
     /// With the Django preset: the step that asks this release which
     /// database it opens, with this run's variables (`wiring::compare`
     /// reads the answer).

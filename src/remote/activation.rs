@@ -26,6 +26,9 @@ pub struct Activation<'a> {
     /// The host-side health check, as a complete script that exits 0 when
     /// the app is healthy.
     pub check: Option<String>,
+    /// A handover instead of the restart (`[deploy.handover]`), and the
+    /// release `current` points at before (where a failed move puts it).
+    pub handover: Option<(crate::remote::handover::Scripts, Option<&'a str>)>,
 }
 
 /// The folder where an activation keeps its phase, log and verdict.
@@ -54,6 +57,11 @@ impl Activation<'_> {
              verdict() {{ printf '%s\\n' \"$1\" > \"$d/verdict.tmp\" && mv -f \"$d/verdict.tmp\" \"$d/verdict\"; }}\n",
             path = quote(&self.layout.path),
         );
+        if let Some((handover, serving)) = &self.handover {
+            s.push_str(&handover.program(self.layout, self.release, *serving));
+            s.push_str(&self.done());
+            return s;
+        }
         // Subshells, not `sh -c`: a script may hold the database's URL,
         // which must not stand on a command line.
         let restart = self.restart.as_ref().map(|r| format!("(\n{r}\n)"));
@@ -87,13 +95,19 @@ impl Activation<'_> {
                 "phase 'health check'\n(\n{c}\n)\nrc=$?\n[ $rc -eq 0 ] || back 'health check' $rc\n"
             ));
         }
-        s.push_str(&format!(
+        s.push_str(&self.done());
+        s
+    }
+
+    /// The end of a program that went through: what it activated, when
+    /// the app read its env file, the verdict.
+    fn done(&self) -> String {
+        format!(
             "printf '%s\\n' {} > {}\n: > {}\nverdict ok\n",
             quote(self.release),
             quote(&activated_file(self.layout)),
             quote(&env_started_file(self.layout))
-        ));
-        s
+        )
     }
 
     /// Starts the activation detached (its own session, and SIGHUP
@@ -249,6 +263,7 @@ mod tests {
             put_back: Some(Some("old")),
             restart: Some(format!("cd {} && {restart}", quote(&layout.path))),
             check: None,
+            handover: None,
         };
         let verdict = parse(&sh(&a.run_script()));
         assert_eq!(

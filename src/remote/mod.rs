@@ -11,6 +11,7 @@
 pub mod activation;
 pub mod batch;
 pub mod certificate;
+pub mod handover;
 pub mod health;
 pub mod host;
 pub mod http;

@@ -12,6 +12,7 @@ mod django_apps;
 mod examples;
 mod faults;
 mod full_disk;
+mod handover;
 mod hosts;
 mod https;
 mod locking;

@@ -109,6 +109,10 @@ impl Loader<'_> {
             None => None,
             Some(h) => Some(self.health(h.get_ref(), dir, templates)?),
         };
+        let handover = match &d.handover {
+            None => None,
+            Some(h) => Some(self.handover(h, health.as_ref(), templates)?),
+        };
         let defaults = Defaults {
             parallel: default_parallel,
             batch: default_batch,
@@ -124,6 +128,7 @@ impl Loader<'_> {
                 stop,
                 env,
                 health,
+                handover,
             },
             defaults,
         ))
@@ -205,6 +210,89 @@ impl Loader<'_> {
                     },
                     hosts_var: None,
                 })
+    }
+
+    /// `[deploy.handover]`.
+    fn handover(
+        &self,
+        value: &S<raw::RawHandover>,
+        health: Option<&Health>,
+        templates: &mut Templates,
+    ) -> Result<Handover, ConfigError> {
+        let h = value.get_ref();
+        let mut template = |v: &S<String>, key: &str| -> Result<Template, ConfigError> {
+            let t = self.template(v, key)?;
+            templates.push((key.to_string(), v.clone(), t.clone()));
+            Ok(t)
+        };
+        let ports = match h.ports.get_ref().as_slice() {
+            [a, b] => [
+                template(a, "deploy.handover.ports")?,
+                template(b, "deploy.handover.ports")?,
+            ],
+            _ => {
+                return Err(self
+                    .error(h.ports.span(), "deploy.handover.ports", "two ports are needed")
+                    .with_hint("the new release starts on the one the serving release does not use: `ports = [\"8001\", \"8002\"]`"))
+            }
+        };
+        if let Some(p) = h.ports.get_ref().iter().find(|p| p.get_ref().contains('/')) {
+            return Err(self
+                .error(p.span(), "deploy.handover.ports", "a handover's ports are TCP ports on the host (unix sockets are not supported yet)")
+                .with_hint("`ports = [\"8001\", \"8002\"]`"));
+        }
+        let start = template(&h.start, "deploy.handover.start")?;
+        let stop = template(&h.stop, "deploy.handover.stop")?;
+        let span = value.span();
+        let default = |text: &str| S::new(span.clone(), text.to_string());
+        let reload = template(
+            h.reload
+                .as_ref()
+                .unwrap_or(&default("sudo -n systemctl reload nginx")),
+            "deploy.handover.reload",
+        )?;
+        let upstream = template(
+            h.upstream
+                .as_ref()
+                .unwrap_or(&default("{shared}/upstream.conf")),
+            "deploy.handover.upstream",
+        )?;
+        let drain = match &h.drain {
+            Some(d) => self.duration(
+                d,
+                "deploy.handover.drain",
+                (Duration::ZERO, Duration::from_secs(3600)),
+            )?,
+            None => Duration::from_secs(10),
+        };
+        // The health check's path, on the new app's own port.
+        let check = match &h.check {
+            Some(c) => c.get_ref().clone(),
+            None => health
+                .map(|h| h.url.source())
+                .and_then(|u| u.split_once("://"))
+                .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string()))
+                .unwrap_or_else(|| "/".into()),
+        };
+        if !check.starts_with('/') {
+            let span = h.check.as_ref().map_or(span.clone(), |c| c.span());
+            return Err(self
+                .error(
+                    span,
+                    "deploy.handover.check",
+                    "the check is a path on the new app's port",
+                )
+                .with_hint("`check = \"/health\"`"));
+        }
+        Ok(Handover {
+            ports,
+            start,
+            stop,
+            reload,
+            upstream,
+            drain,
+            check,
+        })
     }
 
     pub(super) fn verify(

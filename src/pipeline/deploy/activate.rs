@@ -6,6 +6,7 @@
 use crate::base::shell::quote;
 use crate::error::{HostProblem, Warning};
 use crate::remote::activation::{self, Activation, HostState, Verdict};
+use crate::remote::handover;
 use crate::remote::health;
 use crate::remote::release::{self, Planned};
 use crate::remote::site::{each, each_host, Site};
@@ -78,17 +79,22 @@ impl Run<'_> {
         let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
         let health = self.config.deploy.health.as_ref();
         let (restart, check) = self.activation_steps(site, release, commit);
+        let handover = self.config.deploy.handover.as_ref().map(|h| {
+            let scripts = self.handover_scripts(site, h, release, commit, previous.as_deref());
+            (scripts, previous.as_deref())
+        });
+        let step = match (&handover, &restart) {
+            (Some(_), _) => "handover",
+            (None, Some(_)) => "switch, restart",
+            (None, None) => "switch",
+        };
         let activation = Activation {
             layout: &site.layout,
             release,
             put_back: Some(previous.as_deref()),
             restart: restart.as_ref().map(|r| r.script.clone()),
             check,
-        };
-        let step = if restart.is_some() {
-            "switch, restart"
-        } else {
-            "switch"
+            handover,
         };
         let out = match site
             .step(p, step, None, &activation.run_script(), None)
@@ -177,10 +183,78 @@ impl Run<'_> {
         (restart, check)
     }
 
+    /// What a handover of `release` runs on `site` (`old`: the release
+    /// serving before): start, check and stop on either port, the
+    /// upstream file's lines, the proxy's reload.
+    fn handover_scripts(
+        &self,
+        site: &Site,
+        h: &crate::config::Handover,
+        release: &str,
+        commit: &str,
+        old: Option<&str>,
+    ) -> handover::Scripts {
+        let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
+        let ports = [h.ports[0].render(&vars), h.ports[1].render(&vars)];
+        let on = |i: usize| vec![("GANTRY_PORT".to_string(), ports[i].clone())];
+        let both = |steps: &crate::data::steps::Steps, t: &crate::config::Template| {
+            [steps.command_with(t, &on(0)), steps.command_with(t, &on(1))]
+        };
+        let steps = self.steps(site, release, commit);
+        let health = self.config.deploy.health.as_ref();
+        let fallback = crate::config::Health::plain();
+        let check = |i: usize| {
+            let url = format!("http://127.0.0.1:{}{}", ports[i], h.check);
+            let body = health
+                .and_then(|c| c.body.as_ref())
+                .map(|b| b.render(&vars));
+            activation::host_check_script(health.unwrap_or(&fallback), &url, body.as_deref())
+        };
+        handover::Scripts {
+            start: both(&steps, &h.start),
+            check: [check(0), check(1)],
+            stop_new: both(&steps, &h.stop),
+            stop_old: old.map(|o| both(&self.steps(site, o, ""), &h.stop)),
+            lines: [
+                handover::upstream_line(&ports[0]),
+                handover::upstream_line(&ports[1]),
+            ],
+            upstream: h.upstream.render(&vars),
+            reload: release::command_script(
+                self.config,
+                &vars,
+                &site.layout.path,
+                &h.reload.render_shell(&vars),
+                &[],
+            ),
+            drain: h.drain.as_secs_f64(),
+        }
+    }
+
     /// Stops the app a failed first deploy started from `release`
-    /// (`deploy.stop`), or says it may still run.
+    /// (`deploy.stop`; with a handover, its app on the slot it took), or
+    /// says it may still run.
     async fn stop_app(&self, site: &Site, release: &str) {
         let host = site.name().to_string();
+        if let Some(h) = &self.config.deploy.handover {
+            let s = self.handover_scripts(site, h, release, "", None);
+            let slot = quote(&handover::slot_file(&site.layout));
+            let script = format!(
+                "s=$(cat {slot} 2>/dev/null || true)
+if [ \"$s\" = 0 ]; then (\n{}\n) elif [ \"$s\" = 1 ]; then (\n{}\n) fi\nrm -f {slot}",
+                s.stop_new[0], s.stop_new[1]
+            );
+            if let Err(e) = site
+                .step_always(self.printer, "stop", None, &script, None)
+                .await
+            {
+                self.printer.warn(Warning::AppNotStopped {
+                    host,
+                    cause: e.detail.trim().to_string(),
+                });
+            }
+            return;
+        }
         let Some(stop) = &self.config.deploy.stop else {
             if self.config.deploy.restart.is_some() {
                 self.printer.warn(Warning::AppMayStillRun { host });
@@ -287,12 +361,19 @@ impl Run<'_> {
         let vars = release::run_vars(&site.spec, &site.layout, Some(previous), Some(""));
         let health = self.config.deploy.health.as_ref();
         let (restart, check) = self.activation_steps(site, previous, "");
+        // A handover back: the old release's app started beside the new
+        // one, checked, traffic moved to it, the new one drained and stopped.
+        let handover = self.config.deploy.handover.as_ref().map(|h| {
+            let scripts = self.handover_scripts(site, h, previous, "", Some(release));
+            (scripts, Some(release))
+        });
         let activation = Activation {
             layout: &site.layout,
             release: previous,
             put_back: None,
             restart: restart.map(|r| r.script),
             check,
+            handover,
         };
         let out = site
             .step_always(p, "switch back", None, &activation.run_script(), None)

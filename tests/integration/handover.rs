@@ -1,0 +1,234 @@
+//! A handover instead of a restart (`[deploy.handover]`), behind a real
+//! nginx: with clients requesting through it all along, a deploy, a
+//! rollback and a deploy whose new release fails its check drop no
+//! request; after a move every answer is the new release's (`X-Release`);
+//! a slow request the old release took before the move finishes with 200.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::harness::{free_port, wait_until, Test};
+
+/// nginx on `port` proxying to the upstream file the handover writes.
+struct Proxy {
+    prefix: String,
+}
+
+impl Proxy {
+    fn start(t: &Test, port: u16, upstream: &std::path::Path, first: u16) -> Proxy {
+        let prefix = format!("{}/", t.dir.join("nginx").display());
+        std::fs::create_dir_all(t.dir.join("nginx/tmp")).unwrap();
+        std::fs::create_dir_all(upstream.parent().unwrap()).unwrap();
+        // Until the first handover writes it: nothing listens there yet.
+        std::fs::write(upstream, format!("server 127.0.0.1:{first};\n")).unwrap();
+        let conf = format!(
+            "user root;\npid {prefix}nginx.pid;\nerror_log {prefix}error.log;\nevents {{}}\nhttp {{\n access_log off;\n client_body_temp_path {prefix}tmp;\n proxy_temp_path {prefix}tmp;\n\
+             upstream app {{ include {u}; }}\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://app; proxy_next_upstream error timeout; }} }}\n}}\n",
+            u = upstream.display()
+        );
+        std::fs::write(t.dir.join("nginx/nginx.conf"), conf).unwrap();
+        let out = std::process::Command::new("nginx")
+            .args(["-p", &prefix, "-c", "nginx.conf"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_until(20, "nginx to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Proxy { prefix }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("nginx")
+            .args(["-p", &self.prefix, "-c", "nginx.conf", "-s", "stop"])
+            .status();
+    }
+}
+
+/// One GET through the proxy: the status and the `X-Release` header.
+fn get(port: u16, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status in {text:?}"))?;
+    let release = text
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Release: "))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Ok((status, release))
+}
+
+/// Clients requesting `/` through the proxy until stopped: every answer
+/// that was not a 200, and how many there were.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    answers: Arc<Mutex<(usize, Vec<String>)>>,
+}
+
+impl Load {
+    fn start(port: u16, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(Mutex::new((0, Vec::new())));
+        let threads = (0..clients)
+            .map(|_| {
+                let (stop, answers) = (stop.clone(), answers.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let answer = get(port, "/", Duration::from_secs(10));
+                        let mut a = answers.lock().unwrap();
+                        a.0 += 1;
+                        match answer {
+                            Ok((200, _)) => {}
+                            Ok((status, release)) => {
+                                a.1.push(format!("status {status} ({release})"))
+                            }
+                            Err(e) => a.1.push(e),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            threads,
+            answers,
+        }
+    }
+
+    /// Stops the clients: how many requests, and the failures.
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let a = self.answers.lock().unwrap();
+        (a.0, a.1.clone())
+    }
+}
+
+#[test]
+fn a_handover_drops_no_request_in_a_deploy_a_rollback_or_a_failed_check() {
+    let mut t = Test::new().hosts(1).start();
+    let (proxy_port, a, b) = (free_port(), free_port(), free_port());
+    let dir = t.dir.display().to_string();
+    // The restart and the direct check give way to a handover behind the
+    // proxy, and a check through it.
+    let base = t.config(&[("staging", &[0])]);
+    let base = drop_line(&drop_line(&base, "restart = "), "health = ");
+    let config = base.replacen(
+        "[database]",
+        &format!(
+            "health = {{ url = \"http://127.0.0.1:{proxy_port}/health\", body = \"{{commit}}\", timeout = \"2s\", retries = 40, interval = \"250ms\" }}\n\n\
+             [deploy.handover]\nports = [\"{a}\", \"{b}\"]\nstart = \"sh start.sh\"\nstop = \"sh stop.sh\"\n\
+             reload = \"nginx -s reload -p {dir}/nginx/ -c nginx.conf\"\ndrain = \"6s\"\n\n[database]"
+        ),
+        1,
+    );
+    t.write_config(&config);
+    let first = t.commit("Handover", &[]);
+    let upstream = t.site("staging", 0).join("shared/upstream.conf");
+    let _proxy = Proxy::start(&t, proxy_port, &upstream, a);
+    t.gantry(&["deploy", "staging"]).success();
+    assert_eq!(
+        get(proxy_port, "/", Duration::from_secs(5)).unwrap(),
+        (200, first.clone())
+    );
+
+    // A deploy under load, with a slow request in flight on the old release.
+    let second = t.commit("Second", &[("notes.txt", "two\n")]);
+    let slow = std::thread::spawn(move || get(proxy_port, "/slow?s=4", Duration::from_secs(30)));
+    let load = Load::start(proxy_port, 4);
+    t.gantry(&["deploy", "staging"]).success();
+    let (requests, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "{} of {requests} failed, first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(requests > 20, "the clients made {requests} requests");
+    assert_eq!(
+        slow.join().unwrap(),
+        Ok((200, first.clone())),
+        "the slow request"
+    );
+    for _ in 0..10 {
+        assert_eq!(
+            get(proxy_port, "/", Duration::from_secs(5)).unwrap(),
+            (200, second.clone())
+        );
+    }
+
+    // A rollback under load: a handover back.
+    let load = Load::start(proxy_port, 4);
+    t.gantry(&["rollback", "staging"]).success();
+    let (requests, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "rollback: {} of {requests} failed, first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(
+        get(proxy_port, "/", Duration::from_secs(5)).unwrap(),
+        (200, first.clone())
+    );
+
+    // A release whose check fails on its own port: traffic never moves.
+    let third = t.commit("Broken", &[("notes.txt", "three\n")]);
+    std::fs::write(t.site("staging", 0).join("shared/data/unhealthy"), &third).unwrap();
+    let load = Load::start(proxy_port, 4);
+    t.gantry(&["deploy", "staging"])
+        .code(1)
+        .stderr_has("health check");
+    let (requests, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "failed check: {} of {requests} failed, first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(
+        get(proxy_port, "/", Duration::from_secs(5)).unwrap(),
+        (200, first)
+    );
+    // The broken release's app was stopped: one app runs, on one port.
+    let pids = std::fs::read_dir(t.site("staging", 0).join("shared/data"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".pid")
+        })
+        .count();
+    assert_eq!(pids, 1);
+}
+
+/// `text` without the line that starts with `start`.
+fn drop_line(text: &str, start: &str) -> String {
+    assert!(text.contains(start), "{start}");
+    text.lines()
+        .filter(|l| !l.starts_with(start))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
