@@ -97,6 +97,10 @@ pub enum Command {
         /// `Retry-After` until the deploy is done or put back.
         #[arg(long)]
         maintenance: bool,
+        /// Run migrations that break the release still serving even though
+        /// both releases serve at once (a handover, a rolling deploy).
+        #[arg(long)]
+        allow_incompatible: bool,
     },
     /// Run the health checks and the functional tests against an
     /// environment, and record the result against the commit it runs.

@@ -167,6 +167,7 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
             no_rehearse,
             redeploy,
             maintenance,
+            allow_incompatible,
         } => {
             let options = promote::DeployOptions {
                 command: format!("gantry deploy {env} {rev}"),
@@ -174,6 +175,7 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
                 rehearse: !no_rehearse,
                 redeploy: *redeploy,
                 maintenance: *maintenance,
+                allow_incompatible: *allow_incompatible,
             };
             ship::deploy(&config()?, env, rev, &options, printer).await
         }

@@ -190,6 +190,7 @@ pub async fn rehearse_on(
         violation: None,
         rows: Vec::new(),
         put_back: None,
+        breaks: Vec::new(),
     };
     let result = match scratch_copy.prepare(name, commit, source).await {
         Ok(steps) => scratch_copy.migrate(&steps, report).await,
@@ -386,6 +387,8 @@ impl Scratch<'_> {
                 if !checked && unchanged {
                     printer.warn(Warning::CopyUnchanged);
                 }
+                report.breaks = Diff::between(&copy_before.objects, &copy_after.objects)
+                    .breaks_the_old_release();
                 report.put_back = Some(self.foresee(steps, &copy_before, &copy_after).await);
                 return Ok(report);
             }

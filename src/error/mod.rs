@@ -139,6 +139,13 @@ pub enum Error {
     WrongDatabase(Box<WrongDatabase>),
     /// The migrations ran in a rehearsal, but not on the copy.
     CopyNotUsed(Box<CopyNotUsed>),
+    /// The rehearsed migrations break the release still serving, and both
+    /// would serve at once (`how`: a handover, a rolling deploy).
+    BreaksTheServingRelease {
+        env: String,
+        how: &'static str,
+        breaks: Vec<String>,
+    },
     /// The real database changed while a rehearsal ran.
     RealDatabaseChanged(Box<RealChanged>),
     /// `gantry release` stopped: what ran, then the error that stopped it.
@@ -185,7 +192,9 @@ impl Error {
                 }
             }
             Error::VerifyFailed { .. } | Error::NotVerified { .. } => ExitStatus::NotVerified,
-            Error::RehearsalFailed(_) | Error::CopyNotUsed(_) => ExitStatus::RehearsalFailed,
+            Error::RehearsalFailed(_)
+            | Error::CopyNotUsed(_)
+            | Error::BreaksTheServingRelease { .. } => ExitStatus::RehearsalFailed,
             Error::RealDatabaseChanged(_) => ExitStatus::Failed,
             Error::ReleaseStopped { cause, .. } => cause.exit_status(),
             Error::Hosts { problems, .. } => {

@@ -110,6 +110,10 @@ impl Error {
             Error::RehearsalFailed(r) => rehearsal_failed(f, r),
             Error::WrongDatabase(w) => wrong_database(f, w),
             Error::CopyNotUsed(c) => copy_not_used(f, c),
+            Error::BreaksTheServingRelease { env, how, breaks } => {
+                write!(f, "the migrations rehearsed for `{env}` break the release it serves, which keeps serving beside the new one during {how}; nothing was migrated")?;
+                breaks.iter().try_for_each(|b| write!(f, "\n  {b}"))
+            }
             Error::RealDatabaseChanged(r) => {
                 write!(f, "the real database of `{}` changed while its rehearsal ran ({} on {})", r.env, r.database, r.host)?;
                 r.changes.iter().try_for_each(|c| write!(f, "\n  {c}"))
@@ -164,6 +168,10 @@ impl Error {
                 let var = c.env_var.as_deref().unwrap_or("DB_PATH");
                 vec![format!("the app must open its database from {var}, or keep its SQLite file in `deploy.shared` and point `database.path` at it under {{shared}}; then rehearse again")]
             }
+            Error::BreaksTheServingRelease { .. } => vec![
+                "deploy it in two steps: first a release whose migrations only add (a new table, a nullable column or one with a default) and whose code works with both schemas, then one that drops, renames or constrains".into(),
+                "or run it anyway with `--allow-incompatible` (requests the old release serves meanwhile may fail)".into(),
+            ],
             Error::RealDatabaseChanged(r) => vec![format!("the rehearsal reached the real database: check the app's settings for a database it opens by a fixed path outside `deploy.shared`; `gantry backups {}` lists the backups taken before earlier migrations", r.env)],
             Error::Hosts { problems, .. } => key_help(problems).map(hint).unwrap_or_default(),
             Error::NotARevision { .. }

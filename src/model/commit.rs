@@ -36,6 +36,9 @@ pub struct Report {
     /// What putting the deploy back would do to the database, tried on
     /// the copy once the migrations passed there.
     pub put_back: Option<Foreseen>,
+    /// What in the migrated schema stops the release serving now, in
+    /// words (empty when they only add what it never writes).
+    pub breaks: Vec<String>,
 }
 
 /// What putting a deploy back would do to its database, as the rehearsal

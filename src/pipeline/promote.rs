@@ -21,6 +21,7 @@ pub struct Deployed {
 }
 
 /// How `deploy_env` runs: who asked, and what the user forced or skipped.
+#[derive(Default)]
 pub struct DeployOptions {
     /// What the lock record shows.
     pub command: String,
@@ -32,6 +33,8 @@ pub struct DeployOptions {
     pub maintenance: bool,
     /// Deploy even when every host already serves the commit.
     pub redeploy: bool,
+    /// Run migrations that break the serving release while both serve.
+    pub allow_incompatible: bool,
 }
 
 /// Deploys `commit` to `env_name` through its gate (the deploy rehearses
@@ -72,6 +75,7 @@ pub async fn deploy_env(
         rehearse: options.rehearse,
         redeploy: options.redeploy,
         maintenance: options.maintenance,
+        allow_incompatible: options.allow_incompatible,
     };
     let summary = deploy::deploy(
         config,
@@ -274,12 +278,12 @@ pub async fn promote(
         commit.short(),
         commit.subject
     ));
+    let command = format!("gantry promote {from} {to}");
     let options = DeployOptions {
-        command: format!("gantry promote {from} {to}"),
+        command,
         force,
         rehearse,
-        redeploy: false,
-        maintenance: false,
+        ..DeployOptions::default()
     };
     deploy_env(config, to, &commit, &options, printer).await
 }
@@ -334,10 +338,8 @@ pub async fn release(
         // environment's data, from the release it has just built.
         let options = DeployOptions {
             command: "gantry release".into(),
-            force: false,
             rehearse: true,
-            redeploy: false,
-            maintenance: false,
+            ..DeployOptions::default()
         };
         match deploy_env(config, &env.name, &commit, &options, printer).await {
             Ok(d) => {
@@ -346,7 +348,7 @@ pub async fn release(
                 tree.extend(deployed_lines(&env.name, &d, remote));
             }
             Err(e) => {
-                tree.push(failed_line(&env.name, &e));
+                tree.push(summary::failed_line(&env.name, &e));
                 return Err(stop(&mut tree, &chain[i + 1..], e));
             }
         }
@@ -434,19 +436,6 @@ fn deployed_lines(env: &str, d: &Deployed, remote: &str) -> Vec<String> {
         ));
     }
     lines
-}
-
-/// The release's line for an environment whose deploy failed.
-fn failed_line(env: &str, e: &Error) -> String {
-    match e {
-        Error::RehearsalFailed(_) | Error::CopyNotUsed(_) => {
-            format!("✗ {env}: the migrations fail on a copy of its data; it was not touched")
-        }
-        Error::WrongDatabase(_) => {
-            format!("✗ {env}: the app does not use the database in gantry.toml; it was not touched")
-        }
-        _ => format!("✗ {env}: deploy failed; it still serves what it served"),
-    }
 }
 
 /// The environments from the root of the `requires` chain to `to` (or to

@@ -169,6 +169,23 @@ pub fn summary_json(summary: &Summary, action: &str, tags: &[String]) -> serde_j
     serde_json::to_value(Report::new(summary, action, tags)).expect("a report serializes")
 }
 
+/// The release's line for an environment whose deploy failed.
+pub fn failed_line(env: &str, e: &crate::error::Error) -> String {
+    use crate::error::Error;
+    match e {
+        Error::RehearsalFailed(_) | Error::CopyNotUsed(_) => {
+            format!("✗ {env}: the migrations fail on a copy of its data; it was not touched")
+        }
+        Error::BreaksTheServingRelease { .. } => {
+            format!("✗ {env}: its migrations break the release it serves while both would serve; it was not touched")
+        }
+        Error::WrongDatabase(_) => {
+            format!("✗ {env}: the app does not use the database in gantry.toml; it was not touched")
+        }
+        _ => format!("✗ {env}: deploy failed; it still serves what it served"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +224,28 @@ mod tests {
                 "100.0 KB sent in all",
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod failed_line_tests {
+    use super::failed_line;
+    use crate::error::Error;
+
+    #[test]
+    fn a_release_says_why_an_environment_was_not_touched() {
+        let breaks = Error::BreaksTheServingRelease {
+            env: "live".into(),
+            how: "a handover",
+            breaks: Vec::new(),
+        };
+        let lines = [
+            failed_line("live", &breaks),
+            failed_line("live", &Error::RestoreDeclined),
+        ];
+        insta::assert_snapshot!(lines.join("\n"), @r"
+        ✗ live: its migrations break the release it serves while both would serve; it was not touched
+        ✗ live: deploy failed; it still serves what it served
+        ");
     }
 }

@@ -124,9 +124,9 @@ impl Load {
     }
 }
 
-#[test]
-fn a_handover_drops_no_request_in_a_deploy_a_rollback_or_a_failed_check() {
-    let mut t = Test::new().hosts(1).start();
+/// The example app on one host with a handover behind a real nginx, its
+/// first release deployed: the proxy's port, the proxy, that commit.
+fn handed_over(t: &mut Test) -> (u16, Proxy, String) {
     let (proxy_port, a, b) = (free_port(), free_port(), free_port());
     let dir = t.dir.display().to_string();
     // The restart and the direct check give way to a handover behind the
@@ -145,8 +145,15 @@ fn a_handover_drops_no_request_in_a_deploy_a_rollback_or_a_failed_check() {
     t.write_config(&config);
     let first = t.commit("Handover", &[]);
     let upstream = t.site("staging", 0).join("shared/upstream.conf");
-    let _proxy = Proxy::start(&t, proxy_port, &upstream, a);
+    let proxy = Proxy::start(t, proxy_port, &upstream, a);
     t.gantry(&["deploy", "staging"]).success();
+    (proxy_port, proxy, first)
+}
+
+#[test]
+fn a_handover_drops_no_request_in_a_deploy_a_rollback_or_a_failed_check() {
+    let mut t = Test::new().hosts(1).start();
+    let (proxy_port, _proxy, first) = handed_over(&mut t);
     assert_eq!(
         get(proxy_port, "/", Duration::from_secs(5)).unwrap(),
         (200, first.clone())
@@ -231,4 +238,37 @@ fn drop_line(text: &str, start: &str) -> String {
         .filter(|l| !l.starts_with(start))
         .map(|l| format!("{l}\n"))
         .collect()
+}
+
+#[test]
+fn migrations_that_break_the_serving_release_are_refused_before_a_handover() {
+    let mut t = Test::new().hosts(1).start();
+    let (proxy_port, _proxy, first) = handed_over(&mut t);
+    let migration = (
+        "migrations/0002_unique.sql",
+        "CREATE UNIQUE INDEX items_text ON items (text);\n-- down\nDROP INDEX items_text;\n",
+    );
+    t.commit("Items are unique", &[migration]);
+    t.gantry(&["deploy", "staging"])
+        .code(7)
+        .stderr_has("break the release it serves, which keeps serving beside the new one during a handover; nothing was migrated")
+        .stderr_has("added: index items items_text unique")
+        .stderr_has("--allow-incompatible");
+    let db = t.site("staging", 0).join("shared/data/app.sqlite3");
+    let indexes =
+        || crate::harness::sqlite(&db, "SELECT name FROM sqlite_master WHERE type = 'index'");
+    assert!(!indexes().contains("items_text"), "nothing was migrated");
+    assert_eq!(
+        get(proxy_port, "/", Duration::from_secs(5)).unwrap(),
+        (200, first)
+    );
+    // Asked for, it runs.
+    let sha = t.head();
+    t.gantry(&["deploy", "staging", "--allow-incompatible"])
+        .success();
+    assert!(indexes().contains("items_text"));
+    assert_eq!(
+        get(proxy_port, "/", Duration::from_secs(5)).unwrap(),
+        (200, sha)
+    );
 }

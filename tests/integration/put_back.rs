@@ -356,7 +356,9 @@ fn story(engine: Engine) {
     live.t.gantry(&["rehearse", "live"]).success().stderr_has(
         "if this deploy is put back, its migrations are reversed (done on the copy too: it works), removing ",
     );
-    let run = live.deploy_with_writers(&["deploy", "live"], "health");
+    // A rolling deploy whose migration breaks the serving release is
+    // refused unless asked for: here it is, to test putting it back.
+    let run = live.deploy_with_writers(&["deploy", "live", "--allow-incompatible"], "health");
     run.code(1)
         .stderr_has("health check")
         .stderr_has("migration lists.0002_item_unique reversed on");
@@ -370,7 +372,7 @@ fn story(engine: Engine) {
     // 4. The same, failing in the second batch of the rolling deploy.
     std::fs::remove_file(site(&live, 0).join("unhealthy")).unwrap();
     std::fs::write(site(&live, 1).join("unhealthy"), "").unwrap();
-    let run = live.deploy_with_writers(&["deploy", "live"], "batch");
+    let run = live.deploy_with_writers(&["deploy", "live", "--allow-incompatible"], "batch");
     run.code(1)
         .stderr_has("migration lists.0002_item_unique reversed on");
     assert_eq!(live.migrations(), initial);
@@ -412,7 +414,7 @@ fn story(engine: Engine) {
     crate::harness::wait_until(30, "the first acknowledged write", || {
         !writers.acked.lock().unwrap().is_empty()
     });
-    let run = live.t.gantry(&["deploy", "live"]);
+    let run = live.t.gantry(&["deploy", "live", "--allow-incompatible"]);
     let acked = writers.stop();
     run.code(1)
         .stderr_has("was restored from")

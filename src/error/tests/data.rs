@@ -176,3 +176,26 @@ fn what_a_rehearsal_foresees_for_putting_back() {
     if this deploy is put back, only the backup can do it (reversing them fails on the copy: IrreversibleError): writes made meanwhile would be in the saved copy, not the database; deploy with `--maintenance` to hold them
     ");
 }
+
+#[test]
+fn migrations_that_break_the_release_serving_beside_the_new_one() {
+    let e = Error::BreaksTheServingRelease {
+        env: "live".into(),
+        how: "a handover",
+        breaks: vec![
+            "changed or removed: column lists_item text text not null".into(),
+            "added: index lists_item lists_item_text_uniq unique".into(),
+        ],
+    };
+    assert_eq!(
+        e.exit_status(),
+        crate::cli::exit::ExitStatus::RehearsalFailed
+    );
+    assert_snapshot!(e.to_string(), @r"
+    the migrations rehearsed for `live` break the release it serves, which keeps serving beside the new one during a handover; nothing was migrated
+      changed or removed: column lists_item text text not null
+      added: index lists_item lists_item_text_uniq unique
+      = help: deploy it in two steps: first a release whose migrations only add (a new table, a nullable column or one with a default) and whose code works with both schemas, then one that drops, renames or constrains
+      = help: or run it anyway with `--allow-incompatible` (requests the old release serves meanwhile may fail)
+    ");
+}

@@ -61,6 +61,7 @@ fn lock(pid: u32) -> LockInfo {
 fn report(violation: Option<Violation>) -> Report {
     Report {
         put_back: None,
+        breaks: Vec::new(),
         env: "live".into(),
         commit: commit(),
         host: "web1".into(),

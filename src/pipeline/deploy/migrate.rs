@@ -191,6 +191,21 @@ impl Run<'_> {
                     .put_back
                     .as_ref()
                     .map(|f| matches!(f, crate::model::commit::Foreseen::Restore { .. }));
+                // Old and new code at once: a schema the serving release
+                // cannot run on is refused before anything migrates.
+                if let (Some(how), false) = (self.both_serve(), report.breaks.is_empty()) {
+                    if !self.allow_incompatible {
+                        let why = "the migrations break the release still serving";
+                        return Err(Stop::Refused(
+                            site.problem("rehearsal", None, None, why),
+                            Error::BreaksTheServingRelease {
+                                env: self.env.name.clone(),
+                                how,
+                                breaks: report.breaks,
+                            },
+                        ));
+                    }
+                }
                 Ok(Rehearsal::Passed(report.seconds))
             }
             Err(error) => {
@@ -200,6 +215,18 @@ impl Run<'_> {
                     error,
                 ))
             }
+        }
+    }
+
+    /// Whether the release serving now keeps serving beside the new one
+    /// while it goes live: during a handover, or a rolling deploy.
+    fn both_serve(&self) -> Option<&'static str> {
+        if self.config.deploy.handover.is_some() {
+            Some("a handover")
+        } else if self.env.batch > 0 && self.env.batch < self.env.hosts.len() {
+            Some("a rolling deploy")
+        } else {
+            None
         }
     }
 

@@ -111,6 +111,9 @@ pub struct Options {
     /// Hold writes while migrations run (`--maintenance`; also
     /// `database.maintenance`).
     pub maintenance: bool,
+    /// Run migrations that break the serving release even when both serve
+    /// at once (`--allow-incompatible`).
+    pub allow_incompatible: bool,
 }
 
 /// The headline of a deploy, printed before connecting.
@@ -222,6 +225,7 @@ pub async fn rollback(
         rehearse: false,
         redeploy: true,
         maintenance: false,
+        allow_incompatible: false,
     };
     let body = async |sites: &[Site]| {
         let run = Run::new(config, env, printer, sites, &options, &info);
@@ -328,6 +332,8 @@ struct Run<'a> {
     forced: bool,
     /// Rehearse pending migrations before running them.
     rehearse: bool,
+    /// Run migrations that break the serving release while both serve.
+    allow_incompatible: bool,
     /// When to hold writes on every host while migrations run.
     maintenance: crate::config::Maintenance,
     /// Writes are held now (the maintenance file is on the hosts).
@@ -358,6 +364,7 @@ impl<'a> Run<'a> {
             info,
             forced: false,
             rehearse: options.rehearse,
+            allow_incompatible: options.allow_incompatible,
             maintenance: if options.maintenance {
                 crate::config::Maintenance::Always
             } else {

@@ -204,7 +204,9 @@ impl Run<'_> {
     /// they differ), and notes whether it changed after the app last
     /// started.
     async fn compare_env_file(&self, site: &mut Site) {
-        if !self.config.setup.has_env_file() {
+        // Only what a user wrote in `[env]` or `[secrets]`: without them
+        // the file is Gantry's own (the database's variable), if any.
+        if self.config.setup.env.is_empty() && self.config.setup.secrets.is_empty() {
             return;
         }
         let file = format!("{}/{}", site.layout.shared(), self.config.setup.env_file);
