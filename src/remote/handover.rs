@@ -57,6 +57,16 @@ fn by_slot(name: &str, scripts: &[String; 2]) -> String {
 }
 
 impl Scripts {
+    /// Stops the new release's app on the slot it took, and forgets the
+    /// slot: after a failed first deploy, when no release serves.
+    pub fn stop_script(&self, layout: &Layout) -> String {
+        let slot = quote(&slot_file(layout));
+        format!(
+            "{}s=$(cat {slot} 2>/dev/null || true)\ncase \"$s\" in 0|1) stop_new \"$s\" ;; esac\nrm -f {slot}",
+            by_slot("stop_new", &self.stop_new)
+        )
+    }
+
     /// The handover part of the activation program of `release` (after
     /// its `phase` and `verdict` functions): start, check, switch, move,
     /// drain, stop the old. Ends with `verdict` on failure; falls through
@@ -219,6 +229,16 @@ mod tests {
             "{}",
             read(&dir, "log")
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_stop_after_a_failed_first_deploy_stops_the_slot_it_took() {
+        let (dir, layout) = site("stop");
+        std::fs::write(dir.join(".gantry/handover/slot"), "1\n").unwrap();
+        crate::base::shell::run_for_test(&scripts(&dir, "true", "true").stop_script(&layout));
+        assert_eq!(read(&dir, "log"), "stop-new-1\n");
+        assert!(!dir.join(".gantry/handover/slot").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -29,24 +29,6 @@ fn listing(dir: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `git archive` of HEAD (without Gantry's config), unpacked as a host
-/// unpacks it.
-fn fresh_archive(t: &Test, n: usize) -> std::path::PathBuf {
-    let fresh = t.dir.join(format!("fresh-{n}"));
-    std::fs::create_dir_all(&fresh).unwrap();
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "git -C {} archive HEAD -- . ':(exclude)gantry.toml' | tar -x -C {}",
-            t.repo.display(),
-            fresh.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    fresh
-}
-
 /// Deploys HEAD; the bytes sent to the host.
 fn deploy(t: &Test) -> u64 {
     let run = t.gantry(&["deploy", "staging", "--json"]);
@@ -141,7 +123,7 @@ fn every_release_equals_git_archive_of_its_commit_after_any_sequence_of_deltas()
             sent < whole / 2,
             "{what}: a delta ({sent} bytes; whole {whole})"
         );
-        let fresh = listing(&fresh_archive(&t, n));
+        let fresh = listing(&t.fresh_archive(&format!("fresh-{n}")));
         let site = t.site("staging", 0);
         assert_eq!(
             listing(&site.join(".gantry/source/tree")),

@@ -481,18 +481,7 @@ fn a_redeploy_sends_only_what_changed() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let fresh = t.dir.join("fresh");
-    std::fs::create_dir_all(&fresh).unwrap();
-    let archive = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "git -C {} archive HEAD -- . ':(exclude)gantry.toml' | tar -x -C {}",
-            t.repo.display(),
-            fresh.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(archive.success());
+    let fresh = t.fresh_archive("fresh");
     assert_eq!(
         listing(&t.site("staging", 0).join(".gantry/source/tree")),
         listing(&fresh)

@@ -8,49 +8,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::harness::{free_port, wait_until, Test};
+use crate::harness::{free_port, nginx_with, Nginx, Test};
 
 /// nginx on `port` proxying to the upstream file the handover writes.
-struct Proxy {
-    prefix: String,
-}
-
-impl Proxy {
-    fn start(t: &Test, port: u16, upstream: &std::path::Path, first: u16) -> Proxy {
-        let prefix = format!("{}/", t.dir.join("nginx").display());
-        std::fs::create_dir_all(t.dir.join("nginx/tmp")).unwrap();
-        std::fs::create_dir_all(upstream.parent().unwrap()).unwrap();
-        // Until the first handover writes it: nothing listens there yet.
-        std::fs::write(upstream, format!("server 127.0.0.1:{first};\n")).unwrap();
-        let conf = format!(
-            "user root;\npid {prefix}nginx.pid;\nerror_log {prefix}error.log;\nevents {{}}\nhttp {{\n access_log off;\n client_body_temp_path {prefix}tmp;\n proxy_temp_path {prefix}tmp;\n\
-             upstream app {{ include {u}; }}\n\
-             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://app; proxy_next_upstream error timeout; }} }}\n}}\n",
-            u = upstream.display()
-        );
-        std::fs::write(t.dir.join("nginx/nginx.conf"), conf).unwrap();
-        let out = std::process::Command::new("nginx")
-            .args(["-p", &prefix, "-c", "nginx.conf"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        wait_until(20, "nginx to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Proxy { prefix }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("nginx")
-            .args(["-p", &self.prefix, "-c", "nginx.conf", "-s", "stop"])
-            .status();
-    }
+fn proxy(t: &Test, port: u16, upstream: &std::path::Path, first: u16) -> Nginx {
+    std::fs::create_dir_all(upstream.parent().unwrap()).unwrap();
+    // Until the first handover writes it: nothing listens there yet.
+    std::fs::write(upstream, format!("server 127.0.0.1:{first};\n")).unwrap();
+    let http = format!(
+        "upstream app {{ include {u}; }}\n\
+         server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://app; proxy_next_upstream error timeout; }} }}\n",
+        u = upstream.display()
+    );
+    Nginx::start(t, &nginx_with(t, &http), port)
 }
 
 /// One GET through the proxy: the status and the `X-Release` header.
@@ -126,7 +96,7 @@ impl Load {
 
 /// The example app on one host with a handover behind a real nginx, its
 /// first release deployed: the proxy's port, the proxy, that commit.
-fn handed_over(t: &mut Test) -> (u16, Proxy, String) {
+fn handed_over(t: &mut Test) -> (u16, Nginx, String) {
     let (proxy_port, a, b) = (free_port(), free_port(), free_port());
     let dir = t.dir.display().to_string();
     // The restart and the direct check give way to a handover behind the
@@ -145,7 +115,7 @@ fn handed_over(t: &mut Test) -> (u16, Proxy, String) {
     t.write_config(&config);
     let first = t.commit("Handover", &[]);
     let upstream = t.site("staging", 0).join("shared/upstream.conf");
-    let proxy = Proxy::start(t, proxy_port, &upstream, a);
+    let proxy = proxy(t, proxy_port, &upstream, a);
     t.gantry(&["deploy", "staging"]).success();
     (proxy_port, proxy, first)
 }

@@ -416,6 +416,24 @@ check = "python3 migrate.py --check"
             .unwrap();
     }
 
+    /// `git archive` of HEAD (without Gantry's config), unpacked as a host
+    /// unpacks it into `<dir>/<name>`.
+    pub fn fresh_archive(&self, name: &str) -> PathBuf {
+        let fresh = self.dir.join(name);
+        std::fs::create_dir_all(&fresh).unwrap();
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "git -C {} archive HEAD -- . ':(exclude)gantry.toml' | tar -x -C {}",
+                self.repo.display(),
+                fresh.display()
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        fresh
+    }
+
     /// The pid gunicorn wrote for the example app on host `i` of `env`.
     pub fn app_pid(&self, env: &str, i: usize) -> String {
         let file = self.site(env, i).join("shared/gunicorn.pid");
@@ -1082,13 +1100,20 @@ pub fn created(answer: &str) -> bool {
 /// A private nginx for the test, on a loopback port, including the sites
 /// `gantry setup` installs into `<dir>/nginx/sites`.
 pub fn nginx_conf(t: &Test) -> std::path::PathBuf {
+    let sites = t.dir.join("nginx/sites");
+    std::fs::create_dir_all(&sites).unwrap();
+    nginx_with(t, &format!("include {}/*;\n", sites.display()))
+}
+
+/// A private nginx's config for the test, in `<dir>/nginx`, with `http`
+/// (servers, upstreams) in its `http` block.
+pub fn nginx_with(t: &Test, http: &str) -> std::path::PathBuf {
     let prefix = t.dir.join("nginx");
-    std::fs::create_dir_all(prefix.join("sites")).unwrap();
     std::fs::create_dir_all(prefix.join("tmp")).unwrap();
     let p = prefix.display();
     let conf = format!(
         "user root;\npid {p}/nginx.pid;\nerror_log {p}/error.log;\nevents {{}}\nhttp {{\n  include /etc/nginx/mime.types;\n  access_log off;\n  \
-         client_body_temp_path {p}/tmp;\n  proxy_temp_path {p}/tmp;\n  include {p}/sites/*;\n}}\n"
+         client_body_temp_path {p}/tmp;\n  proxy_temp_path {p}/tmp;\n{http}}}\n"
     );
     let path = prefix.join("nginx.conf");
     std::fs::write(&path, conf).unwrap();

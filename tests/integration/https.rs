@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{free_port, wait_until, Test};
+use crate::harness::{free_port, nginx_with, Nginx, Test};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -150,51 +150,19 @@ fn certificates(dir: &Path) {
 
 /// nginx with a TLS server per certificate and a plain one that redirects
 /// to the good one, all proxying to the app.
-struct Nginx {
-    prefix: String,
-}
-
-impl Nginx {
-    fn start(t: &Test, app_port: u16, ports: &[(u16, &str)], plain: u16, good: u16) -> Nginx {
-        let prefix = format!("{}/", t.dir.join("nginx").display());
-        let certs = t.dir.join("certs");
-        std::fs::create_dir_all(t.dir.join("nginx/tmp")).unwrap();
-        let mut servers = String::new();
-        for (port, name) in ports {
-            servers.push_str(&format!(
-                "server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {c}/{name}.pem; ssl_certificate_key {c}/{name}.key; location / {{ proxy_pass http://127.0.0.1:{app_port}; }} }}\n",
-                c = certs.display()
-            ));
-        }
+fn nginx(t: &Test, app_port: u16, ports: &[(u16, &str)], plain: u16, good: u16) -> Nginx {
+    let certs = t.dir.join("certs");
+    let mut servers = String::new();
+    for (port, name) in ports {
         servers.push_str(&format!(
-            "server {{ listen 127.0.0.1:{plain}; return 301 https://127.0.0.1:{good}$request_uri; }}\n"
+            "server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {c}/{name}.pem; ssl_certificate_key {c}/{name}.key; location / {{ proxy_pass http://127.0.0.1:{app_port}; }} }}\n",
+            c = certs.display()
         ));
-        let conf = format!(
-            "user root;\npid {prefix}nginx.pid;\nerror_log {prefix}error.log;\nevents {{}}\nhttp {{\n access_log off;\n client_body_temp_path {prefix}tmp;\n proxy_temp_path {prefix}tmp;\n{servers}}}\n"
-        );
-        std::fs::write(t.dir.join("nginx/nginx.conf"), conf).unwrap();
-        let started = Command::new("nginx")
-            .args(["-p", &prefix, "-c", "nginx.conf"])
-            .output()
-            .unwrap();
-        assert!(
-            started.status.success(),
-            "{}",
-            String::from_utf8_lossy(&started.stderr)
-        );
-        wait_until(20, "nginx to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", plain)).is_ok()
-        });
-        Nginx { prefix }
     }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = Command::new("nginx")
-            .args(["-p", &self.prefix, "-c", "nginx.conf", "-s", "stop"])
-            .status();
-    }
+    servers.push_str(&format!(
+        "server {{ listen 127.0.0.1:{plain}; return 301 https://127.0.0.1:{good}$request_uri; }}\n"
+    ));
+    Nginx::start(t, &nginx_with(t, &servers), plain)
 }
 
 #[test]
@@ -206,7 +174,7 @@ fn https_health_checks_trust_a_private_ca_and_say_why_a_certificate_fails() {
     let app_port = t.app_port("staging", 0);
     let (good, wrong, expired, plain) = (free_port(), free_port(), free_port(), free_port());
     let own = free_port();
-    let _nginx = Nginx::start(
+    let _nginx = nginx(
         &t,
         app_port,
         &[

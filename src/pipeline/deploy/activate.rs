@@ -237,13 +237,9 @@ impl Run<'_> {
     async fn stop_app(&self, site: &Site, release: &str) {
         let host = site.name().to_string();
         if let Some(h) = &self.config.deploy.handover {
-            let s = self.handover_scripts(site, h, release, "", None);
-            let slot = quote(&handover::slot_file(&site.layout));
-            let script = format!(
-                "s=$(cat {slot} 2>/dev/null || true)
-if [ \"$s\" = 0 ]; then (\n{}\n) elif [ \"$s\" = 1 ]; then (\n{}\n) fi\nrm -f {slot}",
-                s.stop_new[0], s.stop_new[1]
-            );
+            let script = self
+                .handover_scripts(site, h, release, "", None)
+                .stop_script(&site.layout);
             if let Err(e) = site
                 .step_always(self.printer, "stop", None, &script, None)
                 .await
