@@ -114,6 +114,12 @@ pub struct Service {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceKind {
     Systemd,
+    /// The systemd socket unit the Django preset's gunicorn is started
+    /// with (socket activation), beside its service.
+    Socket,
+    /// The Django preset's template unit for handovers: one instance per
+    /// port (`NAME@PORT`).
+    PerPort,
     Nginx,
 }
 
@@ -121,6 +127,8 @@ impl ServiceKind {
     pub fn label(self) -> &'static str {
         match self {
             ServiceKind::Systemd => "systemd unit",
+            ServiceKind::Socket => "systemd socket",
+            ServiceKind::PerPort => "systemd template unit",
             ServiceKind::Nginx => "nginx site",
         }
     }
@@ -129,6 +137,8 @@ impl ServiceKind {
     pub fn file_name(self, name: &str) -> String {
         match self {
             ServiceKind::Systemd => format!("{name}.service"),
+            ServiceKind::Socket => format!("{name}.socket"),
+            ServiceKind::PerPort => format!("{}@.service", name.trim_end_matches('@')),
             ServiceKind::Nginx => name.to_string(),
         }
     }
@@ -192,6 +202,21 @@ pub struct Deploy {
     /// Start the new release beside the old one and move traffic, instead
     /// of restarting (`[deploy.handover]`).
     pub handover: Option<Handover>,
+    /// Commands that take a host out of a load balancer Gantry does not
+    /// run, and put it back (`[deploy.balancer]`).
+    pub balancer: Option<Balancer>,
+}
+
+/// `[deploy.balancer]`: run on this machine, with the host's variables,
+/// around every activation of a host (deploy, rollback, switch-back).
+#[derive(Debug, Clone)]
+pub struct Balancer {
+    /// Takes the host out of the pool, before its app restarts.
+    pub leave: Template,
+    /// Puts it back, once its health check has passed.
+    pub join: Template,
+    /// How long the host may finish the requests it took after `leave`.
+    pub drain: Duration,
 }
 
 /// `[deploy.handover]`: two ports (or unix sockets) a release's app runs

@@ -134,6 +134,15 @@ pub struct RawDeploy {
     pub env: RawVars,
     pub health: Option<S<RawHealth>>,
     pub handover: Option<S<RawHandover>>,
+    pub balancer: Option<S<RawBalancer>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBalancer {
+    pub leave: S<String>,
+    pub join: S<String>,
+    pub drain: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -55,6 +55,13 @@ pub fn context_for_check(host: &HostSpec) -> BTreeMap<String, String> {
         "static_url",
         "media",
         "media_url",
+        "web_user",
+        "handover_upstream",
+        "release_file",
+        "release_workdir",
+        "release_gunicorn",
+        "drain",
+        "stop_timeout",
     ] {
         c.entry(k.to_string()).or_insert_with(|| format!("/{k}"));
     }

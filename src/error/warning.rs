@@ -122,6 +122,14 @@ pub enum Warning {
         host: String,
         cause: String,
     },
+    /// A `[deploy.balancer]` command failed after the host serves again
+    /// (put back, or left alone by a failed leave): it may be out of the
+    /// balancer's pool.
+    BalancerOut {
+        host: String,
+        step: String,
+        cause: String,
+    },
     /// A host's env file lacks lines `[env]` gives (or the file), found
     /// before a deploy.
     EnvFileDiffers {
@@ -265,6 +273,7 @@ impl fmt::Display for Warning {
             ),
             Warning::AppMayStillRun { .. }
             | Warning::AppNotStopped { .. }
+            | Warning::BalancerOut { .. }
             | Warning::EnvFileDiffers { .. }
             | Warning::WrittenInRelease { .. }
             | Warning::InitWithoutGunicorn { .. }
@@ -286,6 +295,10 @@ impl Warning {
             Warning::AppNotStopped { host, cause } => write!(
                 f,
                 "{host} serves no release again, but stopping the app this deploy started failed: {cause}; stop it by hand"
+            ),
+            Warning::BalancerOut { host, step, cause } => write!(
+                f,
+                "{host} serves the release it served before, but `{step}` failed: {cause}; the balancer may send it no traffic: run `[deploy.balancer] join` for it by hand"
             ),
             Warning::EnvFileDiffers {
                 host,

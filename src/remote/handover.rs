@@ -23,6 +23,8 @@ pub struct Scripts {
     /// The app of the release serving before stopped; `None` when no
     /// release was live.
     pub stop_old: Option<[String; 2]>,
+    /// Each slot's port.
+    pub ports: [String; 2],
     /// The upstream file's content for each slot.
     pub lines: [String; 2],
     /// The upstream file.
@@ -36,6 +38,13 @@ pub struct Scripts {
 /// The file naming the slot (0 or 1) that takes traffic.
 pub fn slot_file(layout: &Layout) -> String {
     format!("{}/handover/slot", layout.gantry())
+}
+
+/// The file that tells the app started on `port` which release it runs
+/// (`GANTRY_RELEASE=/path/releases/NAME`): a systemd template unit per
+/// port reads it (`EnvironmentFile=`).
+pub fn release_file(layout: &Layout, port: &str) -> String {
+    format!("{}/handover/{port}.env", layout.gantry())
 }
 
 /// `server …;` for nginx's upstream: a port, or a unix socket's path.
@@ -93,6 +102,9 @@ impl Scripts {
             "old=$(cat {slot} 2>/dev/null || true)\n\
              if [ \"$old\" = 0 ]; then new=1; else new=0; fi\n\
              phase start\n\
+             mkdir -p \"$(dirname {slot})\"\n\
+             if [ $new = 0 ]; then r={r0}; else r={r1}; fi\n\
+             printf 'GANTRY_RELEASE=%s\\n' {dir} > \"$r\"\n\
              start_new $new; rc=$?\n\
              if [ $rc -ne 0 ]; then stop_new $new; verdict \"failed|start|$rc|old\"; exit 0; fi\n\
              phase 'health check'\n\
@@ -120,6 +132,9 @@ impl Scripts {
              fi\n",
             switch = release::switch_script(layout, release),
             drain = self.drain,
+            r0 = quote(&release_file(layout, &self.ports[0])),
+            r1 = quote(&release_file(layout, &self.ports[1])),
+            dir = quote(&layout.release(release)),
         ));
         s
     }
@@ -154,6 +169,7 @@ mod tests {
             stop_new: [log("stop-new-0"), log("stop-new-1")],
             stop_old: Some([log("stop-old-0"), log("stop-old-1")]),
             lines: [upstream_line("8001"), upstream_line("8002")],
+            ports: ["8001".into(), "8002".into()],
             upstream: format!("{}/upstream", dir.display()),
             reload: format!("{}; {reload}", log("reload")),
             drain: 0.0,
@@ -183,6 +199,11 @@ mod tests {
         assert_eq!(read(&dir, "log"), "start-new-1\nreload\nstop-old-0\n");
         assert_eq!(read(&dir, "upstream"), "server 127.0.0.1:8002;\n");
         assert_eq!(read(&dir, ".gantry/handover/slot"), "1\n");
+        // What a per-port systemd unit reads to know the release it runs.
+        assert_eq!(
+            read(&dir, ".gantry/handover/8002.env"),
+            format!("GANTRY_RELEASE={}/releases/new\n", dir.display())
+        );
         assert_eq!(
             std::fs::read_link(dir.join("current")).unwrap().to_str(),
             Some("releases/new")

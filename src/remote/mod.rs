@@ -9,6 +9,7 @@
 //! `commands`.
 
 pub mod activation;
+pub mod balancer;
 pub mod batch;
 pub mod certificate;
 pub mod handover;

@@ -24,7 +24,7 @@ fn proxy(t: &Test, port: u16, upstream: &std::path::Path, first: u16) -> Nginx {
 }
 
 /// One GET through the proxy: the status and the `X-Release` header.
-fn get(port: u16, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+pub fn get(port: u16, path: &str, timeout: Duration) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(timeout)).unwrap();
@@ -47,14 +47,14 @@ fn get(port: u16, path: &str, timeout: Duration) -> Result<(u16, String), String
 
 /// Clients requesting `/` through the proxy until stopped: every answer
 /// that was not a 200, and how many there were.
-struct Load {
+pub struct Load {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     answers: Arc<Mutex<(usize, Vec<String>)>>,
 }
 
 impl Load {
-    fn start(port: u16, clients: usize) -> Load {
+    pub fn start(port: u16, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let answers = Arc::new(Mutex::new((0, Vec::new())));
         let threads = (0..clients)
@@ -84,7 +84,7 @@ impl Load {
     }
 
     /// Stops the clients: how many requests, and the failures.
-    fn finish(self) -> (usize, Vec<String>) {
+    pub fn finish(self) -> (usize, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads {
             t.join().unwrap();
@@ -202,7 +202,7 @@ fn a_handover_drops_no_request_in_a_deploy_a_rollback_or_a_failed_check() {
 }
 
 /// `text` without the line that starts with `start`.
-fn drop_line(text: &str, start: &str) -> String {
+pub fn drop_line(text: &str, start: &str) -> String {
     assert!(text.contains(start), "{start}");
     text.lines()
         .filter(|l| !l.starts_with(start))
@@ -240,5 +240,104 @@ fn migrations_that_break_the_serving_release_are_refused_before_a_handover() {
     assert_eq!(
         get(proxy_port, "/", Duration::from_secs(5)).unwrap(),
         (200, sha)
+    );
+}
+
+/// The Django example behind the nginx site `gantry setup` writes, with a
+/// handover: gunicorn per release on two ports (`start.sh`/`stop.sh`, as
+/// the per-port systemd unit setup writes would on a server).
+#[test]
+fn the_django_example_behind_setup_s_nginx_site_drops_no_request() {
+    let mut t = Test::new().hosts(1).django().start();
+    let conf = crate::harness::nginx_conf(&t);
+    let (nginx_port, a, b) = (free_port(), free_port(), free_port());
+    let dir = t.dir.display().to_string();
+    let config = crate::setup::django_setup_config(&mut t, nginx_port);
+    let app_port = t.app_port("staging", 0);
+    let config = drop_line(&drop_line(&config, "restart = "), "health = ")
+        .replace(&format!(", upstream = \"127.0.0.1:{app_port}\""), "")
+        .replacen(
+            "[database]",
+            &format!(
+                "health = {{ url = \"http://127.0.0.1:{nginx_port}/health\", body = \"{{commit}}\", timeout = \"2s\", retries = 80, interval = \"250ms\" }}\n\n\
+                 [deploy.handover]\nports = [\"{a}\", \"{b}\"]\nstart = \"sh start.sh\"\nstop = \"sh stop.sh\"\n\
+                 reload = \"nginx -s reload -p {dir}/nginx/ -c nginx.conf\"\ndrain = \"5s\"\n\n[database]"
+            ),
+            1,
+        );
+    t.write_config(&config);
+    let first = t.commit("Handover", &[]);
+    // Setup writes the upstream file and a site that includes it (its
+    // reload runs `nginx -t` on them), and the per-port unit.
+    t.gantry(&["setup", "staging"])
+        .success()
+        .stdout_has("upstream file")
+        .stdout_has("systemd template unit");
+    let site = std::fs::read_to_string(t.dir.join("nginx/sites/site-staging")).unwrap();
+    let upstream = t.site("staging", 0).join("shared/upstream.conf");
+    assert!(
+        site.contains(&format!("include {};", upstream.display()))
+            && site.contains("proxy_next_upstream error timeout;"),
+        "{site}"
+    );
+    let unit = t.dir.join("systemd/gunicorn-staging@.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("--bind 127.0.0.1:%i"), "{text}");
+    let verify = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let _nginx = Nginx::start(&t, &conf, nginx_port);
+    t.gantry(&["deploy", "staging"]).success();
+    assert_eq!(
+        get(nginx_port, "/", Duration::from_secs(5)).unwrap(),
+        (200, first.clone())
+    );
+    // What the unit would read to know its release.
+    let slot = std::fs::read_to_string(t.site("staging", 0).join(".gantry/handover/slot")).unwrap();
+    let port = if slot.trim() == "0" { a } else { b };
+    let named = std::fs::read_to_string(
+        t.site("staging", 0)
+            .join(format!(".gantry/handover/{port}.env")),
+    )
+    .unwrap();
+    let current = std::fs::canonicalize(t.site("staging", 0).join("current")).unwrap();
+    assert_eq!(named, format!("GANTRY_RELEASE={}\n", current.display()));
+
+    // A deploy and a rollback under load, a slow request in flight.
+    let second = t.commit("Second", &[("notes.txt", "two\n")]);
+    let slow = std::thread::spawn(move || get(nginx_port, "/slow?s=3", Duration::from_secs(30)));
+    let load = Load::start(nginx_port, 4);
+    t.gantry(&["deploy", "staging"]).success();
+    let (requests, failed) = load.finish();
+    assert!(
+        failed.is_empty() && requests > 20,
+        "deploy: {} of {requests} failed, first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(slow.join().unwrap(), Ok((200, first.clone())));
+    assert_eq!(
+        get(nginx_port, "/", Duration::from_secs(5)).unwrap(),
+        (200, second)
+    );
+    let load = Load::start(nginx_port, 4);
+    t.gantry(&["rollback", "staging"]).success();
+    let (requests, failed) = load.finish();
+    assert!(
+        failed.is_empty() && requests > 20,
+        "rollback: {} of {requests} failed, first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(
+        get(nginx_port, "/", Duration::from_secs(5)).unwrap(),
+        (200, first)
     );
 }

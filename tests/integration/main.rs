@@ -5,6 +5,7 @@ mod harness;
 
 mod architecture;
 mod archive;
+mod balancer;
 mod cli;
 mod config_errors;
 mod deploy;

@@ -9,7 +9,7 @@ use crate::harness::{
     django_python, free_port, git, http_get, nginx_conf, wait_until, Nginx, Test,
 };
 
-fn django_setup_config(t: &mut Test, nginx_port: u16) -> String {
+pub fn django_setup_config(t: &mut Test, nginx_port: u16) -> String {
     let python = django_python();
     let app_port = t.app_port("staging", 0);
     let dir = t.dir.display().to_string();
@@ -78,7 +78,7 @@ fn setup_twice_changes_nothing_and_keeps_the_generated_secret() {
         .success()
         .stdout_has("+ layout")
         .stdout_has("created")
-        .stdout_has("4 items changed (4 created, 0 updated), 0 unchanged");
+        .stdout_has("5 items changed (5 created, 0 updated), 0 unchanged");
     let env_file = t.site("staging", 0).join("shared/.env");
     assert_eq!(mode(&env_file), 0o600);
     let key = env_value(&env_file, "DJANGO_SECRET_KEY").expect("a secret key was generated");
@@ -105,7 +105,7 @@ fn setup_twice_changes_nothing_and_keeps_the_generated_secret() {
     let second = t.gantry(&["setup", "staging"]);
     second
         .success()
-        .stdout_has("everything was already set up: 4 items unchanged");
+        .stdout_has("everything was already set up: 5 items unchanged");
     assert!(
         !second.stdout.contains("created") && !second.stdout.contains("updated"),
         "{}",
@@ -173,9 +173,20 @@ fn rendered_unit_passes_systemd_analyze_verify() {
         "EnvironmentFile={}",
         t.site("staging", 0).join("shared/.env").display()
     )));
+    // Started with its socket, which systemd holds across restarts.
+    let socket = t.dir.join("systemd/gunicorn-staging.socket");
+    let held = std::fs::read_to_string(&socket).unwrap();
+    assert!(
+        held.contains(&format!(
+            "ListenStream={}",
+            t.site("staging", 0).join("shared/gunicorn.sock").display()
+        )) && text.contains("Requires=gunicorn-staging.socket"),
+        "{held}"
+    );
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&unit)
+        .arg(&socket)
         .output()
         .expect("systemd-analyze is installed (scripts/test installs systemd)");
     assert!(
@@ -634,7 +645,7 @@ fn setup_on_a_host_without_sudo_says_so_and_check_finds_it_first() {
         .stderr_has("`setup.sudo = true` asks for `sudo`");
     let run = t.gantry(&["setup", "staging"]);
     run.code(1)
-        .stdout_has("✗ systemd unit: failed")
+        .stdout_has("✗ systemd socket: failed")
         .stdout_has("0 created, 0 updated, 0 unchanged, 1 failed")
         .stderr_has("sudo: not found")
         .stderr_has("`sudo` is not installed on");
@@ -669,20 +680,23 @@ fn a_reload_that_failed_is_retried_by_the_next_setup_until_it_succeeds() {
             .lines()
             .count()
     };
-    // The unit is installed, its reload fails: setup fails and says so.
+    // The socket unit (installed first) is installed, its reload fails:
+    // setup fails and says so.
     t.gantry(&["setup", "staging"])
         .code(1)
-        .stderr_has("reload systemd unit");
+        .stderr_has("reload systemd socket");
     assert_eq!(count(), 1);
-    // The unit is unchanged now, but its reload never succeeded: again.
+    // The socket is unchanged now, but its reload never succeeded: again;
+    // then the service's own.
     std::fs::write(&ok, "").unwrap();
     t.gantry(&["setup", "staging"])
         .success()
-        .stdout_has("reload pending: the last one did not succeed");
-    assert_eq!(count(), 2);
+        .stdout_has("reload pending: the last one did not succeed")
+        .stderr_has("reload systemd unit");
+    assert_eq!(count(), 3);
     // Done: nothing to reload.
     t.gantry(&["setup", "staging"]).success();
-    assert_eq!(count(), 2);
+    assert_eq!(count(), 3);
 }
 
 #[test]

@@ -1,3 +1,4 @@
+import time
 from html import escape
 
 from django.conf import settings
@@ -16,6 +17,23 @@ def commit():
         except OSError:
             pass
     return "unknown"
+
+
+def release_header(get_response):
+    """Names the commit that answered in every response (`X-Release`)."""
+
+    def middleware(request):
+        response = get_response(request)
+        response["X-Release"] = commit()
+        return response
+
+    return middleware
+
+
+def slow(request):
+    """Answers after `s` seconds (at most 30): a request in flight."""
+    time.sleep(min(float(request.GET.get("s", "1")), 30))
+    return HttpResponse(f"slow {commit()}\n", content_type="text/plain")
 
 
 def health(request):

@@ -6,4 +6,5 @@ urlpatterns = [
     path("", views.home),
     path("items", views.add_item),
     path("health", views.health),
+    path("slow", views.slow),
 ]

@@ -11,11 +11,10 @@ use std::collections::BTreeMap;
 
 use crate::base::shell::quote;
 use crate::cli::output::Printer;
-use crate::config::{render, Config, Environment, HostSpec, SecretSource, Service};
+use crate::config::{render, Config, Environment, SecretSource, Service};
 use crate::error::{Error, HostProblem};
 use crate::model::lock::LockInfo;
 use crate::remote::locking;
-use crate::remote::release::{self, Layout};
 use crate::remote::site::{self, each, each_host, Site};
 
 /// What the install script says of a file whose last reload failed.
@@ -25,50 +24,14 @@ const PENDING: &str = "reload pending: the last one did not succeed; reloading a
 /// existing value is kept or a new one made.
 const GENERATE: &str = "@@GANTRY_GENERATE@@";
 
-/// The variables a template sees on a host: the host's own, the layout's,
-/// and the defaults of the built-in templates (each overridable in
-/// `[vars]`).
-pub fn context(config: &Config, host: &HostSpec, layout: &Layout) -> BTreeMap<String, String> {
-    let mut c: BTreeMap<String, String> = release::run_vars(host, layout, None, None);
-    let current = layout.current();
-    let shared = layout.shared();
-    let workdir = match &config.app.root {
-        Some(root) => format!("{current}/{root}"),
-        None => current.clone(),
-    };
-    let gunicorn = c
-        .get("python")
-        .and_then(|p| {
-            p.strip_suffix("/python")
-                .map(|bin| format!("{bin}/gunicorn"))
-        })
-        .unwrap_or_else(|| format!("{workdir}/.venv/bin/gunicorn"));
-    let socket = format!("{shared}/gunicorn.sock");
-    let defaults = [
-        ("workdir", workdir.clone()),
-        ("env_file", format!("{shared}/{}", config.setup.env_file)),
-        ("gunicorn", gunicorn),
-        ("socket", socket.clone()),
-        ("upstream", format!("unix:{socket}")),
-        ("wsgi", format!("{}.wsgi", config.app.name)),
-        ("listen", "80".into()),
-        ("domain", c.get("host").cloned().unwrap_or_default()),
-        ("static", format!("{workdir}/static")),
-        ("static_url", "/static/".into()),
-        ("media", format!("{shared}/media")),
-        ("media_url", "/media/".into()),
-    ];
-    for (k, v) in defaults {
-        c.entry(k.to_string()).or_insert(v);
-    }
-    c
-}
-
+mod context;
 mod items;
 mod report;
 
 use items::{answer, unexpected, Item, State};
 use report::{Report, SetupReport};
+
+pub use context::context;
 
 pub struct Options {
     pub force: bool,
@@ -253,6 +216,32 @@ async fn host(
         }
         items.push(Item {
             what: format!("{file} (mode 0600)"),
+            state,
+            detail,
+        });
+    }
+
+    // The upstream file a handover rewrites, which the nginx site
+    // includes: it must be there before nginx reads the site.
+    if let Some(h) = &config.deploy.handover {
+        let vars = crate::remote::release::run_vars(&site.spec, layout, None, None);
+        let file = h.upstream.render(&vars);
+        let line = crate::remote::handover::upstream_line(&h.ports[0].render(&vars));
+        let script = format!(
+            "f={f}
+if [ -f \"$f\" ]; then echo unchanged
+elif [ {dry} = 1 ]; then echo 'would create'
+             else mkdir -p \"$(dirname \"$f\")\" && printf '%s' {line} > \"$f\" && echo created; fi",
+            f = quote(&file),
+            line = quote(&line),
+        );
+        let out = site
+            .step(printer, "upstream file", None, &script, None)
+            .await?;
+        let (state, detail) =
+            answer(&out.stdout).map_err(|l| unexpected(site, "upstream file", &l))?;
+        items.push(Item {
+            what: format!("upstream file {file} (a handover rewrites it)"),
             state,
             detail,
         });

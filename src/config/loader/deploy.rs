@@ -39,44 +39,7 @@ impl Loader<'_> {
             let path = self.relative_path(s, "deploy.shared")?;
             shared.push(SharedPath { path, dir });
         }
-        let mut build = Vec::new();
-        for step in &d.build {
-            let span = step.span();
-            let spanned = |text: &str| S::new(span.clone(), text.to_string());
-            let (run, cache) = match step.get_ref() {
-                raw::RawBuild::Command(run) => (spanned(run), None),
-                raw::RawBuild::Cached(c) => {
-                    let paths = |list: &[String], key: &str| -> Result<Vec<String>, ConfigError> {
-                        list.iter()
-                            .map(|p| self.relative_path(&spanned(p), key))
-                            .collect()
-                    };
-                    let outputs = paths(&c.outputs, "deploy.build.outputs")?;
-                    if outputs.is_empty() {
-                        return Err(self
-                            .error(span.clone(), "deploy.build", "a step with `inputs` needs `outputs`: what it makes, to copy when the inputs did not change")
-                            .with_hint("e.g. `{ run = \"…pip install…\", inputs = [\"requirements.txt\"], outputs = [\".venv\"] }`"));
-                    }
-                    let key = match &c.key {
-                        Some(k) => {
-                            let t = self.template(&spanned(k), "deploy.build.key")?;
-                            templates.push(("deploy.build.key".into(), spanned(k), t.clone()));
-                            Some(t)
-                        }
-                        None => None,
-                    };
-                    let cache = BuildCache {
-                        inputs: paths(&c.inputs, "deploy.build.inputs")?,
-                        outputs,
-                        key,
-                    };
-                    (spanned(&c.run), Some(cache))
-                }
-            };
-            let t = self.template(&run, "deploy.build")?;
-            templates.push(("deploy.build".into(), run.clone(), t.clone()));
-            build.push(BuildStep { run: t, cache });
-        }
+        let build = self.build_steps(&d.build, templates)?;
         let mut optional =
             |value: &Option<S<String>>, key: &str| -> Result<Option<Template>, ConfigError> {
                 match value {
@@ -109,10 +72,16 @@ impl Loader<'_> {
             None => None,
             Some(h) => Some(self.health(h.get_ref(), dir, templates)?),
         };
-        let handover = match &d.handover {
-            None => None,
-            Some(h) => Some(self.handover(h, health.as_ref(), templates)?),
-        };
+        let handover = d
+            .handover
+            .as_ref()
+            .map(|h| self.handover(h, health.as_ref(), templates))
+            .transpose()?;
+        let balancer = d
+            .balancer
+            .as_ref()
+            .map(|b| self.balancer(b.get_ref(), templates))
+            .transpose()?;
         let defaults = Defaults {
             parallel: default_parallel,
             batch: default_batch,
@@ -129,6 +98,7 @@ impl Loader<'_> {
                 env,
                 health,
                 handover,
+                balancer,
             },
             defaults,
         ))
@@ -293,6 +263,78 @@ impl Loader<'_> {
             drain,
             check,
         })
+    }
+
+    /// `deploy.build`: commands, or tables saying what a step depends on
+    /// and makes.
+    fn build_steps(
+        &self,
+        steps: &[S<raw::RawBuild>],
+        templates: &mut Templates,
+    ) -> Result<Vec<BuildStep>, ConfigError> {
+        let mut build = Vec::new();
+        for step in steps {
+            let span = step.span();
+            let spanned = |text: &str| S::new(span.clone(), text.to_string());
+            let (run, cache) = match step.get_ref() {
+                raw::RawBuild::Command(run) => (spanned(run), None),
+                raw::RawBuild::Cached(c) => {
+                    let paths = |list: &[String], key: &str| -> Result<Vec<String>, ConfigError> {
+                        list.iter()
+                            .map(|p| self.relative_path(&spanned(p), key))
+                            .collect()
+                    };
+                    let outputs = paths(&c.outputs, "deploy.build.outputs")?;
+                    if outputs.is_empty() {
+                        return Err(self
+                            .error(span.clone(), "deploy.build", "a step with `inputs` needs `outputs`: what it makes, to copy when the inputs did not change")
+                            .with_hint("e.g. `{ run = \"…pip install…\", inputs = [\"requirements.txt\"], outputs = [\".venv\"] }`"));
+                    }
+                    let key = match &c.key {
+                        Some(k) => {
+                            let t = self.template(&spanned(k), "deploy.build.key")?;
+                            templates.push(("deploy.build.key".into(), spanned(k), t.clone()));
+                            Some(t)
+                        }
+                        None => None,
+                    };
+                    let cache = BuildCache {
+                        inputs: paths(&c.inputs, "deploy.build.inputs")?,
+                        outputs,
+                        key,
+                    };
+                    (spanned(&c.run), Some(cache))
+                }
+            };
+            let t = self.template(&run, "deploy.build")?;
+            templates.push(("deploy.build".into(), run.clone(), t.clone()));
+            build.push(BuildStep { run: t, cache });
+        }
+        Ok(build)
+    }
+
+    /// `[deploy.balancer]`.
+    fn balancer(
+        &self,
+        b: &raw::RawBalancer,
+        templates: &mut Templates,
+    ) -> Result<Balancer, ConfigError> {
+        let mut template = |v: &S<String>, key: &str| -> Result<Template, ConfigError> {
+            let t = self.template(v, key)?;
+            templates.push((key.to_string(), v.clone(), t.clone()));
+            Ok(t)
+        };
+        let leave = template(&b.leave, "deploy.balancer.leave")?;
+        let join = template(&b.join, "deploy.balancer.join")?;
+        let drain = match &b.drain {
+            Some(d) => self.duration(
+                d,
+                "deploy.balancer.drain",
+                (Duration::ZERO, Duration::from_secs(3600)),
+            )?,
+            None => Duration::from_secs(10),
+        };
+        Ok(Balancer { leave, join, drain })
     }
 
     pub(super) fn verify(

@@ -152,6 +152,7 @@ impl Loader<'_> {
             &raw.secrets,
             raw.setup.as_ref(),
             preset.is_some(),
+            deploy.handover.is_some(),
             &environments,
             &dir,
         )?;

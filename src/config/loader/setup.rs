@@ -16,6 +16,7 @@ impl Loader<'_> {
         secrets_raw: &BTreeMap<String, S<raw::RawSecret>>,
         raw: Option<&raw::RawSetup>,
         django: bool,
+        handover: bool,
         environments: &[Environment],
         dir: &Path,
     ) -> Result<Setup, ConfigError> {
@@ -59,6 +60,17 @@ impl Loader<'_> {
             (ServiceKind::Nginx, &raw.nginx, "nginx"),
         ] {
             let Some(value) = value else { continue };
+            let built_in = django && value.get_ref().template.is_none();
+            // The preset's gunicorn, restarted in place, is started with a
+            // socket systemd holds across restarts.
+            if kind == ServiceKind::Systemd && built_in && !handover {
+                let socket = ServiceKind::Socket;
+                services.push(self.service(socket, value, field, django, &hosts, dir)?);
+            }
+            let kind = match kind {
+                ServiceKind::Systemd if built_in && handover => ServiceKind::PerPort,
+                kind => kind,
+            };
             services.push(self.service(kind, value, field, django, &hosts, dir)?);
         }
         Ok(Setup {
@@ -125,7 +137,9 @@ impl Loader<'_> {
         Ok(secrets)
     }
 
-    /// One of `[setup.systemd]` and `[setup.nginx]`.
+    /// One of `[setup.systemd]` and `[setup.nginx]` (or the socket the
+    /// preset's systemd unit comes with; with a handover, the preset's
+    /// unit is a template, one instance per port).
     pub(super) fn service(
         &self,
         kind: ServiceKind,
@@ -152,8 +166,14 @@ impl Loader<'_> {
                 }
                 None if django => (
                     match kind {
+                        ServiceKind::PerPort => {
+                            include_str!("../../templates/django-gunicorn@.service").to_string()
+                        }
                         ServiceKind::Systemd => {
                             include_str!("../../templates/django-gunicorn.service").to_string()
+                        }
+                        ServiceKind::Socket => {
+                            include_str!("../../templates/django-gunicorn.socket").to_string()
                         }
                         ServiceKind::Nginx => {
                             include_str!("../../templates/django-nginx.conf").to_string()
@@ -178,7 +198,9 @@ impl Loader<'_> {
             None => self.host_template(
                 hosts,
                 &default(match kind {
-                    ServiceKind::Systemd => "gunicorn-{app}-{env}",
+                    ServiceKind::Systemd | ServiceKind::Socket | ServiceKind::PerPort => {
+                        "gunicorn-{app}-{env}"
+                    }
                     ServiceKind::Nginx => "{app}-{env}",
                 }),
                 &key("name"),
@@ -187,7 +209,9 @@ impl Loader<'_> {
         let dir_t = match &r.dir {
             Some(d) => self.host_template(hosts, d, &key("dir"))?,
             None => Template::literal(match kind {
-                ServiceKind::Systemd => "/etc/systemd/system",
+                ServiceKind::Systemd | ServiceKind::Socket | ServiceKind::PerPort => {
+                    "/etc/systemd/system"
+                }
                 ServiceKind::Nginx => "/etc/nginx/sites-enabled",
             }),
         };
@@ -195,7 +219,9 @@ impl Loader<'_> {
             Some(c) if c.get_ref().is_empty() => None,
             Some(c) => Some(self.host_template(hosts, c, &key("reload"))?),
             None => Some(Template::literal(match kind {
-                ServiceKind::Systemd => {
+                // A template unit's instances are started by the handover.
+                ServiceKind::PerPort => "systemctl daemon-reload",
+                ServiceKind::Systemd | ServiceKind::Socket => {
                     "systemctl daemon-reload && systemctl enable --now \"$GANTRY_UNIT\""
                 }
                 ServiceKind::Nginx => "nginx -t && systemctl reload nginx",

@@ -6,6 +6,7 @@
 use crate::base::shell::quote;
 use crate::error::{HostProblem, Warning};
 use crate::remote::activation::{self, Activation, HostState, Verdict};
+use crate::remote::balancer::{self, Move};
 use crate::remote::handover;
 use crate::remote::health;
 use crate::remote::release::{self, Planned};
@@ -83,6 +84,15 @@ impl Run<'_> {
             let scripts = self.handover_scripts(site, h, release, commit, previous.as_deref());
             (scripts, previous.as_deref())
         });
+        // Out of the balancer's pool first, and drained.
+        if let Some(b) = &self.config.deploy.balancer {
+            if let Err(e) = balancer::run(self.config, b, site, &vars, Move::Leave, p).await {
+                // The host was not touched: back into the pool, in case
+                // the command did part of its work.
+                self.rejoin(site, &vars).await;
+                return (previous, false, Err(e));
+            }
+        }
         let step = match (&handover, &restart) {
             (Some(_), _) => "handover",
             (None, Some(_)) => "switch, restart",
@@ -103,7 +113,12 @@ impl Run<'_> {
             Ok(out) => out,
             // Refused before it started (not switched), or the connection
             // broke: the host finishes by itself, where is unknown here.
-            Err(e) => return (previous, e.unreachable, Err(e)),
+            Err(e) => {
+                if !e.unreachable {
+                    self.rejoin(site, &vars).await;
+                }
+                return (previous, e.unreachable, Err(e));
+            }
         };
         match activation::parse(&out.stdout) {
             Verdict::Ok => {}
@@ -131,7 +146,11 @@ impl Run<'_> {
                     problem
                 };
                 let switched = match state {
-                    HostState::Old | HostState::Back => false,
+                    HostState::Old | HostState::Back => {
+                        // It serves the old release again, checked.
+                        self.rejoin(site, &vars).await;
+                        false
+                    }
                     HostState::New | HostState::Unknown => true,
                     HostState::Stuck => {
                         self.stuck(site.name(), release);
@@ -151,7 +170,30 @@ impl Run<'_> {
                 return (previous, true, Err(problem));
             }
         }
+        // Healthy: back into the pool. If that fails, the host is switched
+        // back like any failed host (and `join` tried again there).
+        if let Some(b) = &self.config.deploy.balancer {
+            if let Err(e) = balancer::run(self.config, b, site, &vars, Move::Join, p).await {
+                return (previous, true, Err(e));
+            }
+        }
         (previous, true, Ok(()))
+    }
+
+    /// Puts `site`, which serves again what it served, back into the
+    /// balancer's pool; a failure is a warning (the deploy has failed
+    /// already).
+    async fn rejoin(&self, site: &Site, vars: &crate::config::Vars) {
+        let Some(b) = &self.config.deploy.balancer else {
+            return;
+        };
+        if let Err(e) = balancer::run(self.config, b, site, vars, Move::Join, self.printer).await {
+            self.printer.warn(Warning::BalancerOut {
+                host: site.name().to_string(),
+                step: e.step.clone(),
+                cause: e.detail.lines().next().unwrap_or("").to_string(),
+            });
+        }
     }
 
     /// What an activation of `release` runs on `site`: the restart (a step,
@@ -219,6 +261,7 @@ impl Run<'_> {
                 handover::upstream_line(&ports[0]),
                 handover::upstream_line(&ports[1]),
             ],
+            ports: ports.clone(),
             upstream: h.upstream.render(&vars),
             reload: release::command_script(
                 self.config,
@@ -357,6 +400,17 @@ impl Run<'_> {
         let vars = release::run_vars(&site.spec, &site.layout, Some(previous), Some(""));
         let health = self.config.deploy.health.as_ref();
         let (restart, check) = self.activation_steps(site, previous, "");
+        // Out of the pool while it restarts (leaving twice is harmless);
+        // if that fails, putting the old release back matters more.
+        if let Some(b) = &self.config.deploy.balancer {
+            if let Err(e) = balancer::run(self.config, b, site, &vars, Move::Leave, p).await {
+                p.warn(Warning::BalancerOut {
+                    host: site.name().to_string(),
+                    step: e.step.clone(),
+                    cause: e.detail.lines().next().unwrap_or("").to_string(),
+                });
+            }
+        }
         // A handover back: the old release's app started beside the new
         // one, checked, traffic moved to it, the new one drained and stopped.
         let handover = self.config.deploy.handover.as_ref().map(|h| {
@@ -375,9 +429,8 @@ impl Run<'_> {
             .step_always(p, "switch back", None, &activation.run_script(), None)
             .await?;
         match activation::parse(&out.stdout) {
-            Verdict::Ok => match health.filter(|h| !h.on_host) {
-                None => Ok(()),
-                Some(check) => {
+            Verdict::Ok => {
+                if let Some(check) = health.filter(|h| !h.on_host) {
                     let url = check.url.render(&vars);
                     p.host(site.name(), &format!("health check {url}"));
                     let body = check.body.as_ref().map(|b| b.render(&vars));
@@ -385,9 +438,11 @@ impl Run<'_> {
                         .await
                         .map_err(|f| {
                             site.problem("putting back: health check", None, None, &f.to_string())
-                        })
+                        })?;
                 }
-            },
+                self.rejoin(site, &vars).await;
+                Ok(())
+            }
             Verdict::Failed {
                 step, code, detail, ..
             } => Err(HostProblem {

@@ -1,0 +1,94 @@
+//! A load balancer Gantry does not run (`[deploy.balancer]`): around every
+//! activation of a host, its `leave` command runs on this machine, then the
+//! host is given `drain` to finish the requests it took; once the new
+//! release passed its health check, `join` puts it back. The commands get
+//! the host's variables (`{host}`, `{env}`, `[vars]`) quoted, and
+//! `GANTRY_HOST` and `GANTRY_ENV` in their environment.
+
+use std::process::Stdio;
+
+use crate::cli::output::Printer;
+use crate::config::Vars;
+use crate::config::{Balancer, Config};
+use crate::error::HostProblem;
+use crate::remote::site::Site;
+
+/// Which of the two commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Move {
+    Leave,
+    Join,
+}
+
+impl Move {
+    /// The step's name in progress lines and reports.
+    pub fn step(self) -> &'static str {
+        match self {
+            Move::Leave => "leave the balancer",
+            Move::Join => "join the balancer",
+        }
+    }
+}
+
+/// Runs `balancer`'s `leave` (then waits its drain) or `join` for `site`.
+pub async fn run(
+    config: &Config,
+    balancer: &Balancer,
+    site: &Site,
+    vars: &Vars,
+    what: Move,
+    printer: &Printer,
+) -> Result<(), HostProblem> {
+    let template = match what {
+        Move::Leave => &balancer.leave,
+        Move::Join => &balancer.join,
+    };
+    let command = template.render_shell(vars);
+    printer.host(site.name(), &format!("{}: {command}", what.step()));
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .current_dir(&config.dir)
+        .env("GANTRY_HOST", vars.get("host").map_or("", String::as_str))
+        .env("GANTRY_ENV", vars.get("env").map_or("", String::as_str))
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    let failed = |code: Option<i32>, detail: String| {
+        let mut p = site.problem(what.step(), Some(&command), code, &detail);
+        p.output = detail;
+        p
+    };
+    match out {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let detail = match out.status.code() {
+                Some(c) => format!("`{command}` (on this machine) exited with status {c}\n{text}"),
+                None => format!("`{command}` (on this machine) was killed by a signal\n{text}"),
+            };
+            return Err(failed(out.status.code(), detail.trim_end().to_string()));
+        }
+        Err(e) => {
+            return Err(failed(
+                None,
+                format!("`{command}` could not start on this machine: {e}"),
+            ))
+        }
+    }
+    if what == Move::Leave && !balancer.drain.is_zero() {
+        printer.host(
+            site.name(),
+            &format!(
+                "draining for {}s: requests it took finish",
+                balancer.drain.as_secs_f64()
+            ),
+        );
+        tokio::time::sleep(balancer.drain).await;
+    }
+    Ok(())
+}
