@@ -1,6 +1,6 @@
 //! The environment's database and what is built beside it: backups and
 //! restores (`database`, `backups`), fingerprints of the real database
-//! (`fingerprint`), asking the app which database it opens (`wiring`), the
+//! (`fingerprint`), what a handover runs (`handover`), asking the app which database it opens (`wiring`), the
 //! build and migrate steps (`steps`) and rehearsals on a copy
 //! (`rehearse`), the schema as objects (`schema`) and how a deploy's
 //! migrations are put back (`undo`). Imports the layers below (`remote` and down); never
@@ -10,6 +10,7 @@ pub mod backups;
 pub mod database;
 pub mod env_file;
 pub mod fingerprint;
+pub mod handover;
 pub mod rehearse;
 pub mod restore;
 pub mod rows;

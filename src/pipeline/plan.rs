@@ -36,17 +36,27 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
                 steps.extend(planned.migrate_plan(&env.database, m).steps());
             }
         }
-        steps.push(release::Planned {
-            name: "switch current".into(),
+        let vars = release::run_vars(spec, &layout, Some(&release), Some(&commit.sha));
+        let here = |name: &str, t: &crate::config::Template| release::Planned {
+            name: format!("{name} (on this machine)"),
             shown: None,
-            script: release::switch_script(&layout, &release),
+            script: t.render_shell(&vars),
             upload: false,
             inline: false,
-        });
-        if let Some(r) = &config.deploy.restart {
-            steps.push(planned.command("restart", r, true));
+        };
+        if let Some(b) = &config.deploy.balancer {
+            steps.push(here("leave the balancer", &b.leave));
         }
-        let vars = release::run_vars(spec, &layout, Some(&release), Some(&commit.sha));
+        steps.extend(activation_steps(
+            config,
+            env,
+            spec,
+            &layout,
+            (&release, &commit.sha),
+        ));
+        if let Some(b) = &config.deploy.balancer {
+            steps.push(here("join the balancer", &b.join));
+        }
         let health = config.deploy.health.as_ref().map(|h| h.url.render(&vars));
         hosts.push((spec, layout, steps, health));
     }
@@ -82,6 +92,56 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
         printer.result(&report.text(warning.as_deref()));
     }
     Ok(())
+}
+
+/// What a host's activation runs: the switch and the restart, or a
+/// handover (start beside on the free port, check there, switch, move the
+/// proxy's traffic; the old app drains and stops).
+fn activation_steps(
+    config: &Config,
+    env: &crate::config::Environment,
+    spec: &crate::config::HostSpec,
+    layout: &Layout,
+    (release, commit): (&str, &str),
+) -> Vec<release::Planned> {
+    let step = |name: &str, script: String| release::Planned {
+        name: name.into(),
+        shown: None,
+        script,
+        upload: false,
+        inline: false,
+    };
+    let switch = step("switch current", release::switch_script(layout, release));
+    let Some(h) = &config.deploy.handover else {
+        let planned = crate::data::steps::Steps::new(config, env, spec, layout, release, commit);
+        let restart = config.deploy.restart.as_ref();
+        return std::iter::once(switch)
+            .chain(restart.map(|r| planned.command("restart", r, true)))
+            .collect();
+    };
+    let s = crate::data::handover::scripts(config, env, (spec, layout), h, (release, commit), None);
+    let [a, b] = &s.ports;
+    let free = format!("# on port {a} when {b} serves, else on {b}\n");
+    vec![
+        step("handover: start beside", format!("{free}{}", s.start[0])),
+        step(
+            "handover: check on its port",
+            format!("{free}{}", s.check[0]),
+        ),
+        switch,
+        step(
+            "handover: move traffic",
+            format!("# {} names the new port\n{}", s.upstream, s.reload),
+        ),
+        step(
+            "handover: drain, stop the old app",
+            format!(
+                "sleep {}\n# then, in the old release with its port: {}",
+                s.drain,
+                h.stop.source()
+            ),
+        ),
+    ]
 }
 
 /// What a deploy would run: what `--json` prints, and the text is drawn from.

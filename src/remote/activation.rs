@@ -199,13 +199,38 @@ pub fn parse(out: &str) -> Verdict {
 
 /// The host-side health check as a script: GETs `url` with curl (or
 /// Python's urllib where curl is missing) until the status and the body
-/// match, within the check's retries and interval.
-pub fn host_check_script(health: &Health, url: &str, body: Option<&str>) -> String {
+/// match, within the check's retries and interval. `as_from`: the URL the
+/// check stands for, when `url` is the app's own port: its host goes in
+/// `Host` (an app such as Django answers only the names it serves) and its
+/// scheme in `X-Forwarded-Proto`, as the proxy in front would send them.
+pub fn host_check_script(
+    health: &Health,
+    url: &str,
+    body: Option<&str>,
+    as_from: Option<&str>,
+) -> String {
     let secs = health.timeout.as_secs().max(1);
+    let (host, proto) = as_from
+        .and_then(|u| u.split_once("://"))
+        .map(|(scheme, rest)| {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            (host.to_string(), scheme.to_string())
+        })
+        .unwrap_or_default();
+    let headers = if host.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "-H {} -H {} ",
+            quote(&format!("Host: {host}")),
+            quote(&format!("X-Forwarded-Proto: {proto}"))
+        )
+    };
     format!(
         "u={u}\nwant={want}\nn=0\nwhile :; do\n\
-         \x20 if command -v curl >/dev/null 2>&1; then out=$(curl -sS -m {secs} -w '\\n%{{http_code}}' \"$u\" 2>&1)\n\
-         \x20 elif command -v python3 >/dev/null 2>&1; then out=$(python3 -c {py} \"$u\" {secs} 2>&1)\n\
+         \x20 if command -v curl >/dev/null 2>&1; then out=$(curl -sS -m {secs} {headers}-w '\\n%{{http_code}}' \"$u\" 2>&1)\n\
+         \x20 elif command -v python3 >/dev/null 2>&1; then out=$(python3 -c {py} \"$u\" {secs} {host_arg} {proto_arg} 2>&1)\n\
          \x20 else echo 'neither curl nor python3 is on the host'; exit 2; fi\n\
          \x20 code=$(printf '%s\\n' \"$out\" | tail -n 1)\n\
          \x20 if [ \"$code\" = {status} ]; then\n\
@@ -218,6 +243,8 @@ pub fn host_check_script(health: &Health, url: &str, body: Option<&str>) -> Stri
         u = quote(url),
         want = quote(body.unwrap_or("")),
         py = quote(crate::remote::health::PY_GET),
+        host_arg = quote(&host),
+        proto_arg = quote(&proto),
         status = health.status,
         retries = health.retries,
         interval = health.interval.as_secs_f64(),
@@ -289,5 +316,56 @@ mod tests {
             "new\n"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Answers GETs on a loopback port: 200 when the `Host` header names
+    /// `example.com` and `X-Forwarded-Proto` says https (as Django behind
+    /// its proxy would), 400 otherwise. Serves `n` requests.
+    fn picky_server(n: usize) -> u16 {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(n) {
+                let mut stream = stream.unwrap();
+                let mut head = Vec::new();
+                for line in BufReader::new(&stream).lines() {
+                    let line = line.unwrap();
+                    if line.is_empty() {
+                        break;
+                    }
+                    head.push(line.to_ascii_lowercase());
+                }
+                let ok = head.iter().any(|l| l == "host: example.com")
+                    && head.iter().any(|l| l == "x-forwarded-proto: https");
+                let status = if ok { "200 OK" } else { "400 Bad Request" };
+                let _ = write!(stream, "HTTP/1.0 {status}\r\nContent-Length: 3\r\n\r\nok\n");
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn a_check_on_the_app_s_own_port_sends_the_host_and_scheme_it_stands_for() {
+        let health = crate::config::Health {
+            retries: 0,
+            ..crate::config::Health::plain()
+        };
+        let port = picky_server(3);
+        let url = format!("http://127.0.0.1:{port}/health");
+        let from = Some("https://example.com/health");
+        let script = host_check_script(&health, &url, Some("ok"), from);
+        assert_eq!(crate::remote::release::sh_code(&script, b""), Some(0));
+        // Python's urllib, where curl is missing, sends them too.
+        let py = std::process::Command::new("python3")
+            .args(["-c", crate::remote::health::PY_GET, &url, "2"])
+            .args(["example.com", "https"])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&py.stdout);
+        assert!(out.starts_with("ok") && out.ends_with("\n200"), "{out}");
+        // Without them, the app refuses the check.
+        let script = host_check_script(&health, &url, Some("ok"), None);
+        assert_eq!(crate::remote::release::sh_code(&script, b""), Some(1));
     }
 }

@@ -228,8 +228,11 @@ if command -v curl >/dev/null 2>&1; then curl -sS -m {secs} -w '\n%{{http_code}}
 
 /// The Python fallback of `get_on`: body, then the status.
 pub const PY_GET: &str = r#"import sys, urllib.request, urllib.error
+headers = {}
+if len(sys.argv) > 4 and sys.argv[3]:
+    headers = {"Host": sys.argv[3], "X-Forwarded-Proto": sys.argv[4]}
 try:
-    r = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))
+    r = urllib.request.urlopen(urllib.request.Request(sys.argv[1], headers=headers), timeout=float(sys.argv[2]))
     code, body = r.status, r.read()
 except urllib.error.HTTPError as e:
     code, body = e.code, e.read()

@@ -3,8 +3,9 @@
 //! releases in them (`release`), the pristine source a host keeps as the
 //! base of delta uploads (`source`),
 //! running a step on every host of an environment (`site`), the deploy
-//! lock (`locking`), the host-side activation program (`activation`) and
-//! health checks (`health`, over `http` from here). Imports `base`, `cli`,
+//! lock (`locking`), the host-side activation program (`activation`, and
+//! its `handover`), a load balancer's leave and join commands (`balancer`)
+//! and health checks (`health`, over `http` from here). Imports `base`, `cli`,
 //! `config`, `model`, `error` and `ledger`; never `data`, `pipeline` or
 //! `commands`.
 

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::handover::{get, Load};
+use crate::handover::{assert_none_failed, get, Load};
 use crate::harness::{free_port, nginx_with, Nginx, Test};
 
 /// The balancer: nginx on `port` over the three hosts' apps, without
@@ -65,19 +65,6 @@ fn pooled(t: &mut Test) -> (u16, Nginx, String) {
     (port, lb, first)
 }
 
-fn assert_none_failed(what: &str, (requests, failed): (usize, Vec<String>)) {
-    assert!(
-        failed.is_empty(),
-        "{what}: {} of {requests} failed, first: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
-    assert!(
-        requests > 20,
-        "{what}: the clients made {requests} requests"
-    );
-}
-
 /// Every host is in the pool: no line of the upstream file is left out.
 fn all_in_pool(t: &Test) {
     let upstream = std::fs::read_to_string(t.dir.join("lb/upstream.conf")).unwrap();
@@ -89,6 +76,11 @@ fn hosts_leave_the_balancer_and_drain_before_they_restart() {
     let mut t = Test::new().hosts(3).start();
     let (port, _lb, first) = pooled(&mut t);
     all_in_pool(&t);
+    t.gantry(&["plan", "live"])
+        .success()
+        .stdout_has("leave the balancer (on this machine)")
+        .stdout_has("lb.sh leave 127.0.0.1")
+        .stdout_has("join the balancer (on this machine)");
 
     // A rolling deploy under load, with a slow request on each host (the
     // balancer goes round), taken before any host left.

@@ -94,17 +94,16 @@ fn from_init(t: &mut Test, nginx_port: u16) -> String {
             "path = \"/home/{user}/sites/{domain}\"",
             format!("path = \"{dir}/sites/{{env}}/{{hostid}}\""),
         ),
+        // A restart instead of init's handover (tested in `setup`).
         (
-            "restart = \"sudo systemctl restart gunicorn-{domain}\"",
-            "restart = \"sh restart.sh\"\nenv = { PYTHON = \"{python}\", APP_HOST = \"{host}\", APP_PORT = \"{app_port}\" }".into(),
+            "[deploy.handover]\nports = [\"8001\", \"8002\"]\nstart = \"sudo -n systemctl enable --now gunicorn-{domain}@$GANTRY_PORT\"\nstop = \"sudo -n systemctl disable --now gunicorn-{domain}@$GANTRY_PORT\"\n",
+            "".into(),
         ),
         (
-            "stop = \"sudo systemctl stop gunicorn-{domain}\"",
-            "stop = 'kill \"$(cat \"$GANTRY_SHARED/gunicorn.pid\")\"'".into(),
-        ),
-        (
-            "logs = \"sudo journalctl -u gunicorn-{domain} -n 20 --no-pager\"",
-            "logs = \"tail -n 20 {shared}/gunicorn.log\"".into(),
+            "logs = \"sudo journalctl -u 'gunicorn-{domain}@*' -n 20 --no-pager\"",
+            "logs = \"tail -n 20 {shared}/gunicorn.log\"\n\
+             restart = \"sh restart.sh\"\nenv = { PYTHON = \"{python}\", APP_HOST = \"{host}\", APP_PORT = \"{app_port}\" }\n\
+             stop = 'kill \"$(cat \"$GANTRY_SHARED/gunicorn.pid\")\"'".into(),
         ),
         (
             "health = { url = \"http://{domain}/\"",

@@ -94,6 +94,20 @@ impl Load {
     }
 }
 
+/// Asserts that no request of a load failed, and that there were some.
+pub fn assert_none_failed(what: &str, (requests, failed): (usize, Vec<String>)) {
+    assert!(
+        failed.is_empty(),
+        "{what}: {} of {requests} failed, first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        requests > 20,
+        "{what}: the clients made {requests} requests"
+    );
+}
+
 /// The example app on one host with a handover behind a real nginx, its
 /// first release deployed: the proxy's port, the proxy, that commit.
 fn handed_over(t: &mut Test) -> (u16, Nginx, String) {
@@ -128,20 +142,18 @@ fn a_handover_drops_no_request_in_a_deploy_a_rollback_or_a_failed_check() {
         get(proxy_port, "/", Duration::from_secs(5)).unwrap(),
         (200, first.clone())
     );
+    t.gantry(&["plan", "staging"])
+        .success()
+        .stdout_has("handover: start beside")
+        .stdout_has("GANTRY_PORT")
+        .stdout_has("handover: move traffic");
 
     // A deploy under load, with a slow request in flight on the old release.
     let second = t.commit("Second", &[("notes.txt", "two\n")]);
     let slow = std::thread::spawn(move || get(proxy_port, "/slow?s=4", Duration::from_secs(30)));
     let load = Load::start(proxy_port, 4);
     t.gantry(&["deploy", "staging"]).success();
-    let (requests, failed) = load.finish();
-    assert!(
-        failed.is_empty(),
-        "{} of {requests} failed, first: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
-    assert!(requests > 20, "the clients made {requests} requests");
+    assert_none_failed("deploy", load.finish());
     assert_eq!(
         slow.join().unwrap(),
         Ok((200, first.clone())),
@@ -157,13 +169,7 @@ fn a_handover_drops_no_request_in_a_deploy_a_rollback_or_a_failed_check() {
     // A rollback under load: a handover back.
     let load = Load::start(proxy_port, 4);
     t.gantry(&["rollback", "staging"]).success();
-    let (requests, failed) = load.finish();
-    assert!(
-        failed.is_empty(),
-        "rollback: {} of {requests} failed, first: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
+    assert_none_failed("rollback", load.finish());
     assert_eq!(
         get(proxy_port, "/", Duration::from_secs(5)).unwrap(),
         (200, first.clone())
@@ -176,13 +182,7 @@ fn a_handover_drops_no_request_in_a_deploy_a_rollback_or_a_failed_check() {
     t.gantry(&["deploy", "staging"])
         .code(1)
         .stderr_has("health check");
-    let (requests, failed) = load.finish();
-    assert!(
-        failed.is_empty(),
-        "failed check: {} of {requests} failed, first: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
+    assert_none_failed("failed check", load.finish());
     assert_eq!(
         get(proxy_port, "/", Duration::from_secs(5)).unwrap(),
         (200, first)
@@ -283,16 +283,7 @@ fn the_django_example_behind_setup_s_nginx_site_drops_no_request() {
     let unit = t.dir.join("systemd/gunicorn-staging@.service");
     let text = std::fs::read_to_string(&unit).unwrap();
     assert!(text.contains("--bind 127.0.0.1:%i"), "{text}");
-    let verify = std::process::Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&unit)
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    crate::harness::systemd_verify(&[&unit]);
     let _nginx = Nginx::start(&t, &conf, nginx_port);
     t.gantry(&["deploy", "staging"]).success();
     assert_eq!(
@@ -315,13 +306,7 @@ fn the_django_example_behind_setup_s_nginx_site_drops_no_request() {
     let slow = std::thread::spawn(move || get(nginx_port, "/slow?s=3", Duration::from_secs(30)));
     let load = Load::start(nginx_port, 4);
     t.gantry(&["deploy", "staging"]).success();
-    let (requests, failed) = load.finish();
-    assert!(
-        failed.is_empty() && requests > 20,
-        "deploy: {} of {requests} failed, first: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
+    assert_none_failed("deploy", load.finish());
     assert_eq!(slow.join().unwrap(), Ok((200, first.clone())));
     assert_eq!(
         get(nginx_port, "/", Duration::from_secs(5)).unwrap(),
@@ -329,15 +314,82 @@ fn the_django_example_behind_setup_s_nginx_site_drops_no_request() {
     );
     let load = Load::start(nginx_port, 4);
     t.gantry(&["rollback", "staging"]).success();
-    let (requests, failed) = load.finish();
-    assert!(
-        failed.is_empty() && requests > 20,
-        "rollback: {} of {requests} failed, first: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
+    assert_none_failed("rollback", load.finish());
     assert_eq!(
         get(nginx_port, "/", Duration::from_secs(5)).unwrap(),
         (200, first)
     );
+
+    // A changed `.env`: setup hands the release over to itself, under load,
+    // and the gunicorn that serves then reads the new value.
+    t.write_config(&config.replace("GREETING = \"hello\"", "GREETING = \"bonjour\""));
+    let load = Load::start(nginx_port, 4);
+    t.gantry(&["setup", "staging"])
+        .success()
+        .stdout_has("the app was restarted");
+    assert_none_failed("setup", load.finish());
+    let shared = t.site("staging", 0).join("shared");
+    let slot = std::fs::read_to_string(t.site("staging", 0).join(".gantry/handover/slot")).unwrap();
+    let port = if slot.trim() == "0" { a } else { b };
+    let pid = std::fs::read_to_string(shared.join(format!("gunicorn-{port}.pid"))).unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
+    assert!(String::from_utf8_lossy(&environ).contains("GREETING=bonjour"));
+}
+
+/// A row of `bench/downtime.sh`: mode, command, requests and failures.
+type Row = (&'static str, &'static str, (usize, Vec<String>));
+
+/// A deploy of a new commit and a rollback under load through `port`.
+fn measure(t: &Test, port: u16, mode: &'static str, rows: &mut Vec<Row>) {
+    t.commit("Second", &[("notes.txt", "two\n")]);
+    for (what, args) in [
+        ("deploy", ["deploy", "staging"]),
+        ("rollback", ["rollback", "staging"]),
+    ] {
+        let load = Load::start(port, 4);
+        t.gantry(&args).success();
+        rows.push((mode, what, load.finish()));
+    }
+}
+
+/// Not a test: the numbers `bench/downtime.sh` prints. Four clients
+/// request through a real nginx while the example app is deployed and
+/// rolled back, once with a plain restart and once with a handover.
+#[test]
+#[ignore = "a measurement: bench/downtime.sh"]
+#[allow(clippy::print_stdout)] // its table is what the bench prints
+fn downtime_of_a_restart_and_of_a_handover() {
+    let mut rows = Vec::new();
+    // A plain restart: nginx proxies straight to the app's port.
+    {
+        let mut t = Test::new().hosts(1).start();
+        let port = free_port();
+        let app_port = t.app_port("staging", 0);
+        let app = format!("{}:{app_port}", t.ip(0));
+        t.configure(&[("staging", &[0])]);
+        let http = format!(
+            "upstream app {{ server {app}; }}\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://app; proxy_next_upstream error timeout; }} }}\n"
+        );
+        let _nginx = Nginx::start(&t, &nginx_with(&t, &http), port);
+        t.gantry(&["deploy", "staging"]).success();
+        measure(&t, port, "restart", &mut rows);
+    }
+    // A handover.
+    {
+        let mut t = Test::new().hosts(1).start();
+        let (port, _proxy, _) = handed_over(&mut t);
+        measure(&t, port, "handover", &mut rows);
+    }
+    println!(
+        "{:<10} {:<9} {:>9} {:>7}  first failure",
+        "mode", "command", "requests", "failed"
+    );
+    for (mode, what, (requests, failed)) in rows {
+        let first = failed.first().cloned().unwrap_or_default();
+        println!(
+            "{mode:<10} {what:<9} {requests:>9} {:>7}  {first}",
+            failed.len()
+        );
+    }
 }

@@ -1158,3 +1158,17 @@ impl Drop for Nginx {
             .status();
     }
 }
+
+/// Asserts that `systemd-analyze verify` accepts the unit files.
+pub fn systemd_verify(units: &[&Path]) {
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(units)
+        .output()
+        .expect("systemd-analyze is installed (scripts/test installs systemd)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -183,17 +183,7 @@ fn rendered_unit_passes_systemd_analyze_verify() {
         )) && text.contains("Requires=gunicorn-staging.socket"),
         "{held}"
     );
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&unit)
-        .arg(&socket)
-        .output()
-        .expect("systemd-analyze is installed (scripts/test installs systemd)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::harness::systemd_verify(&[&unit, &socket]);
     // And it does fail on a broken unit, so the check means something.
     let broken = t.dir.join("systemd/broken.service");
     std::fs::write(&broken, text.replace("ExecStart=/", "ExecStart=")).unwrap();
@@ -449,7 +439,7 @@ fn a_secret_appears_nowhere_but_in_its_file() {
 
 #[test]
 fn init_on_the_django_example_writes_a_config_that_checks_and_deploys() {
-    let mut t = Test::new().hosts(1).django().start();
+    let t = Test::new().hosts(1).django().start();
     t.gantry(&["init"])
         .success()
         .stderr_has("for a Django app (settings `superlists.settings`)");
@@ -457,23 +447,30 @@ fn init_on_the_django_example_writes_a_config_that_checks_and_deploys() {
     assert!(written.contains("preset = \"django\""));
     t.gantry(&["init"]).code(2).stderr_has("already exists");
 
-    // What a user fills in: their server, its path, and (no systemd here)
-    // a restart script; the shared virtualenv stands for the release's own.
-    let port = t.app_port("staging", 0);
+    // What a user fills in: their server, its path; and, with no systemd
+    // here, the example's start.sh and stop.sh for the per-port unit, this
+    // test's nginx, the shared virtualenv for the release's own.
+    let conf = nginx_conf(&t);
+    let (port, a, b) = (free_port(), free_port(), free_port());
     let dir = t.dir.display().to_string();
     let config = written
         .replace("hosts = [\"deploy@staging.example.com\"]", &format!("hosts = [\"{}\"]", t.address(0)))
-        .replace("vars = { domain = \"staging.example.com\" }", &format!("vars = {{ domain = \"127.0.0.1:{port}\" }}"))
-        .replace("path = \"/home/{user}/sites/{domain}\"", &format!("path = \"{dir}/sites/{{env}}/h0\""))
-        .replace("restart = \"sudo systemctl restart gunicorn-{domain}\"", "restart = \"sh restart.sh\"\nenv = { PYTHON = \"{python}\", APP_HOST = \"127.0.0.1\", APP_PORT = \"{app_port}\" }")
-        .replace("[vars]\n", &format!("[vars]\npython = \"{}\"\napp_port = \"{port}\"\n", django_python()))
-        .replace("[setup]\nsudo = true", &format!("[setup]\nsudo = false\n# systemd and nginx are tested on their own\n[ssh]\nconfig = \"{dir}/ssh_config\"\n\n[unused]"))
-        .replace("systemd = { name = \"gunicorn-{domain}\" }   # gunicorn on a unix socket\nnginx = { name = \"{domain}\" }              # static and media files, and the rest proxied\n", "");
-    let config = config.replace("\n[unused]\n", "\n");
+        .replace("vars = { domain = \"staging.example.com\" }", &format!("vars = {{ domain = \"127.0.0.1\", listen = \"127.0.0.1:{port}\" }}"))
+        .replace("path = \"/home/{user}/sites/{domain}\"", &format!("path = \"{dir}/sites/{{env}}/h0\"\nenv = {{ PYTHON = \"{{python}}\" }}"))
+        .replace("url = \"http://{domain}/\"", &format!("url = \"http://{{domain}}:{port}/\""))
+        .replace("ports = [\"8001\", \"8002\"]", &format!("ports = [\"{a}\", \"{b}\"]\nreload = \"nginx -s reload -p {dir}/nginx/ -c nginx.conf\""))
+        .replace("start = \"sudo -n systemctl enable --now gunicorn-{domain}@$GANTRY_PORT\"", "start = \"sh start.sh\"")
+        .replace("stop = \"sudo -n systemctl disable --now gunicorn-{domain}@$GANTRY_PORT\"", "stop = \"sh stop.sh\"")
+        .replace("[vars]\n", &format!("[vars]\npython = \"{}\"\n", django_python()))
+        .replace("[setup]\nsudo = true", &format!("[ssh]\nconfig = \"{dir}/ssh_config\"\n\n[setup]\nsudo = false"))
+        .replace("systemd = { name = \"gunicorn-{domain}\" }", &format!("systemd = {{ name = \"gunicorn-{{domain}}\", dir = \"{dir}/systemd\", reload = \"\" }}"))
+        .replace("nginx = { name = \"{domain}\" }", &format!("nginx = {{ name = \"{{domain}}\", dir = \"{dir}/nginx/sites\", reload = \"nginx -t -q -p {dir}/nginx/ -c {dir}/nginx/nginx.conf\" }}"));
     t.write_config(&config);
     t.commit("Add the config gantry init wrote", &[]);
     t.gantry(&["check", "staging"]).success().stdout_has("ok");
     t.gantry(&["setup", "staging"]).success();
+    crate::harness::systemd_verify(&[&t.dir.join("systemd/gunicorn-127.0.0.1@.service")]);
+    let _nginx = Nginx::start(&t, &conf, port);
     let sha = t.head();
     t.gantry(&["deploy", "staging"]).success();
     let (status, body) = http_get("127.0.0.1", port, "/health").unwrap();

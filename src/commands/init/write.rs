@@ -208,6 +208,19 @@ fn secret_lines(plan: &Plan) -> String {
     }
 }
 
+/// Django's `[deploy.handover]`: a gunicorn per release, on two ports.
+const HANDOVER: &str = r#"
+# Zero downtime: each release's gunicorn starts beside the serving one (an
+# instance of the template unit `gantry setup` writes, per port), is checked
+# there, then nginx's traffic moves to it and the old one drains and stops
+# (docs/handover.md). Another site on this server needs two other ports.
+# Without it: `restart = "sudo systemctl restart gunicorn-{domain}"` under [deploy].
+[deploy.handover]
+ports = ["8001", "8002"]
+start = "sudo -n systemctl enable --now gunicorn-{domain}@$GANTRY_PORT"
+stop = "sudo -n systemctl disable --now gunicorn-{domain}@$GANTRY_PORT"
+"#;
+
 /// The comment over `[setup]`'s systemd unit when gunicorn is missing.
 fn server_note(plan: &Plan) -> &'static str {
     match (plan.gunicorn, plan.uwsgi) {
@@ -321,11 +334,9 @@ keep_releases = 5
 # Kept across releases; paths are relative to the release's root, not
 # `app.root`.
 shared = [{shared}]
-restart = "sudo systemctl restart gunicorn-{{domain}}"
-stop = "sudo systemctl stop gunicorn-{{domain}}"   # after a failed first deploy
-logs = "sudo journalctl -u gunicorn-{{domain}} -n 20 --no-pager"   # shown when a health check fails
+logs = "sudo journalctl -u 'gunicorn-{{domain}}@*' -n 20 --no-pager"   # shown when a health check fails
 health = {{ url = "http://{{domain}}/", status = 200, timeout = "5s", retries = 20, interval = "500ms" }}
-
+{HANDOVER}
 # Backed up before migrations, restored if they fail, rehearsed on a copy
 # before each deploy. Every deploy asks the app which database it opens
 # and stops if it is not this one.
@@ -341,8 +352,8 @@ health = {{ url = "http://{{domain}}/", status = 200, timeout = "5s", retries = 
 {secrets}
 [setup]
 sudo = true
-{server}systemd = {{ name = "gunicorn-{{domain}}" }}   # gunicorn on a unix socket
-nginx = {{ name = "{{domain}}" }}              # static and media files, and the rest proxied
+{server}systemd = {{ name = "gunicorn-{{domain}}" }}   # gunicorn-{{domain}}@.service: gunicorn on 127.0.0.1:PORT
+nginx = {{ name = "{{domain}}" }}              # static and media files, the rest proxied to the upstream file
 
 {verify}
 [environments.staging]

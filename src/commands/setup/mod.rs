@@ -339,16 +339,17 @@ async fn install(
 }
 
 /// Restarts the release `current` points at on `site`, if there is one
-/// and a restart command; returns the release restarted.
+/// and a restart command (with a handover, hands it over to itself on the
+/// other port: no request is refused); returns the release restarted.
 async fn restart_serving(
     config: &Config,
     env: &Environment,
     site: &Site,
     printer: &Printer,
 ) -> Result<Option<String>, HostProblem> {
-    let Some(restart) = &config.deploy.restart else {
+    if config.deploy.restart.is_none() && config.deploy.handover.is_none() {
         return Ok(None);
-    };
+    }
     let script = format!(
         "t=$(readlink {} 2>/dev/null) && echo \"${{t##*/}}\" || true",
         quote(&site.layout.current())
@@ -360,9 +361,47 @@ async fn restart_serving(
     if release.is_empty() {
         return Ok(None);
     }
-    let steps = crate::data::steps::Steps::new(config, env, &site.spec, &site.layout, &release, "");
-    site.run(printer, &steps.command("restart", restart, true), None)
-        .await?;
+    if let Some(h) = &config.deploy.handover {
+        // The same release, started beside itself: it takes the traffic
+        // with the new environment, the old process drains.
+        let scripts = crate::data::handover::scripts(
+            config,
+            env,
+            (&site.spec, &site.layout),
+            h,
+            (&release, ""),
+            Some(&release),
+        );
+        let activation = crate::remote::activation::Activation {
+            layout: &site.layout,
+            release: &release,
+            put_back: None,
+            restart: None,
+            check: None,
+            handover: Some((scripts, Some(&release))),
+        };
+        let out = site
+            .step(printer, "handover", None, &activation.run_script(), None)
+            .await?;
+        if let crate::remote::activation::Verdict::Failed {
+            step, code, detail, ..
+        } = crate::remote::activation::parse(&out.stdout)
+        {
+            let mut p = site.problem(
+                &format!("handover to read the env file: {step}"),
+                None,
+                code,
+                &detail,
+            );
+            p.output = detail;
+            return Err(p);
+        }
+    } else if let Some(restart) = &config.deploy.restart {
+        let steps =
+            crate::data::steps::Steps::new(config, env, &site.spec, &site.layout, &release, "");
+        site.run(printer, &steps.command("restart", restart, true), None)
+            .await?;
+    }
     let started = crate::remote::activation::env_started_file(&site.layout);
     site.step(
         printer,

@@ -220,14 +220,13 @@ impl Run<'_> {
             .filter(|h| h.on_host)
             .map(|h| {
                 let body = h.body.as_ref().map(|b| b.render(&vars));
-                activation::host_check_script(h, &h.url.render(&vars), body.as_deref())
+                activation::host_check_script(h, &h.url.render(&vars), body.as_deref(), None)
             });
         (restart, check)
     }
 
     /// What a handover of `release` runs on `site` (`old`: the release
-    /// serving before): start, check and stop on either port, the
-    /// upstream file's lines, the proxy's reload.
+    /// serving before).
     fn handover_scripts(
         &self,
         site: &Site,
@@ -236,42 +235,8 @@ impl Run<'_> {
         commit: &str,
         old: Option<&str>,
     ) -> handover::Scripts {
-        let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
-        let ports = [h.ports[0].render(&vars), h.ports[1].render(&vars)];
-        let on = |i: usize| vec![("GANTRY_PORT".to_string(), ports[i].clone())];
-        let both = |steps: &crate::data::steps::Steps, t: &crate::config::Template| {
-            [steps.command_with(t, &on(0)), steps.command_with(t, &on(1))]
-        };
-        let steps = self.steps(site, release, commit);
-        let health = self.config.deploy.health.as_ref();
-        let fallback = crate::config::Health::plain();
-        let check = |i: usize| {
-            let url = format!("http://127.0.0.1:{}{}", ports[i], h.check);
-            let body = health
-                .and_then(|c| c.body.as_ref())
-                .map(|b| b.render(&vars));
-            activation::host_check_script(health.unwrap_or(&fallback), &url, body.as_deref())
-        };
-        handover::Scripts {
-            start: both(&steps, &h.start),
-            check: [check(0), check(1)],
-            stop_new: both(&steps, &h.stop),
-            stop_old: old.map(|o| both(&self.steps(site, o, ""), &h.stop)),
-            lines: [
-                handover::upstream_line(&ports[0]),
-                handover::upstream_line(&ports[1]),
-            ],
-            ports: ports.clone(),
-            upstream: h.upstream.render(&vars),
-            reload: release::command_script(
-                self.config,
-                &vars,
-                &site.layout.path,
-                &h.reload.render_shell(&vars),
-                &[],
-            ),
-            drain: h.drain.as_secs_f64(),
-        }
+        let host = (&site.spec, &site.layout);
+        crate::data::handover::scripts(self.config, self.env, host, h, (release, commit), old)
     }
 
     /// Stops the app a failed first deploy started from `release`
