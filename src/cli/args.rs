@@ -149,8 +149,15 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Switch every host back to the release before the current one.
-    Rollback { env: String },
+    /// Switch every host back to the release before the current one, and
+    /// the schema with it (migrations applied since are reversed, after a
+    /// rehearsal on a copy, or the rollback is refused).
+    Rollback {
+        env: String,
+        /// Only the code: leave the schema as the release being left made it.
+        #[arg(long)]
+        code_only: bool,
+    },
     /// What is live where.
     Status {
         /// Only this environment.

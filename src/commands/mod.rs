@@ -195,7 +195,9 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
             };
             promote::release(&config()?, &options, printer).await
         }
-        Command::Rollback { env } => ship::rollback(&config()?, env, printer).await,
+        Command::Rollback { env, code_only } => {
+            ship::rollback(&config()?, env, *code_only, printer).await
+        }
         Command::Rehearse { env, rev } => ship::rehearse(&config()?, env, rev, printer).await,
         Command::Backups { env } => backups::list(&config()?, env, printer).await,
         Command::Restore { env, backup, yes } => {

@@ -64,8 +64,13 @@ pub async fn promote(
     Ok(())
 }
 
-pub async fn rollback(config: &Config, env: &str, printer: &Printer) -> Result<(), Error> {
-    let done = deploy::rollback(config, env, printer).await?;
+pub async fn rollback(
+    config: &Config,
+    env: &str,
+    code_only: bool,
+    printer: &Printer,
+) -> Result<(), Error> {
+    let done = deploy::rollback(config, env, code_only, printer).await?;
     summary::report(&done, "Rolled back", printer);
     let tags = promote::after_rollback(config, env, &done, printer);
     summary::report_json(&done, "rollback", &tags, printer);

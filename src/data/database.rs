@@ -140,6 +140,14 @@ impl Db {
         }
     }
 
+    /// The extension of this engine's backups (`sqlite3`, `dump`).
+    pub fn backup_extension(&self) -> &'static str {
+        match self.engine {
+            Kind::Sqlite => "sqlite3",
+            Kind::Postgres => "dump",
+        }
+    }
+
     /// Backs the database up to `dest` (mode 0600). Prints `missing` when a
     /// SQLite file does not exist yet (nothing to back up), else `ok`.
     /// A backup that fails part way (a full disk) is removed: a part of

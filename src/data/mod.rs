@@ -3,7 +3,7 @@
 //! (`fingerprint`), what a handover runs (`handover`), asking the app which database it opens (`wiring`), the
 //! build and migrate steps (`steps`) and rehearsals on a copy
 //! (`rehearse`), the schema as objects (`schema`) and how a deploy's
-//! migrations are put back (`undo`). Imports the layers below (`remote` and down); never
+//! migrations are put back (`undo`) and a rollback's (`reversal`). Imports the layers below (`remote` and down); never
 //! `pipeline` or `commands`.
 
 pub mod backups;
@@ -13,6 +13,7 @@ pub mod fingerprint;
 pub mod handover;
 pub mod rehearse;
 pub mod restore;
+pub mod reversal;
 pub mod rows;
 pub mod schema;
 pub mod steps;

@@ -236,16 +236,16 @@ pub async fn rehearse_on(
 }
 
 /// The copy of the database and of the release a rehearsal runs in.
-struct Scratch<'a> {
-    config: &'a Config,
-    env: &'a Environment,
-    site: &'a Site,
+pub(crate) struct Scratch<'a> {
+    pub config: &'a Config,
+    pub env: &'a Environment,
+    pub site: &'a Site,
     /// The scratch layout under `.gantry/rehearsals/`.
-    layout: &'a Layout,
-    db: &'a Db,
+    pub layout: &'a Layout,
+    pub db: &'a Db,
     /// Where the copy of the database is.
-    copy: &'a str,
-    printer: &'a Printer,
+    pub copy: &'a str,
+    pub printer: &'a Printer,
 }
 
 impl Scratch<'_> {
@@ -259,7 +259,7 @@ impl Scratch<'_> {
     /// Copies the shared files and the database, puts the release in the
     /// scratch area (from the prepared release or the archive), and checks
     /// that the app opens the copy. Returns the steps, seeing the copy.
-    async fn prepare<'s>(
+    pub(crate) async fn prepare<'s>(
         &'s self,
         name: &'s str,
         commit: &'s Commit,

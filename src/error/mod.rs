@@ -146,6 +146,16 @@ pub enum Error {
         how: &'static str,
         breaks: Vec<String>,
     },
+    /// A rollback refused: the migrations applied since the release rolled
+    /// back to went live cannot be taken back (`why`); nothing changed.
+    RollbackNeedsTheSchema {
+        env: String,
+        release: String,
+        migrations: Vec<String>,
+        why: String,
+        /// The backup taken before the release being left migrated.
+        backup: Option<String>,
+    },
     /// The real database changed while a rehearsal ran.
     RealDatabaseChanged(Box<RealChanged>),
     /// `gantry release` stopped: what ran, then the error that stopped it.
@@ -194,7 +204,8 @@ impl Error {
             Error::VerifyFailed { .. } | Error::NotVerified { .. } => ExitStatus::NotVerified,
             Error::RehearsalFailed(_)
             | Error::CopyNotUsed(_)
-            | Error::BreaksTheServingRelease { .. } => ExitStatus::RehearsalFailed,
+            | Error::BreaksTheServingRelease { .. }
+            | Error::RollbackNeedsTheSchema { .. } => ExitStatus::RehearsalFailed,
             Error::RealDatabaseChanged(_) => ExitStatus::Failed,
             Error::ReleaseStopped { cause, .. } => cause.exit_status(),
             Error::Hosts { problems, .. } => {

@@ -130,6 +130,11 @@ pub enum Warning {
         step: String,
         cause: String,
     },
+    /// A rollback found no record of the schema the release it goes back
+    /// to went live with: only the code goes back.
+    NoSchemaRecord {
+        release: String,
+    },
     /// A host's env file lacks lines `[env]` gives (or the file), found
     /// before a deploy.
     EnvFileDiffers {
@@ -274,6 +279,7 @@ impl fmt::Display for Warning {
             Warning::AppMayStillRun { .. }
             | Warning::AppNotStopped { .. }
             | Warning::BalancerOut { .. }
+            | Warning::NoSchemaRecord { .. }
             | Warning::EnvFileDiffers { .. }
             | Warning::WrittenInRelease { .. }
             | Warning::InitWithoutGunicorn { .. }
@@ -295,6 +301,10 @@ impl Warning {
             Warning::AppNotStopped { host, cause } => write!(
                 f,
                 "{host} serves no release again, but stopping the app this deploy started failed: {cause}; stop it by hand"
+            ),
+            Warning::NoSchemaRecord { release } => write!(
+                f,
+                "there is no record of the schema {release} went live with (it was deployed before Gantry kept one): only the code goes back, the schema stays as it is"
             ),
             Warning::BalancerOut { host, step, cause } => write!(
                 f,

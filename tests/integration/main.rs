@@ -22,5 +22,6 @@ mod network;
 mod pipeline;
 mod put_back;
 mod real_apps;
+mod rollback_schema;
 mod schema;
 mod setup;

@@ -17,14 +17,14 @@ use crate::migrations::Engine;
 
 /// Threads that add items to live's hosts until stopped, keeping the
 /// texts the app acknowledged.
-struct Writers {
+pub struct Writers {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<String>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Writers {
-    fn start(targets: Vec<(String, u16)>, tag: &str) -> Writers {
+    pub fn start(targets: Vec<(String, u16)>, tag: &str) -> Writers {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..2)
@@ -52,7 +52,7 @@ impl Writers {
     }
 
     /// Stops the writers; the texts acknowledged.
-    fn stop(self) -> Vec<String> {
+    pub fn stop(self) -> Vec<String> {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads {
             t.join().unwrap();

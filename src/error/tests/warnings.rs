@@ -164,6 +164,9 @@ fn a_failed_first_deploy_that_cannot_stop_the_app() {
             host: "web1".into(),
             cause: "`sudo systemctl stop gunicorn-shop` failed (exit status 5)".into(),
         },
+        Warning::NoSchemaRecord {
+            release: "20261126T041510.042Z-1a2b3c4d".into(),
+        },
         Warning::BalancerOut {
             host: "web1".into(),
             step: "join the balancer".into(),
@@ -174,6 +177,7 @@ fn a_failed_first_deploy_that_cannot_stop_the_app() {
     assert_snapshot!(text.join("\n"), @r"
     web1 serves no release again, but the app this deploy started may still run from the removed one: stop it by hand, and set `deploy.stop` (`sudo systemctl stop UNIT`) so a failed first deploy stops it
     web1 serves no release again, but stopping the app this deploy started failed: `sudo systemctl stop gunicorn-shop` failed (exit status 5); stop it by hand
+    there is no record of the schema 20261126T041510.042Z-1a2b3c4d went live with (it was deployed before Gantry kept one): only the code goes back, the schema stays as it is
     web1 serves the release it served before, but `join the balancer` failed: `./lb join web1` (on this machine) exited with status 2; the balancer may send it no traffic: run `[deploy.balancer] join` for it by hand
     ");
 }

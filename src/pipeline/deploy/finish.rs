@@ -23,11 +23,18 @@ impl Run<'_> {
             record.commit = Some(commit.sha.clone());
             record.release = Some(release.to_string());
             record.previous = site.serving.clone();
+            // On the migrate host, the database as this release went live:
+            // what a rollback to it compares with.
+            let migrate_host = self.sites[self.env.migrate_host].name() == site.name();
+            let schema = crate::data::reversal::database(self.config, self.env, site, release)
+                .filter(|_| migrate_host)
+                .map(|db| crate::data::reversal::record_script(&db, &site.layout, release))
+                .unwrap_or_default();
             let script = site.then_unlock(
                 // Pruning runs even when the record could not be written;
                 // either failing fails the step.
                 &format!(
-                    "rc=0\n{} || rc=$?\n( {}\n) || rc=$?\nexit $rc",
+                    "rc=0\n{schema}\n{} || rc=$?\n( {}\n) || rc=$?\nexit $rc",
                     release::history_script(&site.layout, &record.to_line()),
                     prune::prune_script(
                         &site.layout,

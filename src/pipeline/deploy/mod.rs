@@ -24,6 +24,7 @@ mod migrate;
 mod prepare;
 mod put_back;
 mod rollback;
+mod rollback_schema;
 mod start;
 
 use std::collections::{BTreeMap, HashSet};
@@ -214,6 +215,7 @@ pub async fn deploy(
 pub async fn rollback(
     config: &Config,
     env_name: &str,
+    code_only: bool,
     printer: &Printer,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
@@ -229,7 +231,7 @@ pub async fn rollback(
     };
     let body = async |sites: &[Site]| {
         let run = Run::new(config, env, printer, sites, &options, &info);
-        let (release, commit) = run.rollback().await?;
+        let (release, commit) = run.rollback(code_only).await?;
         Ok::<_, Error>(Summary {
             env: env.name.clone(),
             release,

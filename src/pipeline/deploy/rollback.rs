@@ -11,8 +11,103 @@ use super::{Run, Switched};
 
 impl Run<'_> {
     /// Activates the release before the current one on every host; on a
-    /// failure every host goes back. Returns the release and its commit.
-    pub(super) async fn rollback(&self) -> Result<(String, String), Error> {
+    /// failure every host goes back. The schema goes back too, unless
+    /// `code_only` (`rollback_schema`). Returns the release and its commit.
+    pub(super) async fn rollback(&self, code_only: bool) -> Result<(String, String), Error> {
+        let targets = self.targets().await?;
+        let mut problems = Vec::new();
+        // The schema first: refused here, nothing has changed yet.
+        let target = &targets[self.env.migrate_host].name;
+        let reversing = match code_only {
+            true => None,
+            false => self.schema_back(target).await?,
+        };
+        // Activate each host's target; on failure, put every host back.
+        let mut switched = Vec::new();
+        let indexes: Vec<usize> = (0..self.sites.len()).collect();
+        let targets_ref = &targets;
+        let results = each(
+            &indexes,
+            self.env.parallel.max(indexes.len()),
+            |&index| async move {
+                let target = &targets_ref[index];
+                let commit = target.commit.clone().unwrap_or_default();
+                let (previous, was_switched, result) =
+                    self.activate_one(index, &target.name, &commit).await;
+                (index, previous, was_switched, result)
+            },
+        )
+        .await;
+        for (index, previous, was_switched, result) in results {
+            if was_switched {
+                switched.push(Switched { index, previous });
+            }
+            if let Err(p) = result {
+                problems.push(p);
+            }
+        }
+        if !problems.is_empty() {
+            let recovery = self.switch_back(&switched, &targets[0].name).await;
+            for site in self.sites {
+                let mut record = Record::new(
+                    Action::Rollback,
+                    &self.env.name,
+                    site.name(),
+                    Outcome::Failed,
+                );
+                record.previous = site.serving.clone();
+                site.record(self.printer, &record).await;
+            }
+            return Err(Error::Failed(Box::new(Failure {
+                action: "rollback".into(),
+                env: self.env.name.clone(),
+                problems,
+                serving: self.serving(),
+                recovery,
+                notes: Vec::new(),
+                constraint: None,
+                interrupted: site::interrupted(),
+                stuck: self.account().stuck.clone(),
+            })));
+        }
+        // The code is back: the migrations it does not run on are reversed.
+        let schema = match &reversing {
+            Some(r) => Some(self.reverse_for_rollback(r).await),
+            None => None,
+        };
+        for (site, target) in self.sites.iter().zip(&targets) {
+            let mut record =
+                Record::new(Action::Rollback, &self.env.name, site.name(), Outcome::Ok);
+            if let Some(Err(p)) = &schema {
+                record.message = Some(format!("code rolled back; the schema was not: {}", p.step));
+            }
+            record.commit = target.commit.clone();
+            record.release = Some(target.name.clone());
+            record.previous = site.serving.clone();
+            site.record(self.printer, &record).await;
+            self.printer
+                .host(site.name(), &format!("serving {}", target.name));
+        }
+        match schema {
+            Some(Ok(done)) => self.printer.headline(&done),
+            Some(Err(problem)) => {
+                return Err(Error::Hosts {
+                    what: format!(
+                    "taking the schema back after the rollback of `{}` (the code is rolled back)",
+                    self.env.name
+                ),
+                    problems: vec![problem],
+                })
+            }
+            None => {}
+        }
+        let first = &targets[0];
+        Ok((first.name.clone(), first.commit.clone().unwrap_or_default()))
+    }
+
+    /// The release before the one each host serves (a release of every
+    /// host, or the problems that say why there is none).
+    async fn targets(&self) -> Result<Vec<prune::Listed>, Error> {
         // Find the release before the current one on every host.
         let listed = each_host(self.sites, |site| async move {
             let out = site
@@ -63,65 +158,6 @@ impl Run<'_> {
                 problems,
             });
         }
-        // Activate each host's target; on failure, put every host back.
-        let mut switched = Vec::new();
-        let indexes: Vec<usize> = (0..self.sites.len()).collect();
-        let targets_ref = &targets;
-        let results = each(
-            &indexes,
-            self.env.parallel.max(indexes.len()),
-            |&index| async move {
-                let target = &targets_ref[index];
-                let commit = target.commit.clone().unwrap_or_default();
-                let (previous, was_switched, result) =
-                    self.activate_one(index, &target.name, &commit).await;
-                (index, previous, was_switched, result)
-            },
-        )
-        .await;
-        for (index, previous, was_switched, result) in results {
-            if was_switched {
-                switched.push(Switched { index, previous });
-            }
-            if let Err(p) = result {
-                problems.push(p);
-            }
-        }
-        if !problems.is_empty() {
-            let recovery = self.switch_back(&switched, &targets[0].name).await;
-            for site in self.sites {
-                let mut record = Record::new(
-                    Action::Rollback,
-                    &self.env.name,
-                    site.name(),
-                    Outcome::Failed,
-                );
-                record.previous = site.serving.clone();
-                site.record(self.printer, &record).await;
-            }
-            return Err(Error::Failed(Box::new(Failure {
-                action: "rollback".into(),
-                env: self.env.name.clone(),
-                problems,
-                serving: self.serving(),
-                recovery,
-                notes: Vec::new(),
-                constraint: None,
-                interrupted: site::interrupted(),
-                stuck: self.account().stuck.clone(),
-            })));
-        }
-        for (site, target) in self.sites.iter().zip(&targets) {
-            let mut record =
-                Record::new(Action::Rollback, &self.env.name, site.name(), Outcome::Ok);
-            record.commit = target.commit.clone();
-            record.release = Some(target.name.clone());
-            record.previous = site.serving.clone();
-            site.record(self.printer, &record).await;
-            self.printer
-                .host(site.name(), &format!("serving {}", target.name));
-        }
-        let first = &targets[0];
-        Ok((first.name.clone(), first.commit.clone().unwrap_or_default()))
+        Ok(targets)
     }
 }

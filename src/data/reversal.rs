@@ -1,0 +1,171 @@
+//! A rollback that takes the schema back. Each release's database, as it
+//! went live, is recorded on the migrate host (`.gantry/schema/RELEASE`:
+//! the fingerprint, with the migrations applied). A rollback compares it
+//! with the database now: the migrations applied since are kept when the
+//! release rolled back to runs on what they made (they only add), else
+//! reversed — rehearsed on a copy first, from the release being left (the
+//! older one does not have their files), after a backup — or, when they
+//! cannot be, the rollback is refused with the ways out.
+
+use crate::base::shell::quote;
+use crate::cli::output::Printer;
+use crate::config::{Config, Environment};
+use crate::data::database::Db;
+use crate::data::fingerprint::{self, Fingerprint};
+use crate::data::rehearse::{read_fingerprint, Scratch, Source};
+use crate::data::undo::{self, Undo};
+use crate::error::{Error, HostProblem, Warning};
+use crate::model::commit::Commit;
+use crate::remote::release::{self, Layout};
+use crate::remote::site::Site;
+
+/// What the migrate host prints when a release has no record.
+pub const NO_RECORD: &str = "@@GANTRY_NO_SCHEMA_RECORD@@";
+
+/// The record of `release`'s database as it went live.
+pub fn record_file(layout: &Layout, release: &str) -> String {
+    format!("{}/schema/{release}", layout.gantry())
+}
+
+/// Writes the record of `release` (part of the finish script on the
+/// migrate host; never fails it).
+pub fn record_script(db: &Db, layout: &Layout, release: &str) -> String {
+    let f = quote(&record_file(layout, release));
+    format!(
+        "mkdir -p \"$(dirname {f})\" && {{ ( {}\n) > {f}.tmp 2>/dev/null && mv -f {f}.tmp {f} || rm -f {f}.tmp; }}",
+        fingerprint::script(db, &db.location)
+    )
+}
+
+/// What the migrate host prints when the backup it was asked about is there.
+pub const BACKUP_THERE: &str = "@@GANTRY_BACKUP_THERE@@";
+
+/// Prints the record of `release` (or `NO_RECORD`), then `BACKUP_THERE`
+/// when the file `backup` exists.
+pub fn read_record_script(layout: &Layout, release: &str, backup: &str) -> String {
+    format!(
+        "cat {} 2>/dev/null || echo {NO_RECORD}\n[ -f {} ] && echo {BACKUP_THERE}; true",
+        quote(&record_file(layout, release)),
+        quote(backup)
+    )
+}
+
+/// What a rollback does to the schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Back {
+    /// Nothing was applied since the release rolled back to went live.
+    Nothing,
+    /// These were, but that release runs on what they made: kept.
+    Keep { applied: Vec<String> },
+    /// These are reversed (in the order applied).
+    Reverse { applied: Vec<String> },
+    /// They cannot be taken back, for this reason.
+    Cannot { applied: Vec<String>, why: String },
+}
+
+/// Decides from the record of the release rolled back to and the
+/// database now; `reversible`: the config can reverse migrations.
+pub fn decide(target: &Fingerprint, now: &Fingerprint, reversible: bool) -> Back {
+    let applied = crate::data::schema::applied_since(&target.applied, &now.applied);
+    match undo::decide(target, now, reversible) {
+        Undo::Nothing => Back::Nothing,
+        Undo::Keep { applied } => Back::Keep { applied },
+        Undo::Reverse { applied, .. } => Back::Reverse { applied },
+        Undo::Restore { why } => Back::Cannot {
+            applied: applied.unwrap_or_default(),
+            why,
+        },
+    }
+}
+
+/// The database of `env` on `site`, with the variables of `release`.
+pub fn database(config: &Config, env: &Environment, site: &Site, release: &str) -> Option<Db> {
+    let vars = release::run_vars(&site.spec, &site.layout, Some(release), None);
+    Db::new(
+        &env.database,
+        &vars,
+        &release::env_file_prelude(config, &vars),
+    )
+}
+
+/// Reverses `applied` on a copy of the database, from the release
+/// `left` (which has their files): `Ok(Err(why))` when it cannot be done
+/// (the reversal fails, or leaves a schema the release rolled back to,
+/// recorded as `target`, does not run on). The copy and the scratch
+/// release are removed whatever happens.
+#[allow(clippy::too_many_arguments)]
+pub async fn rehearse(
+    config: &Config,
+    env: &Environment,
+    site: &Site,
+    db: &Db,
+    (left, commit): (&str, &str),
+    target: &Fingerprint,
+    applied: &[String],
+    printer: &Printer,
+) -> Result<Result<(), String>, Error> {
+    let real = &site.layout;
+    let layout = Layout::rehearsal(&real.path);
+    let copy = db.copy_location(&real.shared(), &layout.shared(), &layout.rehearsals(), left);
+    let fail = |p: HostProblem| Error::Hosts {
+        what: format!(
+            "the rehearsal of the rollback on a copy of `{}`'s database",
+            env.name
+        ),
+        problems: vec![p],
+    };
+    let scratch_dir = quote(&layout.rehearsals());
+    site.step(
+        printer,
+        "clear old rehearsals",
+        None,
+        &format!("rm -rf {scratch_dir} && mkdir -p {scratch_dir}"),
+        None,
+    )
+    .await
+    .map_err(fail)?;
+    let scratch = Scratch {
+        config,
+        env,
+        site,
+        layout: &layout,
+        db,
+        copy: &copy,
+        printer,
+    };
+    let commit = Commit {
+        sha: commit.to_string(),
+        subject: String::new(),
+    };
+    let result = async {
+        let steps = scratch.prepare(left, &commit, Source::Prepared(left)).await?;
+        let reverse = env.database.reverse.as_ref();
+        let Some(reversal) =
+            undo::reverse_command(config, reverse, &steps.vars(), &target.applied, applied)
+        else {
+            return Ok(Err("the migrations' names cannot be given to a reversal".into()));
+        };
+        if let Err(e) = site.run(printer, &undo::step(&steps, &reversal), None).await {
+            let last = e.output.lines().last().unwrap_or("").trim().to_string();
+            return Ok(Err(format!("reversing them fails on the copy: {last}")));
+        }
+        let back = read_fingerprint(site, db, &copy, false, printer)
+            .await
+            .map_err(fail)?;
+        Ok(match undo::decide(target, &back, false) {
+            Undo::Nothing | Undo::Keep { .. } => Ok(()),
+            _ => Err("the reversal on the copy leaves a schema the release rolled back to does not run on".into()),
+        })
+    }
+    .await;
+    let cleanup = format!("{}\nrm -rf {scratch_dir}", db.drop_copy_script(&copy));
+    if let Err(p) = site
+        .step_always(printer, "delete the copy", None, &cleanup, None)
+        .await
+    {
+        printer.warn(Warning::CopyNotDeleted {
+            cause: p.to_string(),
+        });
+    }
+    result
+}
