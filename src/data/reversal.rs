@@ -78,6 +78,76 @@ pub fn decide(target: &Fingerprint, now: &Fingerprint, reversible: bool) -> Back
     }
 }
 
+/// What a reversal back to `target` drops that may hold data: the tables
+/// the migrations created (`(table, None)`), and the columns they added to
+/// tables that were there (`(table, Some(column))`).
+pub fn dropped(target: &Fingerprint, now: &Fingerprint) -> Vec<(String, Option<String>)> {
+    let decode = |w: &str| w.replace("%20", " ").replace("%25", "%");
+    let parts = |f: &Fingerprint| {
+        let mut tables = std::collections::BTreeSet::new();
+        let mut columns = std::collections::BTreeSet::new();
+        for line in &f.objects {
+            match line.split(' ').collect::<Vec<_>>().as_slice() {
+                ["table", t, ..] => {
+                    tables.insert(decode(t));
+                }
+                ["column", t, c, ..] => {
+                    columns.insert((decode(t), decode(c)));
+                }
+                _ => {}
+            }
+        }
+        (tables, columns)
+    };
+    let (had_tables, had_columns) = parts(target);
+    let (tables, columns) = parts(now);
+    let mut out: Vec<(String, Option<String>)> = tables
+        .difference(&had_tables)
+        .map(|t| (t.clone(), None))
+        .collect();
+    out.extend(
+        columns
+            .difference(&had_columns)
+            .filter(|(t, _)| had_tables.contains(t))
+            .map(|(t, c)| (t.clone(), Some(c.clone()))),
+    );
+    out
+}
+
+/// One query counting what `dropped` holds: a line `INDEX<TAB>COUNT` for
+/// each (rows of a table, values of a column).
+pub fn count_sql(dropped: &[(String, Option<String>)]) -> String {
+    let ident = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    dropped
+        .iter()
+        .enumerate()
+        .map(|(i, (table, column))| match column {
+            None => format!("SELECT {i}, count(*) FROM {}", ident(table)),
+            Some(c) => format!(
+                "SELECT {i}, count(*) FROM {} WHERE {} IS NOT NULL",
+                ident(table),
+                ident(c)
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+/// What `count_sql` printed, in words, for what holds data.
+pub fn holding(dropped: &[(String, Option<String>)], out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| {
+            let (i, n) = l.split_once('\t')?;
+            let (i, n): (usize, u64) = (i.trim().parse().ok()?, n.trim().parse().ok()?);
+            let (table, column) = dropped.get(i)?;
+            (n > 0).then(|| match column {
+                None => format!("table {table} ({n} rows)"),
+                Some(c) => format!("column {table}.{c} ({n} rows have a value)"),
+            })
+        })
+        .collect()
+}
+
 /// The database of `env` on `site`, with the variables of `release`.
 pub fn database(config: &Config, env: &Environment, site: &Site, release: &str) -> Option<Db> {
     let vars = release::run_vars(&site.spec, &site.layout, Some(release), None);
@@ -90,8 +160,9 @@ pub fn database(config: &Config, env: &Environment, site: &Site, release: &str) 
 
 /// Reverses `applied` on a copy of the database, from the release
 /// `left` (which has their files): `Ok(Err(why))` when it cannot be done
-/// (the reversal fails, or leaves a schema the release rolled back to,
-/// recorded as `target`, does not run on). The copy and the scratch
+/// (it would drop a table or column holding data, the reversal fails, or
+/// it leaves a schema the release rolled back to, recorded as `target`,
+/// does not run on; `now`: the database before it). The copy and the scratch
 /// release are removed whatever happens.
 #[allow(clippy::too_many_arguments)]
 pub async fn rehearse(
@@ -100,7 +171,7 @@ pub async fn rehearse(
     site: &Site,
     db: &Db,
     (left, commit): (&str, &str),
-    target: &Fingerprint,
+    (target, now): (&Fingerprint, &Fingerprint),
     applied: &[String],
     printer: &Printer,
 ) -> Result<Result<(), String>, Error> {
@@ -139,6 +210,22 @@ pub async fn rehearse(
     };
     let result = async {
         let steps = scratch.prepare(left, &commit, Source::Prepared(left)).await?;
+        // What the reversal would drop must hold nothing written since.
+        let dropped = dropped(target, now);
+        if !dropped.is_empty() {
+            let script = db.query_script(&copy, &count_sql(&dropped));
+            let out = site
+                .step(printer, "count what the reversal drops", None, &script, None)
+                .await
+                .map_err(fail)?;
+            let held = holding(&dropped, &out.stdout);
+            if !held.is_empty() {
+                return Ok(Err(format!(
+                    "reversing them would drop what was written since: {}",
+                    held.join(", ")
+                )));
+            }
+        }
         let reverse = env.database.reverse.as_ref();
         let Some(reversal) =
             undo::reverse_command(config, reverse, &steps.vars(), &target.applied, applied)
@@ -168,4 +255,45 @@ pub async fn rehearse(
         });
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(objects: &[&str]) -> Fingerprint {
+        Fingerprint {
+            objects: objects.iter().map(|o| o.to_string()).collect(),
+            ..Fingerprint::default()
+        }
+    }
+
+    #[test]
+    fn a_reversal_drops_the_tables_and_columns_added_since() {
+        let target = fingerprint(&["table items", "column items text text null nodefault"]);
+        let now = fingerprint(&[
+            "table items",
+            "column items text text notnull nodefault",
+            "column items my%20note text null nodefault",
+            "table tags",
+            "column tags name text null nodefault",
+            "index items items_text unique",
+        ]);
+        let dropped = dropped(&target, &now);
+        assert_eq!(
+            dropped,
+            [
+                ("tags".to_string(), None),
+                ("items".to_string(), Some("my note".to_string()))
+            ]
+        );
+        assert_eq!(
+            count_sql(&dropped),
+            "SELECT 0, count(*) FROM \"tags\" UNION ALL SELECT 1, count(*) FROM \"items\" WHERE \"my note\" IS NOT NULL"
+        );
+        assert_eq!(
+            holding(&dropped, "0\t0\n1\t3\n"),
+            ["column items.my note (3 rows have a value)"]
+        );
+    }
 }

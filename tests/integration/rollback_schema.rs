@@ -159,19 +159,19 @@ fn django_story(engine: Engine) {
     assert!(page.contains("<li>eggs</li>"), "{page}");
 
     // A release after it whose data migration has no reverse, and that
-    // adds a NOT NULL column the old release does not write: refused.
+    // makes every item's text unique: refused.
     std::fs::write(
-        t.repo.join("lists/migrations/0003_item_note.py"),
-        "from django.db import migrations, models\n\n\ndef forward(apps, schema_editor):\n    pass\n\n\nclass Migration(migrations.Migration):\n    dependencies = [(\"lists\", \"0002_item_unique\")]\n    operations = [\n        migrations.RunPython(forward),\n        migrations.AddField(\"item\", \"note\", models.TextField(default=\"\"), preserve_default=False),\n    ]\n",
+        t.repo.join("lists/migrations/0003_item_text_unique.py"),
+        "from django.db import migrations, models\n\n\ndef forward(apps, schema_editor):\n    pass\n\n\nclass Migration(migrations.Migration):\n    dependencies = [(\"lists\", \"0002_item_unique\")]\n    operations = [\n        migrations.RunPython(forward),\n        migrations.AlterField(\"item\", \"text\", models.TextField(default=\"\", unique=True)),\n    ]\n",
     )
     .unwrap();
-    t.commit("Items have a note", &[]);
+    t.commit("Item texts are unique", &[]);
     t.gantry(&["deploy", "staging", "--allow-incompatible"])
         .success();
     let new = t.current("staging", 0).unwrap();
     t.gantry(&["rollback", "staging"])
         .code(7)
-        .stderr_has("was refused, and nothing changed: lists.0003_item_note applied since")
+        .stderr_has("was refused, and nothing changed: lists.0003_item_text_unique applied since")
         .stderr_has("IrreversibleError")
         .stderr_has("--code-only");
     assert_eq!(t.current("staging", 0).unwrap(), new);
@@ -207,4 +207,29 @@ fn a_rollback_keeps_migrations_that_only_add() {
     assert_eq!(t.current("staging", 0).unwrap(), old);
     let db = t.site("staging", 0).join("shared/data/app.sqlite3");
     assert!(sqlite(&db, "SELECT sql FROM sqlite_master WHERE name = 'items'").contains("note"));
+}
+
+#[test]
+fn a_rollback_never_drops_what_was_written_since() {
+    let mut t = Test::new().hosts(1).start();
+    reversible(&mut t);
+    t.commit("Items", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    let tags = (
+        "migrations/0002_tags.sql",
+        "CREATE TABLE tags (name TEXT);\nCREATE UNIQUE INDEX items_text ON items (text);\n-- down\nDROP INDEX items_text;\nDROP TABLE tags;\n",
+    );
+    t.commit("Tags, and items are unique", &[tags]);
+    t.gantry(&["deploy", "staging", "--allow-incompatible"])
+        .success();
+    let new = t.current("staging", 0).unwrap();
+    // The new release wrote a tag.
+    let db = t.site("staging", 0).join("shared/data/app.sqlite3");
+    sqlite(&db, "INSERT INTO tags (name) VALUES ('urgent')");
+    t.gantry(&["rollback", "staging"])
+        .code(7)
+        .stderr_has("reversing them would drop what was written since: table tags (1 rows)")
+        .stderr_has("--code-only");
+    assert_eq!(t.current("staging", 0).unwrap(), new);
+    assert_eq!(sqlite(&db, "SELECT name FROM tags").trim(), "urgent");
 }

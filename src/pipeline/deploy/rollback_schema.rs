@@ -98,7 +98,7 @@ impl Run<'_> {
             site,
             &db,
             (&left, &commit),
-            &recorded,
+            (&recorded, &now),
             &applied,
             p,
         )
