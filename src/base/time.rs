@@ -119,6 +119,9 @@ mod tests {
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration("3d"), None);
         assert_eq!(human(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(age(Duration::from_secs(1)), "1 second");
+        assert_eq!(age(Duration::from_secs(3 * 3600)), "3 hours");
+        assert_eq!(age(Duration::from_secs(2 * 86_400 + 5)), "2 days");
         assert_eq!(human(Duration::from_secs(125)), "2m05s");
     }
 }
@@ -170,6 +173,37 @@ pub enum Shown {
     Local,
     /// As recorded, in UTC (`--utc`).
     Utc,
+}
+
+/// `40 seconds`, `12 minutes`, `5 hours`, `3 days`: how old something is,
+/// in the largest whole unit.
+pub fn age(d: Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = match s {
+        0..120 => (s, "second"),
+        120..7200 => (s / 60, "minute"),
+        7200..172_800 => (s / 3600, "hour"),
+        _ => (s / 86_400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// How long ago the instant a name starts with (`20261126T041510.042Z…`,
+/// as release names and backups do) was.
+pub fn since_compact(name: &str) -> Option<Duration> {
+    let c = name.get(..15)?;
+    let iso = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &c[..4],
+        &c[4..6],
+        &c[6..8],
+        &c[9..11],
+        &c[11..13],
+        &c[13..15]
+    );
+    let then = iso.parse::<jiff::Timestamp>().ok()?;
+    let secs = jiff::Timestamp::now().as_second() - then.as_second();
+    u64::try_from(secs).ok().map(Duration::from_secs)
 }
 
 /// `iso` (`2026-11-26T04:15:10Z`) as `shown`: `2026-11-26 05:15:10 +01:00

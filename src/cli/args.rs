@@ -155,8 +155,15 @@ pub enum Command {
     Rollback {
         env: String,
         /// Only the code: leave the schema as the release being left made it.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "restore_backup")]
         code_only: bool,
+        /// The code, then the database put back from this backup (from
+        /// `gantry backups ENV`): every write made since it is lost.
+        #[arg(long, value_name = "BACKUP")]
+        restore_backup: Option<String>,
+        /// Do not ask before restoring the backup.
+        #[arg(long, requires = "restore_backup")]
+        yes: bool,
     },
     /// What is live where.
     Status {

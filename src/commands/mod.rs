@@ -195,8 +195,18 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
             };
             promote::release(&config()?, &options, printer).await
         }
-        Command::Rollback { env, code_only } => {
-            ship::rollback(&config()?, env, *code_only, printer).await
+        Command::Rollback {
+            env,
+            code_only,
+            restore_backup,
+            yes,
+        } => {
+            let how = ship::RollbackHow {
+                code_only: *code_only,
+                restore_backup: restore_backup.as_deref(),
+                yes: *yes,
+            };
+            ship::rollback(&config()?, env, &how, printer).await
         }
         Command::Rehearse { env, rev } => ship::rehearse(&config()?, env, rev, printer).await,
         Command::Backups { env } => backups::list(&config()?, env, printer).await,

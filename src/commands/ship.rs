@@ -64,13 +64,30 @@ pub async fn promote(
     Ok(())
 }
 
+/// What a rollback takes back besides the code.
+pub struct RollbackHow<'a> {
+    /// Nothing: the schema stays as it is.
+    pub code_only: bool,
+    /// The database, from this backup (asked first unless `yes`).
+    pub restore_backup: Option<&'a str>,
+    pub yes: bool,
+}
+
 pub async fn rollback(
     config: &Config,
     env: &str,
-    code_only: bool,
+    how: &RollbackHow<'_>,
     printer: &Printer,
 ) -> Result<(), Error> {
+    // Asked before anything changes.
+    if let Some(backup) = how.restore_backup {
+        crate::data::backups::confirm_restore(env, backup, how.yes, printer)?;
+    }
+    let code_only = how.code_only || how.restore_backup.is_some();
     let done = deploy::rollback(config, env, code_only, printer).await?;
+    if let Some(backup) = how.restore_backup {
+        crate::data::backups::restore(config, env, backup, true, printer).await?;
+    }
     summary::report(&done, "Rolled back", printer);
     let tags = promote::after_rollback(config, env, &done, printer);
     summary::report_json(&done, "rollback", &tags, printer);

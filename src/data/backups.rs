@@ -74,14 +74,14 @@ pub async fn list(config: &Config, env_name: &str, printer: &Printer) -> Result<
     Ok(())
 }
 
-pub async fn restore(
-    config: &Config,
+/// Checks that `backup` names a backup, and asks before it replaces
+/// `env_name`'s database (unless `yes`; refused without a terminal).
+pub fn confirm_restore(
     env_name: &str,
     backup: &str,
     yes: bool,
     printer: &Printer,
 ) -> Result<(), Error> {
-    let env = config.environment(env_name)?;
     if backup.contains('/') || backup.starts_with('.') || backup.is_empty() {
         return Err(Error::NotABackup {
             env: env_name.to_string(),
@@ -102,6 +102,18 @@ pub async fn restore(
             return Err(Error::RestoreDeclined);
         }
     }
+    Ok(())
+}
+
+pub async fn restore(
+    config: &Config,
+    env_name: &str,
+    backup: &str,
+    yes: bool,
+    printer: &Printer,
+) -> Result<(), Error> {
+    let env = config.environment(env_name)?;
+    confirm_restore(env_name, backup, yes, printer)?;
     let sites = migrate_host(config, env, printer).await?;
     let info = LockInfo::new(&format!("gantry restore {env_name} {backup}"), None, false);
     let sites = locking::lock(sites, &env.name, &info, printer).await?;

@@ -148,14 +148,7 @@ pub enum Error {
     },
     /// A rollback refused: the migrations applied since the release rolled
     /// back to went live cannot be taken back (`why`); nothing changed.
-    RollbackNeedsTheSchema {
-        env: String,
-        release: String,
-        migrations: Vec<String>,
-        why: String,
-        /// The backup taken before the release being left migrated.
-        backup: Option<String>,
-    },
+    RollbackNeedsTheSchema(Box<RollbackRefused>),
     /// The real database changed while a rehearsal ran.
     RealDatabaseChanged(Box<RealChanged>),
     /// `gantry release` stopped: what ran, then the error that stopped it.
@@ -205,7 +198,7 @@ impl Error {
             Error::RehearsalFailed(_)
             | Error::CopyNotUsed(_)
             | Error::BreaksTheServingRelease { .. }
-            | Error::RollbackNeedsTheSchema { .. } => ExitStatus::RehearsalFailed,
+            | Error::RollbackNeedsTheSchema(_) => ExitStatus::RehearsalFailed,
             Error::RealDatabaseChanged(_) => ExitStatus::Failed,
             Error::ReleaseStopped { cause, .. } => cause.exit_status(),
             Error::Hosts { problems, .. } => {
@@ -244,4 +237,16 @@ impl From<ConfigError> for Error {
     fn from(e: ConfigError) -> Error {
         Error::Config(e)
     }
+}
+
+/// A rollback refused because the schema cannot go back with the code.
+#[derive(Debug)]
+pub struct RollbackRefused {
+    pub env: String,
+    pub release: String,
+    pub migrations: Vec<String>,
+    pub why: String,
+    /// The backup taken before the release being left migrated, and how
+    /// long ago.
+    pub backup: Option<(String, String)>,
 }

@@ -114,8 +114,9 @@ impl Error {
                 write!(f, "the migrations rehearsed for `{env}` break the release it serves, which keeps serving beside the new one during {how}; nothing was migrated")?;
                 breaks.iter().try_for_each(|b| write!(f, "\n  {b}"))
             }
-            Error::RollbackNeedsTheSchema { env, release, migrations, why, .. } => {
-                write!(f, "the rollback of `{env}` to {release} was refused, and nothing changed: {} applied since {release} went live cannot be taken back ({why})", migrations.join(", "))
+            Error::RollbackNeedsTheSchema(r) => {
+                let (env, release) = (&r.env, &r.release);
+                write!(f, "the rollback of `{env}` to {release} was refused, and nothing changed: {} applied since {release} went live cannot be taken back ({})", r.migrations.join(", "), r.why)
             }
             Error::RealDatabaseChanged(r) => {
                 write!(f, "the real database of `{}` changed while its rehearsal ran ({} on {})", r.env, r.database, r.host)?;
@@ -175,10 +176,11 @@ impl Error {
                 "deploy it in two steps: first a release whose migrations only add (a new table, a nullable column or one with a default) and whose code works with both schemas, then one that drops, renames or constrains".into(),
                 "or run it anyway with `--allow-incompatible` (requests the old release serves meanwhile may fail)".into(),
             ],
-            Error::RollbackNeedsTheSchema { env, backup, .. } => {
+            Error::RollbackNeedsTheSchema(r) => {
+                let (env, backup) = (&r.env, &r.backup);
                 let mut help = vec![format!("`gantry rollback {env} --code-only` switches the code back and leaves the schema as it is (the old code then runs on the new schema)")];
-                if let Some(b) = backup {
-                    help.push(format!("or, to take the schema back too, after it: `gantry restore {env} {b}` (the backup taken before those migrations: every write made since is lost)"));
+                if let Some((b, age)) = backup {
+                    help.push(format!("or `gantry rollback {env} --restore-backup {b}`: the code back, and the database put back from the backup taken before those migrations, {age} ago (every write made since is lost)"));
                 }
                 help
             }

@@ -2,8 +2,9 @@
 //! a rollback past a reversible migration (a unique index) reverses it,
 //! after rehearsing that on a copy, and every acknowledged item stays; the
 //! old release then takes a repeated item again. A migration that cannot
-//! be reversed refuses the rollback, changing nothing, and names the two
-//! ways out; `--code-only` is today's rollback.
+//! be reversed, or whose reversal would drop what was written since,
+//! refuses the rollback, changing nothing, and names the two ways out:
+//! `--code-only` (the rollback of before) and `--restore-backup`.
 
 use crate::harness::{sqlite, Test};
 use crate::migrations::Engine;
@@ -72,7 +73,7 @@ fn a_rollback_reverses_the_migrations_the_old_release_does_not_run_on() {
 }
 
 #[test]
-fn a_rollback_that_cannot_take_the_schema_back_is_refused_unless_code_only() {
+fn a_rollback_that_cannot_take_the_schema_back_is_refused_but_the_backup_can() {
     let mut t = Test::new().hosts(1).start();
     reversible(&mut t);
     t.commit("Items", &[]);
@@ -95,13 +96,22 @@ fn a_rollback_that_cannot_take_the_schema_back_is_refused_unless_code_only() {
         .stderr_has("was refused, and nothing changed: 0002_unique.sql applied since")
         .stderr_has("is irreversible")
         .stderr_has("gantry rollback staging --code-only")
-        .stderr_has(&format!("gantry restore staging {new}.sqlite3"));
+        .stderr_has(&format!(
+            "gantry rollback staging --restore-backup {new}.sqlite3`: the code back, and the database put back from the backup taken before those migrations, "
+        ));
     assert_eq!(t.current("staging", 0).unwrap(), new);
     assert!(indexes().contains("items_text"));
 
-    t.gantry(&["rollback", "staging", "--code-only"]).success();
+    // The backup, asked for: not without a yes.
+    let backup = format!("{new}.sqlite3");
+    t.gantry(&["rollback", "staging", "--restore-backup", &backup])
+        .code(2)
+        .stderr_has("pass `--yes` to confirm");
+    assert_eq!(t.current("staging", 0).unwrap(), new);
+    t.gantry(&["rollback", "staging", "--restore-backup", &backup, "--yes"])
+        .success();
     assert_eq!(t.current("staging", 0).unwrap(), old);
-    assert!(indexes().contains("items_text"), "the schema stays");
+    assert!(!indexes().contains("items_text"), "the backup is back");
 }
 
 /// Whether staging's `lists_item` has a unique constraint.
@@ -175,6 +185,10 @@ fn django_story(engine: Engine) {
         .stderr_has("IrreversibleError")
         .stderr_has("--code-only");
     assert_eq!(t.current("staging", 0).unwrap(), new);
+    assert!(unique(&t, engine));
+    // The code only, as asked: the schema stays.
+    t.gantry(&["rollback", "staging", "--code-only"]).success();
+    assert_ne!(t.current("staging", 0).unwrap(), new);
     assert!(unique(&t, engine));
 }
 

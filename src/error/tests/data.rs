@@ -202,13 +202,16 @@ fn migrations_that_break_the_release_serving_beside_the_new_one() {
 
 #[test]
 fn a_rollback_that_cannot_take_the_schema_back() {
-    let e = Error::RollbackNeedsTheSchema {
+    let e = Error::RollbackNeedsTheSchema(Box::new(crate::error::RollbackRefused {
         env: "live".into(),
         release: "20261126T041510.042Z-1a2b3c4d".into(),
         migrations: vec!["lists.0003_item_note".into()],
         why: "reversing them fails on the copy: IrreversibleError: Operation <RunPython> in lists.0003_item_note is not reversible".into(),
-        backup: Some("20261127T090000.000Z-5e6f7a8b.sqlite3".into()),
-    };
+        backup: Some((
+            "20261127T090000.000Z-5e6f7a8b.sqlite3".into(),
+            "2 days".into(),
+        )),
+    }));
     assert_eq!(
         e.exit_status(),
         crate::cli::exit::ExitStatus::RehearsalFailed
@@ -216,6 +219,6 @@ fn a_rollback_that_cannot_take_the_schema_back() {
     assert_snapshot!(e.to_string(), @r"
     the rollback of `live` to 20261126T041510.042Z-1a2b3c4d was refused, and nothing changed: lists.0003_item_note applied since 20261126T041510.042Z-1a2b3c4d went live cannot be taken back (reversing them fails on the copy: IrreversibleError: Operation <RunPython> in lists.0003_item_note is not reversible)
       = help: `gantry rollback live --code-only` switches the code back and leaves the schema as it is (the old code then runs on the new schema)
-      = help: or, to take the schema back too, after it: `gantry restore live 20261127T090000.000Z-5e6f7a8b.sqlite3` (the backup taken before those migrations: every write made since is lost)
+      = help: or `gantry rollback live --restore-backup 20261127T090000.000Z-5e6f7a8b.sqlite3`: the code back, and the database put back from the backup taken before those migrations, 2 days ago (every write made since is lost)
     ");
 }

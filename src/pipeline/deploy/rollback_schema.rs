@@ -11,7 +11,7 @@ use crate::data::rehearse::read_fingerprint;
 use crate::data::reversal::{self, Back, BACKUP_THERE, NO_RECORD};
 use crate::data::steps::Steps;
 use crate::data::undo;
-use crate::error::{Error, HostProblem, Warning};
+use crate::error::{Error, HostProblem, RollbackRefused, Warning};
 
 use super::Run;
 
@@ -62,17 +62,23 @@ impl Run<'_> {
             return Ok(None);
         }
         let recorded = Fingerprint::parse(&out.stdout);
-        let backup = out.stdout.contains(BACKUP_THERE).then_some(backup_name);
+        let backup = out.stdout.contains(BACKUP_THERE).then(|| {
+            let age = crate::base::time::since_compact(&backup_name)
+                .map_or("some time".into(), crate::base::time::age);
+            (backup_name, age)
+        });
         let now = read_fingerprint(site, &db, &db.location, false, p)
             .await
             .map_err(|e| self.schema_problem(e))?;
         let reversible = undo::reversible(self.config, self.env.database.reverse.as_ref());
-        let refuse = |migrations: Vec<String>, why: String| Error::RollbackNeedsTheSchema {
-            env: self.env.name.clone(),
-            release: target.to_string(),
-            migrations,
-            why,
-            backup: backup.clone(),
+        let refuse = |migrations: Vec<String>, why: String| {
+            Error::RollbackNeedsTheSchema(Box::new(RollbackRefused {
+                env: self.env.name.clone(),
+                release: target.to_string(),
+                migrations,
+                why,
+                backup: backup.clone(),
+            }))
         };
         let applied = match reversal::decide(&recorded, &now, reversible) {
             Back::Nothing => return Ok(None),
