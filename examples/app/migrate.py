@@ -4,6 +4,8 @@ naming the migration, when one fails; that migration leaves no trace.
 
     python3 migrate.py            apply pending migrations
     python3 migrate.py --check    exit 1 when migrations are pending
+    python3 migrate.py --sql      print the pending migrations' SQL for
+                                  Gantry's checks (`[database] sql`)
     python3 migrate.py --reverse  reverse the migrations named in
                                   GANTRY_MIGRATIONS (newest first), each by
                                   the part of its file after `-- down`;
@@ -66,6 +68,14 @@ def main():
         reverse(conn)
         return
     todo = pending(conn)
+    if "--sql" in sys.argv:
+        for name in todo:
+            up, down = parts(name)
+            print(f"-- gantry-migration: {name}")
+            if down is None:
+                print("-- gantry-irreversible: no `-- down` part")
+            print(";\n".join(s.strip() for s in up) + ";")
+        return
     if "--check" in sys.argv:
         print("\n".join(todo) if todo else "no pending migrations")
         sys.exit(1 if todo else 0)

@@ -113,6 +113,7 @@ pub async fn rehearse(
             pending: report.pending,
             outcome: Outcome::Passed,
             seconds: report.seconds,
+            findings: &report.findings,
         });
     }
     Ok(())
@@ -138,4 +139,6 @@ struct Rehearsed<'a> {
     pending: bool,
     outcome: Outcome,
     seconds: f64,
+    /// What the checks of the migrations' SQL found.
+    findings: &'a [crate::model::commit::Finding],
 }

@@ -2,6 +2,7 @@
 //! (raw TOML with spans in `raw`, then checked in `loader` into the types
 //! below), and the errors that point at the file, line, column and key.
 
+mod database;
 mod diagnostic;
 mod loader;
 mod raw;
@@ -13,6 +14,7 @@ mod template;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use database::{Checks, Database, Engine, Maintenance};
 pub use diagnostic::ConfigError;
 pub use service::{context_for_check, render};
 pub use ssh_view::{local_user, ssh_view, ssh_views, SshView, SshViews};
@@ -252,67 +254,6 @@ pub struct BuildCache {
     pub outputs: Vec<String>,
     /// A command whose output is part of the key (`python3 --version`).
     pub key: Option<Template>,
-}
-
-/// The environment's database: backed up before migrations, restored when
-/// they fail, and copied for rehearsals.
-#[derive(Debug, Clone)]
-pub struct Database {
-    pub engine: Engine,
-    /// The variable through which the app receives the database's location
-    /// (`DB_PATH`, `DATABASE_URL`); Gantry sets it for every command, and
-    /// points it at the copy during a rehearsal.
-    pub env_var: Option<String>,
-    pub keep_backups: usize,
-    /// Exits non-zero when migrations are pending (`manage.py migrate
-    /// --check`); without it, migrations always count as pending.
-    pub check: Option<Template>,
-    /// Reverses the migrations a failed deploy applied, run in the new
-    /// release with `GANTRY_MIGRATIONS` (newest first, space-separated);
-    /// the Django preset reverses without it (`manage.py migrate APP
-    /// PREVIOUS`).
-    pub reverse: Option<Template>,
-    /// When a deploy holds the app's writes while migrations run.
-    pub maintenance: Maintenance,
-}
-
-/// When a deploy holds the app's writes while its migrations run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Maintenance {
-    /// Only with `--maintenance`.
-    #[default]
-    Never,
-    /// Whenever migrations are pending.
-    Always,
-    /// When the rehearsal found that only the backup could put the deploy
-    /// back (or there was no rehearsal to tell).
-    Irreversible,
-}
-
-#[derive(Debug, Clone)]
-pub enum Engine {
-    None,
-    /// The database file on the migrate host.
-    Sqlite {
-        path: Template,
-    },
-    /// `postgresql://user@host:port/name`, reached from the migrate host.
-    Postgres {
-        url: Template,
-    },
-}
-
-impl Database {
-    pub fn none() -> Database {
-        Database {
-            engine: Engine::None,
-            env_var: None,
-            keep_backups: 5,
-            check: None,
-            reverse: None,
-            maintenance: Maintenance::Never,
-        }
-    }
 }
 
 /// A file or folder kept in `shared/` and linked into every release.

@@ -70,6 +70,9 @@ pub struct RawDatabase {
     pub check: Option<S<String>>,
     pub reverse: Option<S<String>>,
     pub maintenance: Option<S<RawMaintenance>>,
+    pub sql: Option<S<String>>,
+    pub checks: Option<S<String>>,
+    pub reviewed: Option<Vec<String>>,
 }
 
 /// `maintenance = true`, `false`, or `"irreversible"`.

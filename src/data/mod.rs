@@ -7,6 +7,7 @@
 //! `pipeline` or `commands`.
 
 pub mod backups;
+pub mod checks;
 pub mod database;
 pub mod env_file;
 pub mod fingerprint;

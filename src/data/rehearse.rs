@@ -191,6 +191,7 @@ pub async fn rehearse_on(
         rows: Vec::new(),
         put_back: None,
         breaks: Vec::new(),
+        findings: Vec::new(),
     };
     let result = match scratch_copy.prepare(name, commit, source).await {
         Ok(steps) => scratch_copy.migrate(&steps, report).await,
@@ -360,6 +361,21 @@ impl Scratch<'_> {
         let Some(migrate) = &self.config.deploy.migrate else {
             return Ok(report);
         };
+        report.findings = crate::data::checks::collect(env, site, steps, db.engine, printer)
+            .await
+            .map_err(|p| self.fail(p))?;
+        if env.database.checks == crate::config::Checks::Strict && !report.findings.is_empty() {
+            let mut migrations: Vec<String> = report
+                .findings
+                .iter()
+                .map(|f| f.migration.clone())
+                .collect();
+            migrations.dedup();
+            return Err(Error::MigrationChecks {
+                env: env.name.clone(),
+                migrations,
+            });
+        }
         let step = steps.command("migrate the copy", migrate, false);
         let started = Instant::now();
         let result = site.run(printer, &step, None).await;

@@ -146,6 +146,12 @@ pub enum Error {
         how: &'static str,
         breaks: Vec<String>,
     },
+    /// `[database] checks = "strict"` and the checks of the pending
+    /// migrations' SQL found something in these (warned of one by one).
+    MigrationChecks {
+        env: String,
+        migrations: Vec<String>,
+    },
     /// A rollback refused: the migrations applied since the release rolled
     /// back to went live cannot be taken back (`why`); nothing changed.
     RollbackNeedsTheSchema(Box<RollbackRefused>),
@@ -198,7 +204,8 @@ impl Error {
             Error::RehearsalFailed(_)
             | Error::CopyNotUsed(_)
             | Error::BreaksTheServingRelease { .. }
-            | Error::RollbackNeedsTheSchema(_) => ExitStatus::RehearsalFailed,
+            | Error::RollbackNeedsTheSchema(_)
+            | Error::MigrationChecks { .. } => ExitStatus::RehearsalFailed,
             Error::RealDatabaseChanged(_) => ExitStatus::Failed,
             Error::ReleaseStopped { cause, .. } => cause.exit_status(),
             Error::Hosts { problems, .. } => {

@@ -114,6 +114,11 @@ impl Error {
                 write!(f, "the migrations rehearsed for `{env}` break the release it serves, which keeps serving beside the new one during {how}; nothing was migrated")?;
                 breaks.iter().try_for_each(|b| write!(f, "\n  {b}"))
             }
+            Error::MigrationChecks { env, migrations } => write!(
+                f,
+                "the checks of `{env}`'s pending migrations found, in {}, what `[database] checks = \"strict\"` refuses (each is in a warning above); nothing was migrated",
+                migrations.join(", ")
+            ),
             Error::RollbackNeedsTheSchema(r) => {
                 let (env, release) = (&r.env, &r.release);
                 write!(f, "the rollback of `{env}` to {release} was refused, and nothing changed: {} applied since {release} went live cannot be taken back ({})", r.migrations.join(", "), r.why)
@@ -175,6 +180,9 @@ impl Error {
             Error::BreaksTheServingRelease { .. } => vec![
                 "deploy it in two steps: first a release whose migrations only add (a new table, a nullable column or one with a default) and whose code works with both schemas, then one that drops, renames or constrains".into(),
                 "or run it anyway with `--allow-incompatible` (requests the old release serves meanwhile may fail)".into(),
+            ],
+            Error::MigrationChecks { .. } => vec![
+                "make each change the safe way its warning says, or, once you have looked at a migration, list it in `[database] reviewed`".into(),
             ],
             Error::RollbackNeedsTheSchema(r) => {
                 let (env, backup) = (&r.env, &r.backup);

@@ -130,6 +130,13 @@ pub enum Warning {
         step: String,
         cause: String,
     },
+    /// A pending migration's statement that locks or rewrites a table,
+    /// breaks the release still serving, or cannot be reversed.
+    MigrationFinding(Box<crate::model::commit::Finding>),
+    /// The pending migrations' SQL could not be had for the checks.
+    ChecksNotRun {
+        cause: String,
+    },
     /// A rollback found no record of the schema the release it goes back
     /// to went live with: only the code goes back.
     NoSchemaRecord {
@@ -280,6 +287,8 @@ impl fmt::Display for Warning {
             | Warning::AppNotStopped { .. }
             | Warning::BalancerOut { .. }
             | Warning::NoSchemaRecord { .. }
+            | Warning::MigrationFinding(_)
+            | Warning::ChecksNotRun { .. }
             | Warning::EnvFileDiffers { .. }
             | Warning::WrittenInRelease { .. }
             | Warning::InitWithoutGunicorn { .. }
@@ -301,6 +310,15 @@ impl Warning {
             Warning::AppNotStopped { host, cause } => write!(
                 f,
                 "{host} serves no release again, but stopping the app this deploy started failed: {cause}; stop it by hand"
+            ),
+            Warning::MigrationFinding(m) => write!(
+                f,
+                "{} {}: `{}`; instead: {} (once looked at: `[database] reviewed = [\"{}\"]`)",
+                m.migration, m.what, m.statement, m.instead, m.migration
+            ),
+            Warning::ChecksNotRun { cause } => write!(
+                f,
+                "the pending migrations' SQL could not be checked ({cause}): they are rehearsed all the same; `[database] sql` prints it for apps outside the Django preset"
             ),
             Warning::NoSchemaRecord { release } => write!(
                 f,

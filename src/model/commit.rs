@@ -39,6 +39,22 @@ pub struct Report {
     /// What in the migrated schema stops the release serving now, in
     /// words (empty when they only add what it never writes).
     pub breaks: Vec<String>,
+    /// What the checks of the migrations' SQL found (`data::checks`).
+    pub findings: Vec<Finding>,
+}
+
+/// A pending migration's statement that locks or rewrites a table, breaks
+/// the release still serving, or cannot be reversed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    pub migration: String,
+    pub statement: String,
+    /// `locks`, `rewrites`, `breaks` or `irreversible`.
+    pub rule: String,
+    /// What it does, in words.
+    pub what: String,
+    /// The safe way to get the same change.
+    pub instead: String,
 }
 
 /// What putting a deploy back would do to its database, as the rehearsal

@@ -224,3 +224,17 @@ fn config_error_unknown_maintenance() {
       = help: use `true`, `false` or `"irreversible"` (hold writes only when the rehearsal finds that only the backup could put the deploy back)
     "#);
 }
+
+#[test]
+fn config_error_unknown_checks_setting() {
+    insta::assert_snapshot!(check("[deploy]\npath = \"/srv/app\"\n\n[database]\nengine = \"sqlite\"\npath = \"{shared}/db.sqlite3\"\nchecks = \"sometimes\"\n\n[environments.staging]\nhosts = [\"local\"]\n",
+        &["plan", "staging"]), @r#"
+            error: unknown checks setting `sometimes` (key `database.checks`)
+             --> gantry.toml:7:10
+              |
+            7 | checks = "sometimes"
+              |          ^^^^^^^^^^^
+              |
+              = help: use `warn` (the default), `strict` (refuse the deploy) or `off`
+            "#);
+}

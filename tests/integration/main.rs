@@ -6,6 +6,7 @@ mod harness;
 mod architecture;
 mod archive;
 mod balancer;
+mod checks;
 mod cli;
 mod config_errors;
 mod deploy;

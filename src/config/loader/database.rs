@@ -93,6 +93,7 @@ impl Loader<'_> {
                 format!("database.{field}")
             }
         };
+        let (checks, reviewed) = self.checks(&o, &g, &key_of("checks", o.checks.is_some()))?;
         let pick = |a: Option<S<String>>, b: Option<S<String>>| (a.is_some(), a.or(b));
         let (own_engine, engine) = pick(o.engine, g.engine);
         let (own_path, path) = pick(o.path, g.path);
@@ -171,6 +172,8 @@ impl Loader<'_> {
         };
         let check = optional(&check, "check", own_check)?;
         let reverse = optional(&reverse, "reverse", own_reverse)?;
+        let (own_sql, sql) = pick(o.sql.clone(), g.sql.clone());
+        let sql = optional(&sql, "sql", own_sql)?;
         let own = o.maintenance.is_some();
         let maintenance =
             self.maintenance(o.maintenance.or(g.maintenance), &key_of("maintenance", own))?;
@@ -181,7 +184,39 @@ impl Loader<'_> {
             check,
             reverse,
             maintenance,
+            sql,
+            checks,
+            reviewed,
         })
+    }
+
+    /// `checks = "warn" | "strict" | "off"` and `reviewed`, the
+    /// environment's own over the global ones.
+    fn checks(
+        &self,
+        own: &raw::RawDatabase,
+        global: &raw::RawDatabase,
+        key: &str,
+    ) -> Result<(Checks, Vec<String>), ConfigError> {
+        let reviewed = own
+            .reviewed
+            .clone()
+            .or(global.reviewed.clone())
+            .unwrap_or_default();
+        let Some(v) = own.checks.clone().or(global.checks.clone()) else {
+            return Ok((Checks::Warn, reviewed));
+        };
+        let checks = match v.get_ref().as_str() {
+            "warn" => Checks::Warn,
+            "strict" => Checks::Strict,
+            "off" => Checks::Off,
+            other => {
+                return Err(self
+                    .error(v.span(), key, format!("unknown checks setting `{other}`"))
+                    .with_hint("use `warn` (the default), `strict` (refuse the deploy) or `off`"))
+            }
+        };
+        Ok((checks, reviewed))
     }
 
     /// `maintenance = true | false | "irreversible"`.

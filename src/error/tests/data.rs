@@ -222,3 +222,19 @@ fn a_rollback_that_cannot_take_the_schema_back() {
       = help: or `gantry rollback live --restore-backup 20261127T090000.000Z-5e6f7a8b.sqlite3`: the code back, and the database put back from the backup taken before those migrations, 2 days ago (every write made since is lost)
     ");
 }
+
+#[test]
+fn strict_checks_refuse_a_deploy() {
+    let e = Error::MigrationChecks {
+        env: "live".into(),
+        migrations: vec!["lists.0004_index".into(), "lists.0005_body".into()],
+    };
+    assert_eq!(
+        e.exit_status(),
+        crate::cli::exit::ExitStatus::RehearsalFailed
+    );
+    assert_snapshot!(e.to_string(), @r#"
+    the checks of `live`'s pending migrations found, in lists.0004_index, lists.0005_body, what `[database] checks = "strict"` refuses (each is in a warning above); nothing was migrated
+      = help: make each change the safe way its warning says, or, once you have looked at a migration, list it in `[database] reviewed`
+    "#);
+}

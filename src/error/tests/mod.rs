@@ -62,6 +62,7 @@ fn report(violation: Option<Violation>) -> Report {
     Report {
         put_back: None,
         breaks: Vec::new(),
+        findings: Vec::new(),
         env: "live".into(),
         commit: commit(),
         host: "web1".into(),

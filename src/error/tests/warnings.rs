@@ -205,3 +205,24 @@ fn files_the_app_wrote_inside_the_release() {
     };
     assert_snapshot!(w.to_string(), @r#"the app on web1 writes inside the release, and what it wrote goes when the release is pruned: `src/db.sqlite3` (1 file), `src/media/` (118 files); keep it across releases with `deploy.shared = ["src/db.sqlite3", "src/media/"]` (relative to the release's root)"#);
 }
+
+#[test]
+fn what_the_checks_of_a_migration_find() {
+    let all = [
+        Warning::MigrationFinding(Box::new(crate::model::commit::Finding {
+            migration: "lists.0004_index".into(),
+            statement: "CREATE INDEX \"lists_item_text_idx\" ON \"lists_item\" (\"text\")".into(),
+            rule: "locks".into(),
+            what: "builds an index on lists_item while writes to it wait".into(),
+            instead: "CREATE INDEX CONCURRENTLY, in a migration of its own".into(),
+        })),
+        Warning::ChecksNotRun {
+            cause: "ModuleNotFoundError: No module named 'django'".into(),
+        },
+    ];
+    let text: Vec<String> = all.iter().map(|w| w.to_string()).collect();
+    assert_snapshot!(text.join("\n"), @r#"
+    lists.0004_index builds an index on lists_item while writes to it wait: `CREATE INDEX "lists_item_text_idx" ON "lists_item" ("text")`; instead: CREATE INDEX CONCURRENTLY, in a migration of its own (once looked at: `[database] reviewed = ["lists.0004_index"]`)
+    the pending migrations' SQL could not be checked (ModuleNotFoundError: No module named 'django'): they are rehearsed all the same; `[database] sql` prints it for apps outside the Django preset
+    "#);
+}
