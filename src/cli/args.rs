@@ -75,6 +75,9 @@ pub enum Command {
         /// The commit to deploy.
         #[arg(default_value = "HEAD")]
         rev: String,
+        /// What a rollback would do instead (reads the hosts, changes nothing).
+        #[arg(long)]
+        rollback: bool,
     },
     /// Deploy a commit that is on the remote (default: HEAD).
     Deploy {

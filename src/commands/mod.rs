@@ -159,7 +159,12 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
             setup::setup(&config()?, env, &options, printer).await
         }
         Command::Check { env } => check::check(&config()?, env.as_deref(), printer).await,
-        Command::Plan { env, rev } => plan::plan(&config()?, env, rev, printer),
+        Command::Plan {
+            env,
+            rollback: true,
+            ..
+        } => crate::pipeline::deploy::plan_rollback(&config()?, env, printer).await,
+        Command::Plan { env, rev, .. } => plan::plan(&config()?, env, rev, printer),
         Command::Deploy {
             env,
             rev,

@@ -39,6 +39,13 @@ fn a_rollback_reverses_the_migrations_the_old_release_does_not_run_on() {
     let indexes = || sqlite(&db, "SELECT name FROM sqlite_master WHERE type = 'index'");
     assert!(indexes().contains("items_text"));
 
+    // What it would do, read without changing anything.
+    t.gantry(&["plan", "staging", "--rollback"])
+        .success()
+        .stdout_has(&format!("-> {old}"))
+        .stdout_has("schema: reversed, once rehearsed on a copy and backed up: 0002_unique.sql (python3 migrate.py --reverse)");
+    assert!(indexes().contains("items_text"));
+
     let port = t.app_port("staging", 0);
     let writers = Writers::start(vec![(t.ip(0).to_string(), port)], "w");
     let run = t.gantry(&["rollback", "staging"]);
@@ -224,6 +231,11 @@ fn a_rollback_keeps_migrations_that_only_add() {
     );
     t.commit("Items may have a note", &[note]);
     t.gantry(&["deploy", "staging"]).success();
+    let plan = t.gantry(&["plan", "staging", "--rollback", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(plan.stdout.trim()).unwrap();
+    assert_eq!(value["schema"], "keep");
+    assert_eq!(value["migrations"][0], "0002_note.sql");
+    assert_eq!(value["hosts"][0]["to"], old.as_str());
     t.gantry(&["rollback", "staging"])
         .success()
         .stderr_has("The schema stays: 0002_note.sql only add what");

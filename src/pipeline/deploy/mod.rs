@@ -11,7 +11,9 @@
 //!   in batches; any failure switches every switched host back, then the
 //!   database.
 //! - `finish`: history and pruning; or, after a failure, `abandon`.
-//! - `rollback`: activation of the release before, on every host.
+//! - `rollback`: activation of the release before, on every host, and
+//!   the schema taken back with it (`rollback_schema`); `plan_rollback`
+//!   says what it would do.
 //!
 //! Deploy and rollback run in one frame (`locking::with_locked`, or
 //! `locking::while_held` after `start`): the lock is held from before
@@ -21,6 +23,7 @@ mod activate;
 mod finish;
 mod maintenance;
 mod migrate;
+mod plan_rollback;
 mod prepare;
 mod put_back;
 mod rollback;
@@ -43,6 +46,8 @@ use crate::remote::site::{self, Site};
 use crate::remote::{locking, release};
 
 use migrate::{Migrated, Migration, Stop};
+pub use plan_rollback::plan_rollback;
+pub use rollback::rollback;
 pub use start::Go;
 use start::Started;
 
@@ -208,44 +213,6 @@ pub async fn deploy(
         ));
     }
     Ok(summary)
-}
-
-/// Switches every host of `env_name` back to the release before the one it
-/// serves.
-pub async fn rollback(
-    config: &Config,
-    env_name: &str,
-    code_only: bool,
-    printer: &Printer,
-) -> Result<Summary, Error> {
-    let started = Instant::now();
-    let env = config.environment(env_name)?;
-    printer.headline(&format!("Rolling back {}", env.name));
-    let info = LockInfo::new(&format!("gantry rollback {}", env.name), None, false);
-    let options = Options {
-        command: info.command.clone(),
-        rehearse: false,
-        redeploy: true,
-        maintenance: false,
-        allow_incompatible: false,
-    };
-    let body = async |sites: &[Site]| {
-        let run = Run::new(config, env, printer, sites, &options, &info);
-        let (release, commit) = run.rollback(code_only).await?;
-        Ok::<_, Error>(Summary {
-            env: env.name.clone(),
-            release,
-            commit,
-            hosts: env.hosts.len(),
-            seconds: started.elapsed().as_secs_f64(),
-            rehearsal: Rehearsal::NotNeeded,
-            noop: false,
-            forced: false,
-            uploaded: BTreeMap::new(),
-            per_host: per_host(sites, &Prepared::default()),
-        })
-    };
-    locking::with_locked(config, env, &info, printer, body).await?
 }
 
 /// What the prepare phase did on every host.

@@ -7,7 +7,54 @@ use crate::model::history::{Action, Outcome, Record};
 use crate::remote::prune;
 use crate::remote::site::{self, each, each_host};
 
-use super::{Run, Switched};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::cli::output::Printer;
+use crate::config::Config;
+use crate::model::lock::LockInfo;
+use crate::remote::locking;
+use crate::remote::site::Site;
+
+use super::{per_host, Options, Prepared, Rehearsal, Run, Summary, Switched};
+
+/// Switches every host of `env_name` back to the release before the one it
+/// serves.
+pub async fn rollback(
+    config: &Config,
+    env_name: &str,
+    code_only: bool,
+    printer: &Printer,
+) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let env = config.environment(env_name)?;
+    printer.headline(&format!("Rolling back {}", env.name));
+    let info = LockInfo::new(&format!("gantry rollback {}", env.name), None, false);
+    let options = Options {
+        command: info.command.clone(),
+        rehearse: false,
+        redeploy: true,
+        maintenance: false,
+        allow_incompatible: false,
+    };
+    let body = async |sites: &[Site]| {
+        let run = Run::new(config, env, printer, sites, &options, &info);
+        let (release, commit) = run.rollback(code_only).await?;
+        Ok::<_, Error>(Summary {
+            env: env.name.clone(),
+            release,
+            commit,
+            hosts: env.hosts.len(),
+            seconds: started.elapsed().as_secs_f64(),
+            rehearsal: Rehearsal::NotNeeded,
+            noop: false,
+            forced: false,
+            uploaded: BTreeMap::new(),
+            per_host: per_host(sites, &Prepared::default()),
+        })
+    };
+    locking::with_locked(config, env, &info, printer, body).await?
+}
 
 impl Run<'_> {
     /// Activates the release before the current one on every host; on a
@@ -107,7 +154,7 @@ impl Run<'_> {
 
     /// The release before the one each host serves (a release of every
     /// host, or the problems that say why there is none).
-    async fn targets(&self) -> Result<Vec<prune::Listed>, Error> {
+    pub(super) async fn targets(&self) -> Result<Vec<prune::Listed>, Error> {
         // Find the release before the current one on every host.
         let listed = each_host(self.sites, |site| async move {
             let out = site

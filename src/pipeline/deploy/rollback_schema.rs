@@ -15,6 +15,19 @@ use crate::error::{Error, HostProblem, RollbackRefused, Warning};
 
 use super::Run;
 
+/// What a rollback would do to the schema, read without changing anything.
+pub(super) struct Decision {
+    /// The release being left.
+    pub left: String,
+    db: Db,
+    /// The record of the release rolled back to, and the database now.
+    recorded: Fingerprint,
+    now: Fingerprint,
+    pub back: Back,
+    /// The backup taken before the release being left migrated, its age.
+    pub backup: Option<(String, String)>,
+}
+
 /// A reversal the rollback will run once the code is back.
 pub(super) struct Reversing {
     db: Db,
@@ -36,9 +49,10 @@ impl Run<'_> {
         }
     }
 
-    /// Decides what the rollback to `target` does to the schema, rehearses
-    /// a reversal and backs up; `Err` refuses the rollback.
-    pub(super) async fn schema_back(&self, target: &str) -> Result<Option<Reversing>, Error> {
+    /// What the rollback to `target` would do to the schema, read from the
+    /// migrate host without changing anything; `None` without a database,
+    /// a release being left, or a record of `target`'s schema.
+    pub(super) async fn schema_decision(&self, target: &str) -> Result<Option<Decision>, Error> {
         let site = &self.sites[self.env.migrate_host];
         let p = self.printer;
         let Some(left) = site.serving.clone() else {
@@ -71,16 +85,66 @@ impl Run<'_> {
             .await
             .map_err(|e| self.schema_problem(e))?;
         let reversible = undo::reversible(self.config, self.env.database.reverse.as_ref());
-        let refuse = |migrations: Vec<String>, why: String| {
-            Error::RollbackNeedsTheSchema(Box::new(RollbackRefused {
-                env: self.env.name.clone(),
-                release: target.to_string(),
-                migrations,
-                why,
-                backup: backup.clone(),
-            }))
+        let back = reversal::decide(&recorded, &now, reversible);
+        Ok(Some(Decision {
+            left,
+            db,
+            recorded,
+            now,
+            back,
+            backup,
+        }))
+    }
+
+    /// The refusal of the rollback to `target`.
+    pub(super) fn refusal(
+        &self,
+        target: &str,
+        d: &Decision,
+        migrations: Vec<String>,
+        why: String,
+    ) -> Error {
+        Error::RollbackNeedsTheSchema(Box::new(RollbackRefused {
+            env: self.env.name.clone(),
+            release: target.to_string(),
+            migrations,
+            why,
+            backup: d.backup.clone(),
+        }))
+    }
+
+    /// How the reversal of `d` would be run, as people read it.
+    pub(super) fn reversal_shown(&self, d: &Decision, applied: &[String]) -> Option<String> {
+        let site = &self.sites[self.env.migrate_host];
+        let commit = site.serving_commit.clone().unwrap_or_default();
+        let steps = Steps::new(
+            self.config,
+            self.env,
+            &site.spec,
+            &site.layout,
+            &d.left,
+            &commit,
+        );
+        let reverse = self.env.database.reverse.as_ref();
+        undo::reverse_command(
+            self.config,
+            reverse,
+            &steps.vars(),
+            &d.recorded.applied,
+            applied,
+        )
+        .map(|r| r.shown)
+    }
+
+    /// Decides what the rollback to `target` does to the schema, rehearses
+    /// a reversal and backs up; `Err` refuses the rollback.
+    pub(super) async fn schema_back(&self, target: &str) -> Result<Option<Reversing>, Error> {
+        let site = &self.sites[self.env.migrate_host];
+        let p = self.printer;
+        let Some(d) = self.schema_decision(target).await? else {
+            return Ok(None);
         };
-        let applied = match reversal::decide(&recorded, &now, reversible) {
+        let applied = match d.back.clone() {
             Back::Nothing => return Ok(None),
             Back::Keep { applied } => {
                 p.headline(&format!(
@@ -89,7 +153,7 @@ impl Run<'_> {
                 ));
                 return Ok(None);
             }
-            Back::Cannot { applied, why } => return Err(refuse(applied, why)),
+            Back::Cannot { applied, why } => return Err(self.refusal(target, &d, applied, why)),
             Back::Reverse { applied } => applied,
         };
         p.headline(&format!(
@@ -102,34 +166,30 @@ impl Run<'_> {
             self.config,
             self.env,
             site,
-            &db,
-            (&left, &commit),
-            (&recorded, &now),
+            &d.db,
+            (&d.left, &commit),
+            (&d.recorded, &d.now),
             &applied,
             p,
         )
         .await?;
         if let Err(why) = rehearsed {
-            return Err(refuse(applied, why));
+            return Err(self.refusal(target, &d, applied, why));
         }
         let backup = format!(
-            "{}/{left}-before-rollback.{}",
+            "{}/{}-before-rollback.{}",
             site.layout.backups(),
-            db.backup_extension()
+            d.left,
+            d.db.backup_extension()
         );
-        site.step(
-            p,
-            "back up the database",
-            None,
-            &db.backup_script(&backup),
-            None,
-        )
-        .await
-        .map_err(|e| self.schema_problem(e))?;
+        let script = d.db.backup_script(&backup);
+        site.step(p, "back up the database", None, &script, None)
+            .await
+            .map_err(|e| self.schema_problem(e))?;
         Ok(Some(Reversing {
-            db,
-            left: (left, commit),
-            recorded,
+            db: d.db,
+            left: (d.left, commit),
+            recorded: d.recorded,
             applied,
             backup,
         }))
