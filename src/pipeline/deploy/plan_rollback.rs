@@ -43,13 +43,7 @@ pub async fn plan_rollback(
 ) -> Result<(), Error> {
     let env = config.environment(env_name)?;
     let info = LockInfo::new(&format!("gantry plan {} --rollback", env.name), None, false);
-    let options = Options {
-        command: info.command.clone(),
-        rehearse: false,
-        redeploy: true,
-        maintenance: false,
-        allow_incompatible: false,
-    };
+    let options = Options::rollback(&info.command);
     let mut sites = site::connect(config, env, printer).await?;
     // What each host serves, read as the lock would (it is not taken).
     let read = site::each_host(&sites, |s| async move {

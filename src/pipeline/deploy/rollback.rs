@@ -30,13 +30,7 @@ pub async fn rollback(
     let env = config.environment(env_name)?;
     printer.headline(&format!("Rolling back {}", env.name));
     let info = LockInfo::new(&format!("gantry rollback {}", env.name), None, false);
-    let options = Options {
-        command: info.command.clone(),
-        rehearse: false,
-        redeploy: true,
-        maintenance: false,
-        allow_incompatible: false,
-    };
+    let options = Options::rollback(&info.command);
     let body = async |sites: &[Site]| {
         let run = Run::new(config, env, printer, sites, &options, &info);
         let (release, commit) = run.rollback(code_only).await?;
@@ -206,5 +200,19 @@ impl Run<'_> {
             });
         }
         Ok(targets)
+    }
+}
+
+impl Options {
+    /// A rollback's: nothing rehearsed or held, the release activated even
+    /// though it was once served.
+    pub(super) fn rollback(command: &str) -> Options {
+        Options {
+            command: command.to_string(),
+            rehearse: false,
+            redeploy: true,
+            maintenance: false,
+            allow_incompatible: false,
+        }
     }
 }
