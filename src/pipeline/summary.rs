@@ -28,6 +28,8 @@ pub struct Report<'a> {
     pub noop: bool,
     pub tags: &'a [String],
     pub hosts: Vec<HostReport<'a>>,
+    /// What the checks of the migrations' SQL found.
+    pub findings: &'a [crate::model::commit::Finding],
 }
 
 /// One host in a report.
@@ -51,6 +53,7 @@ impl<'a> Report<'a> {
             rehearsal: summary.rehearsal.record(),
             noop: summary.noop,
             tags,
+            findings: &summary.findings,
             hosts: summary
                 .per_host
                 .iter()
@@ -214,6 +217,7 @@ mod tests {
             forced: false,
             uploaded: (0..100).map(|i| (format!("web{i:03}"), 1000)).collect(),
             per_host,
+            findings: Vec::new(),
         };
         assert_eq!(
             Report::new(&summary, "deploy", &[]).grouped(),

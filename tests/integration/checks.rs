@@ -88,4 +88,20 @@ fn each_check_fires_on_its_migration_and_strict_refuses_before_anything_migrates
     let run = t.gantry(&["rehearse", "staging", &sha]);
     run.success();
     assert!(!run.stderr.contains("cannot be reversed"), "{}", run.stderr);
+
+    // Warned of, the deploy goes on, and its JSON says what was found.
+    let warn = config(&mut t, "");
+    t.write_config(&warn);
+    t.commit("Checks warn", &[]);
+    let run = t.gantry(&["deploy", "staging", "--json"]);
+    run.success();
+    let value: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let migrations: Vec<&str> = value["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["migration"].as_str().unwrap())
+        .collect();
+    assert_eq!(migrations, ["0003_tags.sql", "0004_body.sql"]);
+    assert!(tables().contains("tags"));
 }

@@ -191,6 +191,7 @@ impl Run<'_> {
                     .put_back
                     .as_ref()
                     .map(|f| matches!(f, crate::model::commit::Foreseen::Restore { .. }));
+                self.account().findings = report.findings.clone();
                 // Old and new code at once: a schema the serving release
                 // cannot run on is refused before anything migrates.
                 if let (Some(how), false) = (self.both_serve(), report.breaks.is_empty()) {

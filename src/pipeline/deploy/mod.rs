@@ -70,6 +70,8 @@ pub struct Summary {
     pub uploaded: BTreeMap<String, u64>,
     /// Each host, what it served before, and how long preparing took there.
     pub per_host: Vec<HostSummary>,
+    /// What the checks of the migrations' SQL found (`data::checks`).
+    pub findings: Vec<crate::model::commit::Finding>,
 }
 
 /// One host's line in a summary.
@@ -170,6 +172,7 @@ pub async fn deploy(
             forced: go.forced,
             per_host: per_host(sites, &done),
             uploaded: done.uploaded,
+            findings: Vec::new(),
         };
         // A deploy of what every host already serves does nothing (the
         // start prepared none of them).
@@ -202,7 +205,11 @@ pub async fn deploy(
             ..run
         };
         let (rehearsal, done) = run.deploy(commit, &release, &go.archive, early).await?;
-        Ok(summary(release.clone(), rehearsal, false, done))
+        let findings = std::mem::take(&mut run.account().findings);
+        Ok(Summary {
+            findings,
+            ..summary(release.clone(), rehearsal, false, done)
+        })
     };
     let summary: Summary = locking::while_held(sites, &info, printer, body).await?;
     if summary.noop {
@@ -288,6 +295,8 @@ struct Account {
     /// Whether the rehearsal found that only the backup could put this
     /// deploy back (`None`: it did not tell).
     only_the_backup: Option<bool>,
+    /// What the checks of the migrations' SQL found.
+    findings: Vec<crate::model::commit::Finding>,
 }
 
 /// One deploy or rollback of one environment, on hosts already locked.

@@ -45,6 +45,7 @@ pub async fn rollback(
             forced: false,
             uploaded: BTreeMap::new(),
             per_host: per_host(sites, &Prepared::default()),
+            findings: Vec::new(),
         })
     };
     locking::with_locked(config, env, &info, printer, body).await?
