@@ -27,14 +27,29 @@ pub fn record_file(layout: &Layout, release: &str) -> String {
     format!("{}/schema/{release}", layout.gantry())
 }
 
+/// What the record script prints before each migration the release went
+/// live with.
+pub const APPLIED: &str = "gantry-applied ";
+
 /// Writes the record of `release` (part of the finish script on the
-/// migrate host; never fails it).
+/// migrate host; never fails it), and prints its migrations, each after
+/// `APPLIED`.
 pub fn record_script(db: &Db, layout: &Layout, release: &str) -> String {
     let f = quote(&record_file(layout, release));
     format!(
-        "mkdir -p \"$(dirname {f})\" && {{ ( {}\n) > {f}.tmp 2>/dev/null && mv -f {f}.tmp {f} || rm -f {f}.tmp; }}",
+        "mkdir -p \"$(dirname {f})\" && {{ ( {}\n) > {f}.tmp 2>/dev/null && mv -f {f}.tmp {f} || rm -f {f}.tmp; }}\n\
+         sed -n 's/^applied /{APPLIED}/p' {f} 2>/dev/null || true",
         fingerprint::script(db, &db.location)
     )
+}
+
+/// The migrations a record script printed.
+pub fn applied(printed: &str) -> Vec<String> {
+    printed
+        .lines()
+        .filter_map(|l| l.strip_prefix(APPLIED))
+        .map(str::to_string)
+        .collect()
 }
 
 /// What the migrate host prints when the backup it was asked about is there.

@@ -42,6 +42,9 @@ pub struct Event {
     /// What was checked, or what failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The migrations applied when the release went live (a deploy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<String>,
 }
 
 impl Event {
@@ -58,6 +61,7 @@ impl Event {
             hosts: Vec::new(),
             tags: Vec::new(),
             detail: None,
+            migrations: Vec::new(),
         }
     }
 }

@@ -122,6 +122,7 @@ pub async fn deploy_env(
     event.release = Some(summary.release.clone());
     event.hosts = hosts;
     event.tags = tags.clone();
+    event.migrations = summary.migrations.clone();
     if let Err(e) = ledger::record(&repo, &config.app.remote, &commit.sha, &event) {
         printer.warn(Warning::NotRecorded {
             done: Done::Deploy,

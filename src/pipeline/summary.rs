@@ -218,6 +218,7 @@ mod tests {
             uploaded: (0..100).map(|i| (format!("web{i:03}"), 1000)).collect(),
             per_host,
             findings: Vec::new(),
+            migrations: Vec::new(),
         };
         assert_eq!(
             Report::new(&summary, "deploy", &[]).grouped(),

@@ -44,7 +44,7 @@ fn origin_tags(t: &Test) -> Vec<String> {
         .collect()
 }
 
-fn ledger(t: &Test, sha: &str) -> Vec<serde_json::Value> {
+pub fn ledger(t: &Test, sha: &str) -> Vec<serde_json::Value> {
     git(
         &origin(t),
         &["notes", "--ref", "refs/notes/gantry", "show", sha],

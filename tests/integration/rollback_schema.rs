@@ -32,9 +32,16 @@ fn a_rollback_reverses_the_migrations_the_old_release_does_not_run_on() {
     let first = t.commit("Items", &[]);
     t.gantry(&["deploy", "staging"]).success();
     let old = t.current("staging", 0).unwrap();
-    t.commit("Items are unique", &[UNIQUE]);
+    let unique = t.commit("Items are unique", &[UNIQUE]);
     t.gantry(&["deploy", "staging", "--allow-incompatible"])
         .success();
+    // The ledger says which migrations the release went live with.
+    let events = crate::pipeline::ledger(&t, &unique);
+    let deployed = events.iter().find(|e| e["event"] == "deploy").unwrap();
+    assert_eq!(
+        deployed["migrations"],
+        serde_json::json!(["0001_items.sql", "0002_unique.sql"])
+    );
     let db = t.site("staging", 0).join("shared/data/app.sqlite3");
     let indexes = || sqlite(&db, "SELECT name FROM sqlite_master WHERE type = 'index'");
     assert!(indexes().contains("items_text"));

@@ -563,7 +563,7 @@ fn json_output_of_status_log_and_plan_matches_its_snapshot() {
             "verification": null,
             "behind": null,
             "tags": [],
-            "deployed": {"event": "deploy", "env": "staging", "time": "<time>", "by": "<by>", "outcome": "ok", "rehearsal": "passed", "release": "<release>", "hosts": ["<host>"]},
+            "deployed": {"event": "deploy", "env": "staging", "time": "<time>", "by": "<by>", "outcome": "ok", "rehearsal": "passed", "release": "<release>", "hosts": ["<host>"], "migrations": ["0001_items.sql"]},
             "hosts": [{
                 "host": "<host>",
                 "reachable": true,

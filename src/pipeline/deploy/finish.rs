@@ -49,7 +49,12 @@ impl Run<'_> {
                 .step_always(p, "record, prune, unlock", None, &script, None)
                 .await
             {
-                Ok(out) => site.note_released(&out.stdout),
+                Ok(out) => {
+                    site.note_released(&out.stdout);
+                    if migrate_host {
+                        self.account().applied = crate::data::reversal::applied(&out.stdout);
+                    }
+                }
                 Err(e) => {
                     site.note_released(&e.output);
                     p.warn(Warning::NotRecordedOnHost {

@@ -72,6 +72,8 @@ pub struct Summary {
     pub per_host: Vec<HostSummary>,
     /// What the checks of the migrations' SQL found (`data::checks`).
     pub findings: Vec<crate::model::commit::Finding>,
+    /// The migrations applied when the release went live (for the ledger).
+    pub migrations: Vec<String>,
 }
 
 /// One host's line in a summary.
@@ -173,6 +175,7 @@ pub async fn deploy(
             per_host: per_host(sites, &done),
             uploaded: done.uploaded,
             findings: Vec::new(),
+            migrations: Vec::new(),
         };
         // A deploy of what every host already serves does nothing (the
         // start prepared none of them).
@@ -206,8 +209,10 @@ pub async fn deploy(
         };
         let (rehearsal, done) = run.deploy(commit, &release, &go.archive, early).await?;
         let findings = std::mem::take(&mut run.account().findings);
+        let migrations = std::mem::take(&mut run.account().applied);
         Ok(Summary {
             findings,
+            migrations,
             ..summary(release.clone(), rehearsal, false, done)
         })
     };
@@ -297,6 +302,8 @@ struct Account {
     only_the_backup: Option<bool>,
     /// What the checks of the migrations' SQL found.
     findings: Vec<crate::model::commit::Finding>,
+    /// The migrations applied when the new release went live.
+    applied: Vec<String>,
 }
 
 /// One deploy or rollback of one environment, on hosts already locked.

@@ -46,6 +46,7 @@ pub async fn rollback(
             uploaded: BTreeMap::new(),
             per_host: per_host(sites, &Prepared::default()),
             findings: Vec::new(),
+            migrations: Vec::new(),
         })
     };
     locking::with_locked(config, env, &info, printer, body).await?
