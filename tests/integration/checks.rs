@@ -19,6 +19,26 @@ const MIGRATIONS: [(&str, &str); 3] = [
     ),
 ];
 
+/// `(migration, rule)` of each finding in a `--json` answer.
+fn findings(stdout: &str) -> Vec<(String, String)> {
+    let value: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    value["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let field = |k: &str| f[k].as_str().unwrap().to_string();
+            (field("migration"), field("rule"))
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(m, r)| (m.to_string(), r.to_string()))
+        .collect()
+}
+
 fn config(t: &mut Test, extra: &str) -> String {
     t.config(&[("staging", &[0])]).replacen(
         "check = \"python3 migrate.py --check\"",
@@ -44,24 +64,12 @@ fn each_check_fires_on_its_migration_and_strict_refuses_before_anything_migrates
         .stderr_has("0004_body.sql renames items or one of its columns, which the release still serving reads by its old name: `ALTER TABLE items RENAME COLUMN note TO body`; instead: add the new name beside the old one");
     assert!(!run.stderr.contains("0002_note.sql"), "{}", run.stderr);
     let json = t.gantry(&["rehearse", "staging", &sha, "--json"]);
-    let value: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
-    let found: Vec<(&str, &str)> = value["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["migration"].as_str().unwrap(),
-                f["rule"].as_str().unwrap(),
-            )
-        })
-        .collect();
     assert_eq!(
-        found,
-        [
+        findings(&json.stdout),
+        pairs(&[
             ("0003_tags.sql", "irreversible"),
             ("0004_body.sql", "breaks")
-        ]
+        ])
     );
 
     // Strict: refused before anything migrates.
@@ -104,4 +112,30 @@ fn each_check_fires_on_its_migration_and_strict_refuses_before_anything_migrates
         .collect();
     assert_eq!(migrations, ["0003_tags.sql", "0004_body.sql"]);
     assert!(tables().contains("tags"));
+}
+
+/// The Django example's later stages on PostgreSQL, found through the
+/// preset (no `[database] sql`): each finding on its migration only.
+#[test]
+fn the_django_stages_are_checked_through_the_preset_on_postgres() {
+    use crate::migrations::{commit_stage, config, start, Engine};
+    let mut t = start(Engine::Postgres);
+    let text = config(&mut t, Engine::Postgres, None);
+    t.write_config(&text);
+    t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    for stage in ["2-dedupe", "3-note", "4-backfill"] {
+        commit_stage(&t, stage, stage);
+    }
+    let sha = commit_stage(&t, "5-drop-note", "Notes come and go");
+    let run = t.gantry(&["rehearse", "staging", &sha, "--json"]);
+    run.success();
+    assert_eq!(
+        findings(&run.stdout),
+        pairs(&[
+            ("lists.0002_item_unique", "locks"),
+            ("lists.0004_note_backfill", "irreversible"),
+            ("lists.0005_remove_item_note", "breaks"),
+        ])
+    );
 }
