@@ -32,14 +32,14 @@ pub fn record_file(layout: &Layout, release: &str) -> String {
 pub const APPLIED: &str = "gantry-applied ";
 
 /// Writes the record of `release` (part of the finish script on the
-/// migrate host; never fails it), and prints its migrations, each after
-/// `APPLIED`.
+/// migrate host; never fails it): the schema's objects and the applied
+/// migrations, no row read. Prints the migrations, each after `APPLIED`.
 pub fn record_script(db: &Db, layout: &Layout, release: &str) -> String {
     let f = quote(&record_file(layout, release));
     format!(
         "mkdir -p \"$(dirname {f})\" && {{ ( {}\n) > {f}.tmp 2>/dev/null && mv -f {f}.tmp {f} || rm -f {f}.tmp; }}\n\
          sed -n 's/^applied /{APPLIED}/p' {f} 2>/dev/null || true",
-        fingerprint::script(db, &db.location)
+        fingerprint::schema_script(db, &db.location)
     )
 }
 
