@@ -23,11 +23,9 @@ use crate::data::database::{hide_password, Db, Kind, Violation};
 use crate::data::fingerprint::{self, Fingerprint};
 use crate::data::schema::Diff;
 use crate::data::steps::{failed_migration, Steps};
-use crate::data::undo::{self, Undo};
 use crate::data::wiring::{self, Answer};
 use crate::error::{CopyNotUsed, Error, HostProblem, Warning, WrongDatabase};
 use crate::ledger::git::{Commit, Repo};
-use crate::model::commit::Foreseen;
 use crate::model::lock::LockInfo;
 use crate::remote::locking;
 use crate::remote::release::{self, Layout};
@@ -200,15 +198,7 @@ pub async fn rehearse_on(
 
     // Always: no copy and no scratch release is left behind, and the real
     // database is what it was.
-    let cleanup = format!("{}\nrm -rf {scratch}", db.drop_copy_script(&copy));
-    if let Err(p) = site
-        .step_always(printer, "delete the copy", None, &cleanup, None)
-        .await
-    {
-        printer.warn(Warning::CopyNotDeleted {
-            cause: p.to_string(),
-        });
-    }
+    delete_scratch(site, &db, &copy, &layout, printer).await;
     let after = read_fingerprint(site, &db, &db.location, true, printer)
         .await
         .map_err(fail)?;
@@ -421,58 +411,24 @@ impl Scratch<'_> {
     }
 }
 
-impl Scratch<'_> {
-    /// What putting the deploy back would do, found on the copy the
-    /// migrations just ran on: a reversal is run there, and must leave a
-    /// schema the serving release runs on.
-    async fn foresee(
-        &self,
-        steps: &Steps<'_>,
-        before: &Fingerprint,
-        after: &Fingerprint,
-    ) -> Foreseen {
-        let reversible = undo::reversible(self.config, self.env.database.reverse.as_ref());
-        match undo::decide(before, after, reversible) {
-            Undo::Nothing | Undo::Keep { .. } => Foreseen::Keep,
-            Undo::Restore { why } => Foreseen::Restore { why },
-            Undo::Reverse { applied, .. } => {
-                let removes =
-                    undo::removed_by_reversal(&Diff::between(&before.objects, &after.objects));
-                let reverse = self.env.database.reverse.as_ref();
-                let Some(reversal) = undo::reverse_command(
-                    self.config,
-                    reverse,
-                    &steps.vars(),
-                    &before.applied,
-                    &applied,
-                ) else {
-                    return Foreseen::Restore {
-                        why: "the migrations' names cannot be given to a reversal".into(),
-                    };
-                };
-                let step = undo::step(steps, &reversal);
-                if let Err(e) = self.site.run(self.printer, &step, None).await {
-                    let last = e.output.lines().last().unwrap_or("").trim().to_string();
-                    return Foreseen::Restore {
-                        why: format!("reversing them fails on the copy: {last}"),
-                    };
-                }
-                match read_fingerprint(self.site, self.db, self.copy, false, self.printer).await {
-                    Ok(back)
-                        if matches!(
-                            undo::decide(before, &back, false),
-                            Undo::Nothing | Undo::Keep { .. }
-                        ) =>
-                    {
-                        Foreseen::Reverse { removes }
-                    }
-                    _ => Foreseen::Restore {
-                        why: "the reversal leaves a schema the serving release does not run on"
-                            .into(),
-                    },
-                }
-            }
-        }
+/// Removes a rehearsal's copy of the database and its scratch area
+/// (`layout`'s rehearsals); a failure is a warning.
+pub(crate) async fn delete_scratch(
+    site: &Site,
+    db: &Db,
+    copy: &str,
+    layout: &Layout,
+    printer: &Printer,
+) {
+    let scratch = crate::base::shell::quote(&layout.rehearsals());
+    let cleanup = format!("{}\nrm -rf {scratch}", db.drop_copy_script(copy));
+    if let Err(p) = site
+        .step_always(printer, "delete the copy", None, &cleanup, None)
+        .await
+    {
+        printer.warn(Warning::CopyNotDeleted {
+            cause: p.to_string(),
+        });
     }
 }
 

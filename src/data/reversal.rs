@@ -12,9 +12,9 @@ use crate::cli::output::Printer;
 use crate::config::{Config, Environment};
 use crate::data::database::Db;
 use crate::data::fingerprint::{self, Fingerprint};
-use crate::data::rehearse::{read_fingerprint, Scratch, Source};
+use crate::data::rehearse::{delete_scratch, read_fingerprint, Scratch, Source};
 use crate::data::undo::{self, Undo};
-use crate::error::{Error, HostProblem, Warning};
+use crate::error::{Error, HostProblem};
 use crate::model::commit::Commit;
 use crate::remote::release::{self, Layout};
 use crate::remote::site::Site;
@@ -260,15 +260,7 @@ pub async fn rehearse(
         })
     }
     .await;
-    let cleanup = format!("{}\nrm -rf {scratch_dir}", db.drop_copy_script(&copy));
-    if let Err(p) = site
-        .step_always(printer, "delete the copy", None, &cleanup, None)
-        .await
-    {
-        printer.warn(Warning::CopyNotDeleted {
-            cause: p.to_string(),
-        });
-    }
+    delete_scratch(site, db, &copy, &layout, printer).await;
     result
 }
 

@@ -116,16 +116,7 @@ fn handed_over(t: &mut Test) -> (u16, Nginx, String) {
     // The restart and the direct check give way to a handover behind the
     // proxy, and a check through it.
     let base = t.config(&[("staging", &[0])]);
-    let base = drop_line(&drop_line(&base, "restart = "), "health = ");
-    let config = base.replacen(
-        "[database]",
-        &format!(
-            "health = {{ url = \"http://127.0.0.1:{proxy_port}/health\", body = \"{{commit}}\", timeout = \"2s\", retries = 40, interval = \"250ms\" }}\n\n\
-             [deploy.handover]\nports = [\"{a}\", \"{b}\"]\nstart = \"sh start.sh\"\nstop = \"sh stop.sh\"\n\
-             reload = \"nginx -s reload -p {dir}/nginx/ -c nginx.conf\"\ndrain = \"6s\"\n\n[database]"
-        ),
-        1,
-    );
+    let config = with_handover(&base, &dir, proxy_port, [a, b], "6s");
     t.write_config(&config);
     let first = t.commit("Handover", &[]);
     let upstream = t.site("staging", 0).join("shared/upstream.conf");
@@ -201,6 +192,22 @@ fn a_handover_drops_no_request_in_a_deploy_a_rollback_or_a_failed_check() {
     assert_eq!(pids, 1);
 }
 
+/// `config` with a handover instead of its restart (the example apps'
+/// `start.sh`/`stop.sh` on `ports`, the test's nginx reloaded, `drain`),
+/// and its health check through the proxy on `proxy_port`.
+fn with_handover(config: &str, dir: &str, proxy_port: u16, ports: [u16; 2], drain: &str) -> String {
+    let [a, b] = ports;
+    drop_line(&drop_line(config, "restart = "), "health = ").replacen(
+        "[database]",
+        &format!(
+            "health = {{ url = \"http://127.0.0.1:{proxy_port}/health\", body = \"{{commit}}\", timeout = \"2s\", retries = 80, interval = \"250ms\" }}\n\n\
+             [deploy.handover]\nports = [\"{a}\", \"{b}\"]\nstart = \"sh start.sh\"\nstop = \"sh stop.sh\"\n\
+             reload = \"nginx -s reload -p {dir}/nginx/ -c nginx.conf\"\ndrain = \"{drain}\"\n\n[database]"
+        ),
+        1,
+    )
+}
+
 /// `text` without the line that starts with `start`.
 pub fn drop_line(text: &str, start: &str) -> String {
     assert!(text.contains(start), "{start}");
@@ -254,17 +261,8 @@ fn the_django_example_behind_setup_s_nginx_site_drops_no_request() {
     let dir = t.dir.display().to_string();
     let config = crate::setup::django_setup_config(&mut t, nginx_port);
     let app_port = t.app_port("staging", 0);
-    let config = drop_line(&drop_line(&config, "restart = "), "health = ")
-        .replace(&format!(", upstream = \"127.0.0.1:{app_port}\""), "")
-        .replacen(
-            "[database]",
-            &format!(
-                "health = {{ url = \"http://127.0.0.1:{nginx_port}/health\", body = \"{{commit}}\", timeout = \"2s\", retries = 80, interval = \"250ms\" }}\n\n\
-                 [deploy.handover]\nports = [\"{a}\", \"{b}\"]\nstart = \"sh start.sh\"\nstop = \"sh stop.sh\"\n\
-                 reload = \"nginx -s reload -p {dir}/nginx/ -c nginx.conf\"\ndrain = \"5s\"\n\n[database]"
-            ),
-            1,
-        );
+    let config = config.replace(&format!(", upstream = \"127.0.0.1:{app_port}\""), "");
+    let config = with_handover(&config, &dir, nginx_port, [a, b], "5s");
     t.write_config(&config);
     let first = t.commit("Handover", &[]);
     // Setup writes the upstream file and a site that includes it (its

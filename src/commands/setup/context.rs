@@ -13,17 +13,22 @@ pub fn context(config: &Config, host: &HostSpec, layout: &Layout) -> BTreeMap<St
     let mut c: BTreeMap<String, String> = release::run_vars(host, layout, None, None);
     let current = layout.current();
     let shared = layout.shared();
-    let workdir = match &config.app.root {
-        Some(root) => format!("{current}/{root}"),
-        None => current.clone(),
+    // The app's folder in a release, and the gunicorn that serves it: next
+    // to `{python}` when set, else the release's `.venv`.
+    let in_release = |release: &str| match &config.app.root {
+        Some(root) => format!("{release}/{root}"),
+        None => release.to_string(),
     };
-    let gunicorn = c
-        .get("python")
-        .and_then(|p| {
-            p.strip_suffix("/python")
-                .map(|bin| format!("{bin}/gunicorn"))
-        })
-        .unwrap_or_else(|| format!("{workdir}/.venv/bin/gunicorn"));
+    let gunicorn_for = |workdir: &str| {
+        c.get("python")
+            .and_then(|p| {
+                p.strip_suffix("/python")
+                    .map(|bin| format!("{bin}/gunicorn"))
+            })
+            .unwrap_or_else(|| format!("{workdir}/.venv/bin/gunicorn"))
+    };
+    let workdir = in_release(&current);
+    let gunicorn = gunicorn_for(&workdir);
     let socket = format!("{shared}/gunicorn.sock");
     let handover = config.deploy.handover.as_ref();
     // With a handover, nginx proxies to an upstream block that includes
@@ -39,17 +44,8 @@ pub fn context(config: &Config, host: &HostSpec, layout: &Layout) -> BTreeMap<St
     let drain = handover.map_or(10, |h| h.drain.as_secs_f64().ceil() as u64);
     // The per-port unit of a handover runs the release Gantry names in
     // `.gantry/handover/PORT.env`.
-    let release_workdir = match &config.app.root {
-        Some(root) => format!("${{GANTRY_RELEASE}}/{root}"),
-        None => "${GANTRY_RELEASE}".to_string(),
-    };
-    let release_gunicorn = c
-        .get("python")
-        .and_then(|p| {
-            p.strip_suffix("/python")
-                .map(|bin| format!("{bin}/gunicorn"))
-        })
-        .unwrap_or_else(|| format!("{release_workdir}/.venv/bin/gunicorn"));
+    let release_workdir = in_release("${GANTRY_RELEASE}");
+    let release_gunicorn = gunicorn_for(&release_workdir);
     let defaults = [
         ("workdir", workdir.clone()),
         ("env_file", format!("{shared}/{}", config.setup.env_file)),
