@@ -4,6 +4,8 @@ GET /        the commit this release runs and the items in the database
 GET /health  "ok <commit>" (status 500 when the data folder's `unhealthy`
              file names this commit, so tests can break one release)
 GET /slow?s=N  answers after N seconds (at most 30): a request in flight
+The app opens its port only after the seconds the data folder's
+`start-delay` file names (if any), as a big app takes time to load.
 Every answer names the commit in an `X-Release` header.
 POST /items  adds an item (form field `text`)
 
@@ -103,7 +105,16 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write("%s %s\n" % (self.address_string(), format % args))
 
 
+def start_delay():
+    try:
+        with open(os.path.join(os.path.dirname(DB_PATH), "start-delay")) as f:
+            return min(float(f.read().strip() or 0), 30)
+    except (OSError, ValueError):
+        return 0
+
+
 def main():
+    time.sleep(start_delay())
     port = int(os.environ.get("APP_PORT", "8000"))
     host = os.environ.get("APP_HOST", "127.0.0.1")
     server = ThreadingHTTPServer((host, port), Handler)

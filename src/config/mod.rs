@@ -199,6 +199,10 @@ pub struct Deploy {
     /// deploy failed after starting it, so nothing runs from a release
     /// that is gone.
     pub stop: Option<Template>,
+    /// Runs the app in the foreground on `$GANTRY_PORT`: a rollback starts
+    /// the release it goes back to this way against the rehearsal's copy
+    /// of the data, and checks it, before the real database is touched.
+    pub serve: Option<Template>,
     pub env: Vec<(String, Template)>,
     pub health: Option<Health>,
     /// Start the new release beside the old one and move traffic, instead

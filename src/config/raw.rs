@@ -133,6 +133,7 @@ pub struct RawDeploy {
     pub restart: Option<S<String>>,
     pub logs: Option<S<String>>,
     pub stop: Option<S<String>>,
+    pub serve: Option<S<String>>,
     #[serde(default)]
     pub env: RawVars,
     pub health: Option<S<RawHealth>>,

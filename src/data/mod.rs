@@ -20,5 +20,6 @@ pub mod reversal;
 pub mod rows;
 pub mod schema;
 pub mod steps;
+pub mod trial;
 pub mod undo;
 pub mod wiring;

@@ -240,7 +240,7 @@ pub(crate) struct Scratch<'a> {
 }
 
 impl Scratch<'_> {
-    fn fail(&self, p: HostProblem) -> Error {
+    pub(crate) fn fail(&self, p: HostProblem) -> Error {
         Error::Hosts {
             what: format!("the rehearsal on a copy of `{}`'s database", self.env.name),
             problems: vec![p],
@@ -278,19 +278,7 @@ impl Scratch<'_> {
         // The app's commands see the copy, never the real database.
         steps.db_env = db.app_env(self.copy);
         match source {
-            Source::Prepared(release) => {
-                let script = format!(
-                    "{}\n{}",
-                    release::clone_release_script(
-                        &site.layout.release(release),
-                        &layout.release(name)
-                    ),
-                    release::link_shared_script(layout, name, &config.deploy.shared)
-                );
-                site.step(printer, "copy the prepared release", None, &script, None)
-                    .await
-                    .map_err(|p| self.fail(p))?;
-            }
+            Source::Prepared(release) => self.place(release, name).await?,
             Source::Archive(archive) => {
                 steps.keep_source = false;
                 for step in steps.prepare() {
@@ -303,6 +291,27 @@ impl Scratch<'_> {
         }
         self.ask_the_app(&steps).await?;
         Ok(steps)
+    }
+
+    /// Puts a copy of the prepared release `release` in the scratch area
+    /// as `name`, with the scratch shared files.
+    pub(crate) async fn place(&self, release: &str, name: &str) -> Result<(), Error> {
+        let (site, layout) = (self.site, self.layout);
+        let script = format!(
+            "{}\n{}",
+            release::clone_release_script(&site.layout.release(release), &layout.release(name)),
+            release::link_shared_script(layout, name, &self.config.deploy.shared)
+        );
+        site.step(
+            self.printer,
+            "copy the prepared release",
+            None,
+            &script,
+            None,
+        )
+        .await
+        .map_err(|p| self.fail(p))?;
+        Ok(())
     }
 
     /// The app is asked which database it opens: it must be the copy.

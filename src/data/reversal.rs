@@ -13,6 +13,7 @@ use crate::config::{Config, Environment};
 use crate::data::database::Db;
 use crate::data::fingerprint::{self, Fingerprint};
 use crate::data::rehearse::{delete_scratch, read_fingerprint, Scratch, Source};
+use crate::data::trial;
 use crate::data::undo::{self, Undo};
 use crate::error::{Error, HostProblem};
 use crate::model::commit::Commit;
@@ -177,8 +178,10 @@ pub fn database(config: &Config, env: &Environment, site: &Site, release: &str) 
 /// `left` (which has their files): `Ok(Err(why))` when it cannot be done
 /// (it would drop a table or column holding data, the reversal fails, or
 /// it leaves a schema the release rolled back to, recorded as `target`,
-/// does not run on; `now`: the database before it). The copy and the scratch
-/// release are removed whatever happens.
+/// does not run on; `now`: the database before it). Then the release
+/// rolled back to, `back_to`, is started against the copy and checked
+/// (`deploy.serve`; `Ok(Ok(false))` when it is not set). The copy and the
+/// scratch releases are removed whatever happens.
 #[allow(clippy::too_many_arguments)]
 pub async fn rehearse(
     config: &Config,
@@ -186,10 +189,10 @@ pub async fn rehearse(
     site: &Site,
     db: &Db,
     (left, commit): (&str, &str),
-    (target, now): (&Fingerprint, &Fingerprint),
+    (back_to, target, now): (&str, &Fingerprint, &Fingerprint),
     applied: &[String],
     printer: &Printer,
-) -> Result<Result<(), String>, Error> {
+) -> Result<Result<bool, String>, Error> {
     let real = &site.layout;
     let layout = Layout::rehearsal(&real.path);
     let copy = db.copy_location(&real.shared(), &layout.shared(), &layout.rehearsals(), left);
@@ -254,9 +257,13 @@ pub async fn rehearse(
         let back = read_fingerprint(site, db, &copy, false, printer)
             .await
             .map_err(fail)?;
-        Ok(match undo::decide(target, &back, false) {
-            Undo::Nothing | Undo::Keep { .. } => Ok(()),
-            _ => Err("the reversal on the copy leaves a schema the release rolled back to does not run on".into()),
+        if !matches!(undo::decide(target, &back, false), Undo::Nothing | Undo::Keep { .. }) {
+            return Ok(Err("the reversal on the copy leaves a schema the release rolled back to does not run on".into()));
+        }
+        Ok(match trial::serve_and_check(&scratch, back_to, "").await? {
+            None => Ok(false),
+            Some(Ok(())) => Ok(true),
+            Some(Err(why)) => Err(why),
         })
     }
     .await;

@@ -130,6 +130,18 @@ pub enum Warning {
         step: String,
         cause: String,
     },
+    /// A host put back to the release it served failed that release's
+    /// health check: it is left out of the balancer's pool, if any.
+    BackUnhealthy {
+        host: String,
+        cause: String,
+        balancer: bool,
+    },
+    /// A rollback reverses migrations, but the release it goes back to
+    /// could not be started against the rehearsal's copy first.
+    NotTriedOnTheCopy {
+        release: String,
+    },
     /// A pending migration's statement that locks or rewrites a table,
     /// breaks the release still serving, or cannot be reversed.
     MigrationFinding(Box<crate::model::commit::Finding>),
@@ -286,6 +298,8 @@ impl fmt::Display for Warning {
             Warning::AppMayStillRun { .. }
             | Warning::AppNotStopped { .. }
             | Warning::BalancerOut { .. }
+            | Warning::BackUnhealthy { .. }
+            | Warning::NotTriedOnTheCopy { .. }
             | Warning::NoSchemaRecord { .. }
             | Warning::MigrationFinding(_)
             | Warning::ChecksNotRun { .. }
@@ -328,6 +342,24 @@ impl Warning {
                 f,
                 "{host} serves the release it served before, but `{step}` failed: {cause}; the balancer may send it no traffic: run `[deploy.balancer] join` for it by hand"
             ),
+            Warning::NotTriedOnTheCopy { release } => write!(
+                f,
+                "{release} was not started against the reversed copy before the real database is touched (`deploy.serve` is not set): its health check comes after the switch only; set `deploy.serve` to the command that runs the app in the foreground on $GANTRY_PORT"
+            ),
+            Warning::BackUnhealthy {
+                host,
+                cause,
+                balancer,
+            } => {
+                write!(
+                    f,
+                    "{host} was put back to the release it served before, which then failed its health check: {cause}; look at the app on that host (`deploy.logs` shows its log)"
+                )?;
+                if *balancer {
+                    write!(f, "; it is left out of the balancer: run `[deploy.balancer] join` for it by hand once it answers")?;
+                }
+                Ok(())
+            }
             Warning::EnvFileDiffers {
                 host,
                 env,

@@ -26,6 +26,9 @@ pub struct Activation<'a> {
     /// The host-side health check, as a complete script that exits 0 when
     /// the app is healthy.
     pub check: Option<String>,
+    /// The host-side health check of the release a put-back returns to:
+    /// the host is back only once that release answers again.
+    pub check_back: Option<String>,
     /// A handover instead of the restart (`[deploy.handover]`), and the
     /// release `current` points at before (where a failed move puts it).
     pub handover: Option<(crate::remote::handover::Scripts, Option<&'a str>)>,
@@ -69,12 +72,17 @@ impl Activation<'_> {
         match self.put_back {
             Some(previous) => {
                 let switch_back = release::switch_back_script(self.layout, previous);
-                let restart_old = match (&restart, previous) {
+                let mut restart_old = match (&restart, previous) {
                     (Some(r), Some(_)) => format!(
                         "{r} || {{ verdict \"failed|$1|$2|stuck|restarting the old release failed\"; exit 0; }}\n"
                     ),
                     _ => String::new(),
                 };
+                if let (Some(c), Some(_)) = (&self.check_back, previous) {
+                    restart_old.push_str(&format!(
+                        "  (\n{c}\n) || {{ verdict \"failed|$1|$2|unhealthy\"; exit 0; }}\n"
+                    ));
+                }
                 s.push_str(&format!(
                     "back() {{\n  phase 'put back'\n  {{\n{switch_back}\n  }} >/dev/null || {{ verdict \"failed|$1|$2|stuck|switching back failed\"; exit 0; }}\n  {restart_old}  verdict \"failed|$1|$2|back\"\n  exit 0\n}}\n"
                 ));
@@ -156,6 +164,8 @@ pub enum HostState {
     Old,
     /// Put back by the host itself.
     Back,
+    /// Put back, but the old release failed its health check then.
+    Unhealthy,
     /// Still on the new release (no put-back was asked for).
     New,
     /// Putting back failed: the host needs a person.
@@ -178,6 +188,7 @@ pub fn parse(out: &str) -> Verdict {
     let state = match parts.next() {
         Some("old") => HostState::Old,
         Some("back") => HostState::Back,
+        Some("unhealthy") => HostState::Unhealthy,
         Some("new") => HostState::New,
         Some("stuck") => HostState::Stuck,
         _ => HostState::Unknown,
@@ -290,6 +301,7 @@ mod tests {
             put_back: Some(Some("old")),
             restart: Some(format!("cd {} && {restart}", quote(&layout.path))),
             check: None,
+            check_back: None,
             handover: None,
         };
         let verdict = parse(&sh(&a.run_script()));
@@ -304,6 +316,30 @@ mod tests {
         );
         assert_eq!(current(&dir), "releases/old");
         assert!(!dir.join(".gantry/activated").exists());
+
+        // Back only once the old release passes its check.
+        let unhealthy = Activation {
+            check_back: Some("echo old is down; exit 7".into()),
+            ..a
+        };
+        let verdict = parse(&sh(&unhealthy.run_script()));
+        let Verdict::Failed { state, detail, .. } = verdict else {
+            panic!("{verdict:?}")
+        };
+        assert_eq!(state, HostState::Unhealthy);
+        assert_eq!(detail.lines().last(), Some("old is down"));
+        assert_eq!(current(&dir), "releases/old");
+        let a = Activation {
+            check_back: Some("true".into()),
+            ..unhealthy
+        };
+        assert!(matches!(
+            parse(&sh(&a.run_script())),
+            Verdict::Failed {
+                state: HostState::Back,
+                ..
+            }
+        ));
 
         let ok = Activation {
             restart: Some("true".into()),

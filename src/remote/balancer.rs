@@ -3,7 +3,9 @@
 //! host is given `drain` to finish the requests it took; once the new
 //! release passed its health check, `join` puts it back. The commands get
 //! the host's variables (`{host}`, `{env}`, `[vars]`) quoted, and
-//! `GANTRY_HOST` and `GANTRY_ENV` in their environment.
+//! `GANTRY_HOST` and `GANTRY_ENV` in their environment. The commands run
+//! one at a time, whatever the hosts do at once: a script that edits one
+//! file (or reloads one balancer) needs no lock of its own.
 
 use std::process::Stdio;
 
@@ -30,6 +32,9 @@ impl Move {
     }
 }
 
+/// Held while a command runs (not while a host drains).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs `balancer`'s `leave` (then waits its drain) or `join` for `site`.
 pub async fn run(
     config: &Config,
@@ -44,6 +49,7 @@ pub async fn run(
         Move::Join => &balancer.join,
     };
     let command = template.render_shell(vars);
+    let one = ONE_AT_A_TIME.lock().await;
     printer.host(site.name(), &format!("{}: {command}", what.step()));
     let out = tokio::process::Command::new("sh")
         .arg("-c")
@@ -54,6 +60,7 @@ pub async fn run(
         .stdin(Stdio::null())
         .output()
         .await;
+    drop(one);
     let failed = |code: Option<i32>, detail: String| {
         let mut p = site.problem(what.step(), Some(&command), code, &detail);
         p.output = detail;

@@ -183,6 +183,7 @@ mod tests {
             put_back: Some(Some("old")),
             restart: None,
             check: None,
+            check_back: None,
             handover: Some((scripts, Some("old"))),
         };
         parse(&crate::base::shell::run_for_test(&a.run_script()))

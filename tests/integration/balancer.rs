@@ -4,7 +4,8 @@
 //! leaves the pool and drains before its app restarts, and joins again once
 //! healthy: with clients requesting through the balancer all along, no
 //! request fails, in a rolling deploy and in one whose second host fails
-//! its check (both hosts switched back the same way).
+//! its check (both hosts switched back the same way, the balancer's
+//! commands one at a time).
 
 use std::time::Duration;
 
@@ -28,10 +29,12 @@ fn balancer(t: &mut Test, port: u16) -> Nginx {
         lb.join("lb.sh"),
         format!(
             "set -eu\nf={dir}/lb/upstream.conf\n\
+             mkdir {dir}/lb/busy 2>/dev/null || echo \"$*\" >> {dir}/lb/overlaps\n\
              case \"$1\" in\n  leave) sed -i \"s|^server $2:$3;|# server $2:$3;|\" \"$f\" ;;\n  \
              join) sed -i \"s|^# server $2:$3;|server $2:$3;|\" \"$f\" ;;\nesac\n\
              echo \"$1 $2:$3 (GANTRY_HOST=$GANTRY_HOST)\" >> {dir}/lb/moves\n\
-             nginx -s reload -p {dir}/nginx/ -c nginx.conf\n"
+             nginx -s reload -p {dir}/nginx/ -c nginx.conf\n\
+             sleep 0.2\nrmdir {dir}/lb/busy 2>/dev/null || true\n"
         ),
     )
     .unwrap();
@@ -121,15 +124,32 @@ fn hosts_leave_the_balancer_and_drain_before_they_restart() {
         .collect();
     assert_eq!(this_deploy, expected);
 
-    // The second host's new release fails its check: it is put back, and
-    // the first one switched back, each out of the pool while it restarts.
+    // Two hosts at a time, checked on the hosts: the second host's new
+    // release fails its check and the host puts itself back; the first
+    // one is switched back. Each is out of the pool while it restarts and
+    // back in only once its app answers (the apps take a second to open
+    // their port); the two hosts' commands never overlap.
+    let config = std::fs::read_to_string(t.repo.join("gantry.toml")).unwrap();
+    let config = config.replacen("batch = 1\n", "batch = 2\n", 1).replacen(
+        "interval = \"250ms\" }",
+        "interval = \"250ms\", on = \"host\" }",
+        1,
+    );
+    t.write_config(&config);
     let third = t.commit("Broken on one", &[("notes.txt", "three\n")]);
     std::fs::write(t.site("live", 1).join("shared/data/unhealthy"), &third).unwrap();
+    for i in 0..3 {
+        std::fs::write(t.site("live", i).join("shared/data/start-delay"), "1").unwrap();
+    }
     let load = Load::start(port, 4);
     t.gantry(&["deploy", "live"])
         .code(1)
         .stderr_has("health check");
     assert_none_failed("failed rolling deploy", load.finish());
+    assert!(
+        !t.dir.join("lb/overlaps").exists(),
+        "balancer commands overlapped"
+    );
     all_in_pool(&t);
     for _ in 0..9 {
         assert_eq!(

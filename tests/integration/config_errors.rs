@@ -35,7 +35,7 @@ fn config_error_syntax() {
 fn config_error_unknown_key() {
     insta::assert_snapshot!(check("[deploy]\npath = \"/srv/app\"\nbulid = [\"make\"]\n\n[environments.staging]\nhosts = [\"local\"]\n",
         &["plan", "staging"]), @r#"
-            error: unknown field `bulid`, expected one of `path`, `keep_releases`, `parallel`, `batch`, `shared`, `build`, `migrate`, `restart`, `logs`, `stop`, `env`, `health`, `handover`, `balancer` (key `deploy.bulid`)
+            error: unknown field `bulid`, expected one of `path`, `keep_releases`, `parallel`, `batch`, `shared`, `build`, `migrate`, `restart`, `logs`, `stop`, `serve`, `env`, `health`, `handover`, `balancer` (key `deploy.bulid`)
              --> gantry.toml:3:1
               |
             3 | bulid = ["make"]

@@ -181,6 +181,16 @@ impl Run {
     }
 
     #[track_caller]
+    pub fn stderr_lacks(&self, text: &str) -> &Run {
+        assert!(
+            !self.stderr.contains(text),
+            "stderr has {text:?}\n--- stderr\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
     pub fn stdout_has(&self, text: &str) -> &Run {
         assert!(
             self.stdout.contains(text),

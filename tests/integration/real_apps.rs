@@ -322,3 +322,63 @@ fn postgres_settings_that_ignore_database_url_are_refused_and_live_is_row_identi
         "live after the deploy",
     );
 }
+
+/// A rollback on the usual fixture, with writers on staging all along: the
+/// reversal of the unique constraint is rehearsed on the copy the fixed
+/// path opens in the scratch area, the old release is started there and
+/// checked, then the constraint goes on the real file, every acknowledged
+/// item kept, and the old form takes a repeated item again.
+#[test]
+fn usual_django_rollback_takes_the_constraint_back_keeping_every_write() {
+    let mut t = Test::new().hosts(2).django_usual().start();
+    let config = usual_config(&mut t, KEPT_IN_SHARED, SQLITE_IN_SHARED).replacen(
+        "restart = \"sh restart.sh\"",
+        "restart = \"sh restart.sh\"\nserve = \"exec {python} -m gunicorn --bind 127.0.0.1:$GANTRY_PORT superlists.wsgi\"",
+        1,
+    );
+    t.write_config(&config);
+    t.commit("Add config", &[]);
+    t.gantry(&["deploy", "staging"]).success();
+    let old = t.current("staging", 0).unwrap();
+    commit_stage(&t, "2-dedupe", "Items are unique per list");
+    t.gantry(&["deploy", "staging", "--allow-incompatible"])
+        .success();
+    let db = t.site("staging", 0).join("shared/src/db.sqlite3");
+    let unique = || {
+        sqlite(
+            &db,
+            "SELECT group_concat(sql) FROM sqlite_master WHERE tbl_name = 'lists_item'",
+        )
+        .contains("UNIQUE")
+    };
+    assert!(unique());
+
+    let writers = crate::put_back::Writers::start(
+        vec![(t.ip(0).to_string(), t.app_port("staging", 0))],
+        "usual",
+    );
+    let run = t.gantry(&["rollback", "staging"]);
+    let acked = writers.stop();
+    run.success()
+        .stderr_has(&format!("start {old} against the copy and check it"))
+        .stderr_has(
+            "the schema is back: lists.0002_item_unique reversed on the database, every row kept",
+        );
+    assert!(!unique(), "the constraint is gone");
+    assert_eq!(t.current("staging", 0).unwrap(), old);
+    let rows = sqlite(&db, "SELECT text FROM lists_item");
+    let rows: std::collections::HashSet<&str> = rows.lines().collect();
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|a| !rows.contains(a.as_str()))
+        .collect();
+    assert!(!acked.is_empty());
+    assert!(
+        missing.is_empty(),
+        "{} of {} lost: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+    add_item(&mut t, "staging", 0, "twice");
+    add_item(&mut t, "staging", 0, "twice");
+}

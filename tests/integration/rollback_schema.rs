@@ -4,19 +4,28 @@
 //! old release then takes a repeated item again. A migration that cannot
 //! be reversed, or whose reversal would drop what was written since,
 //! refuses the rollback, changing nothing, and names the two ways out:
-//! `--code-only` (the rollback of before) and `--restore-backup`.
+//! `--code-only` (the rollback of before) and `--restore-backup`; so does
+//! an old release that fails its health check against the reversed copy.
 
 use crate::harness::{sqlite, Test};
 use crate::migrations::Engine;
 use crate::put_back::Writers;
 
-/// The example app on one host, with its reversal configured.
+/// The example app on one host, with its reversal configured, and how to
+/// run it on a port of its own (for trials on a copy).
 fn reversible(t: &mut Test) {
-    let config = t.config(&[("staging", &[0])]).replacen(
-        "check = \"python3 migrate.py --check\"",
-        "check = \"python3 migrate.py --check\"\nreverse = \"python3 migrate.py --reverse\"",
-        1,
-    );
+    let config = t
+        .config(&[("staging", &[0])])
+        .replacen(
+            "check = \"python3 migrate.py --check\"",
+            "check = \"python3 migrate.py --check\"\nreverse = \"python3 migrate.py --reverse\"",
+            1,
+        )
+        .replacen(
+            "restart = \"sh restart.sh\"",
+            "restart = \"sh restart.sh\"\nserve = \"APP_HOST=127.0.0.1 APP_PORT=$GANTRY_PORT exec python3 app.py\"",
+            1,
+        );
     t.write_config(&config);
 }
 
@@ -53,12 +62,29 @@ fn a_rollback_reverses_the_migrations_the_old_release_does_not_run_on() {
         .stdout_has("schema: reversed, once rehearsed on a copy and backed up: 0002_unique.sql (python3 migrate.py --reverse)");
     assert!(indexes().contains("items_text"));
 
+    // The old release, started against the reversed copy, does not
+    // answer there: refused, nothing changed.
+    let config = std::fs::read_to_string(t.repo.join("gantry.toml")).unwrap();
+    let serve = "APP_HOST=127.0.0.1 APP_PORT=$GANTRY_PORT exec python3 app.py";
+    t.write_config(&config.replacen(serve, "echo the old app fails to start; exit 3", 1));
+    t.gantry(&["rollback", "staging"])
+        .code(7)
+        .stderr_has(&format!(
+            "{old}, started against the copy with `deploy.serve`"
+        ))
+        .stderr_has("failed its health check on port")
+        .stderr_has("the old app fails to start");
+    assert!(indexes().contains("items_text"));
+    assert_ne!(t.current("staging", 0).unwrap(), old);
+    t.write_config(&config);
+
     let port = t.app_port("staging", 0);
     let writers = Writers::start(vec![(t.ip(0).to_string(), port)], "w");
     let run = t.gantry(&["rollback", "staging"]);
     let acked = writers.stop();
     run.success()
         .stderr_has("Rehearsing the reversal of 0002_unique.sql on a copy of staging's data")
+        .stderr_lacks("was not started against the reversed copy")
         .stderr_has("the schema is back: 0002_unique.sql reversed on the database, every row kept");
     assert!(!indexes().contains("items_text"), "{}", indexes());
     assert_eq!(t.current("staging", 0).unwrap(), old);
@@ -157,7 +183,13 @@ fn unique(t: &Test, engine: Engine) -> bool {
 fn django_story(engine: Engine) {
     use crate::migrations::{add_item, commit_stage, config, start};
     let mut t = start(engine);
-    let text = config(&mut t, engine, None);
+    // gunicorn in the foreground on a port of its own: the old release is
+    // tried on the reversed copy before the real database is touched.
+    let text = config(&mut t, engine, None).replacen(
+        "restart = \"sh restart.sh\"",
+        "restart = \"sh restart.sh\"\nserve = \"exec {python} -m gunicorn --bind 127.0.0.1:$GANTRY_PORT superlists.wsgi\"",
+        1,
+    );
     t.write_config(&text);
     t.commit("Add config", &[]);
     t.gantry(&["deploy", "staging"]).success();
@@ -180,6 +212,8 @@ fn django_story(engine: Engine) {
     t.gantry(&["rollback", "staging"])
         .success()
         .stderr_has("Rehearsing the reversal of lists.0002_item_unique")
+        .stderr_has(&format!("start {old} against the copy and check it"))
+        .stderr_lacks("was not started against the reversed copy")
         .stderr_has(
             "the schema is back: lists.0002_item_unique reversed on the database, every row kept",
         );

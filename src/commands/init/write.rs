@@ -335,6 +335,9 @@ keep_releases = 5
 # `app.root`.
 shared = [{shared}]
 logs = "sudo journalctl -u 'gunicorn-{{domain}}@*' -n 20 --no-pager"   # shown when a health check fails
+# The app in the foreground on a port of its own: a rollback that takes
+# migrations back first starts the older release this way on a copy of the data.
+serve = ".venv/bin/gunicorn {{wsgi}}:application --bind 127.0.0.1:$GANTRY_PORT"
 health = {{ url = "http://{{domain}}/", status = 200, timeout = "5s", retries = 20, interval = "500ms" }}
 {HANDOVER}
 # Backed up before migrations, restored if they fail, rehearsed on a copy

@@ -378,6 +378,7 @@ async fn restart_serving(
             put_back: None,
             restart: None,
             check: None,
+            check_back: None,
             handover: Some((scripts, Some(&release))),
         };
         let out = site

@@ -63,6 +63,7 @@ impl Loader<'_> {
         let logs = optional(&d.logs, "deploy.logs")?
             .or_else(|| from_unit("journalctl -n 20 --no-pager -u"));
         let stop = optional(&d.stop, "deploy.stop")?.or_else(|| from_unit("systemctl stop"));
+        let serve = optional(&d.serve, "deploy.serve")?;
         let mut env = Vec::new();
         for (name, key, value, t) in self.env_table(&d.env, "deploy.env")? {
             templates.push((key, value, t.clone()));
@@ -95,6 +96,7 @@ impl Loader<'_> {
                 restart,
                 logs,
                 stop,
+                serve,
                 env,
                 health,
                 handover,

@@ -5,7 +5,7 @@
 
 use crate::base::shell::quote;
 use crate::error::{HostProblem, Warning};
-use crate::remote::activation::{self, Activation, HostState, Verdict};
+use crate::remote::activation::{self, Activation, Verdict};
 use crate::remote::balancer::{self, Move};
 use crate::remote::handover;
 use crate::remote::health;
@@ -98,12 +98,17 @@ impl Run<'_> {
             (None, Some(_)) => "switch, restart",
             (None, None) => "switch",
         };
+        // A put-back is done once the old release answers its check.
+        let check_back = previous
+            .as_deref()
+            .and_then(|old| self.activation_steps(site, old, "").1);
         let activation = Activation {
             layout: &site.layout,
             release,
             put_back: Some(previous.as_deref()),
             restart: restart.as_ref().map(|r| r.script.clone()),
             check,
+            check_back,
             handover,
         };
         let out = match site
@@ -145,18 +150,9 @@ impl Run<'_> {
                 } else {
                     problem
                 };
-                let switched = match state {
-                    HostState::Old | HostState::Back => {
-                        // It serves the old release again, checked.
-                        self.rejoin(site, &vars).await;
-                        false
-                    }
-                    HostState::New | HostState::Unknown => true,
-                    HostState::Stuck => {
-                        self.stuck(site.name(), release);
-                        false
-                    }
-                };
+                let switched = self
+                    .after_failure(site, &vars, release, previous.as_deref(), state, &problem)
+                    .await;
                 return (previous, switched, Err(problem));
             }
         }
@@ -178,22 +174,6 @@ impl Run<'_> {
             }
         }
         (previous, true, Ok(()))
-    }
-
-    /// Puts `site`, which serves again what it served, back into the
-    /// balancer's pool; a failure is a warning (the deploy has failed
-    /// already).
-    async fn rejoin(&self, site: &Site, vars: &crate::config::Vars) {
-        let Some(b) = &self.config.deploy.balancer else {
-            return;
-        };
-        if let Err(e) = balancer::run(self.config, b, site, vars, Move::Join, self.printer).await {
-            self.printer.warn(Warning::BalancerOut {
-                host: site.name().to_string(),
-                step: e.step.clone(),
-                cause: e.detail.lines().next().unwrap_or("").to_string(),
-            });
-        }
     }
 
     /// What an activation of `release` runs on `site`: the restart (a step,
@@ -388,6 +368,7 @@ impl Run<'_> {
             put_back: None,
             restart: restart.map(|r| r.script),
             check,
+            check_back: None,
             handover,
         };
         let out = site
@@ -396,14 +377,9 @@ impl Run<'_> {
         match activation::parse(&out.stdout) {
             Verdict::Ok => {
                 if let Some(check) = health.filter(|h| !h.on_host) {
-                    let url = check.url.render(&vars);
-                    p.host(site.name(), &format!("health check {url}"));
-                    let body = check.body.as_ref().map(|b| b.render(&vars));
-                    health::check_from(check, &url, body.as_deref(), site, false)
+                    self.check_from_here(site, check, previous, "")
                         .await
-                        .map_err(|f| {
-                            site.problem("putting back: health check", None, None, &f.to_string())
-                        })?;
+                        .map_err(|f| site.problem("putting back: health check", None, None, &f))?;
                 }
                 self.rejoin(site, &vars).await;
                 Ok(())
@@ -444,12 +420,7 @@ impl Run<'_> {
             return true;
         };
         let commit = site.serving_commit.as_deref().unwrap_or("");
-        let vars = release::run_vars(&site.spec, &site.layout, Some(previous), Some(commit));
-        let url = check.url.render(&vars);
-        self.printer
-            .host(site.name(), &format!("health check {url}"));
-        let body = check.body.as_ref().map(|b| b.render(&vars));
-        health::check_from(check, &url, body.as_deref(), site, false)
+        self.check_from_here(site, check, previous, commit)
             .await
             .is_ok()
     }

@@ -26,6 +26,7 @@ mod migrate;
 mod plan_rollback;
 mod prepare;
 mod put_back;
+mod rejoin;
 mod rollback;
 mod rollback_schema;
 mod start;

@@ -168,13 +168,17 @@ impl Run<'_> {
             site,
             &d.db,
             (&d.left, &commit),
-            (&d.recorded, &d.now),
+            (target, &d.recorded, &d.now),
             &applied,
             p,
         )
         .await?;
-        if let Err(why) = rehearsed {
-            return Err(self.refusal(target, &d, applied, why));
+        match rehearsed {
+            Err(why) => return Err(self.refusal(target, &d, applied, why)),
+            Ok(false) => p.warn(Warning::NotTriedOnTheCopy {
+                release: target.to_string(),
+            }),
+            Ok(true) => {}
         }
         let backup = format!(
             "{}/{}-before-rollback.{}",
