@@ -199,6 +199,9 @@ pub enum Command {
     /// Run a command on every host of an environment, in `current`.
     Exec {
         env: String,
+        /// Only on the hosts of this role (`web`, or a `[roles.NAME]`).
+        #[arg(long)]
+        role: Option<String>,
         /// The command and its arguments (after `--`).
         #[arg(last = true, required = true)]
         command: Vec<String>,

@@ -13,10 +13,21 @@ use crate::remote::site::{self, each};
 pub async fn exec(
     config: &Config,
     env_name: &str,
+    role: Option<&str>,
     command: &[String],
     printer: &Printer,
 ) -> Result<(), Error> {
-    let env = config.environment(env_name)?;
+    let mut env = config.environment(env_name)?.clone();
+    if let Some(role) = role {
+        env.hosts.retain(|h| h.has_role(role));
+        if env.hosts.is_empty() {
+            return Err(Error::NoHostWithRole {
+                env: env.name,
+                role: role.to_string(),
+            });
+        }
+    }
+    let env = &env;
     let sites = site::connect(config, env, printer).await?;
     let line = shell::join(command);
     let results = each(&sites, env.parallel, |s| {

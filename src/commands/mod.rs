@@ -8,6 +8,7 @@ pub mod docs;
 pub mod exec;
 pub mod init;
 pub mod lock;
+pub mod log;
 pub mod setup;
 pub mod ship;
 pub mod status;
@@ -222,11 +223,13 @@ async fn dispatch(cli: &Cli, printer: &Printer) -> Result<(), Error> {
             status::status(&config()?, env.as_deref(), shown(*utc), printer).await
         }
         Command::Log { env, limit, utc } => {
-            status::log(&config()?, env, *limit, shown(*utc), printer).await
+            log::log(&config()?, env, *limit, shown(*utc), printer).await
         }
         Command::Lock { env, reason } => lock::lock(&config()?, env, reason.clone(), printer).await,
         Command::Unlock { env } => lock::unlock(&config()?, env, printer).await,
-        Command::Exec { env, command } => exec::exec(&config()?, env, command, printer).await,
+        Command::Exec { env, role, command } => {
+            exec::exec(&config()?, env, role.as_deref(), command, printer).await
+        }
     }
 }
 

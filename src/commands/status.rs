@@ -1,9 +1,8 @@
-//! `gantry status` and `gantry log`: what is live where, read from the
-//! hosts and the ledger in the git remote; and the history of each host.
+//! `gantry status`: what is live where, read from the hosts and the
+//! ledger in the git remote.
 
 use serde::Serialize;
 
-use crate::base::shell;
 use crate::cli::output::Printer;
 use std::collections::BTreeMap;
 
@@ -221,7 +220,11 @@ impl Status<'_> {
                 hosts: r
                     .hosts
                     .iter()
-                    .map(|(name, state)| HostReport::new(name, state))
+                    .map(|(name, state)| {
+                        let roles = r.env.hosts.iter().find(|h| &h.name == name);
+                        let roles = roles.map(|h| h.roles.as_slice()).unwrap_or_default();
+                        HostReport::new(name, roles, state)
+                    })
                     .collect(),
             })
             .collect();
@@ -260,6 +263,7 @@ struct Behind {
 enum HostReport<'a> {
     Reachable {
         host: &'a str,
+        roles: &'a [String],
         reachable: bool,
         release: Option<&'a str>,
         commit: Option<&'a str>,
@@ -273,6 +277,7 @@ enum HostReport<'a> {
     },
     Unreachable {
         host: &'a str,
+        roles: &'a [String],
         reachable: bool,
         error: &'a str,
     },
@@ -287,10 +292,15 @@ struct LockReport<'a> {
 }
 
 impl<'a> HostReport<'a> {
-    fn new(host: &'a str, state: &'a Result<inspect::SiteStatus, String>) -> HostReport<'a> {
+    fn new(
+        host: &'a str,
+        roles: &'a [String],
+        state: &'a Result<inspect::SiteStatus, String>,
+    ) -> HostReport<'a> {
         match state {
             Ok(s) => HostReport::Reachable {
                 host,
+                roles,
                 reachable: true,
                 release: s.release.as_deref(),
                 commit: s.commit.as_deref(),
@@ -308,6 +318,7 @@ impl<'a> HostReport<'a> {
             },
             Err(e) => HostReport::Unreachable {
                 host,
+                roles,
                 reachable: false,
                 error: e,
             },
@@ -385,13 +396,23 @@ impl StatusReport<'_> {
 /// A host's lines under its environment: what it serves, its last action,
 /// steps still running, a mismatch, its lock.
 fn host_lines(text: &mut String, env: &str, host: &HostReport, shown: Shown) {
+    // Roles are named when a host has any but the web app.
+    let named = |host: &str, roles: &[String]| match roles {
+        [web] if web == crate::config::WEB => host.to_string(),
+        _ => format!("{host} [{}]", roles.join(", ")),
+    };
     let (name, site) = match host {
-        HostReport::Unreachable { host, error, .. } => {
+        HostReport::Unreachable {
+            host, roles, error, ..
+        } => {
             let first = error.lines().next().unwrap_or("");
+            let host = named(host, roles);
             text.push_str(&format!("  {host}  unreachable: {first}\n"));
             return;
         }
-        HostReport::Reachable { host, site, .. } => (host, site),
+        HostReport::Reachable {
+            host, roles, site, ..
+        } => (named(host, roles), site),
     };
     let host_line = if site.missing || site.release.is_none() {
         "nothing deployed".to_string()
@@ -416,70 +437,5 @@ fn host_lines(text: &mut String, env: &str, host: &HostReport, shown: Shown) {
         let mut lock = lock.clone();
         lock.since = time::show(&lock.since, shown);
         text.push_str(&format!("    locked: {}\n", lock.describe()));
-    }
-}
-
-pub async fn log(
-    config: &Config,
-    env_name: &str,
-    limit: usize,
-    shown: crate::base::time::Shown,
-    printer: &Printer,
-) -> Result<(), Error> {
-    let env = config.environment(env_name)?;
-    let sites = site::connect(config, env, printer).await?;
-    let results = each(&sites, 32, |site| async move {
-        let script = format!(
-            "cat {} 2>/dev/null; true",
-            shell::quote(&site.layout.history())
-        );
-        site.step(printer, "read history", None, &script, None)
-            .await
-    })
-    .await;
-    site::close(sites).await;
-    printer.finish_hosts();
-    let mut records = Vec::new();
-    let mut problems = Vec::new();
-    for result in results {
-        match result {
-            Ok(out) => records.extend(history::parse(&out.stdout)),
-            Err(p) => problems.push(p),
-        }
-    }
-    records.sort_by(|a, b| a.time.cmp(&b.time).then(a.host.cmp(&b.host)));
-    let start = records.len().saturating_sub(limit);
-    let records = &records[start..];
-    if printer.json_mode() {
-        printer.json(&serde_json::to_value(records).expect("records serialize"));
-    } else if records.is_empty() {
-        printer.result(&format!("no history for `{env_name}` yet"));
-    } else {
-        let mut text = String::new();
-        for r in records {
-            text.push_str(&format!(
-                "{}  {}  {} {}  {}  {}  by {}",
-                crate::base::time::show(&r.time, shown),
-                r.host,
-                r.action,
-                r.outcome,
-                r.commit.as_deref().map_or("-", |c| &c[..c.len().min(8)]),
-                r.release.as_deref().unwrap_or("-"),
-                r.by
-            ));
-            if let Some(m) = &r.message {
-                text.push_str(&format!("  ({m})"));
-            }
-            text.push('\n');
-        }
-        printer.result(text.trim_end());
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Hosts {
-            what: "reading history".into(),
-            problems,
-        })
     }
 }

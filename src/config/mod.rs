@@ -43,8 +43,30 @@ pub struct Config {
     pub deploy: Deploy,
     pub verify: Option<Verify>,
     pub setup: Setup,
+    /// `[roles.NAME]`, by name: hosts of a role other than `web` run its
+    /// restart and check (`web` is `[deploy]`'s restart, health and
+    /// handover).
+    pub roles: Vec<Role>,
     /// In the order the file lists them.
     pub environments: Vec<Environment>,
+}
+
+/// The role every host has unless it says otherwise: the web app, whose
+/// restart, health check, handover and balancer are `[deploy]`'s.
+pub const WEB: &str = "web";
+
+/// `[roles.NAME]`: a kind of host besides the web app (a worker, a cron
+/// host).
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub name: String,
+    /// Restarts the role's process after the switch, gracefully (let the
+    /// job in hand finish).
+    pub restart: Option<Template>,
+    /// A command that exits 0 when the role's process is healthy.
+    pub check: Option<Template>,
+    /// Stops the role's process when a first deploy fails.
+    pub stop: Option<Template>,
 }
 
 /// The project's own functional tests, run from this machine against an
@@ -332,6 +354,20 @@ pub struct HostSpec {
     pub path: String,
     /// Load-time variables: built-ins plus the user's, host's last.
     pub vars: Vars,
+    /// What it runs: `web` and `[roles.NAME]` names.
+    pub roles: Vec<String>,
+}
+
+impl HostSpec {
+    /// Whether the host has role `name`.
+    pub fn has_role(&self, name: &str) -> bool {
+        self.roles.iter().any(|r| r == name)
+    }
+
+    /// Whether it runs the web app (`[deploy]`'s restart and health).
+    pub fn web(&self) -> bool {
+        self.has_role(WEB)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,7 +26,19 @@ pub struct RawConfig {
     #[serde(default)]
     pub secrets: BTreeMap<String, S<RawSecret>>,
     pub setup: Option<RawSetup>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, S<RawRole>>,
     pub environments: Option<S<BTreeMap<String, S<RawEnvironment>>>>,
+}
+
+/// `[roles.NAME]`: what the hosts of a role other than `web` restart and
+/// check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRole {
+    pub restart: Option<S<String>>,
+    pub check: Option<S<String>>,
+    pub stop: Option<S<String>>,
 }
 
 /// Where a secret comes from: generated once on the host, this machine's
@@ -204,6 +216,7 @@ pub struct RawEnvironment {
     pub parallel: Option<S<i64>>,
     pub batch: Option<S<i64>>,
     pub migrate_host: Option<S<String>>,
+    pub migrate_role: Option<S<String>>,
     pub requires: Option<S<String>>,
     pub tags: Option<S<RawTags>>,
     pub database: Option<S<RawDatabase>>,
@@ -223,6 +236,8 @@ pub struct RawHostTable {
     pub address: String,
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// What the host runs: `web` (the default) and `[roles.NAME]` names.
+    pub roles: Option<Vec<String>>,
 }
 
 impl<'de> Deserialize<'de> for RawHost {

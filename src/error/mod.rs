@@ -72,6 +72,11 @@ pub enum Error {
         env: String,
     },
     NothingToRehearse,
+    /// `--role` names a role no host of the environment has.
+    NoHostWithRole {
+        env: String,
+        role: String,
+    },
     /// `demo --stop` on a folder that no demo made.
     NotADemo {
         dir: PathBuf,
@@ -179,6 +184,7 @@ impl Error {
             | Error::RestoreDeclined
             | Error::NoDatabase { .. }
             | Error::NothingToRehearse
+            | Error::NoHostWithRole { .. }
             | Error::NotADemo { .. }
             | Error::DemoFolderTaken { .. }
             | Error::AlreadyExists { .. }

@@ -62,6 +62,10 @@ impl Error {
                 f,
                 "there is nothing to rehearse: `deploy.migrate` is not set"
             ),
+            Error::NoHostWithRole { env, role } => write!(
+                f,
+                "no host of `{env}` has the role `{role}`: a host's roles are its `roles = [...]` in gantry.toml (`web` when it names none)"
+            ),
             Error::NotADemo { dir } => {
                 write!(f, "`{}` is not a Gantry demo folder", dir.display())
             }
@@ -201,6 +205,7 @@ impl Error {
             | Error::RestoreNotConfirmed { .. }
             | Error::RestoreDeclined
             | Error::NothingToRehearse
+            | Error::NoHostWithRole { .. }
             | Error::NotADemo { .. }
             | Error::DemoFolderTaken { .. }
             | Error::AlreadyExists { .. }

@@ -44,7 +44,8 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
             upload: false,
             inline: false,
         };
-        if let Some(b) = &config.deploy.balancer {
+        let balancer = config.deploy.balancer.as_ref().filter(|_| spec.web());
+        if let Some(b) = balancer {
             steps.push(here("leave the balancer", &b.leave));
         }
         steps.extend(activation_steps(
@@ -54,10 +55,15 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
             &layout,
             (&release, &commit.sha),
         ));
-        if let Some(b) = &config.deploy.balancer {
+        if let Some(b) = balancer {
             steps.push(here("join the balancer", &b.join));
         }
-        let health = config.deploy.health.as_ref().map(|h| h.url.render(&vars));
+        let health = config
+            .deploy
+            .health
+            .as_ref()
+            .filter(|_| spec.web())
+            .map(|h| h.url.render(&vars));
         hosts.push((spec, layout, steps, health));
     }
     let report = PlanReport {
@@ -72,6 +78,7 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
             .iter()
             .map(|(spec, layout, steps, health)| HostPlan {
                 host: &spec.name,
+                roles: spec.roles.iter().map(String::as_str).collect(),
                 path: &layout.path,
                 steps: steps
                     .iter()
@@ -112,17 +119,33 @@ fn activation_steps(
         inline: false,
     };
     let switch = step("switch current", release::switch_script(layout, release));
-    let Some(h) = &config.deploy.handover else {
-        let planned = crate::data::steps::Steps::new(config, env, spec, layout, release, commit);
-        let restart = config.deploy.restart.as_ref();
+    let planned = crate::data::steps::Steps::new(config, env, spec, layout, release, commit);
+    // The host's other roles, restarted and checked after the web app.
+    let roles = config.roles.iter().filter(|r| spec.has_role(&r.name));
+    let roles: Vec<release::Planned> = roles
+        .flat_map(|r| {
+            let restart = r
+                .restart
+                .as_ref()
+                .map(|t| planned.command(&format!("restart ({})", r.name), t, true));
+            let check = r
+                .check
+                .as_ref()
+                .map(|t| planned.command(&format!("check ({})", r.name), t, true));
+            restart.into_iter().chain(check)
+        })
+        .collect();
+    let Some(h) = config.deploy.handover.as_ref().filter(|_| spec.web()) else {
+        let restart = config.deploy.restart.as_ref().filter(|_| spec.web());
         return std::iter::once(switch)
             .chain(restart.map(|r| planned.command("restart", r, true)))
+            .chain(roles)
             .collect();
     };
     let s = crate::data::handover::scripts(config, env, (spec, layout), h, (release, commit), None);
     let [a, b] = &s.ports;
     let free = format!("# on port {a} when {b} serves, else on {b}\n");
-    vec![
+    let mut steps = vec![
         step("handover: start beside", format!("{free}{}", s.start[0])),
         step(
             "handover: check on its port",
@@ -141,7 +164,9 @@ fn activation_steps(
                 h.stop.source()
             ),
         ),
-    ]
+    ];
+    steps.extend(roles);
+    steps
 }
 
 /// What a deploy would run: what `--json` prints, and the text is drawn from.
@@ -160,6 +185,7 @@ struct PlanReport<'a> {
 #[derive(Serialize)]
 struct HostPlan<'a> {
     host: &'a str,
+    roles: Vec<&'a str>,
     path: &'a str,
     steps: Vec<StepPlan<'a>>,
     health_check: Option<&'a str>,
@@ -194,7 +220,12 @@ impl PlanReport<'_> {
             self.migrate_host
         ));
         for host in &self.hosts {
-            text.push_str(&format!("\n== {} ({})\n", host.host, host.path));
+            text.push_str(&format!(
+                "\n== {} ({}; {})\n",
+                host.host,
+                host.path,
+                host.roles.join(", ")
+            ));
             for step in &host.steps {
                 let note = match step.stdin {
                     Some(_) => " (stdin: git archive of the commit)",

@@ -29,8 +29,9 @@ pub struct Activation<'a> {
     /// The host-side health check of the release a put-back returns to:
     /// the host is back only once that release answers again.
     pub check_back: Option<String>,
-    /// A handover instead of the restart (`[deploy.handover]`), and the
-    /// release `current` points at before (where a failed move puts it).
+    /// A handover instead of the web app's restart (`[deploy.handover]`),
+    /// and the release `current` points at before (where a failed move
+    /// puts it); `restart` and `check` are then the host's other roles'.
     pub handover: Option<(crate::remote::handover::Scripts, Option<&'a str>)>,
 }
 
@@ -60,14 +61,19 @@ impl Activation<'_> {
              verdict() {{ printf '%s\\n' \"$1\" > \"$d/verdict.tmp\" && mv -f \"$d/verdict.tmp\" \"$d/verdict\"; }}\n",
             path = quote(&self.layout.path),
         );
-        if let Some((handover, serving)) = &self.handover {
-            s.push_str(&handover.program(self.layout, self.release, *serving));
-            s.push_str(&self.done());
-            return s;
-        }
         // Subshells, not `sh -c`: a script may hold the database's URL,
         // which must not stand on a command line.
         let restart = self.restart.as_ref().map(|r| format!("(\n{r}\n)"));
+        if let Some((handover, serving)) = &self.handover {
+            s.push_str(&handover.program(self.layout, self.release, *serving));
+            // The host's other roles, once the web app moved: a failure
+            // leaves the host on the new release, for the controller to
+            // switch back.
+            s.push_str("back() { verdict \"failed|$1|$2|new\"; exit 0; }\n");
+            s.push_str(&self.restart_and_check(restart.as_deref()));
+            s.push_str(&self.done());
+            return s;
+        }
         // back STEP CODE: puts the host back (or not), then gives the verdict.
         match self.put_back {
             Some(previous) => {
@@ -93,7 +99,16 @@ impl Activation<'_> {
             "phase switch\n{{\n{}\n}} >/dev/null || {{ verdict 'failed|switch|1|old'; exit 0; }}\n",
             release::switch_script(self.layout, self.release)
         ));
-        if let Some(r) = &restart {
+        s.push_str(&self.restart_and_check(restart.as_deref()));
+        s.push_str(&self.done());
+        s
+    }
+
+    /// The restart (a subshell) and the check, each calling `back STEP
+    /// CODE` when it fails.
+    fn restart_and_check(&self, restart: Option<&str>) -> String {
+        let mut s = String::new();
+        if let Some(r) = restart {
             s.push_str(&format!(
                 "phase restart\n{r}\nrc=$?\n[ $rc -eq 0 ] || back restart $rc\n"
             ));
@@ -103,7 +118,6 @@ impl Activation<'_> {
                 "phase 'health check'\n(\n{c}\n)\nrc=$?\n[ $rc -eq 0 ] || back 'health check' $rc\n"
             ));
         }
-        s.push_str(&self.done());
         s
     }
 

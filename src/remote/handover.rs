@@ -213,6 +213,42 @@ mod tests {
     }
 
     #[test]
+    fn a_host_s_other_roles_restart_after_the_move_and_a_failure_is_left_to_the_controller() {
+        let (dir, layout) = site("roles");
+        let worker = |restart: &str, check: &str| Activation {
+            layout: &layout,
+            release: "new",
+            put_back: Some(Some("old")),
+            restart: Some(format!("echo worker >> {}/log; {restart}", dir.display())),
+            check: Some(check.to_string()),
+            check_back: None,
+            handover: Some((scripts(&dir, "true", "true"), Some("old"))),
+        };
+        let verdict = parse(&crate::base::shell::run_for_test(
+            &worker("true", "true").run_script(),
+        ));
+        assert_eq!(verdict, Verdict::Ok);
+        assert_eq!(
+            read(&dir, "log"),
+            "start-new-1\nreload\nstop-old-0\nworker\n"
+        );
+        let verdict = parse(&crate::base::shell::run_for_test(
+            &worker("true", "exit 5").run_script(),
+        ));
+        let Verdict::Failed {
+            step, code, state, ..
+        } = verdict
+        else {
+            panic!("it fails");
+        };
+        assert_eq!(
+            (step.as_str(), code, state),
+            ("health check", Some(5), HostState::New)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_failed_check_stops_the_new_app_and_moves_nothing() {
         let (dir, layout) = site("check");
         let Verdict::Failed { step, state, .. } = run(&layout, scripts(&dir, "exit 4", "true"))

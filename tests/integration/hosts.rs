@@ -159,7 +159,7 @@ fn plan_prints_the_commands_and_changes_nothing() {
             &sha[..8]
         ))
         .stdout_has(&format!(
-            "== {} ({})",
+            "== {} ({}; web)",
             t.address(1),
             t.site("staging", 1).display()
         ))

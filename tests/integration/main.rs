@@ -23,6 +23,7 @@ mod network;
 mod pipeline;
 mod put_back;
 mod real_apps;
+mod roles;
 mod rollback_schema;
 mod schema;
 mod setup;

@@ -566,6 +566,7 @@ fn json_output_of_status_log_and_plan_matches_its_snapshot() {
             "deployed": {"event": "deploy", "env": "staging", "time": "<time>", "by": "<by>", "outcome": "ok", "rehearsal": "passed", "release": "<release>", "hosts": ["<host>"], "migrations": ["0001_items.sql"]},
             "hosts": [{
                 "host": "<host>",
+                "roles": ["web"],
                 "reachable": true,
                 "release": "<release>",
                 "commit": "<commit>",

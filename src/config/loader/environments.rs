@@ -89,8 +89,23 @@ impl Loader<'_> {
             Some(b) => self.positive(&b, &format!("{prefix}.batch"), 0)? as usize,
             None => cx.batch,
         };
+        // By default the first host of `migrate_role` (`web`), or the first.
+        let migrate_role = match &e.migrate_role {
+            Some(r) if !cx.roles.contains(r.get_ref()) => {
+                return Err(self.error(
+                    r.span(),
+                    &format!("{prefix}.migrate_role"),
+                    format!("`{}` is not a role", r.get_ref()),
+                ))
+            }
+            Some(r) => r.get_ref().clone(),
+            None => WEB.to_string(),
+        };
         let migrate_host = match e.migrate_host {
-            None => 0,
+            None => hosts
+                .iter()
+                .position(|h| h.has_role(&migrate_role))
+                .unwrap_or(0),
             Some(m) => hosts
                 .iter()
                 .position(|h| h.name == *m.get_ref())
@@ -130,16 +145,18 @@ impl Loader<'_> {
         cx: &Context<'_>,
     ) -> Result<HostSpec, ConfigError> {
         let span = host_raw.span();
-        let (address, host_vars) = match host_raw.get_ref() {
-            RawHost::Address(a) => (a, BTreeMap::new()),
+        let (address, host_vars, roles) = match host_raw.get_ref() {
+            RawHost::Address(a) => (a, BTreeMap::new(), None),
             RawHost::Table(t) => (
                 &t.address,
                 t.vars
                     .iter()
                     .map(|(k, v)| (k.clone(), S::new(span.clone(), v.clone())))
                     .collect(),
+                t.roles.clone(),
             ),
         };
+        let roles = self.host_roles(roles, span.clone(), hosts_key, cx)?;
         let address = S::new(span.clone(), address.clone());
         let address = &address;
         let target = parse_target(address.get_ref()).map_err(|why| {
@@ -228,7 +245,42 @@ impl Loader<'_> {
             target,
             path: path.trim_end_matches('/').to_string(),
             vars,
+            roles,
         })
+    }
+
+    /// A host's `roles` (`web` when it names none): each one known.
+    fn host_roles(
+        &self,
+        roles: Option<Vec<String>>,
+        span: Range<usize>,
+        hosts_key: &str,
+        cx: &Context<'_>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let roles = roles.unwrap_or_else(|| vec![WEB.to_string()]);
+        let roles_key = format!("{hosts_key}.roles");
+        if roles.is_empty() {
+            return Err(self
+                .error(span.clone(), &roles_key, "a host needs at least one role")
+                .with_hint("leave `roles` out for the web app alone (`[\"web\"]`)"));
+        }
+        if let Some(unknown) = roles.iter().find(|r| !cx.roles.contains(r)) {
+            return Err(self
+                .error(
+                    span.clone(),
+                    &roles_key,
+                    format!("`{unknown}` is not a role"),
+                )
+                .with_hint(format!(
+                    "the roles are {}: add `[roles.{unknown}]` with its `restart` and `check`",
+                    cx.roles
+                        .iter()
+                        .map(|r| format!("`{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+        }
+        Ok(roles)
     }
 
     /// Every `[vars]` value can be filled in for this host: the names it

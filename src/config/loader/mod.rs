@@ -7,6 +7,7 @@ mod app;
 mod database;
 mod deploy;
 mod environments;
+mod roles;
 mod setup;
 mod values;
 
@@ -51,6 +52,8 @@ struct Context<'a> {
     database: Option<&'a S<RawDatabase>>,
     /// What `ssh -G` says of each SSH host, asked of all at once.
     views: SshViews,
+    /// The roles a host may name: `web` and `[roles.NAME]`'s.
+    roles: Vec<String>,
 }
 
 /// Every SSH host name the environments name (addresses that do not
@@ -129,6 +132,7 @@ impl Loader<'_> {
         let mut templates = Templates::new();
         let (deploy, defaults) = self.deploy(&d, &dir, &mut templates)?;
         let verify = self.verify(raw.verify, &mut templates)?;
+        let roles = self.roles(&raw.roles, &mut templates)?;
         let cx = Context {
             app_name: &app.name,
             ssh_config: ssh.config.as_deref(),
@@ -145,6 +149,9 @@ impl Loader<'_> {
                 ssh_targets(raw.environments.as_ref()),
                 ssh.config.as_deref(),
             ),
+            roles: std::iter::once(WEB.to_string())
+                .chain(roles.iter().map(|r| r.name.clone()))
+                .collect(),
         };
         let environments = self.environments(raw.environments, &cx)?;
         let setup = self.setup(
@@ -173,6 +180,7 @@ impl Loader<'_> {
             deploy,
             verify,
             setup,
+            roles,
             environments,
         })
     }

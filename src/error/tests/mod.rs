@@ -133,6 +133,10 @@ fn usage_errors() {
         Error::RestoreDeclined,
         Error::NoDatabase { env: "live".into() },
         Error::NothingToRehearse,
+        Error::NoHostWithRole {
+            env: "live".into(),
+            role: "wroker".into(),
+        },
         Error::NotADemo { dir: dir.clone() },
         Error::DemoFolderTaken { dir: dir.clone() },
         Error::AlreadyExists {
@@ -183,6 +187,8 @@ fn usage_errors() {
           = help: set `[database]` (or `[environments.live.database]`) with `engine = "sqlite"` or `"postgres"`
         ---
         there is nothing to rehearse: `deploy.migrate` is not set
+        ---
+        no host of `live` has the role `wroker`: a host's roles are its `roles = [...]` in gantry.toml (`web` when it names none)
         ---
         `/home/ana/app` is not a Gantry demo folder
         ---

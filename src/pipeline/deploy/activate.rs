@@ -9,7 +9,7 @@ use crate::remote::activation::{self, Activation, Verdict};
 use crate::remote::balancer::{self, Move};
 use crate::remote::handover;
 use crate::remote::health;
-use crate::remote::release::{self, Planned};
+use crate::remote::release;
 use crate::remote::site::{each, each_host, Site};
 
 use super::{Run, Switched};
@@ -78,14 +78,14 @@ impl Run<'_> {
         let p = self.printer;
         let previous = site.serving.clone();
         let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
-        let health = self.config.deploy.health.as_ref();
+        let health = self.web_health(site);
         let (restart, check) = self.activation_steps(site, release, commit);
-        let handover = self.config.deploy.handover.as_ref().map(|h| {
+        let handover = self.handover(site).map(|h| {
             let scripts = self.handover_scripts(site, h, release, commit, previous.as_deref());
             (scripts, previous.as_deref())
         });
         // Out of the balancer's pool first, and drained.
-        if let Some(b) = &self.config.deploy.balancer {
+        if let Some(b) = self.balancer(site) {
             if let Err(e) = balancer::run(self.config, b, site, &vars, Move::Leave, p).await {
                 // The host was not touched: back into the pool, in case
                 // the command did part of its work.
@@ -156,7 +156,7 @@ impl Run<'_> {
                 return (previous, switched, Err(problem));
             }
         }
-        if let Some(check) = health.filter(|h| !h.on_host) {
+        if let Some(check) = health {
             let url = check.url.render(&vars);
             p.host(site.name(), &format!("health check {url}"));
             let body = check.body.as_ref().map(|b| b.render(&vars));
@@ -168,41 +168,12 @@ impl Run<'_> {
         }
         // Healthy: back into the pool. If that fails, the host is switched
         // back like any failed host (and `join` tried again there).
-        if let Some(b) = &self.config.deploy.balancer {
+        if let Some(b) = self.balancer(site) {
             if let Err(e) = balancer::run(self.config, b, site, &vars, Move::Join, p).await {
                 return (previous, true, Err(e));
             }
         }
         (previous, true, Ok(()))
-    }
-
-    /// What an activation of `release` runs on `site`: the restart (a step,
-    /// for its command in reports) and the host-side health check.
-    fn activation_steps(
-        &self,
-        site: &Site,
-        release: &str,
-        commit: &str,
-    ) -> (Option<Planned>, Option<String>) {
-        let vars = release::run_vars(&site.spec, &site.layout, Some(release), Some(commit));
-        let steps = self.steps(site, release, commit);
-        let restart = self
-            .config
-            .deploy
-            .restart
-            .as_ref()
-            .map(|r| steps.command("restart", r, true));
-        let check = self
-            .config
-            .deploy
-            .health
-            .as_ref()
-            .filter(|h| h.on_host)
-            .map(|h| {
-                let body = h.body.as_ref().map(|b| b.render(&vars));
-                activation::host_check_script(h, &h.url.render(&vars), body.as_deref(), None)
-            });
-        (restart, check)
     }
 
     /// What a handover of `release` runs on `site` (`old`: the release
@@ -223,6 +194,29 @@ impl Run<'_> {
     /// (`deploy.stop`; with a handover, its app on the slot it took), or
     /// says it may still run.
     async fn stop_app(&self, site: &Site, release: &str) {
+        if site.spec.web() {
+            self.stop_web(site, release).await;
+        }
+        let steps = self.steps(site, release, "");
+        for role in self
+            .config
+            .roles
+            .iter()
+            .filter(|r| site.spec.has_role(&r.name))
+        {
+            let Some(stop) = &role.stop else { continue };
+            let step = steps.command("stop", stop, false);
+            if let Err(e) = site.run_always(self.printer, &step, None).await {
+                self.printer.warn(Warning::AppNotStopped {
+                    host: site.name().to_string(),
+                    cause: e.detail.trim().to_string(),
+                });
+            }
+        }
+    }
+
+    /// The web app's part of `stop_app`.
+    async fn stop_web(&self, site: &Site, release: &str) {
         let host = site.name().to_string();
         if let Some(h) = &self.config.deploy.handover {
             let script = self
@@ -343,11 +337,11 @@ impl Run<'_> {
         // The old release's commit is not known here: its check looks
         // at the status (a `{commit}` in the body matches anything).
         let vars = release::run_vars(&site.spec, &site.layout, Some(previous), Some(""));
-        let health = self.config.deploy.health.as_ref();
+        let health = self.web_health(site);
         let (restart, check) = self.activation_steps(site, previous, "");
         // Out of the pool while it restarts (leaving twice is harmless);
         // if that fails, putting the old release back matters more.
-        if let Some(b) = &self.config.deploy.balancer {
+        if let Some(b) = self.balancer(site) {
             if let Err(e) = balancer::run(self.config, b, site, &vars, Move::Leave, p).await {
                 p.warn(Warning::BalancerOut {
                     host: site.name().to_string(),
@@ -358,7 +352,7 @@ impl Run<'_> {
         }
         // A handover back: the old release's app started beside the new
         // one, checked, traffic moved to it, the new one drained and stopped.
-        let handover = self.config.deploy.handover.as_ref().map(|h| {
+        let handover = self.handover(site).map(|h| {
             let scripts = self.handover_scripts(site, h, previous, "", Some(release));
             (scripts, Some(release))
         });
@@ -376,7 +370,7 @@ impl Run<'_> {
             .await?;
         match activation::parse(&out.stdout) {
             Verdict::Ok => {
-                if let Some(check) = health.filter(|h| !h.on_host) {
+                if let Some(check) = health {
                     self.check_from_here(site, check, previous, "")
                         .await
                         .map_err(|f| site.problem("putting back: health check", None, None, &f))?;
@@ -416,7 +410,13 @@ impl Run<'_> {
         if points != s.previous.as_deref().unwrap_or("none") {
             return false;
         }
-        let (Some(previous), Some(check)) = (&s.previous, &self.config.deploy.health) else {
+        let web = self
+            .config
+            .deploy
+            .health
+            .as_ref()
+            .filter(|_| site.spec.web());
+        let (Some(previous), Some(check)) = (&s.previous, web) else {
             return true;
         };
         let commit = site.serving_commit.as_deref().unwrap_or("");

@@ -27,6 +27,7 @@ mod plan_rollback;
 mod prepare;
 mod put_back;
 mod rejoin;
+mod roles;
 mod rollback;
 mod rollback_schema;
 mod start;

@@ -20,10 +20,7 @@ impl Run<'_> {
         site: &Site,
         previous: Option<&str>,
     ) -> Result<(), String> {
-        let (Some(check), Some(old)) = (
-            self.config.deploy.health.as_ref().filter(|h| !h.on_host),
-            previous,
-        ) else {
+        let (Some(check), Some(old)) = (self.web_health(site), previous) else {
             return Ok(());
         };
         self.check_from_here(site, check, old, "").await
@@ -54,7 +51,7 @@ impl Run<'_> {
         self.printer.warn(Warning::BackUnhealthy {
             host: site.name().to_string(),
             cause,
-            balancer: self.config.deploy.balancer.is_some(),
+            balancer: self.balancer(site).is_some(),
         });
     }
 
@@ -62,7 +59,7 @@ impl Run<'_> {
     /// balancer's pool; a failure is a warning (the deploy has failed
     /// already).
     pub(super) async fn rejoin(&self, site: &Site, vars: &crate::config::Vars) {
-        let Some(b) = &self.config.deploy.balancer else {
+        let Some(b) = self.balancer(site) else {
             return;
         };
         if let Err(e) = balancer::run(self.config, b, site, vars, Move::Join, self.printer).await {
