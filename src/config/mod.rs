@@ -6,6 +6,7 @@ mod database;
 mod diagnostic;
 mod loader;
 mod raw;
+mod roles;
 mod service;
 mod ssh_view;
 mod target;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 pub use database::{Checks, Database, Engine, Maintenance};
 pub use diagnostic::ConfigError;
+pub use roles::{Hook, Point, Role, WEB};
 pub use service::{context_for_check, render};
 pub use ssh_view::{local_user, ssh_view, ssh_views, SshView, SshViews};
 pub use target::parse_target;
@@ -47,26 +49,10 @@ pub struct Config {
     /// restart and check (`web` is `[deploy]`'s restart, health and
     /// handover).
     pub roles: Vec<Role>,
+    /// `[hooks]`, at the points they name.
+    pub hooks: Vec<Hook>,
     /// In the order the file lists them.
     pub environments: Vec<Environment>,
-}
-
-/// The role every host has unless it says otherwise: the web app, whose
-/// restart, health check, handover and balancer are `[deploy]`'s.
-pub const WEB: &str = "web";
-
-/// `[roles.NAME]`: a kind of host besides the web app (a worker, a cron
-/// host).
-#[derive(Debug, Clone)]
-pub struct Role {
-    pub name: String,
-    /// Restarts the role's process after the switch, gracefully (let the
-    /// job in hand finish).
-    pub restart: Option<Template>,
-    /// A command that exits 0 when the role's process is healthy.
-    pub check: Option<Template>,
-    /// Stops the role's process when a first deploy fails.
-    pub stop: Option<Template>,
 }
 
 /// The project's own functional tests, run from this machine against an

@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub setup: Option<RawSetup>,
     #[serde(default)]
     pub roles: BTreeMap<String, S<RawRole>>,
+    pub hooks: Option<S<RawHooks>>,
     pub environments: Option<S<BTreeMap<String, S<RawEnvironment>>>>,
 }
 
@@ -242,22 +243,88 @@ pub struct RawHostTable {
 
 impl<'de> Deserialize<'de> for RawHost {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = RawHost;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str(
-                    "a host address string or a table `{ address = \"...\", vars = { ... } }`",
-                )
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawHost, E> {
-                Ok(RawHost::Address(v.to_string()))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawHost, A::Error> {
-                RawHostTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(RawHost::Table)
-            }
+        string_or_table(
+            d,
+            "a host address string or a table `{ address = \"...\", vars = { ... } }`",
+            RawHost::Address,
+            RawHost::Table,
+        )
+    }
+}
+
+/// A value written as a string or as a table (by hand: serde's untagged
+/// enums lose spans and say nothing useful when neither fits).
+fn string_or_table<'de, D, T, R>(
+    d: D,
+    expecting: &'static str,
+    from_str: fn(String) -> R,
+    from_table: fn(T) -> R,
+) -> Result<R, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Visitor<T, R> {
+        expecting: &'static str,
+        from_str: fn(String) -> R,
+        from_table: fn(T) -> R,
+    }
+    impl<'de, T: Deserialize<'de>, R> serde::de::Visitor<'de> for Visitor<T, R> {
+        type Value = R;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str(self.expecting)
         }
-        d.deserialize_any(Visitor)
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<R, E> {
+            Ok((self.from_str)(v.to_string()))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<R, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(self.from_table)
+        }
+    }
+    d.deserialize_any(Visitor {
+        expecting,
+        from_str,
+        from_table,
+    })
+}
+
+/// `[hooks]`: a command at each named point of a deploy or a rollback.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHooks {
+    pub before_deploy: Option<S<RawHook>>,
+    pub after_prepare: Option<S<RawHook>>,
+    pub before_switch: Option<S<RawHook>>,
+    pub after_switch: Option<S<RawHook>>,
+    pub after_deploy: Option<S<RawHook>>,
+    pub on_failure: Option<S<RawHook>>,
+    pub after_rollback: Option<S<RawHook>>,
+}
+
+/// A hook: `"command"` (run on this machine), or `{ run = "...", on =
+/// "ROLE", advisory = true }`. Deserialized by hand, as `RawHost`.
+#[derive(Debug)]
+pub enum RawHook {
+    Command(String),
+    Table(RawHookTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHookTable {
+    pub run: String,
+    pub on: Option<String>,
+    #[serde(default)]
+    pub advisory: bool,
+}
+
+impl<'de> Deserialize<'de> for RawHook {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        string_or_table(
+            d,
+            "a command string or a table `{ run = \"...\", on = \"ROLE\", advisory = true }`",
+            RawHook::Command,
+            RawHook::Table,
+        )
     }
 }

@@ -72,6 +72,11 @@ pub enum Error {
         env: String,
     },
     NothingToRehearse,
+    /// A hook before anything changed failed: nothing was changed.
+    HookFailed {
+        hook: String,
+        detail: String,
+    },
     /// `--role` names a role no host of the environment has.
     NoHostWithRole {
         env: String,
@@ -212,7 +217,7 @@ impl Error {
             | Error::BreaksTheServingRelease { .. }
             | Error::RollbackNeedsTheSchema(_)
             | Error::MigrationChecks { .. } => ExitStatus::RehearsalFailed,
-            Error::RealDatabaseChanged(_) => ExitStatus::Failed,
+            Error::RealDatabaseChanged(_) | Error::HookFailed { .. } => ExitStatus::Failed,
             Error::ReleaseStopped { cause, .. } => cause.exit_status(),
             Error::Hosts { problems, .. } => {
                 if problems.iter().all(|p| p.unreachable) {

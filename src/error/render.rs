@@ -32,10 +32,7 @@ impl Error {
                 "no `gantry.toml` in `{}` or any folder above it",
                 start.display()
             ),
-            Error::DirtyTree { changes } => {
-                write!(f, "the work tree has uncommitted changes:")?;
-                changes.iter().try_for_each(|c| write!(f, "\n    {c}"))
-            }
+            Error::DirtyTree { changes } => dirty_tree(f, changes),
             Error::NotARevision { rev } => write!(f, "`{rev}` is not a revision"),
             Error::NotARepository { dir } => write!(
                 f,
@@ -61,6 +58,10 @@ impl Error {
             Error::NothingToRehearse => write!(
                 f,
                 "there is nothing to rehearse: `deploy.migrate` is not set"
+            ),
+            Error::HookFailed { hook, detail } => write!(
+                f,
+                "the `{hook}` hook failed, and nothing was changed: {detail}"
             ),
             Error::NoHostWithRole { env, role } => write!(
                 f,
@@ -206,6 +207,7 @@ impl Error {
             | Error::RestoreDeclined
             | Error::NothingToRehearse
             | Error::NoHostWithRole { .. }
+            | Error::HookFailed { .. }
             | Error::NotADemo { .. }
             | Error::DemoFolderTaken { .. }
             | Error::AlreadyExists { .. }
@@ -214,6 +216,11 @@ impl Error {
             | Error::Io { .. } => vec![],
         }
     }
+}
+
+fn dirty_tree(f: &mut Formatter<'_>, changes: &[String]) -> Result {
+    write!(f, "the work tree has uncommitted changes:")?;
+    changes.iter().try_for_each(|c| write!(f, "\n    {c}"))
 }
 
 fn plural(n: usize) -> &'static str {

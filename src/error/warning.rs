@@ -137,6 +137,13 @@ pub enum Warning {
         cause: String,
         balancer: bool,
     },
+    /// A hook failed where a failure does not stop anything (advisory, or
+    /// after the deploy).
+    HookFailed {
+        hook: String,
+        host: Option<String>,
+        cause: String,
+    },
     /// A rollback reverses migrations, but the release it goes back to
     /// could not be started against the rehearsal's copy first.
     NotTriedOnTheCopy {
@@ -300,6 +307,7 @@ impl fmt::Display for Warning {
             | Warning::BalancerOut { .. }
             | Warning::BackUnhealthy { .. }
             | Warning::NotTriedOnTheCopy { .. }
+            | Warning::HookFailed { .. }
             | Warning::NoSchemaRecord { .. }
             | Warning::MigrationFinding(_)
             | Warning::ChecksNotRun { .. }
@@ -342,6 +350,13 @@ impl Warning {
                 f,
                 "{host} serves the release it served before, but `{step}` failed: {cause}; the balancer may send it no traffic: run `[deploy.balancer] join` for it by hand"
             ),
+            Warning::HookFailed { hook, host, cause } => {
+                write!(f, "the `{hook}` hook failed")?;
+                if let Some(h) = host {
+                    write!(f, " for {h}")?;
+                }
+                write!(f, ": {cause}; the deploy goes on (the hook is advisory, or runs when the outcome is known)")
+            }
             Warning::NotTriedOnTheCopy { release } => write!(
                 f,
                 "{release} was not started against the reversed copy before the real database is touched (`deploy.serve` is not set): its health check comes after the switch only; set `deploy.serve` to the command that runs the app in the foreground on $GANTRY_PORT"

@@ -74,6 +74,16 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
         on_remote: on_remote.is_ok(),
         batch: env.batch,
         migrate_host: &env.hosts[env.migrate_host].name,
+        hooks: config
+            .hooks
+            .iter()
+            .map(|h| HookPlan {
+                point: h.point.key(),
+                run: h.run.source(),
+                on: h.on.as_deref(),
+                advisory: h.advisory,
+            })
+            .collect(),
         hosts: hosts
             .iter()
             .map(|(spec, layout, steps, health)| HostPlan {
@@ -179,7 +189,18 @@ struct PlanReport<'a> {
     on_remote: bool,
     batch: usize,
     migrate_host: &'a str,
+    hooks: Vec<HookPlan<'a>>,
     hosts: Vec<HostPlan<'a>>,
+}
+
+/// A `[hooks]` entry: where it runs.
+#[derive(Serialize)]
+struct HookPlan<'a> {
+    point: &'static str,
+    run: &'a str,
+    /// The role whose hosts run it; none: this machine.
+    on: Option<&'a str>,
+    advisory: bool,
 }
 
 #[derive(Serialize)]
@@ -219,6 +240,17 @@ impl PlanReport<'_> {
             "Hosts are activated {batches}; migrations run on {}.\n",
             self.migrate_host
         ));
+        for h in &self.hooks {
+            let place = match h.on {
+                Some(role) => format!("on the {role} hosts"),
+                None => "on this machine".to_string(),
+            };
+            let advisory = if h.advisory { ", advisory" } else { "" };
+            text.push_str(&format!(
+                "Hook {} ({place}{advisory}): {}\n",
+                h.point, h.run
+            ));
+        }
         for host in &self.hosts {
             text.push_str(&format!(
                 "\n== {} ({}; {})\n",

@@ -7,12 +7,11 @@
 //! one at a time, whatever the hosts do at once: a script that edits one
 //! file (or reloads one balancer) needs no lock of its own.
 
-use std::process::Stdio;
-
 use crate::cli::output::Printer;
 use crate::config::Vars;
 use crate::config::{Balancer, Config};
 use crate::error::HostProblem;
+use crate::remote::local;
 use crate::remote::site::Site;
 
 /// Which of the two commands.
@@ -51,41 +50,17 @@ pub async fn run(
     let command = template.render_shell(vars);
     let one = ONE_AT_A_TIME.lock().await;
     printer.host(site.name(), &format!("{}: {command}", what.step()));
-    let out = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(&command)
-        .current_dir(&config.dir)
-        .env("GANTRY_HOST", vars.get("host").map_or("", String::as_str))
-        .env("GANTRY_ENV", vars.get("env").map_or("", String::as_str))
-        .stdin(Stdio::null())
-        .output()
-        .await;
+    let env = [
+        ("GANTRY_HOST", vars.get("host")),
+        ("GANTRY_ENV", vars.get("env")),
+    ]
+    .map(|(k, v)| (k.to_string(), v.cloned().unwrap_or_default()));
+    let out = local::run(&command, &config.dir, &env).await;
     drop(one);
-    let failed = |code: Option<i32>, detail: String| {
-        let mut p = site.problem(what.step(), Some(&command), code, &detail);
-        p.output = detail;
-        p
-    };
-    match out {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let detail = match out.status.code() {
-                Some(c) => format!("`{command}` (on this machine) exited with status {c}\n{text}"),
-                None => format!("`{command}` (on this machine) was killed by a signal\n{text}"),
-            };
-            return Err(failed(out.status.code(), detail.trim_end().to_string()));
-        }
-        Err(e) => {
-            return Err(failed(
-                None,
-                format!("`{command}` could not start on this machine: {e}"),
-            ))
-        }
+    if let Err(f) = out {
+        let mut p = site.problem(what.step(), Some(&command), f.code, &f.detail);
+        p.output = f.detail;
+        return Err(p);
     }
     if what == Move::Leave && !balancer.drain.is_zero() {
         printer.host(

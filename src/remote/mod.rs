@@ -18,6 +18,7 @@ pub mod health;
 pub mod host;
 pub mod http;
 pub mod inspect;
+pub mod local;
 pub mod locking;
 pub mod master;
 pub mod pool;

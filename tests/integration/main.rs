@@ -15,6 +15,7 @@ mod examples;
 mod faults;
 mod full_disk;
 mod handover;
+mod hooks;
 mod hosts;
 mod https;
 mod locking;

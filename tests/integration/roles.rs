@@ -2,8 +2,9 @@
 //! (`[roles.worker]`: the example's `manage.py worker`, restarted
 //! gracefully by `worker.sh`, checked by a command). A deploy restarts and
 //! checks each host by its role; a worker that fails its check puts every
-//! host back, the web host included; `exec --role`, `plan` and `status`
-//! name the roles.
+//! host back, the web host included; an `after_prepare` hook running
+//! Django's checks on the web host stops a broken release before anything
+//! migrates or switches; `exec --role`, `plan` and `status` name the roles.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,6 +30,9 @@ path = "{db}"
 restart = "WORKER_STOP_TIMEOUT=10 sh worker.sh"
 check = "{{python}} manage.py worker --check --wait 10"
 stop = 'kill "$(cat "$GANTRY_SHARED/worker.pid")"'
+
+[hooks]
+after_prepare = {{ run = "{{python}} manage.py check", on = "web" }}
 
 [environments.live]
 hosts = [
@@ -131,6 +135,24 @@ fn web_and_worker_hosts_deploy_by_role_and_a_failed_worker_puts_every_host_back(
     std::fs::remove_file(t.site("live", 1).join("shared/worker-unhealthy")).unwrap();
     t.gantry(&["deploy", "live"]).success();
     until("the new worker beats", || heartbeat(&t) == second);
+
+    // A model Django's own checks refuse: the `after_prepare` hook stops
+    // the deploy before anything migrates or switches.
+    let released = (t.current("live", 0), t.current("live", 1));
+    let models = std::fs::read_to_string(t.repo.join("lists/models.py")).unwrap();
+    let broken = format!(
+        "{models}\n\nclass Tag(models.Model):\n    item = models.ForeignKey(\"Nope\", on_delete=models.CASCADE)\n"
+    );
+    t.commit(
+        "A tag of a model that does not exist",
+        &[("lists/models.py", &broken)],
+    );
+    t.gantry(&["deploy", "live"])
+        .code(1)
+        .stderr_has("hook after_prepare")
+        .stderr_has("fields.E300");
+    assert_eq!((t.current("live", 0), t.current("live", 1)), released);
+    assert_eq!(heartbeat(&t), second);
 }
 
 #[test]

@@ -133,6 +133,7 @@ impl Loader<'_> {
         let (deploy, defaults) = self.deploy(&d, &dir, &mut templates)?;
         let verify = self.verify(raw.verify, &mut templates)?;
         let roles = self.roles(&raw.roles, &mut templates)?;
+        let hooks = self.hooks(raw.hooks.as_ref(), &roles, &mut templates)?;
         let cx = Context {
             app_name: &app.name,
             ssh_config: ssh.config.as_deref(),
@@ -181,6 +182,7 @@ impl Loader<'_> {
             verify,
             setup,
             roles,
+            hooks,
             environments,
         })
     }

@@ -1,9 +1,10 @@
 //! `[roles.NAME]`: the kinds of host besides the web app, each with the
-//! commands its hosts run after the switch.
+//! commands its hosts run after the switch; and `[hooks]`, which may run
+//! on the hosts of a role.
 
 use std::collections::BTreeMap;
 
-use super::super::raw::{RawRole, S};
+use super::super::raw::{RawHook, RawHooks, RawRole, S};
 use super::super::*;
 use super::{Loader, Templates};
 
@@ -52,5 +53,62 @@ impl Loader<'_> {
             });
         }
         Ok(roles)
+    }
+
+    /// `[hooks]`: each point's command; `on` names a known role, and only
+    /// where a point runs on hosts.
+    pub(super) fn hooks(
+        &self,
+        raw: Option<&S<RawHooks>>,
+        roles: &[Role],
+        templates: &mut Templates,
+    ) -> Result<Vec<Hook>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Vec::new());
+        };
+        let r = raw.get_ref();
+        let points = [
+            (Point::BeforeDeploy, &r.before_deploy),
+            (Point::AfterPrepare, &r.after_prepare),
+            (Point::BeforeSwitch, &r.before_switch),
+            (Point::AfterSwitch, &r.after_switch),
+            (Point::AfterDeploy, &r.after_deploy),
+            (Point::OnFailure, &r.on_failure),
+            (Point::AfterRollback, &r.after_rollback),
+        ];
+        let mut hooks = Vec::new();
+        for (point, value) in points {
+            let Some(value) = value else { continue };
+            let key = format!("hooks.{}", point.key());
+            let span = value.span();
+            let (run, on, advisory) = match value.get_ref() {
+                RawHook::Command(c) => (c.clone(), None, false),
+                RawHook::Table(t) => (t.run.clone(), t.on.clone(), t.advisory),
+            };
+            if let Some(role) = &on {
+                if !point.on_hosts() {
+                    return Err(self
+                        .error(span.clone(), &format!("{key}.on"), format!("`{}` runs on this machine only", point.key()))
+                        .with_hint("leave `on` out; `after_prepare`, `before_switch` and `after_switch` can run on the hosts of a role"));
+                }
+                if role != WEB && !roles.iter().any(|r| &r.name == role) {
+                    return Err(self.error(
+                        span.clone(),
+                        &format!("{key}.on"),
+                        format!("`{role}` is not a role"),
+                    ));
+                }
+            }
+            let run = S::new(span, run);
+            let t = self.template(&run, &key)?;
+            templates.push((key, run, t.clone()));
+            hooks.push(Hook {
+                point,
+                run: t,
+                on,
+                advisory,
+            });
+        }
+        Ok(hooks)
     }
 }

@@ -470,3 +470,17 @@ fn a_stopped_release_shows_its_tree_under_the_cause() {
           ✗ live: deploy failed; it still serves what it served
         "#);
 }
+
+#[test]
+fn a_failed_hook_before_anything_changed() {
+    let e = Error::HookFailed {
+        hook: "before_deploy".into(),
+        detail: "`./notify.sh start` (on this machine) exited with status 1\nslack: no token"
+            .into(),
+    };
+    assert_eq!(e.exit_status(), ExitStatus::Failed);
+    assert_snapshot!(e.to_string(), @r"
+    the `before_deploy` hook failed, and nothing was changed: `./notify.sh start` (on this machine) exited with status 1
+    slack: no token
+    ");
+}

@@ -172,6 +172,16 @@ fn a_failed_first_deploy_that_cannot_stop_the_app() {
             step: "join the balancer".into(),
             cause: "`./lb join web1` (on this machine) exited with status 2".into(),
         },
+        Warning::HookFailed {
+            hook: "after_switch".into(),
+            host: Some("web1".into()),
+            cause: "`curl -fsS http://127.0.0.1/warm` exited with status 22".into(),
+        },
+        Warning::HookFailed {
+            hook: "on_failure".into(),
+            host: None,
+            cause: "`./notify.sh` (on this machine) exited with status 1".into(),
+        },
         Warning::NotTriedOnTheCopy {
             release: "20261126T041510.042Z-1a2b3c4d".into(),
         },
@@ -192,6 +202,8 @@ fn a_failed_first_deploy_that_cannot_stop_the_app() {
     web1 serves no release again, but stopping the app this deploy started failed: `sudo systemctl stop gunicorn-shop` failed (exit status 5); stop it by hand
     there is no record of the schema 20261126T041510.042Z-1a2b3c4d went live with (it was deployed before Gantry kept one): only the code goes back, the schema stays as it is
     web1 serves the release it served before, but `join the balancer` failed: `./lb join web1` (on this machine) exited with status 2; the balancer may send it no traffic: run `[deploy.balancer] join` for it by hand
+    the `after_switch` hook failed for web1: `curl -fsS http://127.0.0.1/warm` exited with status 22; the deploy goes on (the hook is advisory, or runs when the outcome is known)
+    the `on_failure` hook failed: `./notify.sh` (on this machine) exited with status 1; the deploy goes on (the hook is advisory, or runs when the outcome is known)
     20261126T041510.042Z-1a2b3c4d was not started against the reversed copy before the real database is touched (`deploy.serve` is not set): its health check comes after the switch only; set `deploy.serve` to the command that runs the app in the foreground on $GANTRY_PORT
     web2 was put back to the release it served before, which then failed its health check: http://127.0.0.1:8000/health answered 500; look at the app on that host (`deploy.logs` shows its log); it is left out of the balancer: run `[deploy.balancer] join` for it by hand once it answers
     web2 was put back to the release it served before, which then failed its health check: curl: (7) Failed to connect to 127.0.0.1 port 8000; look at the app on that host (`deploy.logs` shows its log)

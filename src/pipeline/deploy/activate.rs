@@ -4,6 +4,7 @@
 //! anywhere switches every switched host back.
 
 use crate::base::shell::quote;
+use crate::config::Point;
 use crate::error::{HostProblem, Warning};
 use crate::remote::activation::{self, Activation, Verdict};
 use crate::remote::balancer::{self, Move};
@@ -84,6 +85,12 @@ impl Run<'_> {
             let scripts = self.handover_scripts(site, h, release, commit, previous.as_deref());
             (scripts, previous.as_deref())
         });
+        if let Err(e) = self
+            .hook_for(Point::BeforeSwitch, site, release, commit)
+            .await
+        {
+            return (previous, false, Err(e));
+        }
         // Out of the balancer's pool first, and drained.
         if let Some(b) = self.balancer(site) {
             if let Err(e) = balancer::run(self.config, b, site, &vars, Move::Leave, p).await {
@@ -173,7 +180,10 @@ impl Run<'_> {
                 return (previous, true, Err(e));
             }
         }
-        (previous, true, Ok(()))
+        let after = self
+            .hook_for(Point::AfterSwitch, site, release, commit)
+            .await;
+        (previous, true, after)
     }
 
     /// What a handover of `release` runs on `site` (`old`: the release

@@ -21,8 +21,10 @@
 
 mod activate;
 mod finish;
+mod hooks;
 mod maintenance;
 mod migrate;
+mod outcome;
 mod plan_rollback;
 mod prepare;
 mod put_back;
@@ -38,78 +40,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::cli::output::Printer;
-use crate::config::{Config, Environment};
+use crate::config::{Config, Environment, Point};
 use crate::data::steps::Steps;
 use crate::error::{Error, HostProblem};
 use crate::ledger::git::{Commit, Delta, Repo};
-use crate::model::history::Rehearsed;
 use crate::model::lock::LockInfo;
 use crate::remote::site::{self, Site};
 use crate::remote::{locking, release};
 
 use migrate::{Migrated, Migration, Stop};
+pub use outcome::{HostSummary, Rehearsal, Summary};
 pub use plan_rollback::plan_rollback;
 pub use rollback::rollback;
 pub use start::Go;
 use start::Started;
-
-/// What a successful deploy or rollback did.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    pub env: String,
-    pub release: String,
-    pub commit: String,
-    pub hosts: usize,
-    pub seconds: f64,
-    /// What became of the rehearsal of this deploy's migrations.
-    pub rehearsal: Rehearsal,
-    /// Every host already served the commit: nothing was done.
-    pub noop: bool,
-    /// The deploy went past a gate (`--force`).
-    pub forced: bool,
-    /// Bytes of source sent to each host (only what changed, when the host
-    /// kept the last upload's source).
-    pub uploaded: BTreeMap<String, u64>,
-    /// Each host, what it served before, and how long preparing took there.
-    pub per_host: Vec<HostSummary>,
-    /// What the checks of the migrations' SQL found (`data::checks`).
-    pub findings: Vec<crate::model::commit::Finding>,
-    /// The migrations applied when the release went live (for the ledger).
-    pub migrations: Vec<String>,
-}
-
-/// One host's line in a summary.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostSummary {
-    pub host: String,
-    /// The release it served before, if any.
-    pub before: Option<String>,
-    /// Seconds it took to prepare the release (not for a rollback or no-op).
-    pub prepared: Option<f64>,
-}
-
-/// The rehearsal of a deploy's migrations.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub enum Rehearsal {
-    /// No database, no migrate command, or nothing pending.
-    #[default]
-    NotNeeded,
-    /// Passed on a copy of the data, in this many seconds.
-    Passed(f64),
-    /// Skipped with `--no-rehearse` while migrations were pending.
-    Skipped,
-}
-
-impl Rehearsal {
-    /// How the history and the ledger record it.
-    pub fn record(self) -> Option<Rehearsed> {
-        match self {
-            Rehearsal::NotNeeded => None,
-            Rehearsal::Passed(_) => Some(Rehearsed::Passed),
-            Rehearsal::Skipped => Some(Rehearsed::Skipped),
-        }
-    }
-}
 
 /// How a deploy runs.
 #[derive(Debug, Clone)]
@@ -154,6 +98,48 @@ pub async fn deploy(
 ) -> Result<Summary, Error> {
     let env = config.environment(env_name)?;
     let release = release::release_name(commit);
+    let told = |outcome| hooks::Told {
+        env,
+        commit: &commit.sha,
+        release: &release,
+        outcome,
+    };
+    // Before anything is locked or changed.
+    let deployed = match hooks::run_here(config, Point::BeforeDeploy, &told(None), printer).await {
+        Ok(()) => {
+            deploy_locked(
+                config,
+                env,
+                (commit, &release),
+                options,
+                go,
+                started,
+                printer,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    let (point, outcome) = match &deployed {
+        Ok(summary) if summary.noop => return deployed,
+        Ok(_) => (Point::AfterDeploy, "ok"),
+        Err(_) => (Point::OnFailure, "failed"),
+    };
+    hooks::run_here(config, point, &told(Some(outcome)), printer).await?;
+    deployed
+}
+
+/// The deploy from the lock to the unlock.
+async fn deploy_locked(
+    config: &Config,
+    env: &Environment,
+    (commit, release): (&Commit, &str),
+    options: &Options,
+    go: impl std::future::Future<Output = Result<Go, Error>>,
+    started: Instant,
+    printer: &Printer,
+) -> Result<Summary, Error> {
+    let release = release.to_string();
     let hosts = env.hosts.len();
     let info = LockInfo::new(&options.command, None, false);
     let run = Run::new(config, env, printer, &[], options, &info);
@@ -394,6 +380,9 @@ impl<'a> Run<'a> {
             Ok(prepared) => prepared,
             Err(problems) => return Err(self.abandon(commit, release, problems, vec![]).await),
         };
+        if let Err(problems) = self.hook_after_prepare(release, &commit.sha).await {
+            return Err(self.abandon(commit, release, problems, vec![]).await);
+        }
         let migration = match &self.config.deploy.migrate {
             None => Migration::default(),
             Some(migrate) => match self.migrate(commit, release, migrate).await {

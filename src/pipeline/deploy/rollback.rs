@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::cli::output::Printer;
-use crate::config::Config;
+use crate::config::{Config, Point};
 use crate::model::lock::LockInfo;
 use crate::remote::locking;
 use crate::remote::site::Site;
@@ -49,7 +49,19 @@ pub async fn rollback(
             migrations: Vec::new(),
         })
     };
-    locking::with_locked(config, env, &info, printer, body).await?
+    let rolled = locking::with_locked(config, env, &info, printer, body).await?;
+    let (commit, release, outcome) = match &rolled {
+        Ok(s) => (s.commit.as_str(), s.release.as_str(), "ok"),
+        Err(_) => ("", "", "failed"),
+    };
+    let told = super::hooks::Told {
+        env,
+        commit,
+        release,
+        outcome: Some(outcome),
+    };
+    super::hooks::run_here(config, Point::AfterRollback, &told, printer).await?;
+    rolled
 }
 
 impl Run<'_> {
