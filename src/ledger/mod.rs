@@ -45,6 +45,9 @@ pub struct Event {
     /// The migrations applied when the release went live (a deploy).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migrations: Vec<String>,
+    /// The hooks that ran (`POINT: ok`, `POINT: failed (advisory)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<String>,
 }
 
 impl Event {
@@ -62,6 +65,7 @@ impl Event {
             tags: Vec::new(),
             detail: None,
             migrations: Vec::new(),
+            hooks: Vec::new(),
         }
     }
 }

@@ -123,6 +123,7 @@ pub async fn deploy_env(
     event.hosts = hosts;
     event.tags = tags.clone();
     event.migrations = summary.migrations.clone();
+    event.hooks = summary.hooks.clone();
     if let Err(e) = ledger::record(&repo, &config.app.remote, &commit.sha, &event) {
         printer.warn(Warning::NotRecorded {
             done: Done::Deploy,
@@ -194,6 +195,7 @@ pub fn after_rollback(
     let mut event = Event::new(Action::Rollback, &env.name, Outcome::Ok);
     event.release = Some(summary.release.clone());
     event.hosts = summary.per_host.iter().map(|h| h.host.clone()).collect();
+    event.hooks = summary.hooks.clone();
     if let Err(e) = ledger::record(&repo, remote, &commit.sha, &event) {
         printer.warn(Warning::NotRecorded {
             done: Done::Rollback,

@@ -219,6 +219,7 @@ mod tests {
             per_host,
             findings: Vec::new(),
             migrations: Vec::new(),
+            hooks: Vec::new(),
         };
         assert_eq!(
             Report::new(&summary, "deploy", &[]).grouped(),

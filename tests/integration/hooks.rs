@@ -68,6 +68,19 @@ fn hooks_run_at_their_points_and_a_failing_one_changes_nothing_or_puts_back() {
     expected.sort();
     assert_eq!(middle, expected, "{ran:?}");
     assert_eq!(ran.last().unwrap(), &format!("after ok {release}"));
+    // The ledger says which hooks ran.
+    let events = crate::pipeline::ledger(&t, &first);
+    let deployed = events.iter().find(|e| e["event"] == "deploy").unwrap();
+    assert_eq!(
+        deployed["hooks"],
+        serde_json::json!([
+            "before_deploy: ok",
+            "after_prepare: ok",
+            "before_switch: ok",
+            "after_switch: ok",
+            "after_deploy: ok"
+        ])
+    );
 
     // A failing before_deploy: nothing changed, no lock left.
     let second = t.commit("Second", &[("notes.txt", "two\n")]);

@@ -67,21 +67,29 @@ async fn here(
     local::run(&command, &config.dir, &env).await
 }
 
+/// How the ledger names a hook that ran: `POINT: ok` or `POINT: failed
+/// (advisory)`.
+pub fn ran(point: Point, ok: bool) -> String {
+    let outcome = if ok { "ok" } else { "failed (advisory)" };
+    format!("{}: {outcome}", point.key())
+}
+
 /// Runs the hook at `point` that runs on this machine once (before and
-/// after the deploy, after a failure or a rollback). `Err` only for a hook
-/// that stops the deploy and is not advisory; other failures warn.
+/// after the deploy, after a failure or a rollback): how it went (`ran`),
+/// `None` when there is no hook there. `Err` only for a hook that stops
+/// the deploy and is not advisory; other failures warn.
 pub async fn run_here(
     config: &Config,
     point: Point,
     told: &Told<'_>,
     printer: &Printer,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let Some(hook) = config.hook(point) else {
-        return Ok(());
+        return Ok(None);
     };
     let vars = told.env.hosts[0].vars.clone();
     let Err(f) = here(config, hook, &vars, told.env_vars(hook), printer, None).await else {
-        return Ok(());
+        return Ok(Some(ran(point, true)));
     };
     if point.stops() && !hook.advisory {
         return Err(Error::HookFailed {
@@ -94,7 +102,7 @@ pub async fn run_here(
         host: None,
         cause: f.detail.lines().next().unwrap_or("").to_string(),
     });
-    Ok(())
+    Ok(Some(ran(point, false)))
 }
 
 impl Run<'_> {
@@ -151,6 +159,7 @@ impl Run<'_> {
         };
         match result {
             Err(p) if hook.advisory && !p.unreachable => {
+                self.account().hooks_warned.push(point.key());
                 self.printer.warn(Warning::HookFailed {
                     hook: point.key().to_string(),
                     host: Some(site.name().to_string()),

@@ -105,27 +105,25 @@ pub async fn deploy(
         outcome,
     };
     // Before anything is locked or changed.
-    let deployed = match hooks::run_here(config, Point::BeforeDeploy, &told(None), printer).await {
-        Ok(()) => {
-            deploy_locked(
-                config,
-                env,
-                (commit, &release),
-                options,
-                go,
-                started,
-                printer,
-            )
-            .await
-        }
-        Err(e) => Err(e),
-    };
+    let (before, mut deployed) =
+        match hooks::run_here(config, Point::BeforeDeploy, &told(None), printer).await {
+            Ok(before) => {
+                let run = (commit, release.as_str());
+                let deployed = deploy_locked(config, env, run, options, go, started, printer);
+                (before, deployed.await)
+            }
+            Err(e) => (None, Err(e)),
+        };
     let (point, outcome) = match &deployed {
         Ok(summary) if summary.noop => return deployed,
         Ok(_) => (Point::AfterDeploy, "ok"),
         Err(_) => (Point::OnFailure, "failed"),
     };
-    hooks::run_here(config, point, &told(Some(outcome)), printer).await?;
+    let after = hooks::run_here(config, point, &told(Some(outcome)), printer).await?;
+    if let Ok(summary) = &mut deployed {
+        let on_hosts = std::mem::take(&mut summary.hooks);
+        summary.hooks = before.into_iter().chain(on_hosts).chain(after).collect();
+    }
     deployed
 }
 
@@ -164,6 +162,7 @@ async fn deploy_locked(
             uploaded: done.uploaded,
             findings: Vec::new(),
             migrations: Vec::new(),
+            hooks: Vec::new(),
         };
         // A deploy of what every host already serves does nothing (the
         // start prepared none of them).
@@ -198,9 +197,17 @@ async fn deploy_locked(
         let (rehearsal, done) = run.deploy(commit, &release, &go.archive, early).await?;
         let findings = std::mem::take(&mut run.account().findings);
         let migrations = std::mem::take(&mut run.account().applied);
+        let warned = std::mem::take(&mut run.account().hooks_warned);
+        let on_hosts = [Point::AfterPrepare, Point::BeforeSwitch, Point::AfterSwitch];
+        let hooks = on_hosts
+            .into_iter()
+            .filter(|p| config.hook(*p).is_some())
+            .map(|p| hooks::ran(p, !warned.contains(&p.key())))
+            .collect();
         Ok(Summary {
             findings,
             migrations,
+            hooks,
             ..summary(release.clone(), rehearsal, false, done)
         })
     };
@@ -292,6 +299,8 @@ struct Account {
     findings: Vec<crate::model::commit::Finding>,
     /// The migrations applied when the new release went live.
     applied: Vec<String>,
+    /// The hosts' hooks that failed but were advisory, by point.
+    hooks_warned: Vec<&'static str>,
 }
 
 /// One deploy or rollback of one environment, on hosts already locked.

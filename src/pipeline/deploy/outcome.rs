@@ -28,6 +28,9 @@ pub struct Summary {
     pub findings: Vec<crate::model::commit::Finding>,
     /// The migrations applied when the release went live (for the ledger).
     pub migrations: Vec<String>,
+    /// The hooks that ran, each `POINT: ok` or `POINT: failed (advisory)`
+    /// (for the ledger).
+    pub hooks: Vec<String>,
 }
 
 /// One host's line in a summary.

@@ -47,6 +47,7 @@ pub async fn rollback(
             per_host: per_host(sites, &Prepared::default()),
             findings: Vec::new(),
             migrations: Vec::new(),
+            hooks: Vec::new(),
         })
     };
     let rolled = locking::with_locked(config, env, &info, printer, body).await?;
@@ -60,8 +61,11 @@ pub async fn rollback(
         release,
         outcome: Some(outcome),
     };
-    super::hooks::run_here(config, Point::AfterRollback, &told, printer).await?;
-    rolled
+    let after = super::hooks::run_here(config, Point::AfterRollback, &told, printer).await?;
+    rolled.map(|s| Summary {
+        hooks: after.into_iter().collect(),
+        ..s
+    })
 }
 
 impl Run<'_> {
