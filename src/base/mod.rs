@@ -2,6 +2,7 @@
 //! Owns shell quoting, secret masking and clocks. Imports nothing from the
 //! crate.
 
+pub mod limits;
 pub mod secrets;
 pub mod shell;
 pub mod time;

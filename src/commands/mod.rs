@@ -35,6 +35,8 @@ pub fn run(cli: Cli) -> ExitStatus {
         Verbosity::Normal
     };
     let printer = std::sync::Arc::new(Printer::new(verbosity, cli.json));
+    // Many hosts at once need many descriptors.
+    crate::base::limits::raise_open_files();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -63,7 +63,9 @@ pub use crate::error::KeyProblem;
 
 impl HostError {
     /// The server closed the connection before the key exchange, as sshd
-    /// does with connections over its `MaxStartups`: worth making again.
+    /// does with connections over its `MaxStartups` or `PerSourcePenalties`
+    /// (OpenSSH 10 says `Connection closed by HOST port 22`), or `ssh` gave
+    /// up without a word: worth making again.
     pub fn dropped(&self) -> bool {
         match self {
             HostError::Connect {
@@ -72,7 +74,8 @@ impl HostError {
             } => [
                 "kex_exchange_identification",
                 "Connection reset by peer",
-                "Connection closed by remote host",
+                "Connection closed by ",
+                crate::remote::master::SAID_NOTHING,
             ]
             .iter()
             .any(|m| message.contains(m)),
@@ -96,6 +99,9 @@ impl HostError {
                 host_key: Some(key @ KeyProblem::Changed),
                 ..
             } => format!("{}; the connection was refused", key.describe()),
+            other if other.dropped() => format!(
+                "{other}\n(the server dropped the connection before the key exchange, again and again: sshd does so past its `MaxStartups` (default 10:30:100) or `PerSourcePenalties`; raise them on the server, or lower `parallel`)"
+            ),
             other => other.to_string(),
         };
         HostProblem {
@@ -322,9 +328,15 @@ mod tests {
             message: message.into(),
             host_key,
         };
+        let said_nothing = format!(
+            "failed to connect to the remote host: {}",
+            crate::remote::master::SAID_NOTHING
+        );
         for dropped in [
             "kex_exchange_identification: Connection closed by remote host",
             "kex_exchange_identification: read: Connection reset by peer",
+            "Connection closed by 10.0.0.1 port 22",
+            &said_nothing,
         ] {
             assert!(connect(dropped, None).dropped(), "{dropped}");
         }

@@ -161,6 +161,9 @@ fn close_now(folder: &Path) {
 /// What ssh's log says about a connection it could not make, as one
 /// message (the "Permanently added" warning and the `ssh: ` prefix left
 /// out).
+/// What a refusal says when `ssh` gave no reason (its `LogLevel` hides it).
+pub const SAID_NOTHING: &str = "ssh exited with status 255 and said nothing (a `LogLevel` of QUIET or ERROR in your ssh_config hides why)";
+
 fn refusal(log: &str) -> String {
     let lines: Vec<&str> = log
         .lines()
@@ -169,6 +172,9 @@ fn refusal(log: &str) -> String {
         .collect();
     let text = lines.join("\n");
     let text = text.strip_prefix("ssh: ").unwrap_or(&text);
+    if text.is_empty() {
+        return format!("failed to connect to the remote host: {SAID_NOTHING}");
+    }
     format!("failed to connect to the remote host: {text}")
 }
 

@@ -344,7 +344,7 @@ impl<'a> Connecting<'a> {
         };
         self.first_left.send_modify(|left| *left -= 1);
         let mut result = first;
-        for _ in 0..3 {
+        for attempt in 0..3 {
             match &result {
                 Err(e) if e.dropped() && !interrupted() => {}
                 _ => break,
@@ -352,6 +352,7 @@ impl<'a> Connecting<'a> {
             let mut left = self.first_left.subscribe();
             let _ = left.wait_for(|&left| left == 0).await;
             let _permit = self.again.acquire().await.expect("semaphore open");
+            tokio::time::sleep(backoff(attempt)).await;
             self.printer.host(&spec.name, "connect again");
             result = self.open(spec).await;
         }
@@ -387,4 +388,15 @@ pub async fn close(sites: Vec<Site>) {
     for site in sites {
         pool::keep(&site.spec.name, site.conn);
     }
+}
+
+/// How long to wait before making a dropped connection again: 100 ms,
+/// doubling with each attempt, plus up to as much again at random, so that
+/// hosts dropped together do not come back together.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let base = 100u64 << attempt.min(6);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    std::time::Duration::from_millis(base + nanos % (base + 1))
 }

@@ -308,3 +308,34 @@ fn connections_a_busy_jump_host_drops_are_made_again() {
         run.stdout_has(a);
     }
 }
+
+/// Sixteen hosts at once under a soft limit of 40 open files (the hard one
+/// higher, as on most systems): Gantry raises its soft limit to the hard
+/// one at start, so the deploy is whole, where 40 descriptors are fewer
+/// than sixteen hosts' SSH processes need.
+#[test]
+fn many_hosts_under_a_low_soft_open_files_limit_deploy_whole() {
+    let n = 16;
+    let mut t = Test::new().hosts(n).start();
+    let all: Vec<usize> = (0..n).collect();
+    let config = t.config(&[("live", &all)]);
+    t.write_config(&config);
+    let sha = t.commit("Many hosts", &[]);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 40 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_gantry"))
+        .args(["deploy", "live"])
+        .current_dir(&t.repo)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for i in 0..n {
+        assert_eq!(
+            t.get("live", i, "/health").unwrap().1.trim(),
+            format!("ok {sha}")
+        );
+    }
+}
