@@ -95,6 +95,15 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// A random share of `upto` (from the clock's nanoseconds): spreads out
+/// retries that would otherwise come back together.
+pub fn jitter(upto: std::time::Duration) -> std::time::Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    upto.mul_f64(f64::from(nanos % 1000) / 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -225,7 +225,16 @@ async fn run_local(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| HostError::Spawn(e.to_string()))?;
+    let mut child = {
+        let mut waiting = DescriptorWait::new();
+        loop {
+            match cmd.spawn() {
+                Ok(child) => break child,
+                Err(e) if e.raw_os_error() == Some(EMFILE) && waiting.again().await => {}
+                Err(e) => return Err(HostError::Spawn(e.to_string())),
+            }
+        }
+    };
     if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
         let data = data.to_vec();
         tokio::spawn(async move {
@@ -263,7 +272,16 @@ async fn run_ssh(
     })
     .stdout(openssh::Stdio::piped())
     .stderr(openssh::Stdio::piped());
-    let mut child = cmd.spawn().await.map_err(|e| lost(&e))?;
+    let mut child = {
+        let mut waiting = DescriptorWait::new();
+        loop {
+            match cmd.spawn().await {
+                Ok(child) => break child,
+                Err(e) if out_of_descriptors(&e) && waiting.again().await => {}
+                Err(e) => return Err(lost(&e)),
+            }
+        }
+    };
     let writer = match (stdin, child.stdin().take()) {
         (Some(data), Some(mut pipe)) => {
             let data = data.to_vec();
@@ -298,6 +316,52 @@ async fn run_ssh(
         stdout,
         stderr,
     })
+}
+
+/// `EMFILE`: this process has no descriptor left.
+const EMFILE: i32 = 24;
+
+/// Whether starting a command failed because this process is out of
+/// descriptors (other hosts' channels hold them): nothing ran on the host.
+fn out_of_descriptors(e: &openssh::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.raw_os_error() == Some(EMFILE) {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    error_chain(e).contains("(os error 24)")
+}
+
+/// Waiting for descriptors to be given back, before starting a command
+/// again: 20 ms, doubling up to a second, with up to as much again at
+/// random, for a minute at most. A run that holds more channels than the
+/// open-files limit allows slows down instead of failing half-way.
+struct DescriptorWait {
+    wait: std::time::Duration,
+    until: std::time::Instant,
+}
+
+impl DescriptorWait {
+    fn new() -> DescriptorWait {
+        DescriptorWait {
+            wait: std::time::Duration::from_millis(20),
+            until: std::time::Instant::now() + std::time::Duration::from_secs(60),
+        }
+    }
+
+    /// Waits before the next try; `false` once the minute is over.
+    async fn again(&mut self) -> bool {
+        if std::time::Instant::now() >= self.until {
+            return false;
+        }
+        tokio::time::sleep(self.wait + crate::base::time::jitter(self.wait)).await;
+        self.wait = (self.wait * 2).min(std::time::Duration::from_secs(1));
+        true
+    }
 }
 
 fn lost(e: &openssh::Error) -> HostError {

@@ -394,9 +394,6 @@ pub async fn close(sites: Vec<Site>) {
 /// doubling with each attempt, plus up to as much again at random, so that
 /// hosts dropped together do not come back together.
 fn backoff(attempt: u32) -> std::time::Duration {
-    let base = 100u64 << attempt.min(6);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_nanos()));
-    std::time::Duration::from_millis(base + nanos % (base + 1))
+    let base = std::time::Duration::from_millis(100 << attempt.min(6));
+    base + crate::base::time::jitter(base)
 }
