@@ -195,6 +195,7 @@ impl Connection {
         stdin: Option<&[u8]>,
         lines: Option<Lines<'_>>,
     ) -> Result<Output, HostError> {
+        let _channel = channels().acquire().await.expect("never closed");
         match self {
             Connection::Local => run_local(script, stdin, lines).await,
             Connection::Ssh(master) => run_ssh(master.session(), script, stdin, lines).await,
@@ -315,6 +316,22 @@ async fn run_ssh(
         code,
         stdout,
         stderr,
+    })
+}
+
+/// Commands running at once on all hosts together: each holds about five
+/// descriptors here (its pipes, its socket to the SSH master), so the
+/// open-files limit decides, less what the rest of the run holds. A step
+/// that every host runs at once (a batch of 1,000) then runs as many as
+/// fit, the others as those end, instead of failing hosts half-way.
+fn channels() -> &'static tokio::sync::Semaphore {
+    static CHANNELS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    CHANNELS.get_or_init(|| {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        let budget = limit.saturating_sub(64) / 6;
+        tokio::sync::Semaphore::new(budget.clamp(4, 2048) as usize)
     })
 }
 

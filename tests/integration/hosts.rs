@@ -310,7 +310,7 @@ fn connections_a_busy_jump_host_drops_are_made_again() {
 }
 
 /// `gantry deploy live` started by a shell that first runs `ulimit`.
-fn deploy_under(t: &Test, ulimit: &str) -> std::process::Output {
+pub fn deploy_under(t: &Test, ulimit: &str) -> std::process::Output {
     std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("{ulimit} && exec \"$0\" \"$@\""))

@@ -13,6 +13,7 @@ mod deploy;
 mod django_apps;
 mod examples;
 mod faults;
+mod fleet;
 mod full_disk;
 mod handover;
 mod hooks;
