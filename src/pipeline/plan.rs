@@ -74,6 +74,15 @@ pub fn plan(config: &Config, env_name: &str, rev: &str, printer: &Printer) -> Re
         on_remote: on_remote.is_ok(),
         batch: env.batch,
         migrate_host: &env.hosts[env.migrate_host].name,
+        checks: match (&config.deploy.migrate, &env.database) {
+            (None, _) => None,
+            (_, d) if matches!(d.engine, crate::config::Engine::None) => None,
+            (_, d) => match d.checks {
+                crate::config::Checks::Off => None,
+                crate::config::Checks::Warn => Some("warn"),
+                crate::config::Checks::Strict => Some("strict"),
+            },
+        },
         hooks: config
             .hooks
             .iter()
@@ -189,6 +198,10 @@ struct PlanReport<'a> {
     on_remote: bool,
     batch: usize,
     migrate_host: &'a str,
+    /// What the checks of pending migrations' SQL do (`warn`, `strict`),
+    /// when migrations run at all; their findings need the new release on
+    /// a host, so `rehearse` shows them.
+    checks: Option<&'static str>,
     hooks: Vec<HookPlan<'a>>,
     hosts: Vec<HostPlan<'a>>,
 }
@@ -240,6 +253,12 @@ impl PlanReport<'_> {
             "Hosts are activated {batches}; migrations run on {}.\n",
             self.migrate_host
         ));
+        if let Some(checks) = self.checks {
+            text.push_str(&format!(
+                "Pending migrations: rehearsed on a copy, their SQL checked first ({checks}); `gantry rehearse {}` shows what the checks find without deploying.\n",
+                self.env
+            ));
+        }
         for h in &self.hooks {
             let place = match h.on {
                 Some(role) => format!("on the {role} hosts"),

@@ -57,6 +57,11 @@ fn each_check_fires_on_its_migration_and_strict_refuses_before_anything_migrates
     t.commit("Items", &[]);
     t.gantry(&["deploy", "staging"]).success();
     let sha = t.commit("Notes, tags, bodies", &MIGRATIONS);
+    // The plan runs nothing on the hosts: it says the checks will run, and
+    // where to see what they find.
+    t.gantry(&["plan", "staging"]).success().stdout_has(
+        "their SQL checked first (warn); `gantry rehearse staging` shows what the checks find",
+    );
 
     let run = t.gantry(&["rehearse", "staging", &sha]);
     run.success()
