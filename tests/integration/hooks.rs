@@ -14,7 +14,7 @@ fn hooked(t: &mut Test) -> std::path::PathBuf {
     let hooks = format!(
         r#"[hooks]
 before_deploy = "test ! -f {d}/stop || {{{{ echo stopped by the team; exit 3; }}}}; echo before $GANTRY_ENV $GANTRY_COMMIT >> {l}"
-after_prepare = {{ run = "echo prepared $GANTRY_HOST $(cat REVISION) >> {l}", on = "web" }}
+after_prepare = {{ run = "echo prepared $GANTRY_HOST $(cat REVISION) $GANTRY_HOOK $(basename $GANTRY_RELEASE) >> {l}", on = "web" }}
 before_switch = "echo switch $GANTRY_HOST >> {l}"
 after_switch = {{ run = "echo switched $GANTRY_HOST >> {l}; test ! -f $GANTRY_SHARED/refuse", on = "web" }}
 after_deploy = "echo after $GANTRY_OUTCOME $GANTRY_RELEASE >> {l}"
@@ -59,7 +59,7 @@ fn hooks_run_at_their_points_and_a_failing_one_changes_nothing_or_puts_back() {
         .iter()
         .flat_map(|ip| {
             [
-                format!("prepared {ip} {first}"),
+                format!("prepared {ip} {first} after_prepare {release}"),
                 format!("switch {ip}"),
                 format!("switched {ip}"),
             ]

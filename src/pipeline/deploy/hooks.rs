@@ -130,6 +130,9 @@ impl Run<'_> {
         let result = match &hook.on {
             Some(role) if !site.spec.has_role(role) => return Ok(()),
             Some(_) => {
+                // On the host, the run's variables are those of every
+                // command there (`GANTRY_RELEASE` the release's folder).
+                env.retain(|(k, _)| matches!(k.as_str(), "GANTRY_HOOK" | "GANTRY_HOSTS"));
                 let steps = self.steps(site, release, commit);
                 let script = steps.command_with(&hook.run, &env);
                 let shown = hook.run.render_shell(&steps.vars());
