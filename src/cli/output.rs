@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::fleet::{self, Fleet};
+
 /// Which of a command's outputs a line came on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -41,6 +43,8 @@ pub struct Printer {
     /// and errors also become error annotations.
     github: bool,
     grouped: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    /// Past `fleet::MANY` hosts: one count line instead of a line per host.
+    fleet: Mutex<Option<Fleet>>,
 }
 
 impl Printer {
@@ -61,7 +65,16 @@ impl Printer {
             steps: AtomicBool::new(true),
             github: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") && !tty,
             grouped: Mutex::default(),
+            fleet: Mutex::default(),
         }
+    }
+
+    /// The run works on `n` hosts: past `fleet::MANY`, its progress is
+    /// counts of hosts per step (per-host lines stay with `-v`, and under
+    /// GitHub Actions, whose groups fold them).
+    pub fn hosts(&self, n: usize) {
+        let many = n > fleet::MANY && self.verbosity == Verbosity::Normal && !self.github;
+        *self.fleet.lock().expect("printer lock") = many.then(|| Fleet::new(n));
     }
 
     /// Keeps a host's line for its group; false when not grouping.
@@ -146,6 +159,25 @@ impl Printer {
         if self.verbosity < Verbosity::Normal || self.json || !self.steps.load(Ordering::Relaxed) {
             return;
         }
+        if let Some(fleet) = self.fleet.lock().expect("printer lock").as_mut() {
+            if let Some(line) = fleet.step(host, text, self.multi.is_some()) {
+                self.show_count(&line);
+            }
+            return;
+        }
+        self.spinner_or_line(host, text);
+    }
+
+    /// The count line of many hosts: one spinner, or a line.
+    fn show_count(&self, line: &str) {
+        match &self.multi {
+            Some(_) => self.spinner_or_line("", line),
+            None => eprintln!("{}", crate::base::secrets::mask(&printable(line))),
+        }
+    }
+
+    /// A host's step: its spinner's message, or a `[host]` line.
+    fn spinner_or_line(&self, host: &str, text: &str) {
         if let Some(multi) = &self.multi {
             let mut bars = self.bars.lock().expect("printer lock");
             let bar = bars.entry(host.to_string()).or_insert_with(|| {
@@ -196,6 +228,15 @@ impl Printer {
 
     /// Ends every host's spinner, leaving its last message on screen.
     pub fn finish_hosts(&self) {
+        let last = self
+            .fleet
+            .lock()
+            .expect("printer lock")
+            .as_mut()
+            .and_then(Fleet::finish);
+        if let Some(line) = last {
+            self.show_count(&line);
+        }
         let mut bars = self.bars.lock().expect("printer lock");
         for (_, bar) in bars.drain() {
             bar.finish();

@@ -322,6 +322,7 @@ pub struct Connecting<'a> {
 
 impl<'a> Connecting<'a> {
     pub fn new(config: &'a Config, env: &Environment, printer: &'a Printer) -> Connecting<'a> {
+        printer.hosts(env.hosts.len());
         Connecting {
             config,
             printer,
