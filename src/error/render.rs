@@ -106,7 +106,7 @@ impl Error {
                     "cannot reach {} of the hosts of `{env}`; nothing was changed",
                     problems.len()
                 )?;
-                problems.iter().try_for_each(|p| write!(f, "\n  {p}"))
+                write_problems(f, problems)
             }
             Error::Locked { env, held } => locked(f, env, held),
             Error::Failed(failure) => failed(f, failure),
@@ -138,7 +138,7 @@ impl Error {
             }
             Error::Hosts { what, problems } => {
                 write!(f, "{what} failed on {} host{}", problems.len(), plural(problems.len()))?;
-                problems.iter().try_for_each(|p| write!(f, "\n  {p}"))
+                write_problems(f, problems)
             }
         }
     }
@@ -216,6 +216,33 @@ impl Error {
             | Error::Io { .. } => vec![],
         }
     }
+}
+
+/// Each problem on its line; those that differ only by their host (300
+/// hosts that refused the same way) once, naming the first three hosts
+/// and how many more.
+fn write_problems(f: &mut Formatter<'_>, problems: &[HostProblem]) -> Result {
+    let same = |a: &HostProblem, b: &HostProblem| {
+        (&a.step, a.code, &a.command, &a.detail, a.unreachable)
+            == (&b.step, b.code, &b.command, &b.detail, b.unreachable)
+    };
+    let mut groups: Vec<(Vec<&str>, &HostProblem)> = Vec::new();
+    for p in problems {
+        match groups.iter_mut().find(|(_, q)| same(p, q)) {
+            Some((hosts, _)) => hosts.push(&p.host),
+            None => groups.push((vec![&p.host], p)),
+        }
+    }
+    for (hosts, p) in groups {
+        let host = if hosts.len() > 3 {
+            let more = hosts.len() - 3;
+            format!("{} and {more} more", hosts[..3].join(", "))
+        } else {
+            hosts.join(", ")
+        };
+        write!(f, "\n  {}", HostProblem { host, ..p.clone() })?;
+    }
+    Ok(())
 }
 
 fn dirty_tree(f: &mut Formatter<'_>, changes: &[String]) -> Result {
@@ -359,7 +386,7 @@ fn failed(f: &mut Formatter<'_>, failure: &Failure) -> Result {
             plural(problems.len())
         )?;
     }
-    problems.iter().try_for_each(|p| write!(f, "\n  {p}"))?;
+    write_problems(f, problems)?;
     if let Some((what, rows)) = constraint {
         write!(f, "\n  constraint: {what}")?;
         write_rows(f, rows)?;
