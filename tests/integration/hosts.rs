@@ -309,6 +309,16 @@ fn connections_a_busy_jump_host_drops_are_made_again() {
     }
 }
 
+/// Sixteen hosts in `live`, their config written.
+fn sixteen_hosts() -> (usize, Test) {
+    let n = 16;
+    let mut t = Test::new().hosts(n).start();
+    let all: Vec<usize> = (0..n).collect();
+    let config = t.config(&[("live", &all)]);
+    t.write_config(&config);
+    (n, t)
+}
+
 /// `gantry deploy live` started by a shell that first runs `ulimit`.
 pub fn deploy_under(t: &Test, ulimit: &str) -> std::process::Output {
     std::process::Command::new("sh")
@@ -328,11 +338,7 @@ pub fn deploy_under(t: &Test, ulimit: &str) -> std::process::Output {
 /// even to connect sixteen hosts.
 #[test]
 fn many_hosts_under_a_low_soft_open_files_limit_deploy_whole() {
-    let n = 16;
-    let mut t = Test::new().hosts(n).start();
-    let all: Vec<usize> = (0..n).collect();
-    let config = t.config(&[("live", &all)]);
-    t.write_config(&config);
+    let (n, mut t) = sixteen_hosts();
     let sha = t.commit("Many hosts", &[]);
     let out = deploy_under(&t, "ulimit -Sn 24");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -353,11 +359,7 @@ fn many_hosts_under_a_low_soft_open_files_limit_deploy_whole() {
 /// a few runs was switched and could not be put back).
 #[test]
 fn running_out_of_descriptors_leaves_every_host_as_it_was() {
-    let n = 16;
-    let mut t = Test::new().hosts(n).start();
-    let all: Vec<usize> = (0..n).collect();
-    let config = t.config(&[("live", &all)]);
-    t.write_config(&config);
+    let (n, t) = sixteen_hosts();
     t.commit("Many hosts", &[]);
     t.gantry(&["deploy", "live"]).success();
     let mut failed = 0;

@@ -47,16 +47,7 @@ impl Loader<'_> {
         cx: &Context<'_>,
     ) -> Result<(Environment, Option<Range<usize>>), ConfigError> {
         let prefix = format!("environments.{env_name}");
-        if !env_name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(self.error(
-                env_raw.span(),
-                &prefix,
-                format!("`{env_name}` is not a valid environment name (letters, digits, `-`, `_`)"),
-            ));
-        }
+        self.plain_name(&env_name, "environment", env_raw.span(), &prefix)?;
         let env_span = env_raw.span();
         let e = env_raw.into_inner();
         let env_vars = self.vars(&e.vars, &format!("{prefix}.vars"))?;

@@ -77,6 +77,28 @@ fn ssh_targets(
 }
 
 impl Loader<'_> {
+    /// A name written as a table key (an environment's, a role's): letters,
+    /// digits, `-` and `_` only.
+    fn plain_name(
+        &self,
+        name: &str,
+        what: &str,
+        span: Range<usize>,
+        key: &str,
+    ) -> Result<(), ConfigError> {
+        if name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Ok(());
+        }
+        Err(self.error(
+            span,
+            key,
+            format!("`{name}` is not a valid {what} name (letters, digits, `-`, `_`)"),
+        ))
+    }
+
     fn error(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::at(
             self.file.to_path_buf(),

@@ -25,16 +25,7 @@ impl Loader<'_> {
                     .error(r.span(), &prefix, "`web` is the web app: its restart, health check and handover are `[deploy]`'s")
                     .with_hint("set `restart`, `health` and `handover` under `[deploy]`, and name other roles (`[roles.worker]`)"));
             }
-            if !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(self.error(
-                    r.span(),
-                    &prefix,
-                    format!("`{name}` is not a valid role name (letters, digits, `-`, `_`)"),
-                ));
-            }
+            self.plain_name(name, "role", r.span(), &prefix)?;
             let r = r.get_ref();
             let mut optional = |value: &Option<S<String>>, key: &str| match value {
                 Some(v) => {
