@@ -92,7 +92,9 @@ pub(crate) async fn serve_and_check(
 /// Runs `app` (a script that may hold the database's URL: written to a
 /// private file, never on a command line) in its own session, then
 /// `check` (cut short if the app stops); stops the app's process group
-/// whatever the check said (TERM, then KILL after 10 s). On a failure
+/// whatever the check said (TERM, then KILL after 10 s) and waits until
+/// none of it runs (a child that outlives the app's shell would hold the
+/// port or the copy open). On a failure
 /// prints the check's words and the end of the app's output.
 fn trial_script(dir: &str, app: &str, check: &str) -> String {
     format!(
@@ -108,9 +110,11 @@ fn trial_script(dir: &str, app: &str, check: &str) -> String {
          \x20 if ! alive \"$pid\"; then kill \"$c\" 2>/dev/null; echo 'the app stopped before it answered' >> \"$d/check.log\"; break; fi\n\
          \x20 sleep 0.1\ndone\n\
          wait \"$c\"\nrc=$?\n\
+         gone() {{ if command -v ps >/dev/null 2>&1; then ! ps -A -o pgid= -o stat= 2>/dev/null | awk -v g=\"$pid\" '$1 == g && $2 !~ /^Z/ {{ f = 1 }} END {{ exit !f }}'; else ! kill -0 \"-$pid\" 2>/dev/null; fi; }}\n\
          kill -TERM \"-$pid\" 2>/dev/null || kill -TERM \"$pid\" 2>/dev/null\n\
-         (sleep 10; kill -KILL \"-$pid\" 2>/dev/null || kill -KILL \"$pid\" 2>/dev/null) >/dev/null 2>&1 &\n\
-         k=$!\nwait \"$pid\" 2>/dev/null\nkill \"$k\" 2>/dev/null\n\
+         n=0\nuntil gone || [ $n -ge 100 ]; do sleep 0.1; n=$((n + 1)); done\n\
+         gone || kill -KILL \"-$pid\" 2>/dev/null || kill -KILL \"$pid\" 2>/dev/null\n\
+         wait \"$pid\" 2>/dev/null\n\
          if [ $rc -ne 0 ]; then cat \"$d/check.log\"; echo 'the app printed:'; tail -n 15 \"$d/serve.log\"; fi\n\
          exit $rc",
         d = quote(dir),
