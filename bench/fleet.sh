@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Benchmark: a fleet. N hosts — names in the ssh_config, all served by one
-# real sshd on a loopback port, as in tests/integration/fleet.rs — with
-# `parallel = 32`, the example app's tree, no build, no restart, no health
-# check. Gantry's deploy against the floor, the same work done by plain
-# `git archive | ssh HOST 'mkdir && tar -x && ln && mv'`, 32 at a time,
-# one fresh connection per host. For each N, in one run, RUNS of each,
-# interleaved: wall seconds and this machine's CPU seconds (the controller's
-# cgroup: the tool and its ssh processes; medians), Gantry's no-op
-# redeploy, and the peak memory of Gantry with its SSH masters during the
-# first deploy (sampled then, so that sampling counts in no timing). Run
-# as root.
+# Benchmark: a fleet. N hosts at distinct addresses 127.0.x.y, all served
+# by one real sshd listening on port 22 in a network namespace of its own
+# (the controller runs in it too: nothing outside the machine reaches it),
+# with `parallel = 32`, the example app's tree, no build, no restart, no
+# health check. Gantry's deploy against the floor, the same work done by
+# plain `git archive | ssh HOST 'mkdir && tar -x && ln && mv'`, 32 at a
+# time, one fresh connection per host. For each N, in one run, RUNS of
+# each, interleaved: wall seconds and this machine's CPU seconds (the
+# controller's cgroup: the tool and its ssh processes; medians), Gantry's
+# no-op redeploy, and the peak memory of Gantry with its SSH masters during
+# the first deploy (sampled then, so that sampling counts in no timing).
+# The one sshd stands for N machines, so its `MaxStartups` is raised (each
+# real host would see one connection of the burst). Run as root;
+# BENCH_OPENSSH=PREFIX (see lib.sh) for another OpenSSH on both sides.
 #
 #   bench/fleet.sh [RUNS] [N ...]      (default: 3 runs, 100 and 300 hosts)
 set -euo pipefail
@@ -22,8 +25,25 @@ build_gantry
 cpu_groups
 start_hosts 1
 make_repo
-port=${ports[1]}
-cp "$dir/ssh_config" "$dir/ssh_config.base"
+
+# The namespace and its sshd, with host 1's key and settings.
+ns=gantry-fleet-$$
+ip netns add "$ns"
+trap 'cleanup; ip netns del "$ns" 2>/dev/null || true' EXIT
+ip -n "$ns" link set lo up
+in_ns() { ip netns exec "$ns" "$@"; }
+sed -e 's/^Port .*/Port 22/' -e 's/^ListenAddress .*/ListenAddress 0.0.0.0/' \
+    -e 's/^MaxStartups .*/MaxStartups 4000:30:8000/' -e "s|^PidFile .*|PidFile $dir/h1/fleet.pid|" \
+    "$dir/h1/sshd_config" > "$dir/h1/fleet_config"
+in_ns "${pin_hosts[@]}" "$sshd" -D -f "$dir/h1/fleet_config" -E "$dir/h1/fleet.log" &
+pids+=($!)
+if [ -n "$cpu_root" ]; then echo $! > "$cpu_root/gantry-bench-hosts/cgroup.procs"; fi
+until in_ns python3 -c "import socket,sys; s=socket.create_connection(('127.0.0.1',22),1); sys.exit(0 if s.recv(4)==b'SSH-' else 1)" 2>/dev/null; do :; done
+echo "127.0.*.* $(cut -d' ' -f1,2 "$dir/h1/host_key.pub")" > "$dir/known_hosts"
+printf '  User root\n' >> "$dir/ssh_config"
+
+# Host i's address: 127.0.1.1, 127.0.1.2, … 127.0.1.250, 127.0.2.1, …
+address() { echo "127.0.$(( $1 / 250 + 1 )).$(( $1 % 250 + 1 ))"; }
 
 # The peak RSS (MB) of Gantry and its SSH masters while $1 runs.
 peak_mb() {
@@ -56,23 +76,17 @@ floor() {
     local n=$1 release
     release=r$(date +%s%N)
     git -C "$dir/repo" archive --format=tar HEAD > "$dir/archive.tar"
-    seq -f 'fleet%04g' 0 $((n - 1)) | xargs -P 32 -I{} sh -c \
+    for i in $(seq 0 $((n - 1))); do address "$i"; done | in_ns xargs -P 32 -I{} sh -c \
         "ssh -F '$dir/ssh_config' {} 'd=$dir/floor/{}; mkdir -p \$d/releases/$release && tar -x -C \$d/releases/$release && ln -sfn releases/$release \$d/current.tmp && mv -T \$d/current.tmp \$d/current' < '$dir/archive.tar'"
 }
 
-gantry_deploy() { (cd "$dir/repo" && "$gantry" -q deploy fleet); }
+gantry_deploy() { (cd "$dir/repo" && in_ns "$gantry" -q deploy fleet); }
 
-echo "fleet: one sshd, hosts as ssh_config names, parallel 32; $pinning"
+echo "fleet: one sshd in a network namespace, hosts at 127.0.x.y, parallel 32, $(ssh -V 2>&1 | cut -d, -f1); $pinning"
 echo "| hosts | Gantry wall / CPU | floor wall / CPU | Gantry no-op | Gantry + masters peak MB |"
 echo "|---|---|---|---|---|"
 for n in "${sizes[@]}"; do
-    {
-        for i in $(seq 0 $((n - 1))); do
-            printf 'Host fleet%04d\n  HostName 127.0.0.1\n  Port %s\n  User root\n' "$i" "$port"
-        done
-        cat "$dir/ssh_config.base"
-    } > "$dir/ssh_config"
-    hosts=$(for i in $(seq 0 $((n - 1))); do printf '{ address = "fleet%04d", vars = { hostid = "f%04d" } },' "$i" "$i"; done)
+    hosts=$(for i in $(seq 0 $((n - 1))); do printf '{ address = "%s", vars = { hostid = "f%04d" } },' "$(address "$i")" "$i"; done)
     cat > "$dir/repo/gantry.toml" <<CONF
 [app]
 name = "fleet"

@@ -38,6 +38,27 @@ pub fn raise_open_files() -> Option<u64> {
     limit.current
 }
 
+/// `EMFILE`: this process has no descriptor left.
+pub const EMFILE: i32 = 24;
+
+/// Runs `cmd` to its end (`Command::output`) on a thread that may block;
+/// when no descriptor is free (other hosts' connections hold them), waits
+/// for some to be given back and tries again: 20 ms, doubling to a second,
+/// for a minute at most.
+pub fn output_when_free(cmd: &mut std::process::Command) -> std::io::Result<std::process::Output> {
+    let mut wait = std::time::Duration::from_millis(20);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(EMFILE) && std::time::Instant::now() < until => {
+                std::thread::sleep(wait + crate::base::time::jitter(wait));
+                wait = (wait * 2).min(std::time::Duration::from_secs(1));
+            }
+            done => return done,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

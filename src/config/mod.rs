@@ -8,6 +8,7 @@ mod loader;
 mod raw;
 mod roles;
 mod service;
+mod ssh_scan;
 mod ssh_view;
 mod target;
 mod template;
@@ -191,6 +192,9 @@ pub struct Ssh {
     /// How often a quiet connection is probed; after three unanswered
     /// probes the host counts as cut off.
     pub keepalive: Duration,
+    /// How many connections may be in their handshake at once (sshd's
+    /// `MaxStartups` refuses a larger burst).
+    pub max_concurrent_starts: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -129,6 +129,7 @@ pub struct RawSsh {
     pub known_hosts: Option<S<String>>,
     pub connect_timeout: Option<S<String>>,
     pub keepalive: Option<S<String>>,
+    pub max_concurrent_starts: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

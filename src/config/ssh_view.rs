@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::ssh_scan::{host_patterns, matches_any};
+
 /// How OpenSSH sees a host (`ssh -G`): the user, host name and port it
 /// will connect with, after the ssh_config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,33 @@ pub fn ssh_view(host: &str, config: Option<&Path>) -> Option<SshView> {
         return None;
     }
     parse_ssh_view(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Answers for hosts that no `Host` pattern but `*` matches, from one
+/// `ssh -G`: the user and port are the same for all, the host name is
+/// each one's own (as ssh writes it: lower case) when ssh leaves the
+/// asked one's as it is. Returns the hosts this could not answer for.
+fn views_alike(plain: Vec<String>, config: Option<&Path>, views: &mut SshViews) -> Vec<String> {
+    let Some(first) = plain.first() else {
+        return plain;
+    };
+    let Some(view) = ssh_view(first, config) else {
+        return plain;
+    };
+    if view.hostname != first.to_ascii_lowercase() {
+        return plain;
+    }
+    for host in plain {
+        let hostname = host.to_ascii_lowercase();
+        views.insert(
+            host,
+            Some(SshView {
+                hostname,
+                ..view.clone()
+            }),
+        );
+    }
+    Vec::new()
 }
 
 fn parse_ssh_view(text: &str) -> Option<SshView> {
@@ -67,6 +96,15 @@ pub fn ssh_views(hosts: Vec<String>, config: Option<&Path>) -> SshViews {
     hosts.sort();
     hosts.dedup();
     let mut views = SshViews::new();
+    let hosts = match host_patterns(config) {
+        Some(patterns) => {
+            let (special, plain): (Vec<String>, Vec<String>) =
+                hosts.into_iter().partition(|h| matches_any(h, &patterns));
+            let unanswered = views_alike(plain, config, &mut views);
+            special.into_iter().chain(unanswered).collect()
+        }
+        None => hosts,
+    };
     for chunk in hosts.chunks(16) {
         std::thread::scope(|scope| {
             let asked: Vec<_> = chunk

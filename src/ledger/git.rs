@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::base::limits::output_when_free;
 use crate::error::{Error, GitCause};
 
 pub use crate::model::commit::Commit;
@@ -54,7 +55,7 @@ impl Repo {
                 "user.email=gantry@localhost",
             ]);
         }
-        let out = cmd.args(args).output().map_err(|e| Error::Git {
+        let out = output_when_free(cmd.args(args)).map_err(|e| Error::Git {
             command: format!("git {}", args.join(" ")),
             cause: GitCause::Spawn(e),
         })?;
@@ -70,11 +71,7 @@ impl Repo {
     }
 
     fn git_plain(&self, args: &[&str]) -> Option<String> {
-        Command::new("git")
-            .arg("-C")
-            .arg(&self.dir)
-            .args(args)
-            .output()
+        output_when_free(Command::new("git").arg("-C").arg(&self.dir).args(args))
             .ok()
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
@@ -158,13 +155,14 @@ impl Repo {
             if *sha == commit.sha {
                 return Ok(());
             }
-            let known = Command::new("git")
-                .arg("-C")
-                .arg(&self.dir)
-                .args(["merge-base", "--is-ancestor", &commit.sha, sha])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
+            let known = output_when_free(Command::new("git").arg("-C").arg(&self.dir).args([
+                "merge-base",
+                "--is-ancestor",
+                &commit.sha,
+                sha,
+            ]))
+            .map(|o| o.status.success())
+            .unwrap_or(false);
             if known {
                 return Ok(());
             }
@@ -260,11 +258,7 @@ impl Repo {
     /// Runs `git ARGS` (an archive) and returns what it printed.
     fn archive_with(&self, args: &[String]) -> Result<Vec<u8>, Error> {
         let shown = || args.iter().take(3).cloned().collect::<Vec<_>>().join(" ");
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(&self.dir)
-            .args(args)
-            .output()
+        let out = output_when_free(Command::new("git").arg("-C").arg(&self.dir).args(args))
             .map_err(|e| Error::Git {
                 command: format!("git {}", shown()),
                 cause: GitCause::Spawn(e),

@@ -45,8 +45,9 @@ pub enum HostError {
     },
     /// The connection broke while a command ran.
     Lost(String),
-    /// A local process could not be started.
-    Spawn(String),
+    /// A process on this machine could not be started: what it was and
+    /// why.
+    Spawn { what: &'static str, why: String },
 }
 
 impl std::fmt::Display for HostError {
@@ -54,7 +55,13 @@ impl std::fmt::Display for HostError {
         match self {
             HostError::Connect { message, .. } => write!(f, "cannot connect: {message}"),
             HostError::Lost(m) => write!(f, "connection lost: {m}"),
-            HostError::Spawn(m) => write!(f, "cannot start a local shell: {m}"),
+            HostError::Spawn { what, why } => {
+                write!(f, "cannot start {what} on this machine: {why}")?;
+                if why.contains("(os error 24)") {
+                    write!(f, " (its open-files limit, `ulimit -n`, is too low for this many hosts: raise its hard limit)")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -100,7 +107,7 @@ impl HostError {
                 ..
             } => format!("{}; the connection was refused", key.describe()),
             other if other.dropped() => format!(
-                "{other}\n(the server dropped the connection before the key exchange, again and again: sshd does so past its `MaxStartups` (default 10:30:100) or `PerSourcePenalties`; raise them on the server, or lower `parallel`)"
+                "{other}\n(the server dropped the connection before the key exchange, again and again: sshd does so past its `MaxStartups` (default 10:30:100) or `PerSourcePenalties`; raise them on the server, or lower `ssh.max_concurrent_starts`)"
             ),
             other => other.to_string(),
         };
@@ -232,7 +239,12 @@ async fn run_local(
             match cmd.spawn() {
                 Ok(child) => break child,
                 Err(e) if e.raw_os_error() == Some(EMFILE) && waiting.again().await => {}
-                Err(e) => return Err(HostError::Spawn(e.to_string())),
+                Err(e) => {
+                    return Err(HostError::Spawn {
+                        what: "a shell",
+                        why: e.to_string(),
+                    })
+                }
             }
         }
     };
@@ -243,7 +255,10 @@ async fn run_local(
             let _ = pipe.shutdown().await;
         });
     }
-    let spawn_error = |e: std::io::Error| HostError::Spawn(e.to_string());
+    let spawn_error = |e: std::io::Error| HostError::Spawn {
+        what: "a shell",
+        why: e.to_string(),
+    };
     let (stdout, stderr) = tokio::try_join!(
         drain(child.stdout.take(), Stream::Out, lines),
         drain(child.stderr.take(), Stream::Err, lines)
@@ -335,8 +350,7 @@ fn channels() -> &'static tokio::sync::Semaphore {
     })
 }
 
-/// `EMFILE`: this process has no descriptor left.
-const EMFILE: i32 = 24;
+pub(super) use crate::base::limits::EMFILE;
 
 /// Whether starting a command failed because this process is out of
 /// descriptors (other hosts' channels hold them): nothing ran on the host.
@@ -357,13 +371,13 @@ fn out_of_descriptors(e: &openssh::Error) -> bool {
 /// again: 20 ms, doubling up to a second, with up to as much again at
 /// random, for a minute at most. A run that holds more channels than the
 /// open-files limit allows slows down instead of failing half-way.
-struct DescriptorWait {
+pub(super) struct DescriptorWait {
     wait: std::time::Duration,
     until: std::time::Instant,
 }
 
 impl DescriptorWait {
-    fn new() -> DescriptorWait {
+    pub(super) fn new() -> DescriptorWait {
         DescriptorWait {
             wait: std::time::Duration::from_millis(20),
             until: std::time::Instant::now() + std::time::Duration::from_secs(60),
@@ -371,7 +385,7 @@ impl DescriptorWait {
     }
 
     /// Waits before the next try; `false` once the minute is over.
-    async fn again(&mut self) -> bool {
+    pub(super) async fn again(&mut self) -> bool {
         if std::time::Instant::now() >= self.until {
             return false;
         }
@@ -435,5 +449,17 @@ mod tests {
         );
         assert!(!changed.dropped());
         assert!(!HostError::Lost("Connection reset by peer".into()).dropped());
+    }
+
+    #[test]
+    fn a_connection_dropped_again_and_again_names_the_likely_cause() {
+        let dropped = HostError::Connect {
+            message: "kex_exchange_identification: Connection closed by remote host".into(),
+            host_key: None,
+        };
+        insta::assert_snapshot!(dropped.problem("web1").detail, @r"
+        cannot connect: kex_exchange_identification: Connection closed by remote host
+        (the server dropped the connection before the key exchange, again and again: sshd does so past its `MaxStartups` (default 10:30:100) or `PerSourcePenalties`; raise them on the server, or lower `ssh.max_concurrent_starts`)
+        ");
     }
 }

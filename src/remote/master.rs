@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::config::Ssh;
 use crate::error::KeyProblem;
 
-use super::host::HostError;
+use super::host::{DescriptorWait, HostError, EMFILE};
 
 /// Where to connect: what `ssh` is given besides Gantry's own options.
 pub struct Destination<'a> {
@@ -76,11 +76,24 @@ impl Master {
         }
         // `--` keeps a host name that starts with `-` from being an option.
         cmd.arg("--").arg(to.host);
+        // The handshake: at most `ssh.max_concurrent_starts` at once.
+        let _starting = starts(ssh.max_concurrent_starts).acquire().await;
+        let mut waiting = DescriptorWait::new();
+        let child = loop {
+            match cmd.spawn() {
+                Ok(child) => break child,
+                Err(e) if e.raw_os_error() == Some(EMFILE) && waiting.again().await => {}
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&folder);
+                    return Err(HostError::Spawn {
+                        what: "ssh",
+                        why: e.to_string(),
+                    });
+                }
+            }
+        };
         let mut launching = Launching {
-            child: Some(
-                cmd.spawn()
-                    .map_err(|e| failed(format!("cannot start ssh: {e}")))?,
-            ),
+            child: Some(child),
             folder: Some(folder),
         };
         let status = launching.child.as_mut().expect("just set").wait().await;
@@ -150,6 +163,13 @@ impl Drop for Launching {
 
 /// Closes the master in `folder`, if one listens there, and removes the
 /// folder; left for the watcher when the master does not answer.
+/// The connections in their handshake, for the whole process (one config
+/// per run: the first caller's bound is kept).
+fn starts(bound: usize) -> &'static tokio::sync::Semaphore {
+    static STARTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    STARTS.get_or_init(|| tokio::sync::Semaphore::new(bound.max(1)))
+}
+
 fn close_now(folder: &Path) {
     let socket = folder.join("master");
     if socket.exists() && openssh_mux_client::shutdown_mux_master(&socket).is_err() {

@@ -10,6 +10,12 @@ use super::Loader;
 /// `ssh.connect_timeout` and `ssh.keepalive`: 1s to 10m.
 const SSH_TIMES: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
 
+/// `ssh.max_concurrent_starts` by default (Kamal's figure): a burst that
+/// one sshd (a bastion, hosts behind one address) could not take with its
+/// default `MaxStartups 10:30:100`, and no more key exchanges at once than
+/// the controller's cores can make in a connect timeout.
+const MAX_CONCURRENT_STARTS: usize = 30;
+
 impl Loader<'_> {
     pub(super) fn app(
         &self,
@@ -52,6 +58,7 @@ impl Loader<'_> {
                 known_hosts: None,
                 connect_timeout: Duration::from_secs(10),
                 keepalive: Duration::from_secs(5),
+                max_concurrent_starts: MAX_CONCURRENT_STARTS,
             },
             Some(s) => Ssh {
                 config: s.config.map(|p| dir.join(p.get_ref())),
@@ -63,6 +70,10 @@ impl Loader<'_> {
                 keepalive: match s.keepalive {
                     Some(t) => self.duration(&t, "ssh.keepalive", SSH_TIMES)?,
                     None => Duration::from_secs(5),
+                },
+                max_concurrent_starts: match s.max_concurrent_starts {
+                    Some(n) => self.positive(&n, "ssh.max_concurrent_starts", 1)? as usize,
+                    None => MAX_CONCURRENT_STARTS,
                 },
             },
         })
