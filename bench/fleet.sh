@@ -8,8 +8,9 @@
 # time, one fresh connection per host. For each N, in one run, RUNS of
 # each, interleaved: wall seconds and this machine's CPU seconds (the
 # controller's cgroup: the tool and its ssh processes; medians), Gantry's
-# no-op redeploy, and the peak memory of Gantry with its SSH masters during
-# the first deploy (sampled then, so that sampling counts in no timing).
+# no-op redeploy, and the peak memory (PSS) of Gantry with its SSH masters
+# during the first deploy (sampled then, so that sampling counts in no
+# timing).
 # The one sshd stands for N machines, so its `MaxStartups` is raised (each
 # real host would see one connection of the burst). Run as root;
 # BENCH_OPENSSH=PREFIX (see lib.sh) for another OpenSSH on both sides.
@@ -35,7 +36,9 @@ in_ns() { ip netns exec "$ns" "$@"; }
 sed -e 's/^Port .*/Port 22/' -e 's/^ListenAddress .*/ListenAddress 0.0.0.0/' \
     -e 's/^MaxStartups .*/MaxStartups 4000:30:8000/' -e "s|^PidFile .*|PidFile $dir/h1/fleet.pid|" \
     "$dir/h1/sshd_config" > "$dir/h1/fleet_config"
-in_ns "${pin_hosts[@]}" "$sshd" -D -f "$dir/h1/fleet_config" -E "$dir/h1/fleet.log" &
+# Started without the function: `$!` must be sshd itself (`ip` execs it)
+# for the hosts' cgroup to hold it and all it starts.
+ip netns exec "$ns" "${pin_hosts[@]}" "$sshd" -D -f "$dir/h1/fleet_config" -E "$dir/h1/fleet.log" &
 pids+=($!)
 if [ -n "$cpu_root" ]; then echo $! > "$cpu_root/gantry-bench-hosts/cgroup.procs"; fi
 until in_ns python3 -c "import socket,sys; s=socket.create_connection(('127.0.0.1',22),1); sys.exit(0 if s.recv(4)==b'SSH-' else 1)" 2>/dev/null; do :; done
@@ -45,14 +48,17 @@ printf '  User root\n' >> "$dir/ssh_config"
 # Host i's address: 127.0.1.1, 127.0.1.2, … 127.0.1.250, 127.0.2.1, …
 address() { echo "127.0.$(( $1 / 250 + 1 )).$(( $1 % 250 + 1 ))"; }
 
-# The peak RSS (MB) of Gantry and its SSH masters while $1 runs.
+# The peak memory (MB) of Gantry and its SSH masters while $1 runs: the
+# sum of their proportional set sizes (PSS: a page shared by k processes
+# counts 1/k in each, so the libraries all masters map count once).
 peak_mb() {
     local peak=0 now
     "$@" &
     local job=$!
     while kill -0 "$job" 2>/dev/null; do
-        now=$(ps -eo rss=,args= | awk -v g="$gantry" '
-            index($0, g) || index($0, "/gantry-ssh-") { s += $1 } END { print int(s / 1024) }')
+        now=$(ps -eo pid=,args= | awk -v g="$gantry" 'index($0, g) || index($0, "/gantry-ssh-") { print $1 }' \
+            | while read -r pid; do cat "/proc/$pid/smaps_rollup" 2>/dev/null || true; done \
+            | awk '/^Pss:/ { s += $2 } END { print int(s / 1024) }')
         [ "$now" -gt "$peak" ] && peak=$now
         sleep 0.2
     done

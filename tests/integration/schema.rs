@@ -117,13 +117,13 @@ fn names(schema: &Value, out: &mut Vec<String>) {
 
 #[test]
 fn the_schema_accepts_every_config_we_show_and_refuses_wrong_ones() {
-    let readme = std::fs::read_to_string(examples().join("../README.md")).unwrap();
+    let readme = std::fs::read_to_string(examples().join("../docs/config.md")).unwrap();
     let full = readme
         .split("A full example")
         .nth(1)
         .and_then(|rest| rest.split("```toml\n").nth(1))
         .and_then(|block| block.split("```").next())
-        .expect("the README's full example");
+        .expect("docs/config.md's full example");
     for (name, text) in [
         (
             "examples/gantry.example.toml",
@@ -133,7 +133,7 @@ fn the_schema_accepts_every_config_we_show_and_refuses_wrong_ones() {
             "examples/app/gantry.toml",
             std::fs::read_to_string(examples().join("app/gantry.toml")).unwrap(),
         ),
-        ("the README's full example", full.to_string()),
+        ("docs/config.md's full example", full.to_string()),
     ] {
         assert_eq!(errors_of(&text), Vec::<String>::new(), "{name}");
     }

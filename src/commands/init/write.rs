@@ -314,7 +314,7 @@ pub fn django_config(repo: &Path, plan: &Plan) -> String {
     format!(
         r#"# gantry.toml for the Django app `{name}`, written by `gantry init`.
 # Set the hosts and domains below, then: `gantry check`, `gantry setup staging`,
-# `gantry release`. Reference: the README's "Configuration reference".
+# `gantry release`. Reference: Gantry's docs/config.md.
 {requirements}
 [app]
 name = "{name}"
