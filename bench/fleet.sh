@@ -6,11 +6,13 @@
 # health check. Gantry's deploy against the floor, the same work done by
 # plain `git archive | ssh HOST 'mkdir && tar -x && ln && mv'`, 32 at a
 # time, one fresh connection per host. For each N, in one run, RUNS of
-# each, interleaved: wall seconds and this machine's CPU seconds (the
-# controller's cgroup: the tool and its ssh processes; medians), Gantry's
-# no-op redeploy, and the peak memory (PSS) of Gantry with its SSH masters
-# during the first deploy (sampled then, so that sampling counts in no
-# timing).
+# each, interleaved: wall seconds, this machine's CPU seconds (the
+# controller's cgroup: the tool and its ssh processes) and the hosts' CPU
+# seconds (sshd and all it starts; medians), Gantry's no-op redeploy, the
+# time of only connecting to every host (`ssh HOST true`, 32 at a time:
+# the least a no-op that asks each host can take), and the peak memory
+# (PSS) of Gantry with its SSH masters during the first deploy (sampled
+# then, so that sampling counts in no timing).
 # The one sshd stands for N machines, so its `MaxStartups` is raised (each
 # real host would see one connection of the burst). Run as root;
 # BENCH_OPENSSH=PREFIX (see lib.sh) for another OpenSSH on both sides.
@@ -66,14 +68,16 @@ peak_mb() {
     echo "$peak" > "$dir/peak"
 }
 
-# Wall seconds and controller CPU seconds of "$@", into $wall and $cpu.
+# Wall seconds, controller CPU seconds and the hosts' CPU seconds of "$@",
+# into $wall, $cpu and $hcpu.
 measure() {
-    local c0 c1 s e
-    c0=$(cpu_ms ctl); s=$(date +%s.%N)
+    local c0 c1 h0 h1 s e
+    c0=$(cpu_ms ctl); h0=$(cpu_ms hosts); s=$(date +%s.%N)
     "$@"
-    e=$(date +%s.%N); c1=$(cpu_ms ctl)
+    e=$(date +%s.%N); c1=$(cpu_ms ctl); h1=$(cpu_ms hosts)
     wall=$(python3 -c "print(round($e - $s, 2))")
     cpu=$(python3 -c "print(round((${c1:-0} - ${c0:-0}) / 1000, 2))")
+    hcpu=$(python3 -c "print(round((${h1:-0} - ${h0:-0}) / 1000, 2))")
 }
 
 # The floor: the commit's archive unpacked into a new release on every
@@ -86,11 +90,19 @@ floor() {
         "ssh -F '$dir/ssh_config' {} 'd=$dir/floor/{}; mkdir -p \$d/releases/$release && tar -x -C \$d/releases/$release && ln -sfn releases/$release \$d/current.tmp && mv -T \$d/current.tmp \$d/current' < '$dir/archive.tar'"
 }
 
+# What no tool that asks each host over a new connection can beat: one
+# `ssh HOST true` per host, 32 at a time (a no-op's floor).
+connect_only() {
+    local n=$1
+    for i in $(seq 0 $((n - 1))); do address "$i"; done | in_ns xargs -P 32 -I{} \
+        ssh -F "$dir/ssh_config" {} true
+}
+
 gantry_deploy() { (cd "$dir/repo" && in_ns "$gantry" -q deploy fleet); }
 
 echo "fleet: one sshd in a network namespace, hosts at 127.0.x.y, parallel 32, $(ssh -V 2>&1 | cut -d, -f1); $pinning"
-echo "| hosts | Gantry wall / CPU | floor wall / CPU | Gantry no-op | Gantry + masters peak MB |"
-echo "|---|---|---|---|---|"
+echo "| hosts | Gantry wall / CPU / hosts' CPU | floor wall / CPU / hosts' CPU | Gantry no-op | connect only | Gantry + masters peak MB |"
+echo "|---|---|---|---|---|---|"
 for n in "${sizes[@]}"; do
     hosts=$(for i in $(seq 0 $((n - 1))); do printf '{ address = "%s", vars = { hostid = "f%04d" } },' "$(address "$i")" "$i"; done)
     cat > "$dir/repo/gantry.toml" <<CONF
@@ -109,12 +121,13 @@ CONF
     # count in the CPU), and the floor's first.
     peak_mb gantry_deploy
     floor "$n"
-    gw=(); gc=(); fw=(); fc=(); nw=()
+    gw=(); gc=(); gh=(); fw=(); fc=(); fh=(); nw=(); cw=()
     for r in $(seq 1 "$runs"); do
         new_commit "fleet $n run $r"
-        measure gantry_deploy; gw+=("$wall"); gc+=("$cpu")
-        measure floor "$n"; fw+=("$wall"); fc+=("$cpu")
+        measure gantry_deploy; gw+=("$wall"); gc+=("$cpu"); gh+=("$hcpu")
+        measure floor "$n"; fw+=("$wall"); fc+=("$cpu"); fh+=("$hcpu")
         measure gantry_deploy; nw+=("$wall")
+        measure connect_only "$n"; cw+=("$wall")
     done
-    echo "| $n | $(median "${gw[@]}") s / $(median "${gc[@]}") s | $(median "${fw[@]}") s / $(median "${fc[@]}") s | $(median "${nw[@]}") s | $(cat "$dir/peak") |"
+    echo "| $n | $(median "${gw[@]}") s / $(median "${gc[@]}") s / $(median "${gh[@]}") s | $(median "${fw[@]}") s / $(median "${fc[@]}") s / $(median "${fh[@]}") s | $(median "${nw[@]}") s | $(median "${cw[@]}") s | $(cat "$dir/peak") |"
 done
