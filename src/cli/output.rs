@@ -168,6 +168,25 @@ impl Printer {
         self.spinner_or_line(host, text);
     }
 
+    /// A host's step has ended, well or not. Past `fleet::MANY` hosts the
+    /// count line says so, and a failure is named on a line of its own
+    /// (with fewer hosts, each has its line or spinner already).
+    pub fn host_ended(&self, host: &str, step: &str, ok: bool) {
+        if self.verbosity < Verbosity::Normal || self.json || !self.steps.load(Ordering::Relaxed) {
+            return;
+        }
+        let line = match self.fleet.lock().expect("printer lock").as_mut() {
+            Some(fleet) => fleet.ended(host, ok, self.multi.is_some()),
+            None => return,
+        };
+        if !ok {
+            self.line(&printable(&format!("[{host}] {step} failed")));
+        }
+        if let Some(line) = line {
+            self.show_count(&line);
+        }
+    }
+
     /// The count line of many hosts: one spinner, or a line.
     fn show_count(&self, line: &str) {
         match &self.multi {

@@ -3,6 +3,7 @@
 //! in one place, each with its hints on what to do; `warning` words what
 //! went wrong without stopping the command.
 
+mod host_lists;
 mod problem;
 mod put_back;
 mod render;

@@ -3,6 +3,7 @@
 
 use std::fmt::{self, Formatter, Result};
 
+use super::host_lists::{write_problems, write_serving};
 use super::{
     CopyNotUsed, Error, Failure, GitCause, HeldLock, HostProblem, KeyProblem, WrongDatabase,
 };
@@ -218,33 +219,6 @@ impl Error {
     }
 }
 
-/// Each problem on its line; those that differ only by their host (300
-/// hosts that refused the same way) once, naming the first three hosts
-/// and how many more.
-fn write_problems(f: &mut Formatter<'_>, problems: &[HostProblem]) -> Result {
-    let same = |a: &HostProblem, b: &HostProblem| {
-        (&a.step, a.code, &a.command, &a.detail, a.unreachable)
-            == (&b.step, b.code, &b.command, &b.detail, b.unreachable)
-    };
-    let mut groups: Vec<(Vec<&str>, &HostProblem)> = Vec::new();
-    for p in problems {
-        match groups.iter_mut().find(|(_, q)| same(p, q)) {
-            Some((hosts, _)) => hosts.push(&p.host),
-            None => groups.push((vec![&p.host], p)),
-        }
-    }
-    for (hosts, p) in groups {
-        let host = if hosts.len() > 3 {
-            let more = hosts.len() - 3;
-            format!("{} and {more} more", hosts[..3].join(", "))
-        } else {
-            hosts.join(", ")
-        };
-        write!(f, "\n  {}", HostProblem { host, ..p.clone() })?;
-    }
-    Ok(())
-}
-
 fn dirty_tree(f: &mut Formatter<'_>, changes: &[String]) -> Result {
     write!(f, "the work tree has uncommitted changes:")?;
     changes.iter().try_for_each(|c| write!(f, "\n    {c}"))
@@ -413,16 +387,19 @@ fn failed(f: &mut Formatter<'_>, failure: &Failure) -> Result {
         }
         write!(f, "\n  what each host serves now:")?;
     }
-    for (host, release) in serving {
-        match stuck.iter().find(|(h, _)| h == host) {
-            Some((_, new)) => write!(
-                f,
-                "\n    {host}: {new} (the new release: it could not be put back)"
-            )?,
-            None => write!(f, "\n    {host}: {release}")?,
-        }
-    }
-    Ok(())
+    let serving: Vec<(&str, String)> = serving
+        .iter()
+        .map(
+            |(host, release)| match stuck.iter().find(|(h, _)| h == host) {
+                Some((_, new)) => (
+                    host.as_str(),
+                    format!("{new} (the new release: it could not be put back)"),
+                ),
+                None => (host.as_str(), release.clone()),
+            },
+        )
+        .collect();
+    write_serving(f, &serving)
 }
 
 fn failed_hint(failure: &Failure) -> String {

@@ -167,7 +167,7 @@ impl Site {
             Ok(out) => split(&out.stdout, steps.len()),
             Err(_) => (Vec::new(), None),
         };
-        match out {
+        let done = match out {
             Ok(out) if out.success() => Ok(outputs),
             Ok(out) => {
                 // The failed step is the last that started.
@@ -191,7 +191,13 @@ impl Site {
                 problem.unreachable = true;
                 Err(problem)
             }
-        }
+        };
+        let (step, ok) = match &done {
+            Ok(_) => (&steps[steps.len() - 1].name, true),
+            Err(p) => (&p.step, false),
+        };
+        printer.host_ended(self.name(), step, ok);
+        done
     }
 }
 

@@ -155,7 +155,10 @@ impl Site {
             ),
             _ => (format!("{marker}{script}"), stdin.map(<[u8]>::to_vec)),
         };
-        match self.conn.run_with(&script, stdin.as_deref(), lines).await {
+        let ran = self.conn.run_with(&script, stdin.as_deref(), lines).await;
+        let ok = ran.as_ref().is_ok_and(Output::success);
+        printer.host_ended(self.name(), step, ok);
+        match ran {
             Ok(out) => {
                 if out.success() {
                     Ok(out)

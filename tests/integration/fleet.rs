@@ -2,14 +2,14 @@
 //! deployed under a hard limit of 256 open files, where every host's
 //! channel open at once would take about 1,500: commands run as many at a
 //! time as the limit allows, and the deploy is whole, no lock left. Its
-//! progress is counts of hosts per step.
+//! progress is counts of hosts per step, and a host that fails is named.
 
 use crate::harness::Test;
 
-#[test]
-fn three_hundred_hosts_under_256_open_files_deploy_whole() {
-    let n = 300;
-    let t = Test::new().hosts(1).start();
+/// `n` hosts `fleet000`… in the test's ssh_config, all its one sshd, each
+/// with its own site folder (`sites/live/fNNN`), `parallel = 32`, and
+/// `deploy` holding more keys of `[deploy]`.
+fn write_fleet(t: &Test, n: usize, deploy: &str) {
     let (ip, port) = (t.ip(0).to_string(), t.hosts[0].port);
     let ssh_config = t.dir.join("ssh_config");
     let mut ssh = std::fs::read_to_string(&ssh_config).unwrap();
@@ -21,13 +21,64 @@ fn three_hundred_hosts_under_256_open_files_deploy_whole() {
         ));
     }
     std::fs::write(&ssh_config, ssh).unwrap();
-    // No build, no restart, no check: the cost is the hosts'.
     let config = format!(
-        "[app]\nname = \"fleet\"\n\n[ssh]\nconfig = \"{c}\"\n\n[deploy]\npath = \"{d}/sites/{{env}}/{{hostid}}\"\nparallel = 32\n\n[environments.live]\nhosts = [\n{hosts}]\n",
+        "[app]\nname = \"fleet\"\n\n[ssh]\nconfig = \"{c}\"\n\n[deploy]\npath = \"{d}/sites/{{env}}/{{hostid}}\"\nparallel = 32\n{deploy}\n[environments.live]\nhosts = [\n{hosts}]\n",
         c = ssh_config.display(),
         d = t.dir.display(),
     );
     t.write_config(&config);
+}
+
+/// Past 20 hosts a host that fails is named on a line of its own as it
+/// fails, the count line counts the hosts done and failed, and the error
+/// says what the hosts serve in a line per group; nothing is switched
+/// anywhere.
+#[test]
+fn a_host_failing_among_many_is_named_and_counted() {
+    let n = 24;
+    let t = Test::new().hosts(1).start();
+    write_fleet(&t, n, "build = [\"test {hostid} != f007\"]\n");
+    t.commit("A fleet", &[]);
+    let run = t.gantry(&["deploy", "live"]);
+    run.code(1)
+        .stderr_has("[fleet007] build 1/1 failed")
+        // What every host serves: one line, not 24.
+        .stderr_has(
+            "24 hosts, fleet000, fleet001, fleet002 and 21 more: nothing (no release was live)",
+        );
+    let counts: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("[24 hosts] "))
+        .collect();
+    assert!(
+        counts.iter().any(|l| l.contains(" failed")),
+        "no count line counts the failed host\n{}",
+        run.stderr
+    );
+    // No other host is named on a line of its own.
+    let named = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("[fleet"))
+        .count();
+    assert_eq!(named, 1, "{}", run.stderr);
+    for i in 0..n {
+        let site = t.dir.join(format!("sites/live/f{i:03}"));
+        assert!(!site.join("current").exists(), "host {i} was switched");
+        assert!(
+            !site.join(".gantry/lock").exists(),
+            "host {i} is left locked"
+        );
+    }
+}
+
+#[test]
+fn three_hundred_hosts_under_256_open_files_deploy_whole() {
+    let n = 300;
+    let t = Test::new().hosts(1).start();
+    // No build, no restart, no check: the cost is the hosts'.
+    write_fleet(&t, n, "");
     let first = t.commit("A fleet", &[]);
     // Progress is counts of hosts per step, not a line per host and step.
     let run = t.gantry(&["deploy", "live"]);

@@ -1,4 +1,5 @@
-//! The error of a hook that stopped a deploy, and problems on many hosts.
+//! The error of a hook that stopped a deploy, and problems on many hosts
+//! and what they serve.
 
 use insta::assert_snapshot;
 
@@ -49,5 +50,36 @@ fn problems_that_differ_only_by_their_host_are_written_once() {
         reason:
           cannot connect: Permission denied (publickey)
       = help: check that `ssh HOST` works from this machine
+    ");
+}
+
+#[test]
+fn what_many_hosts_serve_is_one_line_per_group() {
+    let old = "20261125T090000.000Z-aaaaaaaa";
+    let mut serving: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("web{i:03}"), old.to_string()))
+        .collect();
+    serving[5].1 = NO_RELEASE.into();
+    serving[9].1 = NO_RELEASE.into();
+    let f = Failure {
+        problems: vec![problem("web007", "restart")],
+        serving,
+        notes: vec![],
+        stuck: vec![("web007".into(), "20261126T100000.000Z-01234567".into())],
+        ..failure()
+    };
+    assert_snapshot!(Error::Failed(Box::new(f)).to_string(), @r"
+    deploy to `live` failed on 1 host
+      web007: restart failed (exit status 3)
+        command: sudo systemctl restart gunicorn
+        output:
+          Job for gunicorn.service failed.
+      these hosts could not be put back and run the new release:
+        web007: 20261126T100000.000Z-01234567
+      what each host serves now:
+        297 hosts, web000, web001, web002 and 294 more: 20261125T090000.000Z-aaaaaaaa
+        2 hosts, web005, web009: nothing (no release was live)
+        1 host, web007: 20261126T100000.000Z-01234567 (the new release: it could not be put back)
+      = help: when the hosts above can be reached, check them with `gantry status live`, clear the lock with `gantry unlock live`, and deploy again (the commit you want everywhere)
     ");
 }
