@@ -117,6 +117,17 @@ pub fn events(repo: &Repo, commit: &str) -> Vec<Event> {
         .collect()
 }
 
+/// Whether this machine's ledger records `env` going live with `commit`
+/// (a deploy or a rollback to it that was done). A hint: the hosts may
+/// have moved on since.
+pub fn went_live(repo: &Repo, env: &str, commit: &str) -> bool {
+    events(repo, commit).iter().any(|e| {
+        e.env == env
+            && e.outcome == Outcome::Ok
+            && matches!(e.event, Action::Deploy | Action::Rollback)
+    })
+}
+
 /// The last passed verification of `env` among `events`.
 pub fn verified<'a>(events: &'a [Event], env: &str) -> Option<&'a Event> {
     events

@@ -76,6 +76,9 @@ pub async fn deploy_env(
         redeploy: options.redeploy,
         maintenance: options.maintenance,
         allow_incompatible: options.allow_incompatible,
+        // What the ledger of this machine says (it is brought up to date
+        // while the hosts are asked): a hint only, the hosts decide.
+        ask_first: !options.redeploy && ledger::went_live(&repo, &env.name, &commit.sha),
     };
     let summary = deploy::deploy(
         config,

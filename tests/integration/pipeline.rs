@@ -538,6 +538,51 @@ fn a_redeploy_runs_four_commands_per_host() {
     assert!(!t.site("staging", 0).join(".gantry/lock").exists());
 }
 
+/// A deploy of what the ledger says went live asks each host what it
+/// serves in one command, without its lock; where a host says otherwise,
+/// or a deploy holds its lock, the deploy goes on as usual.
+#[test]
+fn a_noop_asks_each_host_once_and_takes_no_lock() {
+    let mut t = Test::new().hosts(2).start();
+    t.configure(&[("staging", &[0, 1])]);
+    t.gantry(&["deploy", "staging"]).success();
+    let first = t.current("staging", 0).unwrap();
+    let second = t.commit("Second", &[("NEWS", "2\n")]);
+    t.gantry(&["deploy", "staging"]).success();
+
+    let before = [sessions_started(&t, 0), sessions_started(&t, 1)];
+    t.gantry(&["deploy", "staging"])
+        .success()
+        .stderr_has("already serves");
+    for (i, before) in before.into_iter().enumerate() {
+        assert_eq!(sessions_started(&t, i) - before, 1, "host {i}");
+    }
+
+    // Another run holds the lock: the deploy meets it, as every deploy does.
+    t.gantry(&["lock", "staging", "--reason", "maintenance"])
+        .success();
+    t.gantry(&["deploy", "staging"])
+        .code(4)
+        .stderr_has("maintenance");
+    t.gantry(&["unlock", "staging"]).success();
+
+    // Host 0 was put back by hand: the hosts decide, not the ledger.
+    let site = t.site("staging", 0);
+    let tmp = site.join("current.tmp");
+    std::os::unix::fs::symlink(format!("releases/{first}"), &tmp).unwrap();
+    std::fs::rename(&tmp, site.join("current")).unwrap();
+    let run = t.gantry(&["deploy", "staging"]);
+    run.success();
+    assert!(!run.stderr.contains("already serves"), "{}", run.stderr);
+    for i in 0..2 {
+        assert_eq!(
+            t.get("staging", i, "/health").unwrap().1.trim(),
+            format!("ok {second}"),
+            "host {i}"
+        );
+    }
+}
+
 #[test]
 fn a_finish_that_cannot_record_still_gives_back_the_lock() {
     let mut t = Test::new().hosts(1).start();

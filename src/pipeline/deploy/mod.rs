@@ -1,6 +1,8 @@
 //! A deploy of one commit to one environment, in the phases of the design,
 //! each in its own file and returning what it did:
 //!
+//! - `noop`: when the ledger says the environment went live with the
+//!   commit, every host asked what it serves first, without the lock.
 //! - `start`: every host as soon as it is connected: the lock, then the
 //!   prepare where the host does not serve the commit yet.
 //! - `prepare`: every host, in parallel: upload (only what changed when it
@@ -24,6 +26,7 @@ mod finish;
 mod hooks;
 mod maintenance;
 mod migrate;
+mod noop;
 mod outcome;
 mod plan_rollback;
 mod prepare;
@@ -70,6 +73,9 @@ pub struct Options {
     /// Run migrations that break the serving release even when both serve
     /// at once (`--allow-incompatible`).
     pub allow_incompatible: bool,
+    /// The ledger says the environment went live with the commit: ask the
+    /// hosts what they serve before locking them (`noop`).
+    pub ask_first: bool,
 }
 
 /// The headline of a deploy, printed before connecting.
@@ -109,7 +115,8 @@ pub async fn deploy(
         match hooks::run_here(config, Point::BeforeDeploy, &told(None), printer).await {
             Ok(before) => {
                 let run = (commit, release.as_str());
-                let deployed = deploy_locked(config, env, run, options, go, started, printer);
+                let deployed =
+                    noop::deploy_unless_served(config, env, run, options, go, started, printer);
                 (before, deployed.await)
             }
             Err(e) => (None, Err(e)),
@@ -128,7 +135,7 @@ pub async fn deploy(
 }
 
 /// The deploy from the lock to the unlock.
-async fn deploy_locked(
+pub(super) async fn lock_and_deploy(
     config: &Config,
     env: &Environment,
     (commit, release): (&Commit, &str),
@@ -169,13 +176,7 @@ async fn deploy_locked(
         let sha = Some(commit.sha.as_str());
         let serves = |s: &Site| s.serving_commit.as_deref() == sha;
         if !options.redeploy && sites.iter().all(|s| serves(s) && !s.env_changed) {
-            let serving = sites[0].serving.clone().unwrap_or_default();
-            return Ok::<_, Error>(summary(
-                serving,
-                Rehearsal::NotNeeded,
-                true,
-                Prepared::default(),
-            ));
+            return Ok::<_, Error>(run.noop_summary(sites, commit, started, go.forced));
         }
         let changed: Vec<&str> = sites
             .iter()
@@ -213,11 +214,7 @@ async fn deploy_locked(
     };
     let summary: Summary = locking::while_held(sites, &info, printer, body).await?;
     if summary.noop {
-        printer.headline(&format!(
-            "`{}` already serves {} on every host; nothing to do (`--redeploy` deploys it again)",
-            env.name,
-            commit.short()
-        ));
+        noop::say_noop(env, commit, printer);
     }
     Ok(summary)
 }

@@ -231,6 +231,7 @@ impl Options {
             redeploy: true,
             maintenance: false,
             allow_incompatible: false,
+            ask_first: false,
         }
     }
 }

@@ -203,7 +203,7 @@ impl Run<'_> {
     /// Compares the host's env file with the config's `[env]` (said when
     /// they differ), and notes whether it changed after the app last
     /// started.
-    async fn compare_env_file(&self, site: &mut Site) {
+    pub(super) async fn compare_env_file(&self, site: &mut Site) {
         // Only what a user wrote in `[env]` or `[secrets]`: without them
         // the file is Gantry's own (the database's variable), if any.
         if self.config.setup.env.is_empty() && self.config.setup.secrets.is_empty() {
