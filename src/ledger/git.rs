@@ -78,6 +78,36 @@ impl Repo {
             .filter(|s| !s.is_empty())
     }
 
+    /// Fails unless the folder is in a git repository that git will read.
+    /// Only git's own "not a git repository" says there is none (asked in
+    /// English, whatever the user's locale): any other failure (a
+    /// repository another user owns, git that cannot start for want of a
+    /// descriptor) is told as git said it.
+    fn ensure_repository(&self) -> Result<(), Error> {
+        let args = ["rev-parse", "--git-dir"];
+        let mut cmd = Command::new("git");
+        cmd.arg("-C").arg(&self.dir).args(args).env("LC_ALL", "C");
+        let command = format!("git {}", args.join(" "));
+        let out = output_when_free(&mut cmd).map_err(|e| Error::Git {
+            command: command.clone(),
+            cause: GitCause::Spawn(e),
+        })?;
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        match (
+            out.status.success(),
+            stderr.contains("not a git repository"),
+        ) {
+            (true, _) => Ok(()),
+            (false, true) => Err(Error::NotARepository {
+                dir: self.dir.clone(),
+            }),
+            (false, false) => Err(Error::Git {
+                command,
+                cause: GitCause::Failed { stderr },
+            }),
+        }
+    }
+
     /// Fails when tracked files have uncommitted changes.
     pub fn ensure_clean(&self) -> Result<(), Error> {
         let status = self.git(&["status", "--porcelain", "--untracked-files=no"])?;
@@ -107,11 +137,7 @@ impl Repo {
                 rev: rev.to_string(),
             });
         }
-        if self.git_plain(&["rev-parse", "--git-dir"]).is_none() {
-            return Err(Error::NotARepository {
-                dir: self.dir.clone(),
-            });
-        }
+        self.ensure_repository()?;
         let spec = format!("{rev}^{{commit}}");
         let sha = self
             .git(&["rev-parse", "--verify", "--quiet", &spec])

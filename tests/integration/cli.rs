@@ -346,3 +346,26 @@ fn under_github_actions_hosts_are_grouped_and_errors_annotated() {
     let plain = t.gantry(&["deploy", "staging"]);
     assert!(!plain.stderr.contains("::group::") && !plain.stderr.contains("::error"));
 }
+
+/// A repository git refuses to read (another user owns it) is not "not a
+/// repository": the error is git's own, with its way out.
+#[test]
+fn a_repository_git_will_not_read_is_named_as_git_says() {
+    let mut t = Test::new().hosts(1).start();
+    t.configure(&[("staging", &[0])]);
+    let chown = |owner: &str| {
+        let status = std::process::Command::new("chown")
+            .args(["-R", owner])
+            .arg(&t.repo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    chown("12345:12345");
+    let run = t.gantry(&["deploy", "staging"]);
+    chown("0:0");
+    run.code(5)
+        .stderr_has("`git rev-parse --git-dir` failed: fatal: detected dubious ownership")
+        .stderr_has("safe.directory")
+        .stderr_lacks("not in a git repository");
+}
