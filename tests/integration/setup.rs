@@ -713,28 +713,28 @@ fn a_deploy_says_when_the_env_file_is_not_the_config_and_restarts_when_it_change
     // The config changed, setup not run: said before anything runs; the
     // host's file did not change, so nothing is deployed.
     t.write_config(&config.replace("GREETING = \"hello\"", "GREETING = \"bonjour\""));
-    t.gantry(&["deploy", "staging", &sha])
-        .success()
-        .stderr_has("does not say what the config does for `GREETING`")
+    let differs = "does not say what the config does for `GREETING`";
+    let run = t.gantry(&["deploy", "staging", &sha]);
+    run.success()
+        .stderr_has(differs)
         .stderr_has("`gantry setup staging` writes them")
         .stderr_has("nothing to do");
+    assert_eq!(run.stderr.matches(differs).count(), 1, "{}", run.stderr);
     assert_eq!(pid(), started);
 
-    // The file changed on the host after the app started (by hand): the
-    // commit it serves is deployed again, and the app reads the file.
+    // The file changed on the host after the app started (by hand, to
+    // neither value): the commit it serves is deployed again, the app
+    // reads the file, and the difference is said once.
     let text = std::fs::read_to_string(&env_file).unwrap();
-    std::fs::write(
-        &env_file,
-        text.replace("GREETING=hello", "GREETING=bonjour"),
-    )
-    .unwrap();
-    t.gantry(&["deploy", "staging", &sha])
-        .success()
+    std::fs::write(&env_file, text.replace("GREETING=hello", "GREETING=hola")).unwrap();
+    let run = t.gantry(&["deploy", "staging", &sha]);
+    run.success()
         .stderr_has("The env file changed on")
         .stderr_has("since the app started: deploying");
+    assert_eq!(run.stderr.matches(differs).count(), 1, "{}", run.stderr);
     assert_ne!(pid(), started);
     let environ = std::fs::read(format!("/proc/{}/environ", pid())).unwrap();
-    assert!(String::from_utf8_lossy(&environ).contains("GREETING=bonjour"));
+    assert!(String::from_utf8_lossy(&environ).contains("GREETING=hola"));
     // Read once: the next deploy of the same commit does nothing.
     t.gantry(&["deploy", "staging", &sha])
         .success()

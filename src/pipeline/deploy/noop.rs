@@ -17,7 +17,7 @@ use futures_util::future::join_all;
 use crate::base::shell::quote;
 use crate::cli::output::Printer;
 use crate::config::{Config, Environment};
-use crate::error::Error;
+use crate::error::{Error, Warning};
 use crate::ledger::git::Commit;
 use crate::model::lock::LockInfo;
 use crate::remote::release::read_line;
@@ -92,9 +92,13 @@ impl Run<'_> {
         };
         let asked = join_all(sites.iter_mut().map(|s| self.served_here(s, commit))).await;
         self.printer.finish_hosts();
-        if !asked.into_iter().all(|served| served) {
+        if !asked.iter().all(|(served, _)| *served) {
+            // The deploy compares the env files again, and warns then.
             site::close(sites).await;
             return Ok(Asked::GoOn(go));
+        }
+        for differs in asked.into_iter().filter_map(|(_, warning)| warning) {
+            self.printer.warn(differs);
         }
         let summary = self.noop_summary(&sites, commit, started, go.forced);
         site::close(sites).await;
@@ -102,8 +106,9 @@ impl Run<'_> {
     }
 
     /// Whether `site` serves `commit`, with no lock held and no env file
-    /// changed since its app started; notes what it serves on the site.
-    async fn served_here(&self, site: &mut Site, commit: &Commit) -> bool {
+    /// changed since its app started, and the warning to give if its env
+    /// file differs from the config; notes what it serves on the site.
+    async fn served_here(&self, site: &mut Site, commit: &Commit) -> (bool, Option<Warning>) {
         let current = site.layout.current();
         let script = format!(
             "t=$(readlink {c} 2>/dev/null) && echo \"current ${{t##*/}}\"\n{rev}\n[ -n \"$v\" ] && echo \"revision $v\"\n[ -d {lock} ] && echo locked\ntrue",
@@ -115,17 +120,17 @@ impl Run<'_> {
             .step(self.printer, "what it serves", None, &script, None)
             .await
         else {
-            return false;
+            return (false, None);
         };
         let line = |prefix: &str| out.stdout.lines().find_map(|l| l.strip_prefix(prefix));
         site.serving = line("current ").map(str::to_string);
         site.serving_commit = line("revision ").map(str::to_string);
         let locked = out.stdout.lines().any(|l| l == "locked");
         if locked || site.serving_commit.as_deref() != Some(commit.sha.as_str()) {
-            return false;
+            return (false, None);
         }
-        self.compare_env_file(site).await;
-        !site.env_changed
+        let differs = self.compare_env_file(site).await;
+        (!site.env_changed, differs)
     }
 
     /// The summary of a deploy that found every host serving the commit.

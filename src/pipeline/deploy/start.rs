@@ -181,7 +181,9 @@ impl Run<'_> {
             }
         };
         if taken {
-            self.compare_env_file(&mut site).await;
+            if let Some(differs) = self.compare_env_file(&mut site).await {
+                self.printer.warn(differs);
+            }
         }
         let serves =
             site.serving_commit.as_deref() == Some(commit.sha.as_str()) && !site.env_changed;
@@ -200,14 +202,14 @@ impl Run<'_> {
         HostStart { site, lock, early }
     }
 
-    /// Compares the host's env file with the config's `[env]` (said when
-    /// they differ), and notes whether it changed after the app last
-    /// started.
-    pub(super) async fn compare_env_file(&self, site: &mut Site) {
+    /// Compares the host's env file with the config's `[env]` (the warning
+    /// to give when they differ), and notes whether it changed after the
+    /// app last started.
+    pub(super) async fn compare_env_file(&self, site: &mut Site) -> Option<Warning> {
         // Only what a user wrote in `[env]` or `[secrets]`: without them
         // the file is Gantry's own (the database's variable), if any.
         if self.config.setup.env.is_empty() && self.config.setup.secrets.is_empty() {
-            return;
+            return None;
         }
         let file = format!("{}/{}", site.layout.shared(), self.config.setup.env_file);
         let lines = env_file::lines(self.config, self.env, &site.spec, &site.layout);
@@ -218,18 +220,16 @@ impl Run<'_> {
             .await
         else {
             // An unreachable host stops the start at its next step.
-            return;
+            return None;
         };
         let compared = env_file::parse(&out.stdout);
         site.env_changed = compared.changed;
-        if compared.missing || !compared.differs.is_empty() {
-            self.printer.warn(Warning::EnvFileDiffers {
-                host: site.name().to_string(),
-                env: self.env.name.clone(),
-                file,
-                names: compared.differs,
-            });
-        }
+        (compared.missing || !compared.differs.is_empty()).then(|| Warning::EnvFileDiffers {
+            host: site.name().to_string(),
+            env: self.env.name.clone(),
+            file,
+            names: compared.differs,
+        })
     }
 
     /// Connects to one host and, once the gate is open and (for any host
