@@ -5,9 +5,9 @@
 //! command, what it serves and whether a deploy holds its lock: if every
 //! host serves the commit, none is locked and no env file changed since
 //! its app started, the deploy did nothing and no lock was taken or given
-//! back (one command per host instead of two). Otherwise the connections
-//! are closed and the deploy starts as usual, locking every host; a
-//! concurrent deploy is then met at the lock as ever.
+//! back (one command per host instead of two). Otherwise the deploy starts
+//! as usual, on the same connections (kept for the run), locking every
+//! host; a concurrent deploy is then met at the lock as ever.
 
 use std::future::Future;
 use std::time::Instant;
