@@ -1,6 +1,7 @@
 //! Lists of hosts in an error: problems that differ only by their host
 //! written once, and what each host serves, grouped past `fleet::MANY`
-//! hosts (a thousand lines that say the same say less than one).
+//! hosts (a thousand lines that say the same say less than one), every
+//! host still accounted for.
 
 use std::fmt::{Formatter, Result};
 
@@ -50,8 +51,10 @@ pub(super) fn write_problems(f: &mut Formatter<'_>, problems: &[HostProblem]) ->
 }
 
 /// What each host serves, a line each; past `MANY` hosts, a line per
-/// group of hosts that serve the same, naming the first three and how
-/// many more (`gantry status ENV` names every host).
+/// group of hosts that serve the same, every host named but in the
+/// largest group, which comes last as "the other N hosts" (so the list
+/// stays exact: `web005, web009: nothing …`, then `the other 297 hosts:
+/// …`).
 pub(super) fn write_serving(f: &mut Formatter<'_>, serving: &[(&str, String)]) -> Result {
     if serving.len() <= MANY {
         return serving
@@ -59,10 +62,21 @@ pub(super) fn write_serving(f: &mut Formatter<'_>, serving: &[(&str, String)]) -
             .try_for_each(|(host, what)| write!(f, "\n    {host}: {what}"));
     }
     let items = serving.iter().map(|(host, what)| (*host, what));
-    for (hosts, what) in grouped(items, |a, b| a == b) {
-        let n = hosts.len();
-        let s = if n == 1 { "" } else { "s" };
-        write!(f, "\n    {n} host{s}, {}: {what}", names(&hosts))?;
+    let mut groups = grouped(items, |a, b| a == b);
+    let largest = (0..groups.len())
+        .max_by_key(|&i| (groups[i].0.len(), std::cmp::Reverse(i)))
+        .expect("past MANY hosts there is a group");
+    let (rest, what) = groups.remove(largest);
+    for (hosts, what) in &groups {
+        write!(f, "\n    {}: {what}", hosts.join(", "))?;
     }
-    Ok(())
+    let n = rest.len();
+    match groups.is_empty() {
+        true => write!(f, "\n    all {n} hosts: {what}"),
+        false => write!(
+            f,
+            "\n    the other {n} host{}: {what}",
+            if n == 1 { "" } else { "s" }
+        ),
+    }
 }
