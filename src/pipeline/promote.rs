@@ -68,7 +68,14 @@ pub async fn deploy_env(
         let archive = checked.await.expect("the git checks do not panic")?;
         let (forced, said) = gate(&repo, env, commit, options.force, printer)?;
         let _ = gated.set(said);
-        Ok(deploy::Go { archive, forced })
+        // What the ledger, just brought up to date, says: a hint only,
+        // the hosts decide (`deploy/noop`).
+        let ask_first = !options.redeploy && ledger::went_live(&repo, &env.name, &commit.sha);
+        Ok(deploy::Go {
+            archive,
+            forced,
+            ask_first,
+        })
     };
     let deploy_options = deploy::Options {
         command: options.command.clone(),
@@ -76,9 +83,6 @@ pub async fn deploy_env(
         redeploy: options.redeploy,
         maintenance: options.maintenance,
         allow_incompatible: options.allow_incompatible,
-        // What the ledger of this machine says (it is brought up to date
-        // while the hosts are asked): a hint only, the hosts decide.
-        ask_first: !options.redeploy && ledger::went_live(&repo, &env.name, &commit.sha),
     };
     let summary = deploy::deploy(
         config,

@@ -538,9 +538,10 @@ fn a_redeploy_runs_four_commands_per_host() {
     assert!(!t.site("staging", 0).join(".gantry/lock").exists());
 }
 
-/// A deploy of what the ledger says went live asks each host what it
-/// serves in one command, without its lock; where a host says otherwise,
-/// or a deploy holds its lock, the deploy goes on as usual.
+/// A deploy of what the ledger (fetched from the remote) says went live
+/// asks each host what it serves in one command, without its lock; where
+/// a host says otherwise, or a deploy holds its lock, the deploy goes on
+/// as usual.
 #[test]
 fn a_noop_asks_each_host_once_and_takes_no_lock() {
     let mut t = Test::new().hosts(2).start();
@@ -550,6 +551,14 @@ fn a_noop_asks_each_host_once_and_takes_no_lock() {
     let second = t.commit("Second", &[("NEWS", "2\n")]);
     t.gantry(&["deploy", "staging"]).success();
 
+    // As in a fresh clone (a CI job): this machine has no ledger until
+    // the deploy fetches it from the remote.
+    let notes = std::process::Command::new("git")
+        .args(["update-ref", "-d", "refs/notes/gantry"])
+        .current_dir(&t.repo)
+        .status()
+        .unwrap();
+    assert!(notes.success());
     let before = [sessions_started(&t, 0), sessions_started(&t, 1)];
     t.gantry(&["deploy", "staging"])
         .success()

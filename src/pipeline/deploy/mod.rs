@@ -73,9 +73,6 @@ pub struct Options {
     /// Run migrations that break the serving release even when both serve
     /// at once (`--allow-incompatible`).
     pub allow_incompatible: bool,
-    /// The ledger says the environment went live with the commit: ask the
-    /// hosts what they serve before locking them (`noop`).
-    pub ask_first: bool,
 }
 
 /// The headline of a deploy, printed before connecting.
@@ -115,8 +112,7 @@ pub async fn deploy(
         match hooks::run_here(config, Point::BeforeDeploy, &told(None), printer).await {
             Ok(before) => {
                 let run = (commit, release.as_str());
-                let deployed =
-                    noop::deploy_unless_served(config, env, run, options, go, started, printer);
+                let deployed = lock_and_deploy(config, env, run, options, go, started, printer);
                 (before, deployed.await)
             }
             Err(e) => (None, Err(e)),
@@ -135,7 +131,7 @@ pub async fn deploy(
 }
 
 /// The deploy from the lock to the unlock.
-pub(super) async fn lock_and_deploy(
+async fn lock_and_deploy(
     config: &Config,
     env: &Environment,
     (commit, release): (&Commit, &str),
@@ -150,6 +146,12 @@ pub(super) async fn lock_and_deploy(
     let run = Run::new(config, env, printer, &[], options, &info);
     let (go, sites, early) = match run.start(go, commit, &release, options.redeploy).await? {
         Started::Locked { go, sites, early } => (go, sites, early),
+        Started::Served { go, sites } => {
+            let summary = run.noop_summary(&sites, commit, started, go.forced);
+            site::close(sites).await;
+            noop::say_noop(env, commit, printer);
+            return Ok(summary);
+        }
         Started::Wait { go, sites } => {
             let sites = locking::lock(sites, &env.name, &info, printer).await?;
             (go, sites, Vec::new())

@@ -1,66 +1,27 @@
 //! A deploy of what every host already serves, found without the lock.
 //!
-//! When the ledger says the environment went live with the commit (a CI
-//! job deploying again, say), every host is first asked, in one read-only
-//! command, what it serves and whether a deploy holds its lock: if every
-//! host serves the commit, none is locked and no env file changed since
-//! its app started, the deploy did nothing and no lock was taken or given
-//! back (one command per host instead of two). Otherwise the deploy starts
-//! as usual, on the same connections (kept for the run), locking every
-//! host; a concurrent deploy is then met at the lock as ever.
+//! When the ledger (once git has brought it up to date) says the
+//! environment went live with the commit (a CI job deploying again, say),
+//! every host is first asked, in one read-only command, what it serves and
+//! whether a deploy holds its lock, and no host is locked before every host
+//! has answered (`start`). If every host serves the commit, none is locked
+//! and no env file changed since its app started, the deploy did nothing
+//! and no lock was taken or given back (one command per host instead of
+//! two). Otherwise the start goes on as usual, locking every host; a
+//! concurrent deploy is then met at the lock as ever.
 
-use std::future::Future;
 use std::time::Instant;
-
-use futures_util::future::join_all;
 
 use crate::base::shell::quote;
 use crate::cli::output::Printer;
-use crate::config::{Config, Environment};
-use crate::error::{Error, Warning};
+use crate::config::Environment;
+use crate::error::Warning;
 use crate::ledger::git::Commit;
-use crate::model::lock::LockInfo;
 use crate::remote::release::read_line;
-use crate::remote::site::{self, Site};
+use crate::remote::site::Site;
 
-use super::start::Go;
-use super::{Options, Prepared, Rehearsal, Run, Summary};
-
-/// What asking the hosts found.
-pub(super) enum Asked {
-    /// Every host serves the commit: the deploy's summary.
-    Served(Summary),
-    /// Something is to be done: the deploy goes on with git's word.
-    GoOn(Go),
-}
-
-/// The deploy from the lock to the unlock; when the hosts are asked first
-/// and all serve the commit, no lock at all.
-pub(super) async fn deploy_unless_served(
-    config: &Config,
-    env: &Environment,
-    run: (&Commit, &str),
-    options: &Options,
-    go: impl Future<Output = Result<Go, Error>>,
-    started: Instant,
-    printer: &Printer,
-) -> Result<Summary, Error> {
-    if !options.ask_first || options.redeploy {
-        return super::lock_and_deploy(config, env, run, options, go, started, printer).await;
-    }
-    let info = LockInfo::new(&options.command, None, false);
-    let asking = Run::new(config, env, printer, &[], options, &info);
-    match asking.ask_first(go, run.0, started).await? {
-        Asked::Served(summary) => {
-            say_noop(env, run.0, printer);
-            Ok(summary)
-        }
-        Asked::GoOn(go) => {
-            let go = std::future::ready(Ok(go));
-            super::lock_and_deploy(config, env, run, options, go, started, printer).await
-        }
-    }
-}
+use super::start::{Go, HostStart, Started};
+use super::{Prepared, Rehearsal, Run, Summary};
 
 /// The headline of a deploy that found nothing to do.
 pub(super) fn say_noop(env: &Environment, commit: &Commit, printer: &Printer) {
@@ -72,43 +33,29 @@ pub(super) fn say_noop(env: &Environment, commit: &Commit, printer: &Printer) {
 }
 
 impl Run<'_> {
-    /// Connects to every host while git checks the commit, then asks each
-    /// what it serves, without its lock.
-    pub(super) async fn ask_first(
-        &self,
-        go: impl Future<Output = Result<Go, Error>>,
-        commit: &Commit,
-        started: Instant,
-    ) -> Result<Asked, Error> {
-        let connect = site::connect(self.config, self.env, self.printer);
-        let (go, sites) = tokio::join!(go, connect);
-        let (go, mut sites) = match (go, sites) {
-            (Ok(go), Ok(sites)) => (go, sites),
-            (Err(e), Ok(sites)) => {
-                site::close(sites).await;
-                return Err(e);
+    /// The start's end when every host said it serves the commit: the
+    /// hosts, none of them locked, and each env file's difference from
+    /// the config said.
+    pub(super) fn served(&self, go: Go, starts: Vec<HostStart>) -> Started {
+        let mut sites = Vec::new();
+        for start in starts {
+            if let Some(differs) = start.differs {
+                self.printer.warn(differs);
             }
-            (_, Err(e)) => return Err(e),
-        };
-        let asked = join_all(sites.iter_mut().map(|s| self.served_here(s, commit))).await;
+            sites.extend(start.site.ok());
+        }
         self.printer.finish_hosts();
-        if !asked.iter().all(|(served, _)| *served) {
-            // The deploy compares the env files again, and warns then.
-            site::close(sites).await;
-            return Ok(Asked::GoOn(go));
-        }
-        for differs in asked.into_iter().filter_map(|(_, warning)| warning) {
-            self.printer.warn(differs);
-        }
-        let summary = self.noop_summary(&sites, commit, started, go.forced);
-        site::close(sites).await;
-        Ok(Asked::Served(summary))
+        Started::Served { go, sites }
     }
 
     /// Whether `site` serves `commit`, with no lock held and no env file
     /// changed since its app started, and the warning to give if its env
     /// file differs from the config; notes what it serves on the site.
-    async fn served_here(&self, site: &mut Site, commit: &Commit) -> (bool, Option<Warning>) {
+    pub(super) async fn served_here(
+        &self,
+        site: &mut Site,
+        commit: &Commit,
+    ) -> (bool, Option<Warning>) {
         let current = site.layout.current();
         let script = format!(
             "t=$(readlink {c} 2>/dev/null) && echo \"current ${{t##*/}}\"\n{rev}\n[ -n \"$v\" ] && echo \"revision $v\"\n[ -d {lock} ] && echo locked\ntrue",

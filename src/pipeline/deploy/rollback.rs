@@ -231,7 +231,6 @@ impl Options {
             redeploy: true,
             maintenance: false,
             allow_incompatible: false,
-            ask_first: false,
         }
     }
 }

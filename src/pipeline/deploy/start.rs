@@ -7,7 +7,10 @@
 //! whose name sorts first on its own, the others only once it is taken, so
 //! of two deploys of the same hosts exactly one gets on. A host that serves
 //! the commit already is prepared only once every host is locked (a deploy
-//! of what every host serves does nothing). What stops the start (a host
+//! of what every host serves does nothing). When the ledger says the
+//! environment went live with the commit (`Go::ask_first`), each host is
+//! asked what it serves first, and none is locked before all have
+//! answered: if all serve it, none is locked at all (`noop`). What stops the start (a host
 //! unreachable, a lock held, the gate) puts back what it did: the releases
 //! it prepared are removed and the locks it took given back.
 
@@ -36,6 +39,9 @@ pub struct Go {
     pub archive: Vec<u8>,
     /// The deploy went past the gate (`--force`).
     pub forced: bool,
+    /// The ledger says the environment went live with the commit: each
+    /// host is asked what it serves before any is locked (`noop`).
+    pub ask_first: bool,
 }
 
 /// How the start ended when the deploy goes on.
@@ -50,21 +56,27 @@ pub(super) enum Started {
     /// has time left: everything the start did was put back, and the
     /// locks are to be taken again, all hosts at a time (`locking::lock`).
     Wait { go: Go, sites: Vec<Site> },
+    /// Asked first, every host serves the commit: none was locked.
+    Served { go: Go, sites: Vec<Site> },
 }
 
 /// How far one host's lock got.
 enum Lock {
     NotTried,
+    /// Asked first, the host serves the commit; it was not locked.
+    Served,
     Taken,
     Held(HeldLock),
     Failed(HostProblem),
 }
 
 /// One host at the end of the start.
-struct HostStart {
-    site: Result<Site, HostProblem>,
+pub(super) struct HostStart {
+    pub(super) site: Result<Site, HostProblem>,
     lock: Lock,
     early: Early,
+    /// Asked first: how its env file differs from the config, if it does.
+    pub(super) differs: Option<Warning>,
 }
 
 /// What every host's start shares.
@@ -83,6 +95,10 @@ struct Shared<'s> {
     /// A host could not be reached or locked: the start will be put back,
     /// so no more locks are taken and no more prepares started.
     stopping: watch::Sender<bool>,
+    /// Hosts that have answered whether they serve the commit (or could
+    /// not), and whether all of them do: no host is locked before every
+    /// host has answered, when the hosts are asked first.
+    asked: watch::Sender<(usize, bool)>,
 }
 
 impl Run<'_> {
@@ -108,6 +124,7 @@ impl Run<'_> {
             first: watch::Sender::new(None),
             preparing: Semaphore::new(self.env.parallel.max(1)),
             stopping: watch::Sender::new(false),
+            asked: watch::Sender::new((0, true)),
         };
         let decided = async {
             let result = go.await.map(|go| {
@@ -121,6 +138,12 @@ impl Run<'_> {
         }));
         let (decided, starts) = tokio::join!(decided, starts);
         drop(shared);
+        if starts.iter().all(|s| matches!(s.lock, Lock::Served)) {
+            let go = gone
+                .into_inner()
+                .expect("hosts are asked once the gate opens");
+            return Ok(self.served(go, starts));
+        }
         let Sorted {
             sites,
             taken,
@@ -165,9 +188,9 @@ impl Run<'_> {
         release: &str,
         redeploy: bool,
     ) -> HostStart {
-        let (site, lock) = self.connect_and_lock(spec, first, shared).await;
+        let (site, lock, differs) = self.connect_and_lock(spec, first, shared, commit).await;
         let taken = matches!(lock, Lock::Taken);
-        if !taken {
+        if !taken && !matches!(lock, Lock::Served) {
             shared.stopping.send_replace(true);
         }
         if first {
@@ -177,7 +200,12 @@ impl Run<'_> {
             Ok(site) => site,
             Err(p) => {
                 let (site, early) = (Err(p), None);
-                return HostStart { site, lock, early };
+                return HostStart {
+                    site,
+                    lock,
+                    early,
+                    differs,
+                };
             }
         };
         if taken {
@@ -199,7 +227,12 @@ impl Run<'_> {
             }
         }
         let site = Ok(site);
-        HostStart { site, lock, early }
+        HostStart {
+            site,
+            lock,
+            early,
+            differs,
+        }
     }
 
     /// Compares the host's env file with the config's `[env]` (the warning
@@ -232,17 +265,30 @@ impl Run<'_> {
         })
     }
 
-    /// Connects to one host and, once the gate is open and (for any host
-    /// but the first) the first host's lock is taken, takes its lock.
+    /// Connects to one host and, once the gate is open (and, when the
+    /// hosts are asked first, every host has said it does not all serve the
+    /// commit) and (for any host but the first) the first host's lock is
+    /// taken, takes its lock.
     async fn connect_and_lock(
         &self,
         spec: &HostSpec,
         first: bool,
         shared: &Shared<'_>,
-    ) -> (Result<Site, HostProblem>, Lock) {
+        commit: &Commit,
+    ) -> (Result<Site, HostProblem>, Lock, Option<Warning>) {
+        // Every host answers once, whatever becomes of it, so that no
+        // host waits for an answer that never comes.
+        let answer = |served: bool| {
+            shared
+                .asked
+                .send_modify(|(n, all)| (*n, *all) = (*n + 1, *all && served));
+        };
         let mut site = match shared.connecting.site(spec).await {
             Ok(site) => site,
-            Err(p) => return (Err(p), Lock::NotTried),
+            Err(p) => {
+                answer(false);
+                return (Err(p), Lock::NotTried, None);
+            }
         };
         let open = |rx: &watch::Receiver<Option<bool>>| {
             let mut rx = rx.clone();
@@ -253,11 +299,26 @@ impl Run<'_> {
                 )
             }
         };
-        if !open(&shared.gate).await
-            || (!first && !open(&shared.first.subscribe()).await)
-            || *shared.stopping.borrow()
-        {
-            return (Ok(site), Lock::NotTried);
+        if !open(&shared.gate).await {
+            answer(false);
+            return (Ok(site), Lock::NotTried, None);
+        }
+        if shared.go.get().is_some_and(|go| go.ask_first) {
+            let (served, warning) = self.served_here(&mut site, commit).await;
+            answer(served);
+            let hosts = self.env.hosts.len();
+            let mut asked = shared.asked.subscribe();
+            let all = asked.wait_for(|(n, _)| *n == hosts).await.map(|a| a.1);
+            if all.unwrap_or(false) {
+                return (Ok(site), Lock::Served, warning);
+            }
+            // The deploy compares the env file again once locked, and
+            // warns then.
+        } else {
+            answer(false);
+        }
+        if (!first && !open(&shared.first.subscribe()).await) || *shared.stopping.borrow() {
+            return (Ok(site), Lock::NotTried, None);
         }
         // `--lock-wait` waits at the first host: no other lock is taken
         // meanwhile.
@@ -279,7 +340,7 @@ impl Run<'_> {
                 Err(p) => break Lock::Failed(p),
             }
         };
-        (Ok(site), lock)
+        (Ok(site), lock, None)
     }
 
     /// The error of a start that Ctrl-C or SIGTERM stopped, once what it
@@ -376,7 +437,7 @@ fn sort(env: &str, starts: Vec<HostStart>, decided: Result<(), Error>) -> Sorted
         match start.lock {
             Lock::Held(h) => held.push(h),
             Lock::Failed(p) => problems.push(p),
-            Lock::NotTried | Lock::Taken => {}
+            Lock::NotTried | Lock::Served | Lock::Taken => {}
         }
     }
     let env = env.to_string();
