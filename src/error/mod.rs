@@ -199,6 +199,11 @@ impl Error {
             | Error::NotOnRemote { .. }
             | Error::WrongDatabase(_) => ExitStatus::Usage,
             Error::Git { .. } | Error::Io { .. } => ExitStatus::Error,
+            // Every connection failed on this machine (nothing could be
+            // started): a local error, not an unreachable host.
+            Error::Unreachable { problems, .. } if problems.iter().all(|p| !p.unreachable) => {
+                ExitStatus::Error
+            }
             Error::Unreachable { .. } => ExitStatus::Unreachable,
             Error::Locked { .. } => ExitStatus::Locked,
             Error::Failed(f) => {

@@ -102,11 +102,11 @@ impl Error {
             ),
             Error::Io { path, source } => write!(f, "`{}`: {source}", path.display()),
             Error::Unreachable { env, problems } => {
-                write!(
-                    f,
-                    "cannot reach {} of the hosts of `{env}`; nothing was changed",
-                    problems.len()
-                )?;
+                let n = problems.len();
+                match problems.iter().all(|p| !p.unreachable) {
+                    true => write!(f, "could not connect to {n} of the hosts of `{env}`: this machine could not start what a connection needs; nothing was changed")?,
+                    false => write!(f, "cannot reach {n} of the hosts of `{env}`; nothing was changed")?,
+                }
                 write_problems(f, problems)
             }
             Error::Locked { env, held } => locked(f, env, held),
@@ -159,6 +159,7 @@ impl Error {
             Error::NotOnRemote { remote, .. } => vec![format!("push it first (`git push {remote} HEAD`); Gantry only deploys commits the whole team can see")],
             Error::Unreachable { problems, .. } => match key_help(problems) {
                 Some(help) => hint(help),
+                None if problems.iter().all(|p| !p.unreachable) => hint("raise the limit the reason names on this machine (open files: the hard limit, `ulimit -Hn`, set by `nofile` in /etc/security/limits.conf or `LimitNOFILE=` for a service) and deploy again; docs/fleets.md says how much a fleet needs"),
                 None => hint("check that `ssh HOST` works from this machine"),
             },
             Error::Locked { env, held } => {

@@ -115,7 +115,9 @@ impl HostError {
             host: host.to_string(),
             step: "connect".into(),
             detail,
-            unreachable: true,
+            // A process this machine could not start (out of descriptors)
+            // says nothing of the host: the failure is local.
+            unreachable: !matches!(self, HostError::Spawn { .. }),
             key: match self {
                 HostError::Connect { host_key, .. } => *host_key,
                 _ => None,
@@ -461,5 +463,19 @@ mod tests {
         cannot connect: kex_exchange_identification: Connection closed by remote host
         (the server dropped the connection before the key exchange, again and again: sshd does so past its `MaxStartups` (default 10:30:100) or `PerSourcePenalties`; raise them on the server, or lower `ssh.max_concurrent_starts`)
         ");
+    }
+
+    #[test]
+    fn a_connection_this_machine_could_not_start_is_not_an_unreachable_host() {
+        let spawn = HostError::Spawn {
+            what: "an SSH master",
+            why: "Too many open files (os error 24)".into(),
+        };
+        assert!(!spawn.problem("web1").unreachable);
+        let refused = HostError::Connect {
+            message: "ssh: connect to host web1 port 22: Connection refused".into(),
+            host_key: None,
+        };
+        assert!(refused.problem("web1").unreachable);
     }
 }

@@ -83,3 +83,28 @@ fn what_many_hosts_serve_is_one_line_per_group() {
       = help: when the hosts above can be reached, check them with `gantry status live`, clear the lock with `gantry unlock live`, and deploy again (the commit you want everywhere)
     ");
 }
+
+#[test]
+fn connections_this_machine_could_not_start_are_a_local_error() {
+    let local = |host: &str| {
+        HostProblem {
+        host: host.into(),
+        step: "connect".into(),
+        detail: "cannot start an SSH master on this machine: Too many open files (os error 24) (its open-files limit, `ulimit -n`, is too low for this many hosts: raise its hard limit)".into(),
+        unreachable: false,
+        ..HostProblem::default()
+    }
+    };
+    let e = Error::Unreachable {
+        env: "live".into(),
+        problems: (1..=16).map(|i| local(&format!("web{i:02}"))).collect(),
+    };
+    assert_eq!(e.exit_status(), ExitStatus::Error);
+    assert_snapshot!(e.to_string(), @r"
+    could not connect to 16 of the hosts of `live`: this machine could not start what a connection needs; nothing was changed
+      web01, web02, web03 and 13 more: connect failed
+        reason:
+          cannot start an SSH master on this machine: Too many open files (os error 24) (its open-files limit, `ulimit -n`, is too low for this many hosts: raise its hard limit)
+      = help: raise the limit the reason names on this machine (open files: the hard limit, `ulimit -Hn`, set by `nofile` in /etc/security/limits.conf or `LimitNOFILE=` for a service) and deploy again; docs/fleets.md says how much a fleet needs
+    ");
+}
