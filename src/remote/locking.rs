@@ -163,22 +163,17 @@ pub async fn take(
     printer: &Printer,
 ) -> Result<Option<HeldLock>, HostProblem> {
     let script = format!(
-        "{}\nt=$(readlink {c} 2>/dev/null) && echo \"current ${{t##*/}}\"\n{rev}\n[ -n \"$v\" ] && echo \"revision $v\"\n{src}\n[ -n \"$s\" ] && echo \"source $s\"\ntrue",
+        "{}\n{}\n{src}\n[ -n \"$s\" ] && echo \"source $s\"\ntrue",
         release::lock_script(&site.layout, record),
-        c = crate::base::shell::quote(&site.layout.current()),
-        rev = release::read_line("v", &format!("{}/REVISION", site.layout.current())),
-        src = release::read_line("s", &format!("{}/COMMIT", crate::remote::source::source_dir(&site.layout))),
+        serving_script(&site.layout),
+        src = release::read_line(
+            "s",
+            &format!("{}/COMMIT", crate::remote::source::source_dir(&site.layout))
+        ),
     );
     let out = site.step(printer, "lock", None, &script, None).await?;
-    let line = |prefix: &str| {
-        out.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .map(str::to_string)
-    };
-    site.serving = line("current ");
-    site.serving_commit = line("revision ");
-    site.source_commit = line("source ");
+    note_serving(site, &out.stdout);
+    site.source_commit = line(&out.stdout, "source ");
     let mut lines = out.stdout.lines();
     Ok(match lines.next() {
         Some("acquired") => None,
@@ -187,6 +182,31 @@ pub async fn take(
             info: lines.next().and_then(|l| serde_json::from_str(l).ok()),
         }),
     })
+}
+
+/// Shell lines that print what the host serves: `current RELEASE` and
+/// `revision COMMIT` (what `note_serving` reads).
+pub fn serving_script(layout: &release::Layout) -> String {
+    let current = layout.current();
+    format!(
+        "t=$(readlink {c} 2>/dev/null) && echo \"current ${{t##*/}}\"\n{rev}\n[ -n \"$v\" ] && echo \"revision $v\"",
+        c = crate::base::shell::quote(&current),
+        rev = release::read_line("v", &format!("{current}/REVISION")),
+    )
+}
+
+/// Notes on the site what `serving_script` printed.
+pub fn note_serving(site: &mut Site, stdout: &str) {
+    site.serving = line(stdout, "current ");
+    site.serving_commit = line(stdout, "revision ");
+}
+
+/// The rest of the first line of `stdout` that starts with `prefix`.
+fn line(stdout: &str, prefix: &str) -> Option<String> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map(str::to_string)
 }
 
 /// Takes every site's lock in one fixed order: the `first` host on its

@@ -158,21 +158,6 @@ async fn lock_and_deploy(
         }
     };
     let body = async |sites: &[Site]| {
-        let summary = |release: String, rehearsal, noop, done: Prepared| Summary {
-            env: env.name.clone(),
-            release,
-            commit: commit.sha.clone(),
-            hosts,
-            seconds: started.elapsed().as_secs_f64(),
-            rehearsal,
-            noop,
-            forced: go.forced,
-            per_host: per_host(sites, &done),
-            uploaded: done.uploaded,
-            findings: Vec::new(),
-            migrations: Vec::new(),
-            hooks: Vec::new(),
-        };
         // A deploy of what every host already serves does nothing (the
         // start prepared none of them).
         let sha = Some(commit.sha.as_str());
@@ -208,10 +193,19 @@ async fn lock_and_deploy(
             .map(|p| hooks::ran(p, !warned.contains(&p.key())))
             .collect();
         Ok(Summary {
+            env: env.name.clone(),
+            release: release.clone(),
+            commit: commit.sha.clone(),
+            hosts,
+            seconds: started.elapsed().as_secs_f64(),
+            rehearsal,
+            noop: false,
+            forced: go.forced,
+            per_host: per_host(sites, &done),
+            uploaded: done.uploaded,
             findings,
             migrations,
             hooks,
-            ..summary(release.clone(), rehearsal, false, done)
         })
     };
     let summary: Summary = locking::while_held(sites, &info, printer, body).await?;

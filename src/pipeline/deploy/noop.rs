@@ -17,10 +17,10 @@ use crate::cli::output::Printer;
 use crate::config::Environment;
 use crate::error::Warning;
 use crate::ledger::git::Commit;
-use crate::remote::release::read_line;
+use crate::remote::locking;
 use crate::remote::site::Site;
 
-use super::start::{Go, HostStart, Started};
+use super::start::{Go, HostStart, Lock, Started};
 use super::{Prepared, Rehearsal, Run, Summary};
 
 /// The headline of a deploy that found nothing to do.
@@ -39,7 +39,7 @@ impl Run<'_> {
     pub(super) fn served(&self, go: Go, starts: Vec<HostStart>) -> Started {
         let mut sites = Vec::new();
         for start in starts {
-            if let Some(differs) = start.differs {
+            if let Lock::Served(Some(differs)) = start.lock {
                 self.printer.warn(differs);
             }
             sites.extend(start.site.ok());
@@ -56,12 +56,10 @@ impl Run<'_> {
         site: &mut Site,
         commit: &Commit,
     ) -> (bool, Option<Warning>) {
-        let current = site.layout.current();
         let script = format!(
-            "t=$(readlink {c} 2>/dev/null) && echo \"current ${{t##*/}}\"\n{rev}\n[ -n \"$v\" ] && echo \"revision $v\"\n[ -d {lock} ] && echo locked\ntrue",
-            c = quote(&current),
-            rev = read_line("v", &format!("{current}/REVISION")),
-            lock = quote(&site.layout.lock()),
+            "{}\n[ -d {} ] && echo locked\ntrue",
+            locking::serving_script(&site.layout),
+            quote(&site.layout.lock()),
         );
         let Ok(out) = site
             .step(self.printer, "what it serves", None, &script, None)
@@ -69,9 +67,7 @@ impl Run<'_> {
         else {
             return (false, None);
         };
-        let line = |prefix: &str| out.stdout.lines().find_map(|l| l.strip_prefix(prefix));
-        site.serving = line("current ").map(str::to_string);
-        site.serving_commit = line("revision ").map(str::to_string);
+        locking::note_serving(site, &out.stdout);
         let locked = out.stdout.lines().any(|l| l == "locked");
         if locked || site.serving_commit.as_deref() != Some(commit.sha.as_str()) {
             return (false, None);

@@ -61,10 +61,11 @@ pub(super) enum Started {
 }
 
 /// How far one host's lock got.
-enum Lock {
+pub(super) enum Lock {
     NotTried,
-    /// Asked first, the host serves the commit; it was not locked.
-    Served,
+    /// Asked first, the host serves the commit; it was not locked. How
+    /// its env file differs from the config, if it does.
+    Served(Option<Warning>),
     Taken,
     Held(HeldLock),
     Failed(HostProblem),
@@ -73,10 +74,8 @@ enum Lock {
 /// One host at the end of the start.
 pub(super) struct HostStart {
     pub(super) site: Result<Site, HostProblem>,
-    lock: Lock,
+    pub(super) lock: Lock,
     early: Early,
-    /// Asked first: how its env file differs from the config, if it does.
-    pub(super) differs: Option<Warning>,
 }
 
 /// What every host's start shares.
@@ -138,7 +137,7 @@ impl Run<'_> {
         }));
         let (decided, starts) = tokio::join!(decided, starts);
         drop(shared);
-        if starts.iter().all(|s| matches!(s.lock, Lock::Served)) {
+        if starts.iter().all(|s| matches!(s.lock, Lock::Served(_))) {
             let go = gone
                 .into_inner()
                 .expect("hosts are asked once the gate opens");
@@ -188,9 +187,9 @@ impl Run<'_> {
         release: &str,
         redeploy: bool,
     ) -> HostStart {
-        let (site, lock, differs) = self.connect_and_lock(spec, first, shared, commit).await;
+        let (site, lock) = self.connect_and_lock(spec, first, shared, commit).await;
         let taken = matches!(lock, Lock::Taken);
-        if !taken && !matches!(lock, Lock::Served) {
+        if !taken && !matches!(lock, Lock::Served(_)) {
             shared.stopping.send_replace(true);
         }
         if first {
@@ -200,12 +199,7 @@ impl Run<'_> {
             Ok(site) => site,
             Err(p) => {
                 let (site, early) = (Err(p), None);
-                return HostStart {
-                    site,
-                    lock,
-                    early,
-                    differs,
-                };
+                return HostStart { site, lock, early };
             }
         };
         if taken {
@@ -227,12 +221,7 @@ impl Run<'_> {
             }
         }
         let site = Ok(site);
-        HostStart {
-            site,
-            lock,
-            early,
-            differs,
-        }
+        HostStart { site, lock, early }
     }
 
     /// Compares the host's env file with the config's `[env]` (the warning
@@ -275,7 +264,7 @@ impl Run<'_> {
         first: bool,
         shared: &Shared<'_>,
         commit: &Commit,
-    ) -> (Result<Site, HostProblem>, Lock, Option<Warning>) {
+    ) -> (Result<Site, HostProblem>, Lock) {
         // Every host answers once, whatever becomes of it, so that no
         // host waits for an answer that never comes.
         let answer = |served: bool| {
@@ -287,7 +276,7 @@ impl Run<'_> {
             Ok(site) => site,
             Err(p) => {
                 answer(false);
-                return (Err(p), Lock::NotTried, None);
+                return (Err(p), Lock::NotTried);
             }
         };
         let open = |rx: &watch::Receiver<Option<bool>>| {
@@ -301,7 +290,7 @@ impl Run<'_> {
         };
         if !open(&shared.gate).await {
             answer(false);
-            return (Ok(site), Lock::NotTried, None);
+            return (Ok(site), Lock::NotTried);
         }
         if shared.go.get().is_some_and(|go| go.ask_first) {
             let (served, warning) = self.served_here(&mut site, commit).await;
@@ -310,7 +299,7 @@ impl Run<'_> {
             let mut asked = shared.asked.subscribe();
             let all = asked.wait_for(|(n, _)| *n == hosts).await.map(|a| a.1);
             if all.unwrap_or(false) {
-                return (Ok(site), Lock::Served, warning);
+                return (Ok(site), Lock::Served(warning));
             }
             // The deploy compares the env file again once locked, and
             // warns then.
@@ -318,7 +307,7 @@ impl Run<'_> {
             answer(false);
         }
         if (!first && !open(&shared.first.subscribe()).await) || *shared.stopping.borrow() {
-            return (Ok(site), Lock::NotTried, None);
+            return (Ok(site), Lock::NotTried);
         }
         // `--lock-wait` waits at the first host: no other lock is taken
         // meanwhile.
@@ -340,7 +329,7 @@ impl Run<'_> {
                 Err(p) => break Lock::Failed(p),
             }
         };
-        (Ok(site), lock, None)
+        (Ok(site), lock)
     }
 
     /// The error of a start that Ctrl-C or SIGTERM stopped, once what it
@@ -437,7 +426,7 @@ fn sort(env: &str, starts: Vec<HostStart>, decided: Result<(), Error>) -> Sorted
         match start.lock {
             Lock::Held(h) => held.push(h),
             Lock::Failed(p) => problems.push(p),
-            Lock::NotTried | Lock::Served | Lock::Taken => {}
+            Lock::NotTried | Lock::Served(_) | Lock::Taken => {}
         }
     }
     let env = env.to_string();
